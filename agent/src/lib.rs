@@ -1,0 +1,16 @@
+//! edgewire: a single-threaded WireGuard overlay agent for constrained field devices.
+//!
+//! `core` decides (sans-IO, time passed in); `shell` moves bytes between the TUN device,
+//! the UDP socket and the core; `manifest` is the signed description of the overlay;
+//! `cli` and `commands` are what the operator types.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod core;
+pub mod keys;
+pub mod logger;
+pub mod manifest;
+pub mod prefix;
+pub mod shell;
+pub mod status;
