@@ -78,7 +78,7 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
         IpAddr::V6(a) => {
             let bits = u128::from(a);
             let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
-            IpAddr::from(std::net::Ipv4Addr::from(bits & m))
+            IpAddr::from(std::net::Ipv6Addr::from(bits & m))
         }
     }
 }
