@@ -1,0 +1,233 @@
+//! The node: this device's peers, its routing table, and the inputs and outputs of the
+//! core.
+//!
+//! Drive it like quinn-proto's `Connection`: feed an input (`handle_tun`, `handle_udp`,
+//! `handle_timeout`, `apply`), then drain `poll_transmit` until it is empty (handing each
+//! buffer back with `recycle`), then ask `poll_timeout` when to call `handle_timeout`.
+//! The node never reads the clock: `now` is always an argument.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::keys::{PrivateKey, PublicKey};
+use crate::prefix::Prefix;
+
+use super::packet;
+use super::path::Transmit;
+use super::peer::{Outbox, Peer, PeerConfig};
+use super::routes::RouteTable;
+use super::session::{self, MessageKind};
+
+/// Packets the node dropped, by reason. Each one is also logged at debug.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drops {
+    /// From the TUN device, to an address no peer's allowed IPs cover.
+    pub no_route: u64,
+    /// Not a WireGuard message, or naming a session we do not have.
+    pub unknown_datagram: u64,
+    /// WireGuard refused it (bad MAC, replay, old timestamp, ...).
+    pub refused: u64,
+}
+
+/// What `apply` changed, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub updated: Vec<String>,
+    /// Peers whose session had to be rebuilt (new preshared key or keepalive).
+    pub rekeyed: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.updated.is_empty()
+            && self.rekeyed.is_empty()
+    }
+}
+
+pub struct Node {
+    key: PrivateKey,
+    peers: BTreeMap<PublicKey, Peer>,
+    by_index: HashMap<u32, PublicKey>,
+    routes: RouteTable,
+    /// Session indexes are 24 bits; the next one to hand out.
+    next_index: u32,
+    out: Outbox,
+    pub drops: Drops,
+}
+
+impl Node {
+    /// `index_seed` is random in the shell, fixed in tests: session indexes start there.
+    pub fn new(key: PrivateKey, index_seed: u32) -> Node {
+        Node {
+            key,
+            peers: BTreeMap::new(),
+            by_index: HashMap::new(),
+            routes: RouteTable::default(),
+            next_index: index_seed & 0x00ff_ffff,
+            out: Outbox::default(),
+            drops: Drops::default(),
+        }
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public_key()
+    }
+
+    pub fn peers(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.values()
+    }
+
+    pub fn peer(&self, key: &PublicKey) -> Option<&Peer> {
+        self.peers.get(key)
+    }
+
+    /// Brings the peer set to `desired`, changing only what differs: an unchanged peer
+    /// keeps its session and endpoint.
+    pub fn apply(&mut self, desired: BTreeMap<PublicKey, PeerConfig>, now: Instant) -> Changes {
+        let mut changes = Changes::default();
+        let gone: Vec<PublicKey> = self
+            .peers
+            .keys()
+            .filter(|k| !desired.contains_key(k))
+            .copied()
+            .collect();
+        for key in gone {
+            if let Some(peer) = self.peers.remove(&key) {
+                self.by_index.remove(&peer.index);
+                changes.removed.push(peer.config.name);
+            }
+        }
+        for (key, config) in desired {
+            match self.peers.get_mut(&key) {
+                Some(peer) if peer.config == config => {}
+                Some(peer) if !peer.needs_new_session(&config) => {
+                    changes.updated.push(config.name.clone());
+                    peer.update(config);
+                }
+                existing => {
+                    let rekey = existing.is_some();
+                    let name = config.name.clone();
+                    self.add_peer(key, config, now);
+                    if rekey {
+                        changes.rekeyed.push(name)
+                    } else {
+                        changes.added.push(name)
+                    }
+                }
+            }
+        }
+        self.rebuild_routes();
+        changes
+    }
+
+    fn add_peer(&mut self, key: PublicKey, config: PeerConfig, now: Instant) {
+        if let Some(old) = self.peers.remove(&key) {
+            self.by_index.remove(&old.index);
+        }
+        let index = self.allocate_index();
+        let mut peer = Peer::new(&self.key, key, config, index, now);
+        // Handshake at once with every peer we can reach, so the first packet does not
+        // wait for one and `status` shows who answers.
+        if peer.path.is_some() {
+            peer.initiate(&mut self.out, now);
+        }
+        self.by_index.insert(index, key);
+        self.peers.insert(key, peer);
+    }
+
+    fn allocate_index(&mut self) -> u32 {
+        loop {
+            let index = self.next_index;
+            self.next_index = (self.next_index + 1) & 0x00ff_ffff;
+            if !self.by_index.contains_key(&index) {
+                return index;
+            }
+        }
+    }
+
+    fn rebuild_routes(&mut self) {
+        self.routes.clear();
+        for (key, peer) in &self.peers {
+            for prefix in &peer.config.allowed_ips {
+                self.routes.insert(*prefix, *key);
+            }
+        }
+    }
+
+    /// Every prefix some peer routes, for the kernel's routing table.
+    pub fn routed_prefixes(&self) -> Vec<Prefix> {
+        let mut all: Vec<Prefix> = self
+            .peers
+            .values()
+            .flat_map(|p| p.config.allowed_ips.iter().map(|a| a.network()))
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// An IP packet read from the TUN device.
+    pub fn handle_tun(&mut self, packet: &[u8], now: Instant) {
+        let Some((_, dst)) = packet::addresses(packet) else {
+            self.drops.unknown_datagram += 1;
+            return;
+        };
+        let Some(peer) = self.routes.lookup(dst).and_then(|k| self.peers.get_mut(&k)) else {
+            self.drops.no_route += 1;
+            log::debug!("no peer routes {dst}: dropped a packet from the TUN device");
+            return;
+        };
+        peer.send_packet(packet, &mut self.out, now);
+    }
+
+    /// A datagram read from the UDP socket.
+    pub fn handle_udp(&mut self, from: SocketAddr, datagram: &[u8], now: Instant) {
+        let key = match MessageKind::of(datagram) {
+            Some(MessageKind::HandshakeInit) => session::initiator_of(datagram, &self.key),
+            Some(_) => MessageKind::receiver_index(datagram)
+                .and_then(|idx| self.by_index.get(&(idx >> 8)).copied()),
+            None => None,
+        };
+        let Some(peer) = key.and_then(|k| self.peers.get_mut(&k)) else {
+            self.drops.unknown_datagram += 1;
+            log::debug!(
+                "dropped a {}-byte datagram from {from}: no peer of ours",
+                datagram.len()
+            );
+            return;
+        };
+        if let Err(e) = peer.receive(from, datagram, &mut self.out, now) {
+            self.drops.refused += 1;
+            log::debug!("peer {}: {e} (from {from})", peer.config.name);
+        }
+    }
+
+    /// Runs the timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for peer in self.peers.values_mut() {
+            peer.tick(&mut self.out, now);
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.transmits.pop_front()
+    }
+
+    /// Hands a transmitted buffer back for reuse.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.out.recycle(buf);
+    }
+
+    /// When `handle_timeout` must next run, and for which peer (for logs and tests).
+    pub fn poll_timeout(&self) -> Option<(Instant, &str)> {
+        self.peers
+            .values()
+            .map(|p| (p.next_tick(), p.config.name.as_str()))
+            .min_by_key(|(t, _)| *t)
+    }
+}

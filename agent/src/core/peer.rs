@@ -1,0 +1,296 @@
+//! One peer: its WireGuard session, the path its datagrams take, its counters, and when
+//! its timers next need to run.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::keys::{PrivateKey, PublicKey};
+use crate::prefix::Prefix;
+
+use super::path::{Destination, Path, Transmit};
+use super::session::{MessageKind, Received, Session, SessionError};
+
+/// While data flows or a handshake is in progress, WireGuard's timers (retransmit after
+/// 5 s, passive keepalive after 10 s, new handshake after 15 s of silence) need checking
+/// about once a second. boringtun's own loop checks every 250 ms; a second of slack on
+/// these 5–15 s timers costs nothing and saves wakeups.
+const ACTIVE_TICK: Duration = Duration::from_secs(1);
+/// Data seen within this window keeps the peer "active": KEEPALIVE (10 s) + REKEY_TIMEOUT
+/// (5 s) + 1 s of slack.
+const ACTIVE_WINDOW: Duration = Duration::from_secs(16);
+/// An idle peer without keepalive still needs its old session keys expired.
+const IDLE_TICK: Duration = Duration::from_secs(60);
+/// A data message without payload (a keepalive) is exactly this long.
+const KEEPALIVE_LEN: usize = 32;
+
+/// What the manifest (after name resolution) says about a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub name: String,
+    pub allowed_ips: Vec<Prefix>,
+    pub endpoints: Vec<SocketAddr>,
+    pub keepalive: Option<u16>,
+    pub preshared_key: Option<[u8; 32]>,
+}
+
+impl PeerConfig {
+    fn keepalive(&self) -> Option<Duration> {
+        self.keepalive
+            .filter(|&k| k > 0)
+            .map(|k| Duration::from_secs(k.into()))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// WireGuard datagram bytes, as `wg show` counts them.
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Handshakes completed with this peer since the session was created.
+    pub handshakes: u64,
+}
+
+/// Output buffers and the transmit queue, kept apart from the peers so a peer can fill
+/// them while borrowed.
+#[derive(Default)]
+pub struct Outbox {
+    pub transmits: VecDeque<Transmit>,
+    pool: Vec<Vec<u8>>,
+}
+
+/// Enough for any datagram of a 1500-byte path; bigger ones grow their buffer.
+const BUFFER_CAPACITY: usize = 2048;
+/// Buffers kept for reuse; more than this in flight are simply freed.
+const POOL_LIMIT: usize = 256;
+
+impl Outbox {
+    pub fn buffer(&mut self) -> Vec<u8> {
+        self.pool
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUFFER_CAPACITY))
+    }
+
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.pool.len() < POOL_LIMIT {
+            buf.clear();
+            self.pool.push(buf);
+        }
+    }
+
+    fn push(&mut self, destination: Destination, payload: Vec<u8>) {
+        self.transmits.push_back(Transmit {
+            destination,
+            payload,
+        });
+    }
+}
+
+pub struct Peer {
+    pub key: PublicKey,
+    pub config: PeerConfig,
+    /// The upper 24 bits of every receiver index the peer uses with us.
+    pub index: u32,
+    session: Session,
+    /// Where datagrams go now; `None` until an endpoint is known.
+    pub path: Option<Path>,
+    pub stats: PeerStats,
+    last_sent: Option<Instant>,
+    last_data: Option<Instant>,
+    handshake_sent: Option<Instant>,
+    next_tick: Instant,
+}
+
+impl Peer {
+    pub fn new(
+        own: &PrivateKey,
+        key: PublicKey,
+        config: PeerConfig,
+        index: u32,
+        now: Instant,
+    ) -> Peer {
+        let session = Session::new(own, key, config.preshared_key, config.keepalive, index);
+        let path = config.endpoints.first().copied().map(Path::Direct);
+        Peer {
+            key,
+            config,
+            index,
+            session,
+            path,
+            stats: PeerStats::default(),
+            last_sent: None,
+            last_data: None,
+            handshake_sent: None,
+            next_tick: now,
+        }
+    }
+
+    /// True when a change of configuration needs a new session: the key material or the
+    /// keepalive boringtun was built with.
+    pub fn needs_new_session(&self, new: &PeerConfig) -> bool {
+        self.config.preshared_key != new.preshared_key || self.config.keepalive != new.keepalive
+    }
+
+    /// Takes a new configuration that keeps the session: allowed IPs and endpoints.
+    pub fn update(&mut self, config: PeerConfig) {
+        // An endpoint learned from authenticated traffic beats the manifest; a manifest
+        // endpoint that was dropped is no longer used.
+        let learned = self
+            .path
+            .is_some_and(|p| !self.config.endpoints.contains(&p.endpoint()));
+        if !learned
+            && self
+                .path
+                .is_none_or(|p| !config.endpoints.contains(&p.endpoint()))
+        {
+            self.path = config.endpoints.first().copied().map(Path::Direct);
+        }
+        self.config = config;
+    }
+
+    pub fn last_handshake(&self) -> Option<Duration> {
+        self.session.time_since_last_handshake()
+    }
+
+    /// Starts a handshake now, so the session is ready before the first packet needs it.
+    pub fn initiate(&mut self, out: &mut Outbox, now: Instant) {
+        let buf = out.buffer();
+        if let Some(datagram) = self.session.initiate(buf) {
+            self.send(datagram, out, now);
+        }
+    }
+
+    /// Encrypts a packet from the TUN device.
+    pub fn send_packet(&mut self, packet: &[u8], out: &mut Outbox, now: Instant) {
+        let buf = out.buffer();
+        if let Some(datagram) = self.session.encapsulate(packet, buf) {
+            self.send(datagram, out, now);
+        }
+        self.last_data = Some(now);
+        self.schedule(now);
+    }
+
+    /// Handles a datagram that names this peer. Returns false when WireGuard refused it.
+    pub fn receive(
+        &mut self,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut Outbox,
+        now: Instant,
+    ) -> Result<(), SessionError> {
+        let kind = MessageKind::of(datagram);
+        let mut replies = Vec::new();
+        let received =
+            self.session
+                .decapsulate(from.ip(), datagram, || out.buffer(), &mut replies)?;
+        self.stats.rx_bytes += datagram.len() as u64;
+        // Authenticated: WireGuard's roaming follows the sender's address. A cookie reply
+        // proves less, so it moves nothing.
+        if kind != Some(MessageKind::CookieReply) {
+            self.roam(from);
+        }
+        match kind {
+            Some(MessageKind::HandshakeResponse) => {
+                self.handshake_sent = None;
+                self.stats.handshakes += 1;
+            }
+            Some(MessageKind::HandshakeInit) => self.stats.handshakes += 1,
+            Some(MessageKind::Data) if datagram.len() > KEEPALIVE_LEN => {
+                self.handshake_sent = None;
+                self.last_data = Some(now);
+            }
+            _ => {}
+        }
+        for reply in replies {
+            self.send(reply, out, now);
+        }
+        if let Received::Packet(packet, src) = received {
+            if self.config.allowed_ips.iter().any(|p| p.contains(src)) {
+                out.push(Destination::Tun, packet);
+            } else {
+                log::debug!(
+                    "peer {}: dropped a packet from {src}, outside its allowed IPs",
+                    self.config.name
+                );
+                out.recycle(packet);
+            }
+        }
+        self.schedule(now);
+        Ok(())
+    }
+
+    fn roam(&mut self, from: SocketAddr) {
+        if self.path.map(|p| p.endpoint()) != Some(from) {
+            match self.path {
+                Some(old) => log::info!(
+                    "peer {}: endpoint moved to {from} (was {})",
+                    self.config.name,
+                    old.endpoint()
+                ),
+                None => log::info!("peer {}: endpoint learned: {from}", self.config.name),
+            }
+            self.path = Some(Path::Direct(from));
+        }
+    }
+
+    pub fn next_tick(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// Runs WireGuard's timers when they are due.
+    pub fn tick(&mut self, out: &mut Outbox, now: Instant) {
+        if now < self.next_tick {
+            return;
+        }
+        match self.session.update_timers(out.buffer()) {
+            Ok(Some(datagram)) => self.send(datagram, out, now),
+            Ok(None) => {}
+            Err(SessionError::Expired) => {
+                self.handshake_sent = None;
+                // A peer with keepalive is one we must stay connected to (a hub behind
+                // which the whole overlay lies): never give up, start over.
+                if self.config.keepalive().is_some() && self.path.is_some() {
+                    log::info!(
+                        "peer {}: no handshake answer for 90 s, trying again",
+                        self.config.name
+                    );
+                    self.initiate(out, now);
+                }
+            }
+            Err(_) => {}
+        }
+        self.schedule(now);
+    }
+
+    /// Picks the next time the timers need a look; see ACTIVE_TICK.
+    fn schedule(&mut self, now: Instant) {
+        let active = self.handshake_sent.is_some()
+            || self
+                .last_data
+                .is_some_and(|t| now.saturating_duration_since(t) < ACTIVE_WINDOW);
+        self.next_tick = if active {
+            now + ACTIVE_TICK
+        } else if let Some(keepalive) = self.config.keepalive() {
+            // boringtun sends the keepalive when `keepalive` has passed since its last one;
+            // a few milliseconds late guarantees the check finds it due.
+            let due = self.last_sent.unwrap_or(now) + keepalive + Duration::from_millis(10);
+            due.max(now + Duration::from_millis(10))
+        } else {
+            now + IDLE_TICK
+        };
+    }
+
+    fn send(&mut self, datagram: Vec<u8>, out: &mut Outbox, now: Instant) {
+        if MessageKind::of(&datagram) == Some(MessageKind::HandshakeInit) {
+            self.handshake_sent.get_or_insert(now);
+        }
+        let Some(path) = self.path else {
+            // No endpoint yet: the peer must reach us first.
+            out.recycle(datagram);
+            return;
+        };
+        self.last_sent = Some(now);
+        self.stats.tx_bytes += datagram.len() as u64;
+        out.push(path.into(), datagram);
+    }
+}

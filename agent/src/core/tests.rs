@@ -1,0 +1,426 @@
+//! Whole-node tests: several nodes with real WireGuard sessions on a simulated network
+//! and a simulated clock. The network delivers every transmit until nothing is left,
+//! within a bounded number of rounds, and can put a node behind a NAT.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::keys::{PrivateKey, PublicKey};
+use crate::manifest::{Manifest, NodeSpec, Role};
+
+use super::packet::ipv4_for_test;
+use super::topology;
+use super::{Destination, Node, PeerConfig};
+
+struct SimNode {
+    node: Node,
+    /// The address the node's socket is bound to.
+    addr: SocketAddr,
+    /// The address its datagrams appear from outside (a NAT's mapping), if different.
+    public: Option<SocketAddr>,
+    /// Packets the node wrote to its TUN device.
+    tun: Vec<Vec<u8>>,
+    /// A hub's kernel forwards packets for other overlay addresses back into the TUN.
+    forwards: bool,
+    own: Vec<[u8; 4]>,
+}
+
+struct Sim {
+    nodes: Vec<SimNode>,
+    now: Instant,
+    /// Datagrams that went nowhere (no node at the address, or a NAT with no mapping).
+    lost: usize,
+}
+
+impl Sim {
+    fn new() -> Sim {
+        Sim {
+            nodes: Vec::new(),
+            now: Instant::now(),
+            lost: 0,
+        }
+    }
+
+    fn add(&mut self, key: PrivateKey, addr: &str, own: [u8; 4]) -> usize {
+        let seed = self.nodes.len() as u32 * 1000;
+        self.nodes.push(SimNode {
+            node: Node::new(key, seed),
+            addr: addr.parse().unwrap(),
+            public: None,
+            tun: Vec::new(),
+            forwards: false,
+            own: vec![own],
+        });
+        self.nodes.len() - 1
+    }
+
+    /// Applies the manifest to every node, as the shell would (endpoints are literal).
+    fn apply(&mut self, manifest: &Manifest) {
+        let now = self.now;
+        for n in &mut self.nodes {
+            let t = topology::plan(manifest, &n.node.public_key()).unwrap();
+            let desired: BTreeMap<PublicKey, PeerConfig> = t
+                .peers
+                .iter()
+                .map(|(k, p)| (*k, p.resolve(|e| e.parse().into_iter().collect())))
+                .collect();
+            n.node.apply(desired, now);
+        }
+    }
+
+    fn send_ping(&mut self, from: usize, src: [u8; 4], dst: [u8; 4]) {
+        let now = self.now;
+        self.nodes[from]
+            .node
+            .handle_tun(&ipv4_for_test(src, dst, 40), now);
+    }
+
+    /// Delivers every transmit until the network is quiet. Returns the rounds taken.
+    fn run(&mut self) -> usize {
+        for round in 0..100 {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                while let Some(t) = self.nodes[i].node.poll_transmit() {
+                    moved = true;
+                    match t.destination {
+                        Destination::Udp(to) => {
+                            let from = self.nodes[i].public.unwrap_or(self.nodes[i].addr);
+                            self.deliver(from, to, &t.payload);
+                        }
+                        Destination::Tun => {
+                            let n = &mut self.nodes[i];
+                            let dst: [u8; 4] = t.payload[16..20].try_into().unwrap();
+                            if n.forwards && !n.own.contains(&dst) {
+                                let now = self.now;
+                                n.node.handle_tun(&t.payload, now);
+                            } else {
+                                n.tun.push(t.payload.clone());
+                            }
+                        }
+                    }
+                    self.nodes[i].node.recycle(t.payload);
+                }
+            }
+            if !moved {
+                return round;
+            }
+        }
+        panic!("the simulated network did not settle in 100 rounds");
+    }
+
+    fn deliver(&mut self, from: SocketAddr, to: SocketAddr, payload: &[u8]) {
+        let now = self.now;
+        // A node behind a NAT is reached only at its public mapping.
+        match self
+            .nodes
+            .iter_mut()
+            .find(|n| n.public.unwrap_or(n.addr) == to)
+        {
+            Some(n) => n.node.handle_udp(from, payload, now),
+            None => self.lost += 1,
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        let now = self.now;
+        for n in &mut self.nodes {
+            n.node.handle_timeout(now);
+        }
+        self.run();
+    }
+
+    fn handshakes(&self, node: usize, peer: &PublicKey) -> u64 {
+        self.nodes[node].node.peer(peer).unwrap().stats.handshakes
+    }
+}
+
+fn spec(key: &PrivateKey, name: &str, role: Role, site: Option<&str>, addr: &str) -> NodeSpec {
+    NodeSpec {
+        name: name.into(),
+        public_key: key.public_key(),
+        role,
+        site: site.map(String::from),
+        addresses: vec![addr.parse().unwrap()],
+        allowed_ips: vec![],
+        endpoints: vec![],
+        keepalive: None,
+        preshared_key: None,
+    }
+}
+
+fn manifest(nodes: Vec<NodeSpec>) -> Manifest {
+    Manifest {
+        network: "lab".into(),
+        serial: 1,
+        overlay: "10.42.0.0/16".parse().unwrap(),
+        expires: None,
+        nodes,
+        relays: vec![],
+    }
+}
+
+/// A hub on a public address and two edges on different sites, each behind a NAT.
+fn hub_and_two_nated_edges() -> (Sim, Manifest, [PrivateKey; 3]) {
+    let keys = [
+        PrivateKey::generate(),
+        PrivateKey::generate(),
+        PrivateKey::generate(),
+    ];
+    let mut sim = Sim::new();
+    let hub = sim.add(keys[0].clone(), "203.0.113.10:51820", [10, 42, 0, 1]);
+    sim.nodes[hub].forwards = true;
+    let a = sim.add(keys[1].clone(), "192.168.1.10:51820", [10, 42, 1, 1]);
+    sim.nodes[a].public = Some("198.51.100.2:40001".parse().unwrap());
+    let b = sim.add(keys[2].clone(), "192.168.2.10:51820", [10, 42, 2, 1]);
+    sim.nodes[b].public = Some("198.51.100.3:40002".parse().unwrap());
+    let mut hub_spec = spec(&keys[0], "hub", Role::Hub, None, "10.42.0.1/32");
+    hub_spec.endpoints = vec!["203.0.113.10:51820".into()];
+    let m = manifest(vec![
+        hub_spec,
+        spec(
+            &keys[1],
+            "dev-a",
+            Role::Edge,
+            Some("site-a"),
+            "10.42.1.1/32",
+        ),
+        spec(
+            &keys[2],
+            "dev-b",
+            Role::Edge,
+            Some("site-b"),
+            "10.42.2.1/32",
+        ),
+    ]);
+    sim.apply(&m);
+    sim.run();
+    (sim, m, keys)
+}
+
+#[test]
+fn edges_behind_nat_handshake_with_the_hub_as_soon_as_the_manifest_is_applied() {
+    let (sim, _, keys) = hub_and_two_nated_edges();
+    assert_eq!(sim.handshakes(1, &keys[0].public_key()), 1);
+    assert_eq!(sim.handshakes(2, &keys[0].public_key()), 1);
+    // The hub learned each edge's NAT mapping from the authenticated handshake.
+    let hub = &sim.nodes[0].node;
+    let endpoint = |k: &PrivateKey| hub.peer(&k.public_key()).unwrap().path.unwrap().endpoint();
+    assert_eq!(endpoint(&keys[1]).to_string(), "198.51.100.2:40001");
+    assert_eq!(endpoint(&keys[2]).to_string(), "198.51.100.3:40002");
+}
+
+#[test]
+fn edge_to_edge_traffic_goes_through_the_hub() {
+    let (mut sim, _, keys) = hub_and_two_nated_edges();
+    assert!(
+        sim.nodes[1].node.peer(&keys[2].public_key()).is_none(),
+        "different sites"
+    );
+    let hub_rx_before = sim.nodes[0]
+        .node
+        .peer(&keys[1].public_key())
+        .unwrap()
+        .stats
+        .rx_bytes;
+    sim.send_ping(1, [10, 42, 1, 1], [10, 42, 2, 1]);
+    sim.run();
+    assert_eq!(sim.nodes[2].tun.len(), 1, "dev-b received the packet");
+    assert_eq!(&sim.nodes[2].tun[0][12..16], &[10, 42, 1, 1]);
+    let hub_rx = sim.nodes[0]
+        .node
+        .peer(&keys[1].public_key())
+        .unwrap()
+        .stats
+        .rx_bytes;
+    assert!(hub_rx > hub_rx_before, "the packet crossed the hub");
+    assert!(sim.nodes[0].tun.is_empty(), "the hub only forwarded it");
+}
+
+#[test]
+fn edges_of_the_same_site_talk_directly() {
+    let keys = [
+        PrivateKey::generate(),
+        PrivateKey::generate(),
+        PrivateKey::generate(),
+    ];
+    let mut sim = Sim::new();
+    sim.add(keys[0].clone(), "203.0.113.10:51820", [10, 42, 0, 1]);
+    sim.add(keys[1].clone(), "192.168.1.10:51820", [10, 42, 1, 1]);
+    sim.add(keys[2].clone(), "192.168.1.11:51820", [10, 42, 1, 2]);
+    let mut hub = spec(&keys[0], "hub", Role::Hub, None, "10.42.0.1/32");
+    hub.endpoints = vec!["203.0.113.10:51820".into()];
+    let mut a = spec(&keys[1], "dev-a", Role::Edge, Some("lab"), "10.42.1.1/32");
+    a.endpoints = vec!["192.168.1.10:51820".into()];
+    let mut b = spec(&keys[2], "dev-b", Role::Edge, Some("lab"), "10.42.1.2/32");
+    b.endpoints = vec!["192.168.1.11:51820".into()];
+    sim.apply(&manifest(vec![hub, a, b]));
+    sim.run();
+    let hub_tx = sim.nodes[1]
+        .node
+        .peer(&keys[0].public_key())
+        .unwrap()
+        .stats
+        .tx_bytes;
+    sim.send_ping(1, [10, 42, 1, 1], [10, 42, 1, 2]);
+    sim.run();
+    assert_eq!(sim.nodes[2].tun.len(), 1);
+    assert_eq!(
+        sim.nodes[1]
+            .node
+            .peer(&keys[0].public_key())
+            .unwrap()
+            .stats
+            .tx_bytes,
+        hub_tx
+    );
+}
+
+#[test]
+fn a_packet_with_a_source_outside_the_peers_allowed_ips_is_dropped() {
+    let (mut sim, _, _) = hub_and_two_nated_edges();
+    // dev-a claims to be 10.42.2.1 (dev-b's address) toward the hub.
+    sim.send_ping(1, [10, 42, 2, 1], [10, 42, 0, 1]);
+    sim.run();
+    assert!(sim.nodes[0].tun.is_empty());
+    // A packet with its own source passes.
+    sim.send_ping(1, [10, 42, 1, 1], [10, 42, 0, 1]);
+    sim.run();
+    assert_eq!(sim.nodes[0].tun.len(), 1);
+}
+
+#[test]
+fn a_packet_no_peer_routes_is_counted_and_dropped() {
+    let (mut sim, _, _) = hub_and_two_nated_edges();
+    sim.send_ping(1, [10, 42, 1, 1], [192, 0, 2, 7]);
+    assert_eq!(sim.run(), 0);
+    assert_eq!(sim.nodes[1].node.drops.no_route, 1);
+}
+
+#[test]
+fn garbage_datagrams_are_counted_and_change_nothing() {
+    let (mut sim, _, keys) = hub_and_two_nated_edges();
+    let from: SocketAddr = "192.0.2.66:9999".parse().unwrap();
+    let now = sim.now;
+    let hub = &mut sim.nodes[0].node;
+    for junk in [
+        &[][..],
+        &[1, 0, 0, 0][..],
+        &[4, 0, 0, 0, 9, 9, 9, 9][..],
+        &[0xff; 200][..],
+        &[1u8; 148][..],
+        &[4u8; 1500][..],
+    ] {
+        hub.handle_udp(from, junk, now);
+    }
+    let mut data = vec![4u8, 0, 0, 0];
+    data.extend_from_slice(&[0u8; 60]);
+    hub.handle_udp(from, &data, now);
+    assert!(hub.poll_transmit().is_none());
+    assert!(hub.drops.unknown_datagram >= 5);
+    let endpoint = hub
+        .peer(&keys[1].public_key())
+        .unwrap()
+        .path
+        .unwrap()
+        .endpoint();
+    assert_eq!(
+        endpoint.to_string(),
+        "198.51.100.2:40001",
+        "garbage must not move an endpoint"
+    );
+}
+
+#[test]
+fn reapplying_a_manifest_keeps_unchanged_sessions_and_updates_the_rest() {
+    let (mut sim, mut m, keys) = hub_and_two_nated_edges();
+    let hub_key = keys[0].public_key();
+    // Drop dev-b, give dev-a a lab subnet.
+    m.serial = 2;
+    m.nodes.pop();
+    m.nodes[1].allowed_ips = vec!["192.168.50.0/24".parse().unwrap()];
+    let now = sim.now;
+    let t = topology::plan(&m, &hub_key).unwrap();
+    let desired = t
+        .peers
+        .iter()
+        .map(|(k, p)| (*k, p.resolve(|_| vec![])))
+        .collect();
+    let changes = sim.nodes[0].node.apply(desired, now);
+    assert_eq!(changes.removed, vec!["dev-b".to_string()]);
+    assert_eq!(changes.updated, vec!["dev-a".to_string()]);
+    assert!(changes.added.is_empty() && changes.rekeyed.is_empty());
+    sim.run();
+    assert_eq!(
+        sim.handshakes(0, &keys[1].public_key()),
+        1,
+        "no new handshake"
+    );
+    assert!(
+        sim.nodes[0]
+            .node
+            .routed_prefixes()
+            .contains(&"192.168.50.0/24".parse().unwrap())
+    );
+    // The learned NAT endpoint survived the update.
+    let p = sim.nodes[0].node.peer(&keys[1].public_key()).unwrap();
+    assert_eq!(p.path.unwrap().endpoint().to_string(), "198.51.100.2:40001");
+    // And traffic still flows on the old session.
+    sim.send_ping(0, [10, 42, 0, 1], [192, 168, 50, 9]);
+    sim.run();
+    assert_eq!(sim.nodes[1].tun.len(), 1);
+}
+
+#[test]
+fn a_new_preshared_key_rebuilds_only_that_session() {
+    let (mut sim, mut m, keys) = hub_and_two_nated_edges();
+    m.nodes[1].preshared_key = Some([7; 32]);
+    sim.apply(&m);
+    sim.run();
+    // dev-a and the hub rebuilt their session; the hub and dev-b did not.
+    assert_eq!(sim.handshakes(2, &keys[0].public_key()), 1);
+    assert_eq!(sim.handshakes(0, &keys[2].public_key()), 1);
+    sim.send_ping(1, [10, 42, 1, 1], [10, 42, 0, 1]);
+    sim.run();
+    assert_eq!(
+        sim.nodes[0].tun.len(),
+        1,
+        "the new session with the PSK works"
+    );
+}
+
+#[test]
+fn an_idle_node_sleeps_until_its_keepalive_is_due() {
+    let (mut sim, _, keys) = hub_and_two_nated_edges();
+    // Data makes the peer active: timers checked every second.
+    sim.send_ping(1, [10, 42, 1, 1], [10, 42, 0, 1]);
+    sim.run();
+    let (t, _) = sim.nodes[1].node.poll_timeout().unwrap();
+    assert_eq!(t - sim.now, Duration::from_secs(1));
+    // After the active window, the next wakeup is the 25 s keepalive toward the hub.
+    for _ in 0..20 {
+        sim.advance(Duration::from_secs(1));
+    }
+    let (t, reason) = sim.nodes[1].node.poll_timeout().unwrap();
+    assert_eq!(reason, "hub");
+    assert!(
+        t - sim.now > Duration::from_secs(3),
+        "no busy tick: next in {:?}",
+        t - sim.now
+    );
+    // The hub has no keepalive toward edges: it sleeps a minute.
+    let (t, _) = sim.nodes[0].node.poll_timeout().unwrap();
+    assert!(t - sim.now >= Duration::from_secs(40));
+    let _ = keys;
+}
+
+#[test]
+fn the_route_table_follows_the_manifest_overlay_to_the_first_hub() {
+    let (sim, _, keys) = hub_and_two_nated_edges();
+    let routes: HashMap<_, _> = [(0, "10.42.0.0/16")].into_iter().collect();
+    let prefixes = sim.nodes[1].node.routed_prefixes();
+    assert!(prefixes.contains(&routes[&0].parse().unwrap()));
+    assert!(prefixes.contains(&"10.42.0.1/32".parse().unwrap()));
+    let _ = keys;
+}
