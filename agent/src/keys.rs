@@ -15,7 +15,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct KeyError(pub String);
 
 fn decode32(s: &str) -> Result<[u8; 32], KeyError> {
-    let bytes = BASE64.decode(s.trim()).map_err(|_| KeyError(s.to_string()))?;
+    let bytes = BASE64
+        .decode(s.trim())
+        .map_err(|_| KeyError(s.to_string()))?;
     bytes.try_into().map_err(|_| KeyError(s.to_string()))
 }
 
@@ -77,7 +79,9 @@ pub struct PrivateKey(boringtun::x25519::StaticSecret);
 
 impl PrivateKey {
     pub fn generate() -> Self {
-        PrivateKey(boringtun::x25519::StaticSecret::random_from_rng(rand_core::OsRng))
+        PrivateKey(boringtun::x25519::StaticSecret::random_from_rng(
+            rand_core::OsRng,
+        ))
     }
 
     pub fn from_base64(s: &str) -> Result<Self, KeyError> {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::keys::{PrivateKey, PublicKey};
+use crate::manifest::Role;
 use crate::prefix::Prefix;
 
 use super::path::{Destination, Path, Transmit};
@@ -28,6 +29,7 @@ const KEEPALIVE_LEN: usize = 32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerConfig {
     pub name: String,
+    pub role: Role,
     pub allowed_ips: Vec<Prefix>,
     pub endpoints: Vec<SocketAddr>,
     pub keepalive: Option<u16>,

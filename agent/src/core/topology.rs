@@ -49,6 +49,7 @@ impl PeerPlan {
         endpoints.dedup();
         PeerConfig {
             name: self.name.clone(),
+            role: self.role,
             allowed_ips: self.allowed_ips.clone(),
             endpoints,
             keepalive: self.keepalive,
