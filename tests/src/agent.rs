@@ -236,13 +236,19 @@ impl Agent {
         self.proc.as_ref().map(Proc::log).unwrap_or_default()
     }
 
-    /// Polls the log until it contains `needle`; returns the matching line.
+    /// Polls the log until it contains `needle`; returns the first matching line.
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.wait_log_line(timeout, |l| l.contains(needle))
+    }
+
+    /// Polls the log until a line satisfies `matches`; returns that line.
+    pub fn wait_log_line(
+        &self,
+        timeout: Duration,
+        mut matches: impl FnMut(&str) -> bool,
+    ) -> Option<String> {
         poll_until(timeout, || {
-            self.log()
-                .lines()
-                .find(|l| l.contains(needle))
-                .map(str::to_owned)
+            self.log().lines().find(|l| matches(l)).map(str::to_owned)
         })
     }
 
