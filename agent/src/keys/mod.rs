@@ -1,7 +1,13 @@
-//! WireGuard keys: the types, their base64 text form, and generation.
+//! WireGuard keys: the types, their base64 text form, generation, and the key file in
+//! the state directory (`store`), written through `files`.
 //!
 //! A private key is never printed or logged: `PrivateKey` has no `Display`, and its
 //! `Debug` hides the bytes.
+
+pub mod files;
+mod store;
+
+pub use store::{PRIVATE_KEY_FILE, create, key_path, load, load_or_create};
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,7 +21,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct KeyError(pub String);
 
 fn decode32(s: &str) -> Result<[u8; 32], KeyError> {
-    let bytes = BASE64.decode(s.trim()).map_err(|_| KeyError(s.to_string()))?;
+    let bytes = BASE64
+        .decode(s.trim())
+        .map_err(|_| KeyError(s.to_string()))?;
     bytes.try_into().map_err(|_| KeyError(s.to_string()))
 }
 
@@ -77,7 +85,9 @@ pub struct PrivateKey(boringtun::x25519::StaticSecret);
 
 impl PrivateKey {
     pub fn generate() -> Self {
-        PrivateKey(boringtun::x25519::StaticSecret::random_from_rng(rand_core::OsRng))
+        PrivateKey(boringtun::x25519::StaticSecret::random_from_rng(
+            rand_core::OsRng,
+        ))
     }
 
     pub fn from_base64(s: &str) -> Result<Self, KeyError> {
