@@ -1,7 +1,13 @@
-//! WireGuard keys: the types, their base64 text form, and generation.
+//! WireGuard keys: the types, their base64 text form, generation, and the key file in
+//! the state directory (`store`), written through `files`.
 //!
 //! A private key is never printed or logged: `PrivateKey` has no `Display`, and its
 //! `Debug` hides the bytes.
+
+pub mod files;
+mod store;
+
+pub use store::{PRIVATE_KEY_FILE, create, key_path, load, load_or_create};
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,0 +1,311 @@
+//! The binary envelope: the bytes that travel from the manifest server to the device.
+//!
+//! ```text
+//! "EWMF" | version u16 LE | payload length u32 LE | postcard payload | Ed25519 signature (64)
+//! ```
+//!
+//! The signature covers every byte before it, header included, so a verified envelope
+//! also proves its format version. Parsing only looks at the fixed header; nothing in
+//! the payload is decoded until a pinned key has verified it. The type states make that
+//! order hard to get wrong: `Envelope::parse` → `verify` → `Verified::decode`.
+
+use ring::signature::{ED25519, UnparsedPublicKey};
+
+use super::signing::NetworkKeyPair;
+use super::{MAX_SIZE, Manifest, ManifestError, NetworkPublicKey};
+
+pub const MAGIC: [u8; 4] = *b"EWMF";
+/// The payload layout `model.rs` describes. A new layout gets a new number and its own
+/// decoder next to the old one.
+pub const FORMAT_VERSION: u16 = 1;
+
+const HEADER_LEN: usize = 4 + 2 + 4;
+const SIGNATURE_LEN: usize = 64;
+
+/// A structurally sound envelope whose signature has not been checked yet.
+#[derive(Debug)]
+pub struct Envelope<'a> {
+    /// Header and payload: what the signature covers.
+    signed: &'a [u8],
+    signature: &'a [u8],
+}
+
+/// An envelope whose signature a trusted key has verified.
+#[derive(Debug)]
+pub struct Verified<'a> {
+    envelope: Envelope<'a>,
+    key: NetworkPublicKey,
+}
+
+impl<'a> Envelope<'a> {
+    /// Checks size, magic, version and lengths; reads nothing of the payload.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, ManifestError> {
+        if bytes.len() > MAX_SIZE {
+            return Err(ManifestError::TooLarge(bytes.len()));
+        }
+        let truncated = |need| ManifestError::Truncated {
+            have: bytes.len(),
+            need,
+        };
+        if bytes.len() < MAGIC.len() {
+            // A prefix of the magic is a cut download; anything else is not ours.
+            return if MAGIC.starts_with(bytes) {
+                Err(truncated(HEADER_LEN + SIGNATURE_LEN))
+            } else {
+                Err(ManifestError::BadMagic)
+            };
+        }
+        if bytes[..4] != MAGIC {
+            return Err(ManifestError::BadMagic);
+        }
+        if bytes.len() < HEADER_LEN {
+            return Err(truncated(HEADER_LEN + SIGNATURE_LEN));
+        }
+        let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+        if version != FORMAT_VERSION {
+            return Err(ManifestError::UnsupportedVersion(version));
+        }
+        let payload_len = u32::from_le_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]) as usize;
+        // Saturating: a hostile length near u32::MAX must not wrap on 32-bit ARM.
+        let need = HEADER_LEN
+            .saturating_add(payload_len)
+            .saturating_add(SIGNATURE_LEN);
+        if bytes.len() < need {
+            return Err(truncated(need));
+        }
+        if bytes.len() > need {
+            return Err(ManifestError::TrailingBytes(bytes.len() - need));
+        }
+        let (signed, signature) = bytes.split_at(need - SIGNATURE_LEN);
+        Ok(Envelope { signed, signature })
+    }
+
+    /// Accepts the envelope when any of `keys` made its signature.
+    pub fn verify(self, keys: &[NetworkPublicKey]) -> Result<Verified<'a>, ManifestError> {
+        let key = keys
+            .iter()
+            .find(|key| {
+                UnparsedPublicKey::new(&ED25519, &key.0)
+                    .verify(self.signed, self.signature)
+                    .is_ok()
+            })
+            .copied()
+            .ok_or(ManifestError::BadSignature)?;
+        Ok(Verified {
+            envelope: self,
+            key,
+        })
+    }
+
+    /// Decodes without a signature check. Only for `edgewire manifest show` without
+    /// `--pubkey`, where the operator is told the signature was not checked.
+    pub fn decode_unverified(&self) -> Result<Manifest, ManifestError> {
+        decode_payload(&self.signed[HEADER_LEN..])
+    }
+}
+
+impl Verified<'_> {
+    /// The pinned key that signed it (one of two during a key rotation).
+    pub fn key(&self) -> NetworkPublicKey {
+        self.key
+    }
+
+    pub fn decode(&self) -> Result<Manifest, ManifestError> {
+        self.envelope.decode_unverified()
+    }
+}
+
+fn decode_payload(payload: &[u8]) -> Result<Manifest, ManifestError> {
+    let (manifest, rest) = postcard::take_from_bytes::<Manifest>(payload)
+        .map_err(|e| ManifestError::Decode(e.to_string()))?;
+    // postcard stops at the end of the value; leftover payload bytes mean the writer
+    // and this reader disagree about the layout.
+    if !rest.is_empty() {
+        return Err(ManifestError::Decode(format!(
+            "{} bytes left over after the manifest; was it built for another layout?",
+            rest.len()
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Encodes `manifest` and signs it. Does not validate: callers validate first so the
+/// operator sees every problem in the source, not an encoding error.
+pub fn seal(manifest: &Manifest, key: &NetworkKeyPair) -> Result<Vec<u8>, ManifestError> {
+    let payload =
+        postcard::to_stdvec(manifest).map_err(|e| ManifestError::Decode(e.to_string()))?;
+    let too_large = ManifestError::TooLarge(HEADER_LEN + payload.len() + SIGNATURE_LEN);
+    if HEADER_LEN + payload.len() + SIGNATURE_LEN > MAX_SIZE {
+        return Err(too_large);
+    }
+    let payload_len = u32::try_from(payload.len()).map_err(|_| too_large)?;
+    let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len() + SIGNATURE_LEN);
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&payload_len.to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    let signature = key.sign(&bytes);
+    bytes.extend_from_slice(&signature);
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures as testdata;
+    use super::*;
+    use crate::manifest::open;
+
+    const GOLDEN: &[u8] = include_bytes!("testdata/lab-v1.ewm");
+
+    fn golden_key() -> NetworkKeyPair {
+        NetworkKeyPair::from_seed(&testdata::SEED)
+    }
+
+    /// Rewrites the golden file when EDGEWIRE_BLESS=1, for a deliberate format change.
+    #[test]
+    fn sealing_the_lab_manifest_gives_the_golden_bytes() {
+        let bytes = seal(&testdata::lab_manifest(), &golden_key()).unwrap();
+        if std::env::var_os("EDGEWIRE_BLESS").is_some() {
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/src/manifest/testdata/lab-v1.ewm"
+            );
+            std::fs::write(path, &bytes).unwrap();
+        }
+        assert_eq!(
+            bytes, GOLDEN,
+            "encoding changed: this breaks every deployed device"
+        );
+    }
+
+    #[test]
+    fn opening_the_golden_bytes_gives_the_lab_manifest() {
+        let manifest = open(GOLDEN, &[golden_key().public_key()]).unwrap();
+        assert_eq!(manifest, testdata::lab_manifest());
+    }
+
+    #[test]
+    fn golden_header_is_magic_version_one_and_payload_length() {
+        assert_eq!(&GOLDEN[..4], b"EWMF");
+        assert_eq!(&GOLDEN[4..6], &[1, 0]);
+        let len = u32::from_le_bytes(GOLDEN[6..10].try_into().unwrap()) as usize;
+        assert_eq!(GOLDEN.len(), 10 + len + 64);
+    }
+
+    #[test]
+    fn one_flipped_payload_bit_is_a_bad_signature() {
+        let mut bytes = GOLDEN.to_vec();
+        bytes[20] ^= 0x01;
+        let err = open(&bytes, &[golden_key().public_key()]).unwrap_err();
+        assert!(matches!(err, ManifestError::BadSignature), "{err}");
+    }
+
+    #[test]
+    fn a_flipped_length_byte_is_refused_before_any_decoding() {
+        let mut bytes = GOLDEN.to_vec();
+        bytes[6] ^= 0x01;
+        let err = open(&bytes, &[golden_key().public_key()]).unwrap_err();
+        assert!(matches!(
+            err,
+            ManifestError::Truncated { .. } | ManifestError::TrailingBytes(_)
+        ));
+    }
+
+    #[test]
+    fn a_manifest_signed_by_another_key_is_a_bad_signature() {
+        let other = NetworkKeyPair::from_seed(&[8; 32]).public_key();
+        let err = open(GOLDEN, &[other]).unwrap_err();
+        assert!(matches!(err, ManifestError::BadSignature));
+        assert!(err.to_string().contains("--manifest-pubkey"));
+    }
+
+    #[test]
+    fn either_of_two_pinned_keys_may_sign_during_a_rotation() {
+        let other = NetworkKeyPair::from_seed(&[8; 32]).public_key();
+        let right = golden_key().public_key();
+        let verified = Envelope::parse(GOLDEN)
+            .unwrap()
+            .verify(&[other, right])
+            .unwrap();
+        assert_eq!(verified.key(), right);
+        assert!(matches!(
+            open(GOLDEN, &[]),
+            Err(ManifestError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn a_truncated_manifest_is_reported_as_truncated() {
+        let key = golden_key().public_key();
+        for len in [0, 2, 9, 10, GOLDEN.len() - 1] {
+            let err = open(&GOLDEN[..len], &[key]).unwrap_err();
+            assert!(
+                matches!(err, ManifestError::Truncated { .. }),
+                "len {len}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_signature_are_refused() {
+        let mut bytes = GOLDEN.to_vec();
+        bytes.push(0);
+        let err = open(&bytes, &[golden_key().public_key()]).unwrap_err();
+        assert!(matches!(err, ManifestError::TrailingBytes(1)));
+    }
+
+    #[test]
+    fn a_version_two_header_asks_for_an_agent_upgrade() {
+        let mut bytes = GOLDEN.to_vec();
+        bytes[4] = 2;
+        let err = open(&bytes, &[golden_key().public_key()]).unwrap_err();
+        assert!(matches!(err, ManifestError::UnsupportedVersion(2)));
+        assert!(err.to_string().contains("upgrade the agent"));
+    }
+
+    #[test]
+    fn other_files_are_not_manifests() {
+        let err = open(b"{\"network\": \"lab\"}", &[]).unwrap_err();
+        assert!(matches!(err, ManifestError::BadMagic));
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_looking_at_it() {
+        let bytes = vec![0u8; MAX_SIZE + 1];
+        assert!(matches!(open(&bytes, &[]), Err(ManifestError::TooLarge(_))));
+    }
+
+    #[test]
+    fn a_huge_declared_length_is_truncated_not_an_allocation() {
+        let mut bytes = GOLDEN[..10].to_vec();
+        bytes[6..10].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            Envelope::parse(&bytes),
+            Err(ManifestError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn payload_bytes_left_over_after_the_manifest_are_a_decode_error() {
+        let key = golden_key();
+        let mut payload = postcard::to_stdvec(&testdata::lab_manifest()).unwrap();
+        payload.push(0);
+        let mut bytes = b"EWMF\x01\x00".to_vec();
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        let signature = key.sign(&bytes);
+        bytes.extend_from_slice(&signature);
+        let err = open(&bytes, &[key.public_key()]).unwrap_err();
+        assert!(matches!(err, ManifestError::Decode(_)), "{err}");
+    }
+
+    #[test]
+    fn a_signed_but_invalid_manifest_is_refused_by_open() {
+        let key = golden_key();
+        let mut manifest = testdata::lab_manifest();
+        manifest.serial = 0;
+        let bytes = seal(&manifest, &key).unwrap();
+        let err = open(&bytes, &[key.public_key()]).unwrap_err();
+        assert!(matches!(err, ManifestError::Invalid(_)), "{err}");
+    }
+}

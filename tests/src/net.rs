@@ -1,0 +1,192 @@
+//! Topology building blocks: veth links, the "internet" (a router with a bridge holding
+//! the gateways of the documentation ranges), and NAT routers with a LAN bridge behind
+//! them.
+
+use std::net::Ipv4Addr;
+
+use crate::host::Host;
+use crate::lab::Lab;
+
+/// How a NAT router maps ports (RFC 4787).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatKind {
+    /// Plain MASQUERADE: keeps the source port when it can (endpoint-independent mapping
+    /// in practice), so UDP hole punching works.
+    Masquerade,
+    /// MASQUERADE `--random-fully`: a random port per connection, close to a symmetric NAT.
+    RandomFully,
+}
+
+/// A veth pair between two hosts; the names are those inside each namespace.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub a_iface: String,
+    pub b_iface: String,
+    /// The addresses (without prefix length) of each end.
+    pub a_addr: String,
+    pub b_addr: String,
+}
+
+impl Link {
+    pub(crate) fn create(a: &Host, b: &Host, a_cidr: &str, b_cidr: &str) -> Link {
+        let (a_iface, b_iface) = veth(a, "eth", b, "eth");
+        a.add_addr(&a_iface, a_cidr);
+        b.add_addr(&b_iface, b_cidr);
+        Link {
+            a_iface,
+            b_iface,
+            a_addr: addr_of(a_cidr).to_string(),
+            b_addr: addr_of(b_cidr).to_string(),
+        }
+    }
+}
+
+/// Creates a veth pair with one end in each namespace, both up. Returns (a end, b end).
+fn veth(a: &Host, a_stem: &str, b: &Host, b_stem: &str) -> (String, String) {
+    let a_iface = a.lab.next_iface(a.netns(), a_stem);
+    let b_iface = b.lab.next_iface(b.netns(), b_stem);
+    a.run(&[
+        "ip",
+        "link",
+        "add",
+        &a_iface,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &b_iface,
+        "netns",
+        b.netns(),
+    ]);
+    a.link_up(&a_iface);
+    b.link_up(&b_iface);
+    (a_iface, b_iface)
+}
+
+/// A bridge `br0` in `host` holding the given gateway addresses.
+fn bridge(host: &Host, cidrs: &[&str]) {
+    host.run(&["ip", "link", "add", "br0", "type", "bridge"]);
+    for cidr in cidrs {
+        host.add_addr("br0", cidr);
+    }
+    host.link_up("br0");
+}
+
+/// Plugs `host` into the bridge `br0` of `switch`; returns `host`'s interface name.
+fn plug(switch: &Host, host: &Host) -> String {
+    let (port, iface) = veth(switch, "p", host, "eth");
+    switch.run(&["ip", "link", "set", &port, "master", "br0"]);
+    iface
+}
+
+/// The public network: one router ("wan") whose bridge carries 192.0.2.1/24,
+/// 198.51.100.1/24 and 203.0.113.1/24 and routes between them.
+pub struct Wan {
+    router: Host,
+}
+
+impl Wan {
+    pub(crate) fn create(lab: &Lab) -> Wan {
+        let router = lab.router("wan");
+        bridge(
+            &router,
+            &["192.0.2.1/24", "198.51.100.1/24", "203.0.113.1/24"],
+        );
+        Wan { router }
+    }
+
+    pub fn router(&self) -> &Host {
+        &self.router
+    }
+
+    /// Gives `host` the public address `cidr` (in one of the three documentation /24s) on
+    /// a new interface, with a default route through the wan. Returns the interface name.
+    pub fn attach(&self, host: &Host, cidr: &str) -> String {
+        let iface = plug(&self.router, host);
+        host.add_addr(&iface, cidr);
+        host.default_route(&gateway_of(cidr).to_string());
+        iface
+    }
+
+    /// A NAT router with public address `public_cidr` on the wan and a LAN bridge with
+    /// address `lan_cidr` (its hosts' gateway), masquerading the LAN.
+    pub fn nat_router(&self, name: &str, public_cidr: &str, lan_cidr: &str) -> NatSite {
+        self.nat_router_with(name, public_cidr, lan_cidr, NatKind::Masquerade)
+    }
+
+    pub fn nat_router_with(
+        &self,
+        name: &str,
+        public_cidr: &str,
+        lan_cidr: &str,
+        kind: NatKind,
+    ) -> NatSite {
+        let router = Host::create(self.router.lab.clone(), name);
+        let uplink = self.attach(&router, public_cidr);
+        bridge(&router, &[lan_cidr]);
+        router.nat(&uplink, kind);
+        NatSite {
+            router,
+            uplink,
+            public_addr: addr_of(public_cidr).to_string(),
+            lan_gateway: addr_of(lan_cidr).to_string(),
+        }
+    }
+}
+
+/// A LAN behind a NAT router.
+pub struct NatSite {
+    pub router: Host,
+    /// The router's interface toward the wan.
+    pub uplink: String,
+    /// The router's public address, the source the outside sees.
+    pub public_addr: String,
+    /// The router's LAN address.
+    pub lan_gateway: String,
+}
+
+impl NatSite {
+    /// A new host on this LAN with address `cidr` and a default route via the router.
+    pub fn host(&self, name: &str, cidr: &str) -> Host {
+        let host = Host::create(self.router.lab.clone(), name);
+        self.attach(&host, cidr);
+        host
+    }
+
+    /// Puts an existing host on this LAN. Returns its interface name.
+    pub fn attach(&self, host: &Host, cidr: &str) -> String {
+        let iface = plug(&self.router, host);
+        host.add_addr(&iface, cidr);
+        host.default_route(&self.lan_gateway);
+        iface
+    }
+}
+
+/// The address part of `a.b.c.d/len`.
+pub(crate) fn addr_of(cidr: &str) -> Ipv4Addr {
+    let addr = cidr.split('/').next().unwrap_or(cidr);
+    addr.parse()
+        .unwrap_or_else(|_| panic!("{cidr:?} is not an IPv4 address in CIDR notation"))
+}
+
+/// The first host address of the subnet of `cidr`: the lab's gateway convention.
+fn gateway_of(cidr: &str) -> Ipv4Addr {
+    let len: u32 = cidr
+        .split_once('/')
+        .and_then(|(_, l)| l.parse().ok())
+        .filter(|l| *l <= 30)
+        .unwrap_or_else(|| panic!("{cidr:?} needs a prefix length of at most /30"));
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    Ipv4Addr::from((u32::from(addr_of(cidr)) & mask) + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_is_the_first_address_of_the_subnet() {
+        assert_eq!(gateway_of("203.0.113.10/24"), Ipv4Addr::new(203, 0, 113, 1));
+        assert_eq!(gateway_of("10.0.0.77/26"), Ipv4Addr::new(10, 0, 0, 65));
+    }
+}

@@ -1,0 +1,175 @@
+//! End-to-end: an edgewire hub on a public address and edgewire edges behind NAT routers.
+//! Edges of different sites reach each other through the hub; edges of one site directly.
+
+use std::time::Duration;
+
+use edgewire_lab::*;
+
+const T: Duration = Duration::from_secs(20);
+
+/// The (rx, tx) bytes a status shows for a peer.
+fn bytes(status: &Status, peer: &str) -> (u64, u64) {
+    let p = status
+        .peer(peer)
+        .unwrap_or_else(|| panic!("no peer {peer} in {status:#?}"));
+    (p.rx_bytes, p.tx_bytes)
+}
+
+fn ping_all(from: &Host, to: &str, count: usize) {
+    for _ in 0..count {
+        from.ping(to, T).unwrap();
+    }
+}
+
+#[test]
+fn edges_of_different_sites_reach_each_other_through_the_hub_and_not_directly() {
+    require_root!();
+    let lab = Lab::new("hub-two-sites");
+    let wan = lab.wan();
+    let hub_host = lab.host("hub");
+    wan.attach(&hub_host, "203.0.113.10/24");
+    hub_host.enable_forwarding();
+    let site_a = wan.nat_router("nat-a", "198.51.100.2/24", "192.168.10.1/24");
+    let site_b = wan.nat_router("nat-b", "192.0.2.2/24", "192.168.20.1/24");
+    let a_host = site_a.host("dev-a", "192.168.10.2/24");
+    let b_host = site_b.host("dev-b", "192.168.20.2/24");
+
+    let mut hub = Agent::new(&hub_host, "hub-1");
+    let mut dev_a = Agent::new(&a_host, "dev-a");
+    let mut dev_b = Agent::new(&b_host, "dev-b");
+    let key = NetworkKey::generate(lab.dir(), "network.key");
+    let manifest = ManifestSource::new("lab", 1)
+        .node(
+            NodeSource::hub("hub-1", hub.public_key(), "10.42.0.1/32")
+                .endpoint("203.0.113.10:51820")
+                .keepalive(25),
+        )
+        .node(NodeSource::edge(
+            "dev-a",
+            dev_a.public_key(),
+            "site-a",
+            "10.42.1.1/32",
+        ))
+        .node(NodeSource::edge(
+            "dev-b",
+            dev_b.public_key(),
+            "site-b",
+            "10.42.2.1/32",
+        ))
+        .build(&key, lab.dir(), "manifest");
+    let url = manifest.to_string_lossy();
+    for agent in [&mut hub, &mut dev_a, &mut dev_b] {
+        agent.start(&url, &key.public);
+    }
+
+    // Edges first: the hub learns their NATed endpoints from their handshakes.
+    a_host.ping("10.42.0.1", T).unwrap();
+    b_host.ping("10.42.0.1", T).unwrap();
+    hub_host.ping("10.42.1.1", T).unwrap();
+    hub_host.ping("10.42.2.1", T).unwrap();
+    a_host.ping("10.42.2.1", T).unwrap();
+    b_host.ping("10.42.1.1", T).unwrap();
+
+    // Neither edge peers with the other: their only peer is the hub.
+    for edge in [&dev_a, &dev_b] {
+        let status = edge.wait_handshakes(&["hub-1"], T);
+        assert_eq!(
+            status.peer_names(),
+            ["hub-1"],
+            "{}: {status:#?}",
+            edge.name()
+        );
+        let hub_peer = status.peer("hub-1").unwrap();
+        assert_eq!(hub_peer.endpoint.as_deref(), Some("203.0.113.10:51820"));
+        assert_eq!(hub_peer.path.as_deref(), Some("direct"));
+    }
+    // The hub sees each edge at its NAT router's public address.
+    let status = hub.wait_handshakes(&["dev-a", "dev-b"], T);
+    for (edge, public) in [("dev-a", "198.51.100.2:"), ("dev-b", "192.0.2.2:")] {
+        let endpoint = status
+            .peer(edge)
+            .unwrap()
+            .endpoint
+            .clone()
+            .unwrap_or_default();
+        assert!(
+            endpoint.starts_with(public),
+            "hub sees {edge} at {endpoint:?}"
+        );
+    }
+
+    // Edge-to-edge traffic crosses the hub: its counters for both edges grow, in both
+    // directions, by at least the ICMP payloads.
+    let before = hub.status().unwrap();
+    ping_all(&a_host, "10.42.2.1", 5);
+    let after = hub.status().unwrap();
+    for edge in ["dev-a", "dev-b"] {
+        let (rx0, tx0) = bytes(&before, edge);
+        let (rx1, tx1) = bytes(&after, edge);
+        assert!(
+            rx1 >= rx0 + 5 * 84 && tx1 >= tx0 + 5 * 84,
+            "hub counters for {edge} did not grow by 5 pings: rx {rx0}->{rx1}, tx {tx0}->{tx1}"
+        );
+    }
+}
+
+#[test]
+fn two_edges_of_the_same_site_reach_each_other_directly() {
+    require_root!();
+    let lab = Lab::new("same-site");
+    let wan = lab.wan();
+    let hub_host = lab.host("hub");
+    wan.attach(&hub_host, "203.0.113.10/24");
+    hub_host.enable_forwarding();
+    let site = wan.nat_router("nat-a", "198.51.100.2/24", "192.168.10.1/24");
+    let a1_host = site.host("dev-a1", "192.168.10.2/24");
+    let a2_host = site.host("dev-a2", "192.168.10.3/24");
+
+    let mut hub = Agent::new(&hub_host, "hub-1");
+    let mut a1 = Agent::new(&a1_host, "dev-a1");
+    let mut a2 = Agent::new(&a2_host, "dev-a2");
+    let key = NetworkKey::generate(lab.dir(), "network.key");
+    let manifest = ManifestSource::new("lab", 1)
+        .node(
+            NodeSource::hub("hub-1", hub.public_key(), "10.42.0.1/32")
+                .endpoint("203.0.113.10:51820")
+                .keepalive(25),
+        )
+        .node(
+            NodeSource::edge("dev-a1", a1.public_key(), "lab-a", "10.42.1.1/32")
+                .endpoint("192.168.10.2:51820"),
+        )
+        .node(
+            NodeSource::edge("dev-a2", a2.public_key(), "lab-a", "10.42.1.2/32")
+                .endpoint("192.168.10.3:51820"),
+        )
+        .build(&key, lab.dir(), "manifest");
+    let url = manifest.to_string_lossy();
+    for agent in [&mut hub, &mut a1, &mut a2] {
+        agent.start(&url, &key.public);
+    }
+
+    let reply = a1_host.ping("10.42.1.2", T).unwrap();
+    a2_host.ping("10.42.1.1", T).unwrap();
+    assert_eq!(reply.ttl, 64, "a direct path has no forwarding hop");
+
+    let status = a1.wait_handshakes(&["dev-a2"], T);
+    let names = status.peer_names();
+    assert!(
+        names.contains(&"hub-1"),
+        "every node peers with the hub: {names:?}"
+    );
+    let peer = status.peer("dev-a2").unwrap();
+    assert_eq!(peer.endpoint.as_deref(), Some("192.168.10.3:51820"));
+    assert_eq!(peer.path.as_deref(), Some("direct"));
+
+    let (rx0, tx0) = bytes(&status, "dev-a2");
+    ping_all(&a1_host, "10.42.1.2", 5);
+    let (rx1, tx1) = bytes(&a1.status().unwrap(), "dev-a2");
+    assert!(
+        rx1 >= rx0 + 5 * 84 && tx1 >= tx0 + 5 * 84,
+        "dev-a1's counters for dev-a2 did not grow by 5 pings: rx {rx0}->{rx1}, tx {tx0}->{tx1}"
+    );
+    // And the same from the other side.
+    a2.wait_handshakes(&["dev-a1", "hub-1"], T);
+}
