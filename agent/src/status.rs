@@ -89,19 +89,32 @@ pub fn query(state_dir: &Path) -> anyhow::Result<Report> {
     stream
         .read_to_string(&mut text)
         .with_context(|| format!("reading the status from {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("the agent at {} sent a status this tool cannot read", path.display()))
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "the agent at {} sent a status this tool cannot read",
+            path.display()
+        )
+    })
 }
 
 fn human(r: &Report) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(s, "interface: {}  port {}", r.interface, r.listen_port);
-    let _ = writeln!(s, "node:      {} ({})", r.name.as_deref().unwrap_or("-"), r.public_key);
+    let _ = writeln!(
+        s,
+        "node:      {} ({})",
+        r.name.as_deref().unwrap_or("-"),
+        r.public_key
+    );
     let _ = writeln!(s, "addresses: {}", r.addresses.join(", "));
     match &r.manifest {
         Some(m) => {
-            let _ = writeln!(s, "manifest:  {} serial {} from {}", m.network, m.serial, m.source);
+            let _ = writeln!(
+                s,
+                "manifest:  {} serial {} from {}",
+                m.network, m.serial, m.source
+            );
         }
         None => {
             let _ = writeln!(s, "manifest:  none yet");

@@ -42,8 +42,8 @@ enum Wake {
     Signal,
 }
 
-pub struct Agent<'ex> {
-    ex: &'ex LocalExecutor<'ex>,
+pub struct Agent<'a> {
+    ex: &'a LocalExecutor<'static>,
     config: RunConfig,
     node: Node,
     tun: AsyncDevice,
@@ -60,12 +60,12 @@ pub struct Agent<'ex> {
     state: String,
 }
 
-impl<'ex> Agent<'ex> {
+impl<'a> Agent<'a> {
     pub async fn start(
         config: RunConfig,
         key: PrivateKey,
-        ex: &'ex LocalExecutor<'ex>,
-    ) -> anyhow::Result<Agent<'ex>> {
+        ex: &'a LocalExecutor<'static>,
+    ) -> anyhow::Result<Agent<'a>> {
         let source = Source::parse(&config.manifest_url)?;
         let tun = tun::create(&config.interface)?;
         let netlink = Netlink::open(ex, &config.interface).await?;
@@ -134,11 +134,16 @@ impl<'ex> Agent<'ex> {
                 Wake::Udp => self.read_udp(&mut udp_buf),
                 Wake::Timer => self.on_timer().await,
                 Wake::Status(Ok(stream)) => {
-                    self.ex.spawn(status_server::answer(stream, self.report())).detach();
+                    self.ex
+                        .spawn(status_server::answer(stream, self.report()))
+                        .detach();
                 }
                 Wake::Status(Err(e)) => log::debug!("status socket: {e}"),
                 Wake::Signal => {
-                    log::info!("stopping on signal; {} goes away with the agent", self.config.interface);
+                    log::info!(
+                        "stopping on signal; {} goes away with the agent",
+                        self.config.interface
+                    );
                     return Ok(());
                 }
             }
@@ -222,7 +227,11 @@ impl<'ex> Agent<'ex> {
         let topology = match topology::plan(&manifest, &self.node.public_key()) {
             Ok(t) => t,
             Err(e) => {
-                log::warn!("{e} (manifest {} serial {}); waiting for one that does", info.source, info.serial);
+                log::warn!(
+                    "{e} (manifest {} serial {}); waiting for one that does",
+                    info.source,
+                    info.serial
+                );
                 self.state = "waiting: this node is not in the manifest".into();
                 // A newer signed manifest without this node means it was removed.
                 self.node.apply(BTreeMap::new(), clock::now());
@@ -234,7 +243,10 @@ impl<'ex> Agent<'ex> {
         };
         let plans = topology.peers.clone();
         let desired: BTreeMap<_, PeerConfig> = smol::unblock(move || {
-            plans.iter().map(|(k, p)| (*k, p.resolve(|e| resolve(&p.name, e)))).collect()
+            plans
+                .iter()
+                .map(|(k, p)| (*k, p.resolve(|e| resolve(&p.name, e))))
+                .collect()
         })
         .await;
         let changes = self.node.apply(desired, clock::now());
@@ -285,7 +297,12 @@ impl<'ex> Agent<'ex> {
             interface: self.config.interface.clone(),
             name: self.topology.as_ref().map(|t| t.name.clone()),
             public_key: self.node.public_key().to_string(),
-            addresses: self.topology.iter().flat_map(|t| &t.addresses).map(|a| a.to_string()).collect(),
+            addresses: self
+                .topology
+                .iter()
+                .flat_map(|t| &t.addresses)
+                .map(|a| a.to_string())
+                .collect(),
             listen_port: self.config.listen_port,
             manifest: self.manifest.clone(),
             state: self.state.clone(),
@@ -312,7 +329,9 @@ fn resolve(peer: &str, endpoint: &str) -> Vec<SocketAddr> {
     match endpoint.to_socket_addrs() {
         Ok(addrs) => addrs.collect(),
         Err(e) => {
-            log::warn!("peer {peer}: endpoint {endpoint} does not resolve ({e}); trying the others");
+            log::warn!(
+                "peer {peer}: endpoint {endpoint} does not resolve ({e}); trying the others"
+            );
             Vec::new()
         }
     }

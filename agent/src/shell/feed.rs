@@ -20,7 +20,9 @@ impl Source {
             return Ok(Source::File(PathBuf::from(path)));
         }
         if url.starts_with("http://") || url.starts_with("https://") {
-            bail!("manifest URL {url}: HTTP(S) sources are not supported by this build yet; use a path or file://");
+            bail!(
+                "manifest URL {url}: HTTP(S) sources are not supported by this build yet; use a path or file://"
+            );
         }
         Ok(Source::File(PathBuf::from(url)))
     }
@@ -51,7 +53,12 @@ pub struct Feed {
 
 impl Feed {
     pub fn new(source: Source, keys: Vec<NetworkPublicKey>) -> Feed {
-        Feed { source: std::sync::Arc::new(source), keys, last_bytes: None, last_error: None }
+        Feed {
+            source: std::sync::Arc::new(source),
+            keys,
+            last_bytes: None,
+            last_error: None,
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -80,7 +87,10 @@ impl Feed {
                 Some(manifest)
             }
             Err(e) => {
-                self.report(format!("refusing the manifest {}: {e}", self.source.describe()));
+                self.report(format!(
+                    "refusing the manifest {}: {e}",
+                    self.source.describe()
+                ));
                 None
             }
         }

@@ -23,7 +23,7 @@ pub struct Netlink {
 
 impl Netlink {
     /// Connects to the kernel and finds the interface `name`.
-    pub async fn open(ex: &LocalExecutor<'_>, name: &str) -> anyhow::Result<Netlink> {
+    pub async fn open(ex: &LocalExecutor<'static>, name: &str) -> anyhow::Result<Netlink> {
         let (connection, handle, _) =
             rtnetlink::new_connection_with_socket::<rtnetlink::sys::SmolSocket>()
                 .context("opening a netlink socket")?;
@@ -47,7 +47,10 @@ impl Netlink {
     }
 
     pub async fn set_mtu_and_up(&self, mtu: u16) -> anyhow::Result<()> {
-        let msg = LinkUnspec::new_with_index(self.index).mtu(mtu.into()).up().build();
+        let msg = LinkUnspec::new_with_index(self.index)
+            .mtu(mtu.into())
+            .up()
+            .build();
         self.handle
             .link()
             .set(msg)
@@ -89,9 +92,10 @@ impl Netlink {
             .execute();
         while let Some(msg) = found.try_next().await? {
             let matches = msg.header.prefix_len == prefix.len()
-                && msg.attributes.iter().any(
-                    |a| matches!(a, AddressAttribute::Address(ip) if *ip == prefix.addr()),
-                );
+                && msg
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, AddressAttribute::Address(ip) if *ip == prefix.addr()));
             if matches {
                 self.handle
                     .address()
@@ -133,7 +137,10 @@ impl Netlink {
         Ok(())
     }
 
-    fn route(&self, prefix: Prefix) -> anyhow::Result<rtnetlink::packet_route::route::RouteMessage> {
+    fn route(
+        &self,
+        prefix: Prefix,
+    ) -> anyhow::Result<rtnetlink::packet_route::route::RouteMessage> {
         let net = prefix.network();
         Ok(RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(net.addr(), net.len())

@@ -39,7 +39,9 @@ impl StatusServer {
 
 /// Writes the report and closes the connection.
 pub async fn answer(stream: Async<UnixStream>, report: Report) {
-    let Ok(text) = serde_json::to_vec(&report) else { return };
+    let Ok(text) = serde_json::to_vec(&report) else {
+        return;
+    };
     let mut rest = &text[..];
     while !rest.is_empty() {
         match stream.write_with(|s| (&*s).write(rest)).await {

@@ -16,10 +16,16 @@ impl Udp {
     /// without IPv6, which small boards sometimes are.
     pub fn bind(port: u16) -> io::Result<Udp> {
         match Async::<UdpSocket>::bind((Ipv6Addr::UNSPECIFIED, port)) {
-            Ok(socket) => Ok(Udp { socket, dual_stack: true }),
+            Ok(socket) => Ok(Udp {
+                socket,
+                dual_stack: true,
+            }),
             Err(e) if e.kind() != io::ErrorKind::AddrInUse => {
                 let socket = Async::<UdpSocket>::bind(([0, 0, 0, 0], port))?;
-                Ok(Udp { socket, dual_stack: false })
+                Ok(Udp {
+                    socket,
+                    dual_stack: false,
+                })
             }
             Err(e) => Err(e),
         }
