@@ -24,6 +24,7 @@ use crate::status::{DropReport, ManifestInfo, PeerReport, Report};
 use super::clock;
 use super::feed::{self, Feed, Source};
 use super::netlink::Netlink;
+use super::notify::Notifier;
 use super::status_server::{self, StatusServer};
 use super::tun;
 use super::udp::Udp;
@@ -56,8 +57,12 @@ pub struct Agent<'a> {
     /// This node's part of the manifest in force.
     topology: Option<Topology>,
     manifest: Option<ManifestInfo>,
-    /// What the agent is doing, for `status`.
+    /// What the agent is doing, for `status` and systemd's status line.
     state: String,
+    notify: Notifier,
+    /// When systemd next expects `WATCHDOG=1` (none without a watchdog).
+    next_watchdog: Option<Instant>,
+    ready: bool,
 }
 
 impl<'a> Agent<'a> {
@@ -83,6 +88,8 @@ impl<'a> Agent<'a> {
             config.listen_port
         );
         let feed = Feed::new(source, config.manifest_pubkeys.clone());
+        let notify = Notifier::from_env();
+        let now = clock::now();
         Ok(Agent {
             ex,
             config,
@@ -93,10 +100,13 @@ impl<'a> Agent<'a> {
             status,
             signals,
             feed,
-            next_poll: clock::now(),
+            next_poll: now,
             topology: None,
             manifest: None,
             state: "starting".into(),
+            next_watchdog: notify.watchdog_interval().map(|i| now + i),
+            notify,
+            ready: false,
         })
     }
 
@@ -140,6 +150,7 @@ impl<'a> Agent<'a> {
                 }
                 Wake::Status(Err(e)) => log::debug!("status socket: {e}"),
                 Wake::Signal => {
+                    self.notify.stopping();
                     log::info!(
                         "stopping on signal; {} goes away with the agent",
                         self.config.interface
@@ -152,10 +163,10 @@ impl<'a> Agent<'a> {
     }
 
     fn next_deadline(&self) -> Instant {
-        match self.node.poll_timeout() {
-            Some((t, _)) => t.min(self.next_poll),
-            None => self.next_poll,
-        }
+        [self.node.poll_timeout().map(|(t, _)| t), self.next_watchdog]
+            .into_iter()
+            .flatten()
+            .fold(self.next_poll, Instant::min)
     }
 
     fn read_tun(&mut self, buf: &mut [u8]) {
@@ -190,11 +201,32 @@ impl<'a> Agent<'a> {
     async fn on_timer(&mut self) {
         let now = clock::now();
         self.node.handle_timeout(now);
+        if let Some(due) = self.next_watchdog.filter(|&due| now >= due) {
+            // Sent from the loop itself: a wedged loop stops feeding the watchdog.
+            self.notify.watchdog();
+            self.next_watchdog = self.notify.watchdog_interval().map(|i| due.max(now) + i);
+        }
         if now >= self.next_poll {
             self.next_poll = now + feed::POLL_INTERVAL;
             if let Some(manifest) = self.feed.poll().await {
                 self.apply(manifest).await;
             }
+            if !self.ready {
+                // Ready once the interface is configured and the first manifest was tried:
+                // a device with no manifest yet still runs, and says so in its status.
+                self.ready = true;
+                if self.manifest.is_none() {
+                    self.set_state("waiting for a manifest".into());
+                }
+                self.notify.ready(&self.state);
+            }
+        }
+    }
+
+    fn set_state(&mut self, state: String) {
+        if state != self.state {
+            self.notify.status(&state);
+            self.state = state;
         }
     }
 
@@ -232,7 +264,7 @@ impl<'a> Agent<'a> {
                     info.source,
                     info.serial
                 );
-                self.state = "waiting: this node is not in the manifest".into();
+                self.set_state("waiting: this node is not in the manifest".into());
                 // A newer signed manifest without this node means it was removed.
                 self.node.apply(BTreeMap::new(), clock::now());
                 self.sync_kernel(&[]).await;
@@ -261,7 +293,12 @@ impl<'a> Agent<'a> {
             warn_if_not_forwarding();
         }
         self.sync_kernel(&topology.addresses).await;
-        self.state = "running".into();
+        self.set_state(format!(
+            "running as {} with {} peers (manifest serial {})",
+            topology.name,
+            topology.peers.len(),
+            info.serial
+        ));
         self.topology = Some(topology);
         self.manifest = Some(info);
     }

@@ -5,6 +5,7 @@ mod agent;
 mod clock;
 mod feed;
 mod netlink;
+mod notify;
 mod status_server;
 mod tun;
 mod udp;
