@@ -290,6 +290,19 @@ impl Agent {
         })
     }
 
+    /// `edgewire status` as a person reads it.
+    pub fn status_text(&self) -> Result<String, String> {
+        let bin = edgewire_bin();
+        let bin = bin.to_string_lossy();
+        let state_dir = self.state_dir.to_string_lossy();
+        let out = self.host.exec(&[&bin, "status", "--state-dir", &state_dir]);
+        if out.success() {
+            Ok(out.stdout)
+        } else {
+            Err(format!("{}{}", out.stderr, out.stdout))
+        }
+    }
+
     /// Polls status until `check` accepts it; panics (with the last status and whether
     /// the process still runs) after `timeout`.
     pub fn wait_status(

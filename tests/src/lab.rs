@@ -119,6 +119,9 @@ impl Lab {
     /// no `Drop` runs on a panic: a panic hook that shows the logs and removes every live
     /// lab's processes and namespaces before the process aborts.
     pub fn install_panic_cleanup() {
+        if cfg!(panic = "unwind") {
+            return; // the guards' Drop does it
+        }
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             previous(info);
