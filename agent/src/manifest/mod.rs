@@ -114,6 +114,17 @@ pub fn open(bytes: &[u8], keys: &[NetworkPublicKey]) -> Result<Manifest, Manifes
     Ok(manifest)
 }
 
+/// Reads a manifest file, at most `MAX_SIZE + 1` bytes: enough for [`open`] to report
+/// `TooLarge` without reading an endless file (a device node, a FIFO) to the end.
+pub fn read_bounded(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_SIZE as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

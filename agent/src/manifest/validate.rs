@@ -23,6 +23,12 @@ impl Manifest {
         }
     }
 
+    /// True once `now` (unix seconds) reaches the expiry. Callers ask only when the
+    /// clock is known to be synchronised: boards without an RTC boot in 1970.
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.expires.is_some_and(|expires| now >= expires)
+    }
+
     /// Every rule this manifest breaks, each naming where.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -358,6 +364,20 @@ mod tests {
         let p =
             problems_after(|m| m.relays = vec![relay("turns:r.example"), relay("turns:r.example")]);
         assert!(p.contains("also listed as relays[0]"), "{p}");
+    }
+
+    #[test]
+    fn a_manifest_expires_at_its_expiry_second() {
+        let manifest = lab_manifest();
+        assert!(!manifest.is_expired(1_798_761_599));
+        assert!(manifest.is_expired(1_798_761_600));
+        assert!(
+            !Manifest {
+                expires: None,
+                ..manifest
+            }
+            .is_expired(u64::MAX)
+        );
     }
 
     #[test]
