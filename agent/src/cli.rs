@@ -392,7 +392,7 @@ pub fn usage() -> String {
     for key in settings::KEYS {
         let flag = format!("{} {}", key.flag, key.value);
         run_options.push_str(&format!(
-            "      {flag:<26} {}\n      {:<26} env {}\n",
+            "      {flag:<27} {}\n      {:<27} env {}\n",
             key.help, "", key.env
         ));
     }
@@ -401,8 +401,8 @@ pub fn usage() -> String {
 
 usage:
   edgewire run [--config FILE] [OPTIONS]
-{run_options}      --config FILE              env file of EDGEWIRE_*=value lines
-                                 (env EDGEWIRE_CONFIG; default {config})
+{run_options}      --config FILE               env file of EDGEWIRE_*=value lines
+                                  (env EDGEWIRE_CONFIG; default {config})
   edgewire keygen [--state-dir DIR] [--force]   make this device's WireGuard key
   edgewire pubkey [--state-dir DIR]             print its public key, for enrolment
   edgewire status [--state-dir DIR] [--json]    ask the running agent

@@ -27,14 +27,49 @@ pub const MANIFEST_URL: Key = Key {
     env: "EDGEWIRE_MANIFEST_URL",
     max: 1,
     value: "URL",
-    help: "signed manifest: a path or file:// URL (required)",
+    help: "manifest: a path, file:// or https:// URL (required)",
 };
 pub const MANIFEST_PUBKEY: Key = Key {
     flag: "--manifest-pubkey",
     env: "EDGEWIRE_MANIFEST_PUBKEY",
     max: 2,
     value: "KEY",
-    help: "network public key, base64; twice during a key rotation (required)",
+    help: "network public key, base64; twice in a key rotation (not for wg)",
+};
+pub const MANIFEST_FORMAT: Key = Key {
+    flag: "--manifest-format",
+    env: "EDGEWIRE_MANIFEST_FORMAT",
+    max: 1,
+    value: "signed|wg",
+    help: "signed (default) or wg (Kilo's `kgctl showconf peer`, unsigned)",
+};
+pub const MANIFEST_INTERVAL: Key = Key {
+    flag: "--manifest-interval",
+    env: "EDGEWIRE_MANIFEST_INTERVAL",
+    max: 1,
+    value: "SECS",
+    help: "seconds between polls of the manifest URL (default 30)",
+};
+pub const CA_FILE: Key = Key {
+    flag: "--ca-file",
+    env: "EDGEWIRE_CA_FILE",
+    max: 1,
+    value: "FILE",
+    help: "PEM CAs pinned for the manifest server (default: system roots)",
+};
+pub const MANIFEST_TOKEN_FILE: Key = Key {
+    flag: "--manifest-token-file",
+    env: "EDGEWIRE_MANIFEST_TOKEN_FILE",
+    max: 1,
+    value: "FILE",
+    help: "bearer token for the manifest server, read on every poll",
+};
+pub const ADDRESS: Key = Key {
+    flag: "--address",
+    env: "EDGEWIRE_ADDRESS",
+    max: 1,
+    value: "PREFIX",
+    help: "this device's overlay address as 10.4.0.99/16 (wg only)",
 };
 pub const STATE_DIR: Key = Key {
     flag: "--state-dir",
@@ -61,6 +96,11 @@ pub const LISTEN_PORT: Key = Key {
 pub const KEYS: &[&Key] = &[
     &MANIFEST_URL,
     &MANIFEST_PUBKEY,
+    &MANIFEST_FORMAT,
+    &MANIFEST_INTERVAL,
+    &CA_FILE,
+    &MANIFEST_TOKEN_FILE,
+    &ADDRESS,
     &STATE_DIR,
     &INTERFACE,
     &LISTEN_PORT,

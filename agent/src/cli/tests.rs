@@ -2,8 +2,10 @@
 //! messages an operator sees when something is missing or wrong.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::*;
+use crate::config::ManifestFormat;
 use crate::keys::files::TestDir;
 use crate::manifest::NetworkPublicKey;
 
@@ -158,20 +160,164 @@ fn bad_values_name_their_source() {
 }
 
 #[test]
-fn manifest_urls_are_paths_or_file_urls_for_now() {
+fn manifest_urls_are_paths_file_urls_or_http_urls() {
     let url = |u: &str| run(&["--manifest-url", u, "--manifest-pubkey", KEY_A], &[]);
     assert_eq!(
         url("file:///etc/edgewire/m").unwrap().manifest_url,
         "file:///etc/edgewire/m"
     );
+    assert_eq!(
+        url("https://example.com/m").unwrap().manifest_url,
+        "https://example.com/m"
+    );
+    assert!(url("http://192.0.2.1:8080/m").is_ok());
     assert!(
-        url("https://example.com/m")
+        url("https:///m")
             .unwrap_err()
             .to_string()
-            .contains("not supported yet")
+            .contains("names no host")
     );
     assert!(url("file://relative").is_err());
     assert!(url("ftp://example.com/m").is_err());
+}
+
+#[test]
+fn the_manifest_settings_have_defaults_and_come_from_flags_env_or_file() {
+    let config = run(&["--manifest-url", "/m", "--manifest-pubkey", KEY_A], &[]).unwrap();
+    assert_eq!(config.manifest_format, ManifestFormat::Signed);
+    assert_eq!(config.manifest_interval, config::DEFAULT_MANIFEST_INTERVAL);
+    assert_eq!((config.ca_file, config.manifest_token_file), (None, None));
+    assert_eq!(config.address, None);
+    let dir = TestDir::new("manifest-settings");
+    let file = dir.path("e.conf");
+    std::fs::write(
+        &file,
+        "EDGEWIRE_MANIFEST_INTERVAL=120\nEDGEWIRE_MANIFEST_TOKEN_FILE=/etc/edgewire/token\n",
+    )
+    .unwrap();
+    let env = [
+        ("EDGEWIRE_CONFIG", file.to_str().unwrap()),
+        ("EDGEWIRE_CA_FILE", "/etc/edgewire/ca.pem"),
+    ];
+    let config = run(
+        &[
+            "--manifest-url=https://m.example/m",
+            "--manifest-pubkey",
+            KEY_A,
+        ],
+        &env,
+    )
+    .unwrap();
+    assert_eq!(config.manifest_interval, Duration::from_secs(120));
+    assert_eq!(config.ca_file, Some(PathBuf::from("/etc/edgewire/ca.pem")));
+    assert_eq!(
+        config.manifest_token_file,
+        Some(PathBuf::from("/etc/edgewire/token"))
+    );
+}
+
+#[test]
+fn a_poll_interval_must_be_whole_seconds_from_one_to_a_day() {
+    for bad in ["0", "-1", "1.5", "86401", "30s"] {
+        let err = error(
+            &[
+                "run",
+                "--manifest-url=/m",
+                "--manifest-pubkey",
+                KEY_A,
+                "--manifest-interval",
+                bad,
+            ],
+            &[],
+        );
+        assert!(
+            err.starts_with("--manifest-interval: ") && err.contains("is not a poll interval"),
+            "{err}"
+        );
+    }
+}
+
+fn wg(args: &[&str]) -> anyhow::Result<RunConfig> {
+    let mut full = vec!["--manifest-format", "wg"];
+    full.extend_from_slice(args);
+    run(&full, &[])
+}
+
+#[test]
+fn the_wg_format_needs_an_address_and_no_network_key() {
+    let config = wg(&[
+        "--manifest-url",
+        "/etc/edgewire/kilo.conf",
+        "--address",
+        "10.4.0.99/16",
+    ])
+    .unwrap();
+    assert_eq!(config.manifest_format, ManifestFormat::Wg);
+    assert_eq!(config.address, Some("10.4.0.99/16".parse().unwrap()));
+    assert!(config.manifest_pubkeys.is_empty());
+    let err = format!("{:#}", wg(&["--manifest-url", "/k.conf"]).unwrap_err());
+    assert!(
+        err.contains(
+            "no overlay address (needed by --manifest-format wg) given: pass --address PREFIX"
+        ),
+        "{err}"
+    );
+    let err = format!(
+        "{:#}",
+        wg(&["--manifest-url", "/k.conf", "--address", "10.4.0.300/16"]).unwrap_err()
+    );
+    assert!(err.starts_with("--address: "), "{err}");
+}
+
+#[test]
+fn the_wg_format_is_read_only_from_a_file_or_over_https_with_a_pinned_ca() {
+    let with = |url: &str, ca: Option<&str>| {
+        let mut args = vec!["--manifest-url", url, "--address", "10.4.0.99/16"];
+        if let Some(ca) = ca {
+            args.extend(["--ca-file", ca]);
+        }
+        wg(&args).map_err(|e| format!("{e:#}"))
+    };
+    assert!(with("file:///etc/edgewire/kilo.conf", None).is_ok());
+    assert!(
+        with(
+            "https://kilo.example/peer.conf",
+            Some("/etc/edgewire/ca.pem")
+        )
+        .is_ok()
+    );
+    let err = with("https://kilo.example/peer.conf", None).unwrap_err();
+    assert!(err.contains("needs --ca-file FILE"), "{err}");
+    let err = with("http://kilo.example/peer.conf", Some("/ca.pem")).unwrap_err();
+    assert!(err.contains("not read over plain http"), "{err}");
+}
+
+#[test]
+fn an_address_with_the_signed_format_is_refused_and_a_bad_format_is_named() {
+    let err = error(
+        &[
+            "run",
+            "--manifest-url=/m",
+            "--manifest-pubkey",
+            KEY_A,
+            "--address",
+            "10.4.0.9/16",
+        ],
+        &[],
+    );
+    assert!(
+        err.contains("--address is only for --manifest-format wg"),
+        "{err}"
+    );
+    let env = [("EDGEWIRE_MANIFEST_FORMAT", "ini")];
+    let err = error(
+        &["run", "--manifest-url=/m", "--manifest-pubkey", KEY_A],
+        &env,
+    );
+    assert!(
+        err.starts_with("EDGEWIRE_MANIFEST_FORMAT (environment): \"ini\" is not a manifest format"),
+        "{err}"
+    );
 }
 
 #[test]
