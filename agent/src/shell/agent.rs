@@ -266,7 +266,7 @@ impl<'a> Agent<'a> {
                 );
                 self.set_state("waiting: this node is not in the manifest".into());
                 // A newer signed manifest without this node means it was removed.
-                self.node.apply(BTreeMap::new(), clock::now());
+                self.node.apply(BTreeMap::new(), None, clock::now());
                 self.sync_kernel(&[]).await;
                 self.topology = None;
                 self.manifest = Some(info);
@@ -281,7 +281,9 @@ impl<'a> Agent<'a> {
                 .collect()
         })
         .await;
-        let changes = self.node.apply(desired, clock::now());
+        let changes = self
+            .node
+            .apply(desired, topology.overlay.clone(), clock::now());
         log::info!(
             "manifest {} serial {} applied as node {}: {}",
             info.source,
@@ -322,6 +324,7 @@ impl<'a> Agent<'a> {
                 role: role_name(p.config.role).into(),
                 endpoint: p.path.map(|path| path.endpoint().to_string()),
                 path: p.path.map(|path| path.kind().to_string()),
+                health: p.health().name().into(),
                 last_handshake_secs: p.last_handshake().map(|d| d.as_secs()),
                 handshakes: p.stats.handshakes,
                 rx_bytes: p.stats.rx_bytes,
@@ -343,6 +346,7 @@ impl<'a> Agent<'a> {
             listen_port: self.config.listen_port,
             manifest: self.manifest.clone(),
             state: self.state.clone(),
+            overlay_via: self.node.overlay_via().map(|p| p.config.name.clone()),
             peers,
             drops: DropReport {
                 no_route: drops.no_route,
