@@ -131,7 +131,9 @@ impl Node {
                 Some(peer) if peer.config == config => {}
                 Some(peer) if !peer.needs_new_session(&config) => {
                     changes.updated.push(config.name.clone());
-                    peer.update(config);
+                    if peer.update(config) {
+                        peer.initiate(&mut self.out, now);
+                    }
                 }
                 existing => {
                     let rekey = existing.is_some();

@@ -140,7 +140,9 @@ impl Peer {
     }
 
     /// Takes a new configuration that keeps the session: allowed IPs and endpoints.
-    pub fn update(&mut self, config: PeerConfig) {
+    /// Returns true when the path moved (and a handshake on it is due).
+    pub fn update(&mut self, config: PeerConfig) -> bool {
+        let before = self.path;
         // An endpoint learned from authenticated traffic beats the manifest; a manifest
         // endpoint that was dropped is no longer used.
         let learned = self
@@ -154,6 +156,7 @@ impl Peer {
             self.path = config.endpoints.first().copied().map(Path::Direct);
         }
         self.config = config;
+        self.path.is_some() && self.path != before
     }
 
     /// Whether the peer answers, judged from the data path (see `liveness.rs`).

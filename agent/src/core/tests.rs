@@ -568,3 +568,22 @@ fn a_silent_same_site_peer_falls_back_to_the_hub_route() {
         "delivered through the hub"
     );
 }
+
+#[test]
+fn a_hub_whose_name_resolves_to_a_new_address_is_followed_at_once() {
+    let (mut sim, mut m, keys) = hub_and_two_nated_edges();
+    // The hub moves; the manifest (by DNS, here by literal) points at the new address.
+    sim.nodes[0].addr = "203.0.113.99:51820".parse().unwrap();
+    m.nodes[0].endpoints = vec!["203.0.113.99:51820".into()];
+    let before = sim.handshakes(1, &keys[0].public_key());
+    sim.apply(&m);
+    sim.run();
+    assert_eq!(
+        sim.handshakes(1, &keys[0].public_key()),
+        before + 1,
+        "handshake on the new path"
+    );
+    sim.send_ping(1, [10, 42, 1, 1], [10, 42, 0, 1]);
+    sim.run();
+    assert_eq!(sim.nodes[0].tun.len(), 1);
+}
