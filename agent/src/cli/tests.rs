@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::ManifestFormat;
-use crate::keys::files::TestDir;
+use crate::fsutil::TestDir;
 use crate::manifest::NetworkPublicKey;
 
 const KEY_A: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::cli::ManifestCommand;
-use crate::keys::files::write_atomic;
+use crate::fsutil::write_atomic;
 use crate::manifest::{self, Envelope, NetworkKeyPair, NetworkPublicKey, Role};
 
 pub fn execute(command: ManifestCommand) -> anyhow::Result<()> {
@@ -146,7 +146,7 @@ fn parse_pubkey(text: &str) -> anyhow::Result<NetworkPublicKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::files::TestDir;
+    use crate::fsutil::TestDir;
     use crate::manifest::ManifestError;
 
     const LAB_JSON: &str = include_str!("../manifest/testdata/lab.json");
