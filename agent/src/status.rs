@@ -28,8 +28,10 @@ pub struct Report {
     pub listen_port: u16,
     /// The manifest in force (null before the first good one).
     pub manifest: Option<ManifestInfo>,
-    /// What the agent is doing, in a few words (also systemd's STATUS= later).
+    /// What the agent is doing, in a few words (also systemd's STATUS= line).
     pub state: String,
+    /// The hub the overlay prefix goes through now (edges only).
+    pub overlay_via: Option<String>,
     pub peers: Vec<PeerReport>,
     pub drops: DropReport,
 }
@@ -50,6 +52,8 @@ pub struct PeerReport {
     pub endpoint: Option<String>,
     /// `direct` or `relay`; null while no path is known.
     pub path: Option<String>,
+    /// `up`, `down` or `unknown`, judged from whether it answers what we send.
+    pub health: String,
     pub last_handshake_secs: Option<u64>,
     pub handshakes: u64,
     pub rx_bytes: u64,
@@ -121,15 +125,19 @@ fn human(r: &Report) -> String {
         }
     }
     let _ = writeln!(s, "state:     {}", r.state);
+    if let Some(via) = &r.overlay_via {
+        let _ = writeln!(s, "overlay:   via {via}");
+    }
     for p in &r.peers {
         let handshake = p
             .last_handshake_secs
             .map_or("never".to_string(), |t| format!("{t} s ago"));
         let _ = writeln!(
             s,
-            "\npeer {} ({}, {})\n  endpoint:  {} ({})\n  handshake: {}\n  transfer:  {} B received, {} B sent\n  allowed:   {}",
+            "\npeer {} ({}, {}, {})\n  endpoint:  {} ({})\n  handshake: {}\n  transfer:  {} B received, {} B sent\n  allowed:   {}",
             p.name,
             p.role,
+            p.health,
             p.public_key,
             p.endpoint.as_deref().unwrap_or("unknown"),
             p.path.as_deref().unwrap_or("no path"),

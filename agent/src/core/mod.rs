@@ -4,6 +4,7 @@
 //! The one exception is inside boringtun: its `Tunn` reads the monotonic clock for its
 //! own WireGuard timers and the wall clock for handshake timestamps (see `session.rs`).
 
+mod liveness;
 mod node;
 mod packet;
 mod path;
@@ -15,6 +16,7 @@ pub mod topology;
 #[cfg(test)]
 mod tests;
 
-pub use node::{Changes, Drops, Node};
+pub use liveness::Health;
+pub use node::{Changes, Drops, Node, Overlay};
 pub use path::{Destination, Path, Transmit};
 pub use peer::{Peer, PeerConfig, PeerStats};

@@ -13,6 +13,7 @@ use std::time::Instant;
 use crate::keys::{PrivateKey, PublicKey};
 use crate::prefix::Prefix;
 
+use super::liveness::Health;
 use super::packet;
 use super::path::Transmit;
 use super::peer::{Outbox, Peer, PeerConfig};
@@ -28,6 +29,14 @@ pub struct Drops {
     pub unknown_datagram: u64,
     /// WireGuard refused it (bad MAC, replay, old timestamp, ...).
     pub refused: u64,
+}
+
+/// The whole overlay prefix and the hubs that may carry it, most preferred first. The
+/// first one that answers carries it; see `liveness.rs` for "answers".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overlay {
+    pub prefix: Prefix,
+    pub via: Vec<PublicKey>,
 }
 
 /// What `apply` changed, for the log.
@@ -54,6 +63,9 @@ pub struct Node {
     peers: BTreeMap<PublicKey, Peer>,
     by_index: HashMap<u32, PublicKey>,
     routes: RouteTable,
+    overlay: Option<Overlay>,
+    /// The hub the overlay prefix is routed to now.
+    overlay_via: Option<PublicKey>,
     /// Session indexes are 24 bits; the next one to hand out.
     next_index: u32,
     out: Outbox,
@@ -68,6 +80,8 @@ impl Node {
             peers: BTreeMap::new(),
             by_index: HashMap::new(),
             routes: RouteTable::default(),
+            overlay: None,
+            overlay_via: None,
             next_index: index_seed & 0x00ff_ffff,
             out: Outbox::default(),
             drops: Drops::default(),
@@ -86,9 +100,19 @@ impl Node {
         self.peers.get(key)
     }
 
-    /// Brings the peer set to `desired`, changing only what differs: an unchanged peer
-    /// keeps its session and endpoint.
-    pub fn apply(&mut self, desired: BTreeMap<PublicKey, PeerConfig>, now: Instant) -> Changes {
+    /// The hub the overlay prefix goes to now.
+    pub fn overlay_via(&self) -> Option<&Peer> {
+        self.overlay_via.and_then(|k| self.peers.get(&k))
+    }
+
+    /// Brings the peer set to `desired` and the overlay route to `overlay`, changing only
+    /// what differs: an unchanged peer keeps its session and endpoint.
+    pub fn apply(
+        &mut self,
+        desired: BTreeMap<PublicKey, PeerConfig>,
+        overlay: Option<Overlay>,
+        now: Instant,
+    ) -> Changes {
         let mut changes = Changes::default();
         let gone: Vec<PublicKey> = self
             .peers
@@ -107,7 +131,9 @@ impl Node {
                 Some(peer) if peer.config == config => {}
                 Some(peer) if !peer.needs_new_session(&config) => {
                     changes.updated.push(config.name.clone());
-                    peer.update(config);
+                    if peer.update(config) {
+                        peer.initiate(&mut self.out, now);
+                    }
                 }
                 existing => {
                     let rekey = existing.is_some();
@@ -121,6 +147,11 @@ impl Node {
                 }
             }
         }
+        for peer in self.peers.values_mut() {
+            let carries = overlay.as_ref().filter(|o| o.via.contains(&peer.key));
+            peer.overlay = carries.map(|o| o.prefix.network());
+        }
+        self.overlay = overlay;
         self.rebuild_routes();
         changes
     }
@@ -150,12 +181,45 @@ impl Node {
         }
     }
 
+    /// Routes every prefix to its peer, leaving out peers that are down so their traffic
+    /// falls back to a shorter prefix (the overlay, through a hub); the overlay goes to the
+    /// first hub that is not down.
     fn rebuild_routes(&mut self) {
         self.routes.clear();
         for (key, peer) in &self.peers {
-            for prefix in &peer.config.allowed_ips {
-                self.routes.insert(*prefix, *key);
+            if peer.health() != Health::Down {
+                for prefix in &peer.config.allowed_ips {
+                    self.routes.insert(*prefix, *key);
+                }
             }
+        }
+        let Some(overlay) = &self.overlay else {
+            self.overlay_via = None;
+            return;
+        };
+        let hubs = || overlay.via.iter().filter(|k| self.peers.contains_key(k));
+        // With every hub down, keep sending to the preferred one: that is what retries.
+        let via = hubs()
+            .find(|k| self.peers[k].health() != Health::Down)
+            .or_else(|| hubs().next())
+            .copied();
+        if via != self.overlay_via {
+            let name = |k: Option<PublicKey>| {
+                k.and_then(|k| self.peers.get(&k))
+                    .map_or("nobody".to_string(), |p| p.config.name.clone())
+            };
+            if self.overlay_via.is_some() {
+                log::info!(
+                    "overlay {} now via {} (was {})",
+                    overlay.prefix,
+                    name(via),
+                    name(self.overlay_via)
+                );
+            }
+            self.overlay_via = via;
+        }
+        if let Some(via) = via {
+            self.routes.insert(overlay.prefix, via);
         }
     }
 
@@ -166,6 +230,7 @@ impl Node {
             .values()
             .flat_map(|p| p.config.allowed_ips.iter().map(|a| a.network()))
             .collect();
+        all.extend(self.overlay.as_ref().map(|o| o.prefix.network()));
         all.sort();
         all.dedup();
         all
@@ -201,16 +266,24 @@ impl Node {
             );
             return;
         };
+        let before = peer.health();
         if let Err(e) = peer.receive(from, datagram, &mut self.out, now) {
             self.drops.refused += 1;
             log::debug!("peer {}: {e} (from {from})", peer.config.name);
+        }
+        if peer.health() != before {
+            self.rebuild_routes();
         }
     }
 
     /// Runs the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let mut went_down = false;
         for peer in self.peers.values_mut() {
-            peer.tick(&mut self.out, now);
+            went_down |= peer.tick(&mut self.out, now);
+        }
+        if went_down {
+            self.rebuild_routes();
         }
     }
 

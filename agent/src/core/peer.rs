@@ -9,6 +9,7 @@ use crate::keys::{PrivateKey, PublicKey};
 use crate::manifest::Role;
 use crate::prefix::Prefix;
 
+use super::liveness::{Action, Health, Liveness};
 use super::path::{Destination, Path, Transmit};
 use super::session::{MessageKind, Received, Session, SessionError};
 
@@ -97,6 +98,9 @@ pub struct Peer {
     /// Where datagrams go now; `None` until an endpoint is known.
     pub path: Option<Path>,
     pub stats: PeerStats,
+    /// Set on hubs that may carry the overlay: packets from anywhere in it are accepted.
+    pub overlay: Option<Prefix>,
+    liveness: Liveness,
     last_sent: Option<Instant>,
     last_data: Option<Instant>,
     handshake_sent: Option<Instant>,
@@ -120,6 +124,8 @@ impl Peer {
             session,
             path,
             stats: PeerStats::default(),
+            overlay: None,
+            liveness: Liveness::default(),
             last_sent: None,
             last_data: None,
             handshake_sent: None,
@@ -134,7 +140,9 @@ impl Peer {
     }
 
     /// Takes a new configuration that keeps the session: allowed IPs and endpoints.
-    pub fn update(&mut self, config: PeerConfig) {
+    /// Returns true when the path moved (and a handshake on it is due).
+    pub fn update(&mut self, config: PeerConfig) -> bool {
+        let before = self.path;
         // An endpoint learned from authenticated traffic beats the manifest; a manifest
         // endpoint that was dropped is no longer used.
         let learned = self
@@ -148,6 +156,12 @@ impl Peer {
             self.path = config.endpoints.first().copied().map(Path::Direct);
         }
         self.config = config;
+        self.path.is_some() && self.path != before
+    }
+
+    /// Whether the peer answers, judged from the data path (see `liveness.rs`).
+    pub fn health(&self) -> Health {
+        self.liveness.health()
     }
 
     pub fn last_handshake(&self) -> Option<Duration> {
@@ -190,6 +204,9 @@ impl Peer {
         // proves less, so it moves nothing.
         if kind != Some(MessageKind::CookieReply) {
             self.roam(from);
+            if self.liveness.on_answer(now) {
+                log::info!("peer {}: answers again on {from}", self.config.name);
+            }
         }
         match kind {
             Some(MessageKind::HandshakeResponse) => {
@@ -207,7 +224,13 @@ impl Peer {
             self.send(reply, out, now);
         }
         if let Received::Packet(packet, src) = received {
-            if self.config.allowed_ips.iter().any(|p| p.contains(src)) {
+            let allowed = self
+                .config
+                .allowed_ips
+                .iter()
+                .chain(&self.overlay)
+                .any(|p| p.contains(src));
+            if allowed {
                 out.push(Destination::Tun, packet);
             } else {
                 log::debug!(
@@ -239,10 +262,25 @@ impl Peer {
         self.next_tick
     }
 
-    /// Runs WireGuard's timers when they are due.
-    pub fn tick(&mut self, out: &mut Outbox, now: Instant) {
+    /// Runs the liveness check and WireGuard's timers when they are due. Returns true
+    /// when the peer just went down.
+    pub fn tick(&mut self, out: &mut Outbox, now: Instant) -> bool {
         if now < self.next_tick {
-            return;
+            return false;
+        }
+        let (action, went_down) = self.liveness.on_tick(now);
+        if went_down {
+            log::warn!(
+                "peer {}: down: no authenticated answer to data or a handshake within {} s{}",
+                self.config.name,
+                (super::liveness::SUSPECT_AFTER + super::liveness::PROBE_TIMEOUT).as_secs(),
+                self.path
+                    .map(|p| format!(" on {}", p.endpoint()))
+                    .unwrap_or_default()
+            );
+        }
+        if action == Action::Probe {
+            self.initiate(out, now);
         }
         match self.session.update_timers(out.buffer()) {
             Ok(Some(datagram)) => self.send(datagram, out, now),
@@ -262,6 +300,7 @@ impl Peer {
             Err(_) => {}
         }
         self.schedule(now);
+        went_down
     }
 
     /// Picks the next time the timers need a look; see ACTIVE_TICK.
@@ -270,7 +309,7 @@ impl Peer {
             || self
                 .last_data
                 .is_some_and(|t| now.saturating_duration_since(t) < ACTIVE_WINDOW);
-        self.next_tick = if active {
+        let timers = if active {
             now + ACTIVE_TICK
         } else if let Some(keepalive) = self.config.keepalive() {
             // boringtun sends the keepalive when `keepalive` has passed since its last one;
@@ -280,17 +319,25 @@ impl Peer {
         } else {
             now + IDLE_TICK
         };
+        self.next_tick = self.liveness.deadline().map_or(timers, |d| d.min(timers));
     }
 
     fn send(&mut self, datagram: Vec<u8>, out: &mut Outbox, now: Instant) {
-        if MessageKind::of(&datagram) == Some(MessageKind::HandshakeInit) {
-            self.handshake_sent.get_or_insert(now);
-        }
         let Some(path) = self.path else {
             // No endpoint yet: the peer must reach us first.
             out.recycle(datagram);
             return;
         };
+        match MessageKind::of(&datagram) {
+            Some(MessageKind::HandshakeInit) => {
+                self.handshake_sent.get_or_insert(now);
+                self.liveness.on_handshake_sent(now);
+            }
+            Some(MessageKind::Data) if datagram.len() > KEEPALIVE_LEN => {
+                self.liveness.on_data_sent(now)
+            }
+            _ => {}
+        }
         self.last_sent = Some(now);
         self.stats.tx_bytes += datagram.len() as u64;
         out.push(path.into(), datagram);

@@ -3,9 +3,9 @@
 //!
 //! - every node peers with every hub (so a hub peers with everyone);
 //! - edges of the same site peer directly;
-//! - on an edge, the preferred hub (the first one listed) also carries the whole overlay
-//!   prefix, so traffic to nodes without a direct peer goes through it; more specific
-//!   prefixes win by longest-prefix match.
+//! - on an edge, the hubs (in manifest order of preference) may carry the whole overlay
+//!   prefix, so traffic to nodes without a direct peer goes through one; the node routes
+//!   it to the first hub that answers. More specific prefixes win by longest-prefix match.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,6 +14,7 @@ use crate::keys::PublicKey;
 use crate::manifest::{Manifest, NodeSpec, Role};
 use crate::prefix::Prefix;
 
+use super::node::Overlay;
 use super::peer::PeerConfig;
 
 /// Keepalive an edge uses toward a hub when the manifest sets none: edges sit behind
@@ -27,6 +28,8 @@ pub struct Topology {
     pub role: Role,
     pub addresses: Vec<Prefix>,
     pub peers: BTreeMap<PublicKey, PeerPlan>,
+    /// On an edge: the overlay prefix and the hubs that may carry it, in manifest order.
+    pub overlay: Option<Overlay>,
 }
 
 /// A peer before its endpoint names are resolved.
@@ -68,24 +71,23 @@ pub struct NotListed(pub PublicKey);
 
 pub fn plan(manifest: &Manifest, own: &PublicKey) -> Result<Topology, NotListed> {
     let me = manifest.node(own).ok_or(NotListed(*own))?;
-    let preferred_hub = if me.role == Role::Edge {
-        manifest
-            .nodes
-            .iter()
-            .find(|n| n.role == Role::Hub && &n.public_key != own)
-    } else {
-        None
-    };
+    let hubs: Vec<PublicKey> = manifest
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Hub && &n.public_key != own)
+        .map(|n| n.public_key)
+        .collect();
+    let overlay = (me.role == Role::Edge && !hubs.is_empty()).then(|| Overlay {
+        prefix: manifest.overlay.network(),
+        via: hubs,
+    });
     let peers = manifest
         .nodes
         .iter()
         .filter(|n| &n.public_key != own && peers_with(me, n))
         .map(|n| {
-            let mut allowed_ips: Vec<Prefix> =
+            let allowed_ips: Vec<Prefix> =
                 n.addresses.iter().chain(&n.allowed_ips).copied().collect();
-            if preferred_hub.is_some_and(|h| h.public_key == n.public_key) {
-                allowed_ips.push(manifest.overlay.network());
-            }
             let keepalive = n
                 .keepalive
                 .or((me.role == Role::Edge && n.role == Role::Hub)
@@ -106,6 +108,7 @@ pub fn plan(manifest: &Manifest, own: &PublicKey) -> Result<Topology, NotListed>
         role: me.role,
         addresses: me.addresses.clone(),
         peers,
+        overlay,
     })
 }
 
@@ -201,20 +204,21 @@ mod tests {
     }
 
     #[test]
-    fn the_first_hub_carries_the_overlay_and_keeps_its_own_prefixes() {
+    fn an_edge_may_reach_the_overlay_through_every_hub_in_manifest_order() {
         let t = plan(&lab(), &PublicKey([5; 32])).unwrap();
-        let hub1 = &t.peers[&PublicKey([1; 32])];
+        let overlay = t.overlay.unwrap();
+        assert_eq!(overlay.prefix, "10.42.0.0/16".parse().unwrap());
+        assert_eq!(overlay.via, vec![PublicKey([1; 32]), PublicKey([2; 32])]);
         let hub2 = &t.peers[&PublicKey([2; 32])];
-        let overlay: Prefix = "10.42.0.0/16".parse().unwrap();
         assert_eq!(
-            hub1.allowed_ips,
-            vec!["10.42.0.1/32".parse().unwrap(), overlay]
+            hub2.allowed_ips,
+            vec![
+                "10.42.0.2/32".parse().unwrap(),
+                "10.42.128.0/24".parse().unwrap()
+            ]
         );
-        assert!(!hub2.allowed_ips.contains(&overlay));
-        assert!(
-            hub2.allowed_ips
-                .contains(&"10.42.128.0/24".parse().unwrap())
-        );
+        let hub = plan(&lab(), &PublicKey([1; 32])).unwrap();
+        assert_eq!(hub.overlay, None, "hubs route per peer");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tun_rs::AsyncDevice;
 use crate::config::RunConfig;
 use crate::core::topology::{self, Topology};
 use crate::core::{Destination, Node, PeerConfig};
-use crate::keys::PrivateKey;
+use crate::keys::{PrivateKey, PublicKey};
 use crate::manifest::{Manifest, Role};
 use crate::status::{DropReport, ManifestInfo, PeerReport, Report};
 
@@ -208,8 +208,9 @@ impl<'a> Agent<'a> {
         }
         if now >= self.next_poll {
             self.next_poll = now + feed::POLL_INTERVAL;
-            if let Some(manifest) = self.feed.poll().await {
-                self.apply(manifest).await;
+            match self.feed.poll().await {
+                Some(manifest) => self.apply(manifest).await,
+                None => self.refresh_endpoints().await,
             }
             if !self.ready {
                 // Ready once the interface is configured and the first manifest was tried:
@@ -266,22 +267,17 @@ impl<'a> Agent<'a> {
                 );
                 self.set_state("waiting: this node is not in the manifest".into());
                 // A newer signed manifest without this node means it was removed.
-                self.node.apply(BTreeMap::new(), clock::now());
+                self.node.apply(BTreeMap::new(), None, clock::now());
                 self.sync_kernel(&[]).await;
                 self.topology = None;
                 self.manifest = Some(info);
                 return;
             }
         };
-        let plans = topology.peers.clone();
-        let desired: BTreeMap<_, PeerConfig> = smol::unblock(move || {
-            plans
-                .iter()
-                .map(|(k, p)| (*k, p.resolve(|e| resolve(&p.name, e))))
-                .collect()
-        })
-        .await;
-        let changes = self.node.apply(desired, clock::now());
+        let desired = resolve_peers(&topology).await;
+        let changes = self
+            .node
+            .apply(desired, topology.overlay.clone(), clock::now());
         log::info!(
             "manifest {} serial {} applied as node {}: {}",
             info.source,
@@ -303,6 +299,27 @@ impl<'a> Agent<'a> {
         self.manifest = Some(info);
     }
 
+    /// Resolves endpoint names again (devices with dynamic addresses publish DNS names)
+    /// and moves peers whose addresses changed.
+    async fn refresh_endpoints(&mut self) {
+        let Some(topology) = self.topology.clone() else {
+            return;
+        };
+        let named = |e: &String| e.parse::<SocketAddr>().is_err();
+        if !topology
+            .peers
+            .values()
+            .any(|p| p.endpoints.iter().any(named))
+        {
+            return;
+        }
+        let desired = resolve_peers(&topology).await;
+        let changes = self.node.apply(desired, topology.overlay, clock::now());
+        if !changes.is_empty() {
+            log::info!("endpoint names resolved anew: {}", describe(&changes));
+        }
+    }
+
     async fn sync_kernel(&mut self, addresses: &[crate::prefix::Prefix]) {
         if let Err(e) = self.netlink.sync_addresses(addresses).await {
             log::error!("{e:#}");
@@ -322,6 +339,7 @@ impl<'a> Agent<'a> {
                 role: role_name(p.config.role).into(),
                 endpoint: p.path.map(|path| path.endpoint().to_string()),
                 path: p.path.map(|path| path.kind().to_string()),
+                health: p.health().name().into(),
                 last_handshake_secs: p.last_handshake().map(|d| d.as_secs()),
                 handshakes: p.stats.handshakes,
                 rx_bytes: p.stats.rx_bytes,
@@ -343,6 +361,7 @@ impl<'a> Agent<'a> {
             listen_port: self.config.listen_port,
             manifest: self.manifest.clone(),
             state: self.state.clone(),
+            overlay_via: self.node.overlay_via().map(|p| p.config.name.clone()),
             peers,
             drops: DropReport {
                 no_route: drops.no_route,
@@ -358,6 +377,18 @@ fn role_name(role: Role) -> &'static str {
         Role::Hub => "hub",
         Role::Edge => "edge",
     }
+}
+
+/// Every peer's configuration with its endpoint names resolved, off the event loop.
+async fn resolve_peers(topology: &Topology) -> BTreeMap<PublicKey, PeerConfig> {
+    let plans = topology.peers.clone();
+    smol::unblock(move || {
+        plans
+            .iter()
+            .map(|(k, p)| (*k, p.resolve(|e| resolve(&p.name, e))))
+            .collect()
+    })
+    .await
 }
 
 /// Resolves `host:port`; a name that does not resolve is logged and left out, so one bad
