@@ -33,8 +33,16 @@ struct Sim {
     now: Instant,
     /// Datagrams that went nowhere (no node at the address, or a NAT with no mapping).
     lost: usize,
-    /// Paths that drop everything: (sender's public address, destination), both ways.
+    /// Paths that drop everything: (sender's public address, destination), one way.
     blocked: Vec<(SocketAddr, SocketAddr)>,
+    /// TURN relays: each gives node `i` the relayed address `(ip, 50000 + i)`.
+    relays: Vec<SimRelay>,
+}
+
+struct SimRelay {
+    ip: std::net::IpAddr,
+    /// A dead relay forwards nothing.
+    cut: bool,
 }
 
 impl Sim {
@@ -44,6 +52,7 @@ impl Sim {
             now: Instant::now(),
             lost: 0,
             blocked: Vec::new(),
+            relays: Vec::new(),
         }
     }
 
@@ -95,6 +104,15 @@ impl Sim {
                             let from = self.nodes[i].public.unwrap_or(self.nodes[i].addr);
                             self.deliver(from, to, &t.payload);
                         }
+                        Destination::Relay { relay, peer } => {
+                            let r = &self.relays[usize::from(relay)];
+                            if r.cut || self.nodes[i].cut {
+                                self.lost += 1;
+                            } else {
+                                let from = SocketAddr::new(r.ip, 50000 + i as u16);
+                                self.deliver(from, peer, &t.payload);
+                            }
+                        }
                         Destination::Tun => {
                             let n = &mut self.nodes[i];
                             let dst: [u8; 4] = t.payload[16..20].try_into().unwrap();
@@ -118,19 +136,27 @@ impl Sim {
 
     fn deliver(&mut self, from: SocketAddr, to: SocketAddr, payload: &[u8]) {
         let now = self.now;
-        if self
-            .blocked
-            .iter()
-            .any(|&(a, b)| (a, b) == (from, to) || (b, a) == (from, to))
-        {
+        if self.blocked.contains(&(from, to)) {
             self.lost += 1;
+            return;
+        }
+        // Sent to a relayed address: the relay forwards it to its client.
+        if let Some(r) = self.relays.iter().position(|r| r.ip == to.ip()) {
+            let client = usize::from(to.port() - 50000);
+            if self.relays[r].cut || self.nodes[client].cut {
+                self.lost += 1;
+            } else {
+                self.nodes[client]
+                    .node
+                    .handle_relay(r as u16, from, payload, now);
+            }
             return;
         }
         // A node behind a NAT is reached only at its public mapping.
         match self
             .nodes
             .iter_mut()
-            .find(|n| n.public.unwrap_or(n.addr) == to)
+            .find(|n| !n.cut && n.public.unwrap_or(n.addr) == to)
         {
             Some(n) => n.node.handle_udp(from, payload, now),
             None => self.lost += 1,
@@ -221,7 +247,13 @@ fn edges_behind_nat_handshake_with_the_hub_as_soon_as_the_manifest_is_applied() 
     assert_eq!(sim.handshakes(2, &keys[0].public_key()), 1);
     // The hub learned each edge's NAT mapping from the authenticated handshake.
     let hub = &sim.nodes[0].node;
-    let endpoint = |k: &PrivateKey| hub.peer(&k.public_key()).unwrap().path.unwrap().endpoint();
+    let endpoint = |k: &PrivateKey| {
+        hub.peer(&k.public_key())
+            .unwrap()
+            .path()
+            .unwrap()
+            .endpoint()
+    };
     assert_eq!(endpoint(&keys[1]).to_string(), "198.51.100.2:40001");
     assert_eq!(endpoint(&keys[2]).to_string(), "198.51.100.3:40002");
 }
@@ -337,7 +369,7 @@ fn garbage_datagrams_are_counted_and_change_nothing() {
     let endpoint = hub
         .peer(&keys[1].public_key())
         .unwrap()
-        .path
+        .path()
         .unwrap()
         .endpoint();
     assert_eq!(
@@ -380,7 +412,10 @@ fn reapplying_a_manifest_keeps_unchanged_sessions_and_updates_the_rest() {
     );
     // The learned NAT endpoint survived the update.
     let p = sim.nodes[0].node.peer(&keys[1].public_key()).unwrap();
-    assert_eq!(p.path.unwrap().endpoint().to_string(), "198.51.100.2:40001");
+    assert_eq!(
+        p.path().unwrap().endpoint().to_string(),
+        "198.51.100.2:40001"
+    );
     // And traffic still flows on the old session.
     sim.send_ping(0, [10, 42, 0, 1], [192, 168, 50, 9]);
     sim.run();
@@ -552,6 +587,7 @@ fn a_silent_same_site_peer_falls_back_to_the_hub_route() {
     // The LAN between the two edges fails; both still reach the hub.
     let (a_addr, b_addr) = (sim.nodes[1].addr, sim.nodes[2].addr);
     sim.blocked.push((a_addr, b_addr));
+    sim.blocked.push((b_addr, a_addr));
     for _ in 0..10 {
         sim.send_ping(1, [10, 42, 1, 1], [10, 42, 1, 2]);
         sim.run();
@@ -586,4 +622,171 @@ fn a_hub_whose_name_resolves_to_a_new_address_is_followed_at_once() {
     sim.send_ping(1, [10, 42, 1, 1], [10, 42, 0, 1]);
     sim.run();
     assert_eq!(sim.nodes[0].tun.len(), 1);
+}
+
+fn path_of(sim: &Sim, node: usize, peer: &PrivateKey) -> Option<super::Path> {
+    sim.nodes[node]
+        .node
+        .peer(&peer.public_key())
+        .unwrap()
+        .path()
+}
+
+/// An edge behind NAT, a hub, and two relays; the edge-to-hub direct path is blocked
+/// (both ways) when `blocked`.
+fn relayed_edge(blocked: bool) -> (Sim, [PrivateKey; 2]) {
+    let keys = [0; 2].map(|_| PrivateKey::generate());
+    let mut sim = Sim::new();
+    sim.add(keys[0].clone(), "203.0.113.10:51820", [10, 42, 0, 1]);
+    let edge = sim.add(keys[1].clone(), "192.168.1.10:51820", [10, 42, 1, 1]);
+    sim.nodes[edge].public = Some("198.51.100.2:40001".parse().unwrap());
+    sim.relays.push(SimRelay {
+        ip: "192.0.2.1".parse().unwrap(),
+        cut: false,
+    });
+    sim.relays.push(SimRelay {
+        ip: "192.0.2.2".parse().unwrap(),
+        cut: false,
+    });
+    if blocked {
+        block_direct(&mut sim);
+    }
+    let now = sim.now;
+    sim.nodes[edge]
+        .node
+        .relay_up(0, Duration::from_millis(30), now);
+    sim.nodes[edge]
+        .node
+        .relay_up(1, Duration::from_millis(60), now);
+    let mut hub = spec(&keys[0], "hub", Role::Hub, None, "10.42.0.1/32");
+    hub.endpoints = vec!["203.0.113.10:51820".into()];
+    let dev = spec(&keys[1], "dev", Role::Edge, None, "10.42.1.1/32");
+    sim.apply(&manifest(vec![hub, dev]));
+    sim.run();
+    (sim, keys)
+}
+
+const EDGE_PUBLIC: &str = "198.51.100.2:40001";
+const HUB: &str = "203.0.113.10:51820";
+
+fn block_direct(sim: &mut Sim) {
+    let (edge, hub) = (EDGE_PUBLIC.parse().unwrap(), HUB.parse().unwrap());
+    sim.blocked.push((edge, hub));
+    sim.blocked.push((hub, edge));
+}
+
+/// Pings from the edge to the hub every 100 ms for `secs`; returns the time of each
+/// ping the hub received, in seconds from the start.
+fn ping_hub(sim: &mut Sim, secs: f64) -> Vec<f64> {
+    let start = sim.now;
+    let mut got = Vec::new();
+    while sim.now - start < Duration::from_secs_f64(secs) {
+        let before = sim.nodes[0].tun.len();
+        sim.send_ping(1, [10, 42, 1, 1], [10, 42, 0, 1]);
+        sim.run();
+        // The hub answers each ping, so traffic is request/response both ways.
+        if sim.nodes[0].tun.len() > before {
+            got.push((sim.now - start).as_secs_f64());
+            sim.send_ping(0, [10, 42, 0, 1], [10, 42, 1, 1]);
+            sim.run();
+        }
+        sim.advance(Duration::from_millis(100));
+    }
+    got
+}
+
+#[test]
+fn direct_blocked_from_the_start_falls_back_to_the_fastest_relay_within_a_second() {
+    let (mut sim, keys) = relayed_edge(true);
+    assert_eq!(path_of(&sim, 1, &keys[0]).unwrap().kind(), "direct");
+    let got = ping_hub(&mut sim, 3.0);
+    assert!(
+        !got.is_empty() && got[0] <= 1.2,
+        "first ping through at {got:?}"
+    );
+    assert_eq!(
+        path_of(&sim, 1, &keys[0]).unwrap().relay(),
+        Some(0),
+        "relay 0 answers faster"
+    );
+    // The hub, a plain WireGuard peer, followed by roaming to the relayed address.
+    let hub_sees = path_of(&sim, 0, &keys[1]).unwrap().endpoint();
+    assert_eq!(hub_sees.to_string(), "192.0.2.1:50001");
+}
+
+#[test]
+fn a_direct_path_that_dies_mid_stream_moves_to_a_relay_within_5s() {
+    let (mut sim, keys) = relayed_edge(false);
+    let got = ping_hub(&mut sim, 2.0);
+    assert!(got.len() >= 19, "direct works: {got:?}");
+    block_direct(&mut sim);
+    let got = ping_hub(&mut sim, 8.0);
+    let first = got.first().copied().expect("traffic never resumed");
+    assert!(first <= 5.0, "pings lost for {first} s");
+    assert_eq!(path_of(&sim, 1, &keys[0]).unwrap().kind(), "relay");
+}
+
+#[test]
+fn the_peer_returns_to_direct_after_the_block_is_lifted() {
+    let (mut sim, keys) = relayed_edge(true);
+    ping_hub(&mut sim, 2.0);
+    assert_eq!(path_of(&sim, 1, &keys[0]).unwrap().kind(), "relay");
+    sim.blocked.clear();
+    let start = sim.now;
+    for _ in 0..300 {
+        ping_hub(&mut sim, 0.1);
+        if path_of(&sim, 1, &keys[0]).unwrap().kind() == "direct" {
+            break;
+        }
+    }
+    let took = sim.now - start;
+    assert_eq!(path_of(&sim, 1, &keys[0]).unwrap().kind(), "direct");
+    assert!(
+        took <= Duration::from_secs(21),
+        "back to direct after {took:?}"
+    );
+    // And the hub follows, so the traffic is direct both ways.
+    assert_eq!(
+        path_of(&sim, 0, &keys[1]).unwrap().endpoint().to_string(),
+        "198.51.100.2:40001"
+    );
+    let got = ping_hub(&mut sim, 1.0);
+    assert!(got.len() >= 9);
+}
+
+#[test]
+fn a_probe_that_gets_no_answer_leaves_the_peer_on_the_relay() {
+    let (mut sim, keys) = relayed_edge(true);
+    ping_hub(&mut sim, 2.0);
+    // Only the way back is blocked: the hub hears the direct probe but cannot answer.
+    sim.blocked = vec![(HUB.parse().unwrap(), EDGE_PUBLIC.parse().unwrap())];
+    let got = ping_hub(&mut sim, 45.0);
+    // Two direct probes happened in 45 s; traffic never stopped for long.
+    let gaps = got.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    assert!(gaps < 1.0, "longest gap {gaps} s");
+    assert_eq!(path_of(&sim, 1, &keys[0]).unwrap().kind(), "relay");
+}
+
+#[test]
+fn a_dead_relay_hands_its_peers_to_the_other_relay() {
+    let (mut sim, keys) = relayed_edge(true);
+    ping_hub(&mut sim, 2.0);
+    assert_eq!(path_of(&sim, 1, &keys[0]).unwrap().relay(), Some(0));
+    sim.relays[0].cut = true;
+    let now = sim.now;
+    sim.nodes[1].node.relay_down(0, now);
+    sim.run();
+    assert_eq!(path_of(&sim, 1, &keys[0]).unwrap().relay(), Some(1));
+    let got = ping_hub(&mut sim, 1.0);
+    assert!(got.first().is_some_and(|&t| t < 0.2), "resumed at {got:?}");
+}
+
+#[test]
+fn a_silently_dead_relay_is_noticed_from_the_data_path_too() {
+    let (mut sim, keys) = relayed_edge(true);
+    ping_hub(&mut sim, 2.0);
+    sim.relays[0].cut = true; // no word from the shell: the allocation just stops working
+    let got = ping_hub(&mut sim, 8.0);
+    assert!(got.first().is_some_and(|&t| t <= 5.0), "resumed at {got:?}");
+    assert_eq!(path_of(&sim, 1, &keys[0]).unwrap().relay(), Some(1));
 }

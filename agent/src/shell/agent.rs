@@ -240,6 +240,11 @@ impl<'a> Agent<'a> {
                         log::debug!("UDP send to {to}: {e}");
                     }
                 }
+                Destination::Relay { relay, .. } => {
+                    // Relays are not wired into the shell yet; the core only picks a
+                    // relayed path once the shell reports a relay up.
+                    log::debug!("no transport for relay #{relay}");
+                }
                 Destination::Tun => {
                     if let Err(e) = self.tun.send(&t.payload).await {
                         log::debug!("writing {}: {e}", self.config.interface);
@@ -337,8 +342,8 @@ impl<'a> Agent<'a> {
                 name: p.config.name.clone(),
                 public_key: p.key.to_string(),
                 role: role_name(p.config.role).into(),
-                endpoint: p.path.map(|path| path.endpoint().to_string()),
-                path: p.path.map(|path| path.kind().to_string()),
+                endpoint: p.path().map(|path| path.endpoint().to_string()),
+                path: p.path().map(|path| path.kind().to_string()),
                 health: p.health().name().into(),
                 last_handshake_secs: p.last_handshake().map(|d| d.as_secs()),
                 handshakes: p.stats.handshakes,
