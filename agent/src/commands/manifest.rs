@@ -1,4 +1,5 @@
-//! `edgewire manifest keygen|build|show`: the operator's side of manifest trust.
+//! `edgewire manifest keygen|build|show|import-wg`: the operator's side of manifest
+//! trust (import-wg lives in `import_wg.rs`).
 //! Every error names the file it is about.
 
 use std::io::{self, Read};
@@ -16,6 +17,11 @@ pub fn execute(command: ManifestCommand) -> anyhow::Result<()> {
         ManifestCommand::Keygen { out } => keygen(&out),
         ManifestCommand::Build { source, key, out } => build(&source, &key, &out),
         ManifestCommand::Show { manifest, pubkey } => show(&manifest, pubkey.as_deref()),
+        ManifestCommand::ImportWg {
+            file,
+            address,
+            public_key,
+        } => super::import_wg::run(&file, address, public_key),
     }
 }
 
