@@ -19,6 +19,7 @@ mod testserver;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use body::read_capped;
 pub use error::FetchError;
 
 use crate::config::RunConfig;

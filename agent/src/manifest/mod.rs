@@ -3,8 +3,11 @@
 //! Owns the payload model (`model`), the operator's JSON source (`source`), the binary
 //! envelope and its signature (`envelope`, `signing`), the validation rules (`validate`,
 //! `hostport`), and the human-readable dump (`show`). The agent only ever calls [`open`]:
-//! signature first, then decode, then validate.
+//! signature first, then decode, then validate. Around it: which verified manifests may
+//! be put in force (`trust`, `clocktrust`) and the copy kept for offline boots (`cache`).
 
+pub mod cache;
+mod clocktrust;
 mod envelope;
 #[cfg(test)]
 mod fixtures;
@@ -14,6 +17,7 @@ mod rfc3339;
 mod show;
 mod signing;
 mod source;
+pub mod trust;
 mod validate;
 
 use std::fmt;
@@ -22,6 +26,7 @@ use std::str::FromStr;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+pub use clocktrust::ClockTrust;
 pub use envelope::{Envelope, FORMAT_VERSION, MAGIC, Verified, seal};
 pub use hostport::{Host, RelayUrl, Transport, parse_endpoint, parse_relay_url};
 pub use model::{Manifest, NodeSpec, RelaySpec, Role};
@@ -29,6 +34,7 @@ pub use rfc3339::{format_rfc3339, parse_rfc3339};
 pub use show::render;
 pub use signing::{NetworkKeyPair, pkcs8_to_pem};
 pub use source::from_json;
+pub use trust::{Refusal, TrustState, Verdict};
 
 /// The largest manifest accepted, checked before anything else is done with the bytes.
 /// Thousands of nodes fit in a small fraction of it; the bound keeps a hostile server
