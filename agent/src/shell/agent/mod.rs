@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 use anyhow::Context;
-use futures_lite::future;
+use futures_lite::FutureExt;
 use futures_lite::io::AsyncReadExt;
 use rand_core::RngCore;
 use smol::{Async, LocalExecutor, Timer};
@@ -18,13 +18,15 @@ use tun_rs::AsyncDevice;
 use crate::config::RunConfig;
 use crate::core::topology::Topology;
 use crate::core::{Destination, Node};
+use crate::fetch::{FetchConfig, Fetcher};
 use crate::keys::PrivateKey;
 use crate::status::ManifestInfo;
 
 use super::clock;
-use super::feed::{self, Feed, Source};
+use super::intake::Intake;
 use super::netlink::Netlink;
 use super::notify::Notifier;
+use super::puller::{self, Pulled, Puller};
 use super::status_server::{self, StatusServer};
 use super::tun;
 use super::udp::Udp;
@@ -39,7 +41,9 @@ enum Wake {
     Tun,
     Udp,
     Timer,
+    Pulled(Option<Pulled>),
     Status(io::Result<Async<UnixStream>>),
+    Reload,
     Signal,
 }
 
@@ -51,9 +55,12 @@ pub struct Agent<'a> {
     udp: Udp,
     netlink: Netlink,
     status: StatusServer,
+    /// SIGTERM and SIGINT: stop.
     signals: Async<UnixStream>,
-    feed: Feed,
-    next_poll: Instant,
+    /// SIGHUP: poll the manifest URL now.
+    reload: Async<UnixStream>,
+    intake: Intake,
+    puller: Puller,
     /// This node's part of the manifest in force.
     topology: Option<Topology>,
     manifest: Option<ManifestInfo>,
@@ -71,14 +78,15 @@ impl<'a> Agent<'a> {
         key: PrivateKey,
         ex: &'a LocalExecutor<'static>,
     ) -> anyhow::Result<Agent<'a>> {
-        let source = Source::parse(&config.manifest_url)?;
+        let fetcher = Fetcher::new(FetchConfig::from_run(&config))?;
         let tun = tun::create(&config.interface)?;
         let netlink = Netlink::open(ex, &config.interface).await?;
         netlink.set_mtu_and_up(config.mtu).await?;
         let udp = Udp::bind(config.listen_port)
             .with_context(|| format!("binding UDP port {}", config.listen_port))?;
         let status = StatusServer::bind(&config.state_dir)?;
-        let signals = signal_pipe()?;
+        let signals = signal_pipe(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+        let reload = signal_pipe(&[signal_hook::consts::SIGHUP])?;
         let public = key.public_key();
         let node = Node::new(key, rand_core::OsRng.next_u32());
         log::info!(
@@ -87,7 +95,9 @@ impl<'a> Agent<'a> {
             config.mtu,
             config.listen_port
         );
-        let feed = Feed::new(source, config.manifest_pubkeys.clone());
+        let intake = Intake::new(&config, public, fetcher.describe())?;
+        let puller = Puller::start(fetcher, puller::schedule(config.manifest_interval))
+            .context("starting the manifest thread")?;
         let notify = Notifier::from_env();
         let now = clock::now();
         Ok(Agent {
@@ -99,8 +109,9 @@ impl<'a> Agent<'a> {
             netlink,
             status,
             signals,
-            feed,
-            next_poll: now,
+            reload,
+            intake,
+            puller,
             topology: None,
             manifest: None,
             state: "starting".into(),
@@ -111,44 +122,61 @@ impl<'a> Agent<'a> {
     }
 
     pub async fn run(&mut self) -> anyhow::Result<()> {
+        // The cached manifest first: the overlay comes up without waiting for the server.
+        if let Some(manifest) = self.intake.boot() {
+            self.apply(manifest).await;
+            self.flush().await;
+            self.mark_ready();
+        }
         let mut tun_buf = vec![0u8; RECV_BUFFER];
         let mut udp_buf = vec![0u8; RECV_BUFFER];
         let mut timer = Timer::never();
         loop {
-            timer.set_at(self.next_deadline());
-            let wake = future::or(
-                async {
-                    let _ = self.tun.readable().await;
-                    Wake::Tun
-                },
-                future::or(
-                    async {
-                        let _ = self.udp.readable().await;
-                        Wake::Udp
-                    },
-                    future::or(
-                        async {
-                            (&mut timer).await;
-                            Wake::Timer
-                        },
-                        future::or(async { Wake::Status(self.status.accept().await) }, async {
-                            let _ = (&self.signals).read(&mut [0u8; 16]).await;
-                            Wake::Signal
-                        }),
-                    ),
-                ),
-            )
+            match self.next_deadline() {
+                Some(at) => timer.set_at(at),
+                None => timer = Timer::never(),
+            }
+            // Whichever is ready first; the losers are dropped, which is safe because
+            // each only waits for readiness (nothing is read until the match below).
+            let wake = async {
+                let _ = self.tun.readable().await;
+                Wake::Tun
+            }
+            .or(async {
+                let _ = self.udp.readable().await;
+                Wake::Udp
+            })
+            .or(async {
+                (&mut timer).await;
+                Wake::Timer
+            })
+            .or(async { Wake::Pulled(self.puller.recv().await) })
+            .or(async { Wake::Status(self.status.accept().await) })
+            .or(async {
+                let _ = (&self.reload).read(&mut [0u8; 16]).await;
+                Wake::Reload
+            })
+            .or(async {
+                let _ = (&self.signals).read(&mut [0u8; 16]).await;
+                Wake::Signal
+            })
             .await;
             match wake {
                 Wake::Tun => self.read_tun(&mut tun_buf),
                 Wake::Udp => self.read_udp(&mut udp_buf),
-                Wake::Timer => self.on_timer().await,
+                Wake::Timer => self.on_timer(),
+                Wake::Pulled(Some(pulled)) => self.on_pulled(pulled).await,
+                Wake::Pulled(None) => anyhow::bail!("the manifest thread stopped"),
                 Wake::Status(Ok(stream)) => {
                     self.ex
                         .spawn(status_server::answer(stream, self.report()))
                         .detach();
                 }
                 Wake::Status(Err(e)) => log::debug!("status socket: {e}"),
+                Wake::Reload => {
+                    log::info!("SIGHUP: polling {} now", self.intake.source());
+                    self.puller.poll_now();
+                }
                 Wake::Signal => {
                     self.notify.stopping();
                     log::info!(
@@ -162,11 +190,11 @@ impl<'a> Agent<'a> {
         }
     }
 
-    fn next_deadline(&self) -> Instant {
+    fn next_deadline(&self) -> Option<Instant> {
         [self.node.poll_timeout().map(|(t, _)| t), self.next_watchdog]
             .into_iter()
             .flatten()
-            .fold(self.next_poll, Instant::min)
+            .min()
     }
 
     fn read_tun(&mut self, buf: &mut [u8]) {
@@ -198,7 +226,7 @@ impl<'a> Agent<'a> {
         }
     }
 
-    async fn on_timer(&mut self) {
+    fn on_timer(&mut self) {
         let now = clock::now();
         self.node.handle_timeout(now);
         if let Some(due) = self.next_watchdog.filter(|&due| now >= due) {
@@ -206,22 +234,43 @@ impl<'a> Agent<'a> {
             self.notify.watchdog();
             self.next_watchdog = self.notify.watchdog_interval().map(|i| due.max(now) + i);
         }
-        if now >= self.next_poll {
-            self.next_poll = now + feed::POLL_INTERVAL;
-            match self.feed.poll().await {
-                Some(manifest) => self.apply(manifest).await,
-                None => self.refresh_endpoints().await,
+    }
+
+    /// A poll of the manifest URL finished.
+    async fn on_pulled(&mut self, pulled: Pulled) {
+        let new = match pulled {
+            Pulled::New(raw) => {
+                self.intake.fetched();
+                self.intake.take(raw)
             }
-            if !self.ready {
-                // Ready once the interface is configured and the first manifest was tried:
-                // a device with no manifest yet still runs, and says so in its status.
-                self.ready = true;
-                if self.manifest.is_none() {
-                    self.set_state("waiting for a manifest".into());
-                }
-                self.notify.ready(&self.state);
+            Pulled::NotModified => {
+                self.intake.fetched();
+                None
             }
+            Pulled::Failed(e) => {
+                self.intake.failed(e);
+                None
+            }
+        };
+        match new {
+            Some(manifest) => self.apply(manifest).await,
+            // Names may point elsewhere now, whatever the server said.
+            None => self.refresh_endpoints().await,
         }
+        self.mark_ready();
+    }
+
+    /// Ready once the interface is configured and the first manifest was tried: a device
+    /// with no manifest yet still runs, and says so in its status.
+    fn mark_ready(&mut self) {
+        if self.ready {
+            return;
+        }
+        self.ready = true;
+        if self.manifest.is_none() {
+            self.set_state("waiting for a manifest".into());
+        }
+        self.notify.ready(&self.state);
     }
 
     fn set_state(&mut self, state: String) {
@@ -256,10 +305,10 @@ impl<'a> Agent<'a> {
     }
 }
 
-/// SIGTERM and SIGINT become a byte on a socket the loop waits on.
-fn signal_pipe() -> anyhow::Result<Async<UnixStream>> {
+/// Each of `signals` becomes a byte on a socket the loop waits on.
+fn signal_pipe(signals: &[i32]) -> anyhow::Result<Async<UnixStream>> {
     let (read, write) = UnixStream::pair().context("creating the signal pipe")?;
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+    for &signal in signals {
         signal_hook::low_level::pipe::register(signal, write.try_clone()?)
             .context("installing the signal handlers")?;
     }
