@@ -5,7 +5,9 @@
 //! `If-None-Match`, or the same bytes as last time) or hands over new raw bytes, never
 //! more than `max_size` of them. What the bytes mean (signature, serial, INI) is the
 //! caller's business; here is only transport, with errors that tell its failures apart.
+//! [`Backoff`] says when to try again.
 
+mod backoff;
 mod body;
 mod error;
 mod file;
@@ -19,6 +21,7 @@ mod testserver;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use backoff::Backoff;
 pub use body::read_capped;
 pub use error::FetchError;
 
