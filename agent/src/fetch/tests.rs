@@ -311,3 +311,10 @@ fn an_unknown_scheme_is_refused_when_the_fetcher_is_made() {
         .unwrap();
     assert!(err.to_string().contains("unknown scheme"), "{err}");
 }
+
+#[test]
+fn a_fetcher_can_move_to_a_helper_thread() {
+    fn send<T: Send + 'static>() {}
+    send::<Fetcher>();
+    send::<FetchError>();
+}
