@@ -56,6 +56,12 @@ pub enum ManifestCommand {
         manifest: PathBuf,
         pubkey: Option<String>,
     },
+    /// Kilo's `kgctl showconf peer` INI as a JSON source; `public_key` adds this device.
+    ImportWg {
+        file: PathBuf,
+        address: crate::prefix::Prefix,
+        public_key: Option<crate::keys::PublicKey>,
+    },
 }
 
 pub fn parse(args: impl Iterator<Item = OsString>) -> anyhow::Result<Command> {
@@ -122,7 +128,7 @@ pub(crate) fn parse_with(
 fn parse_manifest(args: Vec<String>) -> anyhow::Result<Command> {
     let Some((sub, rest)) = args.split_first() else {
         bail!(
-            "`edgewire manifest` needs keygen, build or show\n\n{}",
+            "`edgewire manifest` needs keygen, build, show or import-wg\n\n{}",
             usage()
         );
     };
@@ -156,7 +162,31 @@ fn parse_manifest(args: Vec<String>) -> anyhow::Result<Command> {
                 pubkey: s.options.remove("--pubkey"),
             }
         }
-        other => bail!("unknown manifest command {other:?}: expected keygen, build or show"),
+        "import-wg" => {
+            let Some(mut s) = scan(&MANIFEST_IMPORT_WG, rest)? else {
+                return Ok(Command::Help(usage()));
+            };
+            let Some(address) = s.options.remove("--address") else {
+                bail!(
+                    "`edgewire manifest import-wg` needs --address PREFIX (this device's \
+                     overlay address with the overlay's length, as 10.4.0.99/16)"
+                );
+            };
+            ManifestCommand::ImportWg {
+                file: PathBuf::from(s.positionals.remove(0)),
+                address: address
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--address: {e}"))?,
+                public_key: s
+                    .options
+                    .remove("--public-key")
+                    .map(|k| k.parse().map_err(|e| anyhow::anyhow!("--public-key: {e}")))
+                    .transpose()?,
+            }
+        }
+        other => {
+            bail!("unknown manifest command {other:?}: expected keygen, build, show or import-wg")
+        }
     };
     Ok(Command::Manifest(command))
 }
@@ -208,6 +238,12 @@ const MANIFEST_BUILD: Spec = Spec {
     name: "manifest build",
     options: &["--key", "--out"],
     positionals: &["SOURCE.json"],
+    ..MANIFEST_KEYGEN
+};
+const MANIFEST_IMPORT_WG: Spec = Spec {
+    name: "manifest import-wg",
+    options: &["--address", "--public-key"],
+    positionals: &["FILE (the output of `kgctl showconf peer NAME`)"],
     ..MANIFEST_KEYGEN
 };
 const MANIFEST_SHOW: Spec = Spec {
@@ -409,6 +445,8 @@ usage:
   edgewire manifest keygen --out FILE           make a network signing key (FILE, FILE.pub)
   edgewire manifest build SOURCE.json --key FILE -o MANIFEST
   edgewire manifest show MANIFEST [--pubkey KEY|FILE.pub]
+  edgewire manifest import-wg FILE --address PREFIX [--public-key KEY]
+                                 Kilo's `kgctl showconf peer` as a JSON source
   edgewire version | help
 
 Flags beat environment variables, which beat the env file. Options take

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::ManifestFormat;
-use crate::keys::files::TestDir;
+use crate::fsutil::TestDir;
 use crate::manifest::NetworkPublicKey;
 
 const KEY_A: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
@@ -452,5 +452,57 @@ fn manifest_subcommands_parse_their_files() {
     assert!(error(&["manifest", "keygen"], &[]).contains("needs --out FILE"));
     assert!(
         error(&["manifest", "keygen", "--out", "a", "--out", "b"], &[]).contains("given twice")
+    );
+}
+
+#[test]
+fn import_wg_takes_a_file_an_address_and_optionally_this_devices_key() {
+    let key = "+9FR5rcSXnU3aLEDWGm0KQK5fpRQcPlorzYLaoGr7CQ=";
+    match parse_env(
+        &[
+            "manifest",
+            "import-wg",
+            "peer.conf",
+            "--address=10.4.0.99/16",
+            "--public-key",
+            key,
+        ],
+        &[],
+    )
+    .unwrap()
+    {
+        Command::Manifest(ManifestCommand::ImportWg {
+            file,
+            address,
+            public_key,
+        }) => {
+            assert_eq!(file, PathBuf::from("peer.conf"));
+            assert_eq!(address, "10.4.0.99/16".parse().unwrap());
+            assert_eq!(public_key, Some(key.parse().unwrap()));
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = error(&["manifest", "import-wg", "peer.conf"], &[]);
+    assert!(err.contains("needs --address PREFIX"), "{err}");
+    let err = error(&["manifest", "import-wg", "--address", "10.4.0.99/16"], &[]);
+    assert!(
+        err.contains("needs FILE (the output of `kgctl showconf peer NAME`)"),
+        "{err}"
+    );
+    let err = error(
+        &[
+            "manifest",
+            "import-wg",
+            "p",
+            "--address",
+            "10.4.0.99/16",
+            "--public-key",
+            "x",
+        ],
+        &[],
+    );
+    assert!(
+        err.starts_with("--public-key: \"x\" is not a WireGuard key"),
+        "{err}"
     );
 }

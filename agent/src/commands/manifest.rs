@@ -1,4 +1,5 @@
-//! `edgewire manifest keygen|build|show`: the operator's side of manifest trust.
+//! `edgewire manifest keygen|build|show|import-wg`: the operator's side of manifest
+//! trust (import-wg lives in `import_wg.rs`).
 //! Every error names the file it is about.
 
 use std::io::{self, Read};
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::cli::ManifestCommand;
-use crate::keys::files::write_atomic;
+use crate::fsutil::write_atomic;
 use crate::manifest::{self, Envelope, NetworkKeyPair, NetworkPublicKey, Role};
 
 pub fn execute(command: ManifestCommand) -> anyhow::Result<()> {
@@ -16,6 +17,11 @@ pub fn execute(command: ManifestCommand) -> anyhow::Result<()> {
         ManifestCommand::Keygen { out } => keygen(&out),
         ManifestCommand::Build { source, key, out } => build(&source, &key, &out),
         ManifestCommand::Show { manifest, pubkey } => show(&manifest, pubkey.as_deref()),
+        ManifestCommand::ImportWg {
+            file,
+            address,
+            public_key,
+        } => super::import_wg::run(&file, address, public_key),
     }
 }
 
@@ -146,7 +152,7 @@ fn parse_pubkey(text: &str) -> anyhow::Result<NetworkPublicKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::files::TestDir;
+    use crate::fsutil::TestDir;
     use crate::manifest::ManifestError;
 
     const LAB_JSON: &str = include_str!("../manifest/testdata/lab.json");

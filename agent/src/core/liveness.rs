@@ -21,8 +21,12 @@ use std::time::{Duration, Instant};
 pub const SUSPECT_AFTER: Duration = Duration::from_secs(2);
 /// The patience for one-way traffic: KEEPALIVE_TIMEOUT (10 s) plus 2 s of slack.
 pub const SUSPECT_AFTER_ONE_WAY: Duration = Duration::from_secs(12);
-/// How long a handshake may go unanswered before the peer counts as down.
+/// How long a handshake may go unanswered before the path counts as down.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The same for a path that never answered yet (a new peer, a path just switched to):
+/// there is nothing to lose by moving on sooner, and the relay fallback must answer
+/// within 2 s of start.
+pub const FIRST_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pauses between probes of a peer that is down: 5 s, doubling up to 30 s. Cheap (a
 /// 148-byte datagram) and fast enough that a returning hub gets its traffic back quickly.
 const RETRY_FIRST: Duration = Duration::from_secs(5);
@@ -66,6 +70,8 @@ pub struct Liveness {
     retry_pause: Duration,
     /// How long data may go unanswered: SUSPECT_AFTER or SUSPECT_AFTER_ONE_WAY.
     patience: Duration,
+    /// How long the last failure went unanswered, for the log.
+    waited: Duration,
 }
 
 impl Default for Liveness {
@@ -77,6 +83,7 @@ impl Default for Liveness {
             retry_at: None,
             retry_pause: RETRY_FIRST,
             patience: SUSPECT_AFTER,
+            waited: Duration::ZERO,
         }
     }
 }
@@ -84,6 +91,26 @@ impl Default for Liveness {
 impl Liveness {
     pub fn health(&self) -> Health {
         self.health
+    }
+
+    /// How long the last failure went unanswered.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+
+    /// The peer is now reached another way: nothing is known about that way yet.
+    pub fn on_path_changed(&mut self) {
+        *self = Liveness {
+            patience: self.patience,
+            ..Liveness::default()
+        };
+    }
+
+    fn probe_timeout(&self) -> Duration {
+        match self.health {
+            Health::Up => PROBE_TIMEOUT,
+            Health::Unknown | Health::Down => FIRST_PROBE_TIMEOUT,
+        }
     }
 
     pub fn on_data_sent(&mut self, now: Instant) {
@@ -128,8 +155,10 @@ impl Liveness {
             return (Action::None, false);
         }
         if let Some(sent) = self.probe_sent
-            && now.saturating_duration_since(sent) >= PROBE_TIMEOUT
+            && now.saturating_duration_since(sent) >= self.probe_timeout()
         {
+            let since = self.unanswered_since.map_or(sent, |u| u.min(sent));
+            self.waited = now.saturating_duration_since(since);
             self.health = Health::Down;
             self.unanswered_since = None;
             self.probe_sent = None;
@@ -153,7 +182,7 @@ impl Liveness {
             return self.retry_at;
         }
         match (self.probe_sent, self.unanswered_since) {
-            (Some(p), _) => Some(p + PROBE_TIMEOUT),
+            (Some(p), _) => Some(p + self.probe_timeout()),
             (None, Some(u)) => Some(u + self.patience),
             (None, None) => None,
         }
@@ -204,7 +233,7 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Liveness::default();
         l.on_handshake_sent(t0);
-        assert_eq!(l.on_tick(t0 + PROBE_TIMEOUT), (Action::None, true));
+        assert_eq!(l.on_tick(t0 + FIRST_PROBE_TIMEOUT), (Action::None, true));
     }
 
     #[test]
@@ -212,16 +241,16 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Liveness::default();
         l.on_handshake_sent(t0);
-        l.on_tick(t0 + secs(2.0));
+        l.on_tick(t0 + secs(1.0));
         let mut probes = Vec::new();
-        let mut t = t0 + secs(2.0);
+        let mut t = t0 + secs(1.0);
         while t < t0 + secs(120.0) {
             t += secs(0.5);
             if l.on_tick(t).0 == Action::Probe {
                 probes.push((t - t0).as_secs_f64());
             }
         }
-        assert_eq!(&probes[..5], &[7.0, 17.0, 37.0, 67.0, 97.0]);
+        assert_eq!(&probes[..5], &[6.0, 16.0, 36.0, 66.0, 96.0]);
         assert!(l.on_answer(t), "the first answer brings it back");
         assert_eq!(l.health(), Health::Up);
     }

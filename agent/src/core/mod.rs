@@ -6,8 +6,10 @@
 
 mod liveness;
 mod node;
+mod outbox;
 mod packet;
 mod path;
+mod paths;
 mod peer;
 mod routes;
 mod session;
@@ -18,5 +20,6 @@ mod tests;
 
 pub use liveness::Health;
 pub use node::{Changes, Drops, Node, Overlay};
-pub use path::{Destination, Path, Transmit};
+pub use path::{Destination, Path, RelayId, Transmit};
+pub use paths::RelayInfo;
 pub use peer::{Peer, PeerConfig, PeerStats};

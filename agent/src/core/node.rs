@@ -14,9 +14,11 @@ use crate::keys::{PrivateKey, PublicKey};
 use crate::prefix::Prefix;
 
 use super::liveness::Health;
+use super::outbox::Outbox;
 use super::packet;
-use super::path::Transmit;
-use super::peer::{Outbox, Peer, PeerConfig};
+use super::path::{Path, RelayId, Transmit};
+use super::paths::RelayInfo;
+use super::peer::{Peer, PeerConfig};
 use super::routes::RouteTable;
 use super::session::{self, MessageKind};
 
@@ -69,6 +71,8 @@ pub struct Node {
     /// Session indexes are 24 bits; the next one to hand out.
     next_index: u32,
     out: Outbox,
+    /// Relays with an allocation, as the shell reports them.
+    relays: Vec<RelayInfo>,
     pub drops: Drops,
 }
 
@@ -84,6 +88,7 @@ impl Node {
             overlay_via: None,
             next_index: index_seed & 0x00ff_ffff,
             out: Outbox::default(),
+            relays: Vec::new(),
             drops: Drops::default(),
         }
     }
@@ -164,8 +169,8 @@ impl Node {
         let mut peer = Peer::new(&self.key, key, config, index, now);
         // Handshake at once with every peer we can reach, so the first packet does not
         // wait for one and `status` shows who answers.
-        if peer.path.is_some() {
-            peer.initiate(&mut self.out, now);
+        if peer.path().is_some() {
+            peer.initiate_everywhere(&mut self.out, now);
         }
         self.by_index.insert(index, key);
         self.peers.insert(key, peer);
@@ -252,6 +257,52 @@ impl Node {
 
     /// A datagram read from the UDP socket.
     pub fn handle_udp(&mut self, from: SocketAddr, datagram: &[u8], now: Instant) {
+        self.handle_datagram(Path::Direct(from), datagram, now);
+    }
+
+    /// A datagram a TURN relay forwarded to us from `from`.
+    pub fn handle_relay(
+        &mut self,
+        relay: RelayId,
+        from: SocketAddr,
+        datagram: &[u8],
+        now: Instant,
+    ) {
+        self.handle_datagram(Path::Relayed { relay, peer: from }, datagram, now);
+    }
+
+    /// A relay has an allocation (again), answering in `rtt`. Peers that are down try it.
+    pub fn relay_up(&mut self, relay: RelayId, rtt: std::time::Duration, now: Instant) {
+        self.relays.retain(|r| r.id != relay);
+        self.relays.push(RelayInfo { id: relay, rtt });
+        for peer in self.peers.values_mut() {
+            peer.retry_if_down(&self.relays, &mut self.out, now);
+        }
+    }
+
+    /// A relay lost its allocation or its connection: its peers move at once.
+    pub fn relay_down(&mut self, relay: RelayId, now: Instant) {
+        self.relays.retain(|r| r.id != relay);
+        for peer in self.peers.values_mut() {
+            peer.on_relay_lost(relay, &self.relays, &mut self.out, now);
+        }
+    }
+
+    /// Every address a relay must be allowed to forward from: the peers' direct
+    /// addresses (TURN permissions).
+    pub fn relay_permissions(&self) -> Vec<SocketAddr> {
+        let mut all: Vec<SocketAddr> = self
+            .peers
+            .values()
+            .flat_map(|p| p.direct_candidates().iter().copied())
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    fn handle_datagram(&mut self, via: Path, datagram: &[u8], now: Instant) {
+        let from = via.endpoint();
         let key = match MessageKind::of(datagram) {
             Some(MessageKind::HandshakeInit) => session::initiator_of(datagram, &self.key),
             Some(_) => MessageKind::receiver_index(datagram)
@@ -267,7 +318,7 @@ impl Node {
             return;
         };
         let before = peer.health();
-        if let Err(e) = peer.receive(from, datagram, &mut self.out, now) {
+        if let Err(e) = peer.receive(via, datagram, &mut self.out, now) {
             self.drops.refused += 1;
             log::debug!("peer {}: {e} (from {from})", peer.config.name);
         }
@@ -280,7 +331,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut went_down = false;
         for peer in self.peers.values_mut() {
-            went_down |= peer.tick(&mut self.out, now);
+            went_down |= peer.tick(&self.relays, &mut self.out, now);
         }
         if went_down {
             self.rebuild_routes();

@@ -3,18 +3,29 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-/// A way to reach a peer. Relayed paths (through a TURN allocation) come with the relay
-/// work; everything that sends goes through this type so they slot in here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Names one TURN relay of the manifest (its index there), as the shell knows it.
+pub type RelayId = u16;
+
+/// A way to reach a peer: straight to its address, or through our allocation on a TURN
+/// relay, which forwards to the peer's address from the relay's own address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Path {
     Direct(SocketAddr),
+    Relayed { relay: RelayId, peer: SocketAddr },
 }
 
 impl Path {
-    /// The peer's address as it sees the datagrams arrive.
+    /// The peer's address: where the datagrams end up.
     pub fn endpoint(&self) -> SocketAddr {
         match self {
-            Path::Direct(addr) => *addr,
+            Path::Direct(addr) | Path::Relayed { peer: addr, .. } => *addr,
+        }
+    }
+
+    pub fn relay(&self) -> Option<RelayId> {
+        match self {
+            Path::Direct(_) => None,
+            Path::Relayed { relay, .. } => Some(*relay),
         }
     }
 
@@ -22,6 +33,7 @@ impl Path {
     pub fn kind(&self) -> &'static str {
         match self {
             Path::Direct(_) => "direct",
+            Path::Relayed { .. } => "relay",
         }
     }
 }
@@ -30,6 +42,7 @@ impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Path::Direct(addr) => write!(f, "direct {addr}"),
+            Path::Relayed { relay, peer } => write!(f, "{peer} through relay #{relay}"),
         }
     }
 }
@@ -39,6 +52,8 @@ impl fmt::Display for Path {
 pub enum Destination {
     /// A datagram on the node's UDP socket.
     Udp(SocketAddr),
+    /// A datagram for the TURN relay to forward to `peer`.
+    Relay { relay: RelayId, peer: SocketAddr },
     /// A decrypted IP packet for the TUN device.
     Tun,
 }
@@ -47,6 +62,7 @@ impl From<Path> for Destination {
     fn from(path: Path) -> Destination {
         match path {
             Path::Direct(addr) => Destination::Udp(addr),
+            Path::Relayed { relay, peer } => Destination::Relay { relay, peer },
         }
     }
 }

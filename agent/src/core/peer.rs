@@ -1,7 +1,6 @@
 //! One peer: its WireGuard session, the path its datagrams take, its counters, and when
 //! its timers next need to run.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -10,7 +9,9 @@ use crate::manifest::Role;
 use crate::prefix::Prefix;
 
 use super::liveness::{Action, Health, Liveness};
-use super::path::{Destination, Path, Transmit};
+use super::outbox::Outbox;
+use super::path::{Destination, Path, RelayId};
+use super::paths::{PathSelector, RelayInfo, Switch};
 use super::session::{MessageKind, Received, Session, SessionError};
 
 /// While data flows or a handshake is in progress, WireGuard's timers (retransmit after
@@ -54,49 +55,13 @@ pub struct PeerStats {
     pub handshakes: u64,
 }
 
-/// Output buffers and the transmit queue, kept apart from the peers so a peer can fill
-/// them while borrowed.
-#[derive(Default)]
-pub struct Outbox {
-    pub transmits: VecDeque<Transmit>,
-    pool: Vec<Vec<u8>>,
-}
-
-/// Enough for any datagram of a 1500-byte path; bigger ones grow their buffer.
-const BUFFER_CAPACITY: usize = 2048;
-/// Buffers kept for reuse; more than this in flight are simply freed.
-const POOL_LIMIT: usize = 256;
-
-impl Outbox {
-    pub fn buffer(&mut self) -> Vec<u8> {
-        self.pool
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(BUFFER_CAPACITY))
-    }
-
-    pub fn recycle(&mut self, mut buf: Vec<u8>) {
-        if self.pool.len() < POOL_LIMIT {
-            buf.clear();
-            self.pool.push(buf);
-        }
-    }
-
-    fn push(&mut self, destination: Destination, payload: Vec<u8>) {
-        self.transmits.push_back(Transmit {
-            destination,
-            payload,
-        });
-    }
-}
-
 pub struct Peer {
     pub key: PublicKey,
     pub config: PeerConfig,
     /// The upper 24 bits of every receiver index the peer uses with us.
     pub index: u32,
     session: Session,
-    /// Where datagrams go now; `None` until an endpoint is known.
-    pub path: Option<Path>,
+    paths: PathSelector,
     pub stats: PeerStats,
     /// Set on hubs that may carry the overlay: packets from anywhere in it are accepted.
     pub overlay: Option<Prefix>,
@@ -116,13 +81,13 @@ impl Peer {
         now: Instant,
     ) -> Peer {
         let session = Session::new(own, key, config.preshared_key, config.keepalive, index);
-        let path = config.endpoints.first().copied().map(Path::Direct);
+        let paths = PathSelector::new(&config.endpoints);
         Peer {
             key,
             config,
             index,
             session,
-            path,
+            paths,
             stats: PeerStats::default(),
             overlay: None,
             liveness: Liveness::default(),
@@ -142,21 +107,46 @@ impl Peer {
     /// Takes a new configuration that keeps the session: allowed IPs and endpoints.
     /// Returns true when the path moved (and a handshake on it is due).
     pub fn update(&mut self, config: PeerConfig) -> bool {
-        let before = self.path;
-        // An endpoint learned from authenticated traffic beats the manifest; a manifest
-        // endpoint that was dropped is no longer used.
-        let learned = self
-            .path
-            .is_some_and(|p| !self.config.endpoints.contains(&p.endpoint()));
-        if !learned
-            && self
-                .path
-                .is_none_or(|p| !config.endpoints.contains(&p.endpoint()))
-        {
-            self.path = config.endpoints.first().copied().map(Path::Direct);
-        }
+        let moved = self.paths.set_endpoints(&config.endpoints);
         self.config = config;
-        self.path.is_some() && self.path != before
+        moved
+    }
+
+    /// Where datagrams go now; `None` until an endpoint is known.
+    pub fn path(&self) -> Option<Path> {
+        self.paths.active()
+    }
+
+    pub fn direct_candidates(&self) -> &[SocketAddr] {
+        self.paths.direct_candidates()
+    }
+
+    /// A relay became available: a peer that is down tries it now rather than at its
+    /// next retry.
+    pub fn retry_if_down(&mut self, relays: &[RelayInfo], out: &mut Outbox, now: Instant) {
+        if self.liveness.health() == Health::Down && self.paths.rotate(relays, now).is_some() {
+            self.initiate(out, now);
+            self.schedule(now);
+        }
+    }
+
+    /// The relay this peer's path went through is gone.
+    pub fn on_relay_lost(
+        &mut self,
+        relay: RelayId,
+        relays: &[RelayInfo],
+        out: &mut Outbox,
+        now: Instant,
+    ) {
+        if let Some(next) = self.paths.on_relay_lost(relay, relays, now) {
+            log::info!(
+                "peer {}: path switched to {next}: relay #{relay} is gone",
+                self.config.name
+            );
+            self.liveness.on_path_changed();
+            self.initiate(out, now);
+            self.schedule(now);
+        }
     }
 
     /// Whether the peer answers, judged from the data path (see `liveness.rs`).
@@ -176,6 +166,51 @@ impl Peer {
         }
     }
 
+    /// The first handshake with a new peer goes to every direct address at once: the
+    /// first to answer wins, with no waiting on the ones that do not.
+    pub fn initiate_everywhere(&mut self, out: &mut Outbox, now: Instant) {
+        let Some(datagram) = self.session.initiate(out.buffer()) else {
+            return;
+        };
+        let others: Vec<SocketAddr> = self
+            .paths
+            .direct_candidates()
+            .iter()
+            .skip(1)
+            .copied()
+            .collect();
+        for addr in others {
+            self.send_on(Path::Direct(addr), &datagram, out);
+        }
+        self.send(datagram, out, now);
+    }
+
+    /// While relayed: a handshake straight to the direct addresses. Its answer, if any,
+    /// promotes direct. Right after, a keepalive on the relay: a peer that hears the probe
+    /// but cannot answer it would otherwise roam to the dead direct address.
+    fn probe_direct(&mut self, targets: &[SocketAddr], out: &mut Outbox, now: Instant) {
+        let Some(datagram) = self.session.initiate(out.buffer()) else {
+            return;
+        };
+        log::debug!("peer {}: probing the direct path", self.config.name);
+        for &addr in targets {
+            self.send_on(Path::Direct(addr), &datagram, out);
+        }
+        out.recycle(datagram);
+        if let Some(keepalive) = self.session.encapsulate(&[], out.buffer()) {
+            self.send(keepalive, out, now);
+        }
+    }
+
+    /// A copy of `datagram` on a path other than the active one; liveness is not told,
+    /// since no answer is owed on the active path.
+    fn send_on(&mut self, path: Path, datagram: &[u8], out: &mut Outbox) {
+        let mut copy = out.buffer();
+        copy.extend_from_slice(datagram);
+        self.stats.tx_bytes += copy.len() as u64;
+        out.push(path.into(), copy);
+    }
+
     /// Encrypts a packet from the TUN device.
     pub fn send_packet(&mut self, packet: &[u8], out: &mut Outbox, now: Instant) {
         let buf = out.buffer();
@@ -189,23 +224,26 @@ impl Peer {
     /// Handles a datagram that names this peer. Returns false when WireGuard refused it.
     pub fn receive(
         &mut self,
-        from: SocketAddr,
+        via: Path,
         datagram: &[u8],
         out: &mut Outbox,
         now: Instant,
     ) -> Result<(), SessionError> {
         let kind = MessageKind::of(datagram);
         let mut replies = Vec::new();
-        let received =
-            self.session
-                .decapsulate(from.ip(), datagram, || out.buffer(), &mut replies)?;
+        let received = self.session.decapsulate(
+            via.endpoint().ip(),
+            datagram,
+            || out.buffer(),
+            &mut replies,
+        )?;
         self.stats.rx_bytes += datagram.len() as u64;
         // Authenticated: WireGuard's roaming follows the sender's address. A cookie reply
         // proves less, so it moves nothing.
         if kind != Some(MessageKind::CookieReply) {
-            self.roam(from);
+            self.follow(via);
             if self.liveness.on_answer(now) {
-                log::info!("peer {}: answers again on {from}", self.config.name);
+                log::info!("peer {}: answers again ({via})", self.config.name);
             }
         }
         match kind {
@@ -244,17 +282,22 @@ impl Peer {
         Ok(())
     }
 
-    fn roam(&mut self, from: SocketAddr) {
-        if self.path.map(|p| p.endpoint()) != Some(from) {
-            match self.path {
-                Some(old) => log::info!(
-                    "peer {}: endpoint moved to {from} (was {})",
-                    self.config.name,
-                    old.endpoint()
-                ),
-                None => log::info!("peer {}: endpoint learned: {from}", self.config.name),
+    /// WireGuard's roaming, with path selection: see `paths.rs`.
+    fn follow(&mut self, via: Path) {
+        let name = &self.config.name;
+        match self.paths.on_authenticated(via) {
+            Some(Switch::Promoted { from, to }) => {
+                log::info!("peer {name}: path switched to {to}: a probe was answered (was {from})")
             }
-            self.path = Some(Path::Direct(from));
+            Some(Switch::Roamed { from, to }) => {
+                log::info!(
+                    "peer {name}: endpoint moved to {} (was {})",
+                    to.endpoint(),
+                    from.endpoint()
+                )
+            }
+            Some(Switch::Learned(path)) => log::info!("peer {name}: endpoint learned: {path}"),
+            None => {}
         }
     }
 
@@ -262,25 +305,41 @@ impl Peer {
         self.next_tick
     }
 
-    /// Runs the liveness check and WireGuard's timers when they are due. Returns true
-    /// when the peer just went down.
-    pub fn tick(&mut self, out: &mut Outbox, now: Instant) -> bool {
+    /// Runs the liveness check, path selection and WireGuard's timers when they are due.
+    /// Returns true when the peer just went down (no path answers).
+    pub fn tick(&mut self, relays: &[RelayInfo], out: &mut Outbox, now: Instant) -> bool {
         if now < self.next_tick {
             return false;
         }
-        let (action, went_down) = self.liveness.on_tick(now);
+        let (mut action, mut went_down) = self.liveness.on_tick(now);
         if went_down {
-            log::warn!(
-                "peer {}: down: no authenticated answer to data or a handshake within {} s{}",
-                self.config.name,
-                (super::liveness::SUSPECT_AFTER + super::liveness::PROBE_TIMEOUT).as_secs(),
-                self.path
-                    .map(|p| format!(" on {}", p.endpoint()))
-                    .unwrap_or_default()
+            let failed = self.paths.active();
+            let why = format!(
+                "no answer{} for {:?}",
+                failed.map(|p| format!(" on {p}")).unwrap_or_default(),
+                self.liveness.waited()
             );
+            match self.paths.on_failure(relays, now) {
+                Some(next) => {
+                    log::info!("peer {}: path switched to {next}: {why}", self.config.name);
+                    self.liveness.on_path_changed();
+                    went_down = false;
+                    action = Action::Probe;
+                }
+                None => log::warn!(
+                    "peer {}: down: {why}, and no other path answered",
+                    self.config.name
+                ),
+            }
+        } else if action == Action::Probe && self.liveness.health() == Health::Down {
+            // Retrying a peer that is down: each retry on the next path in turn.
+            self.paths.rotate(relays, now);
         }
         if action == Action::Probe {
             self.initiate(out, now);
+        }
+        if let Some(targets) = self.paths.direct_probe_due(now) {
+            self.probe_direct(&targets, out, now);
         }
         match self.session.update_timers(out.buffer()) {
             Ok(Some(datagram)) => self.send(datagram, out, now),
@@ -289,7 +348,7 @@ impl Peer {
                 self.handshake_sent = None;
                 // A peer with keepalive is one we must stay connected to (a hub behind
                 // which the whole overlay lies): never give up, start over.
-                if self.config.keepalive().is_some() && self.path.is_some() {
+                if self.config.keepalive().is_some() && self.paths.active().is_some() {
                     log::info!(
                         "peer {}: no handshake answer for 90 s, trying again",
                         self.config.name
@@ -319,11 +378,15 @@ impl Peer {
         } else {
             now + IDLE_TICK
         };
-        self.next_tick = self.liveness.deadline().map_or(timers, |d| d.min(timers));
+        self.next_tick = [self.liveness.deadline(), self.paths.deadline()]
+            .into_iter()
+            .flatten()
+            .fold(timers, Instant::min);
     }
 
+    /// Sends on the active path, telling the liveness check what now awaits an answer.
     fn send(&mut self, datagram: Vec<u8>, out: &mut Outbox, now: Instant) {
-        let Some(path) = self.path else {
+        let Some(path) = self.paths.active() else {
             // No endpoint yet: the peer must reach us first.
             out.recycle(datagram);
             return;

@@ -31,11 +31,26 @@ impl Manifest {
 
     /// Every rule this manifest breaks, each naming where.
     pub fn problems(&self) -> Vec<String> {
+        self.problems_under(Rules::SIGNED)
+    }
+
+    /// The rules for a manifest made from Kilo's wg INI (`wg.rs`): it has no serial,
+    /// and a Kilo peer may carry only routed prefixes, no address of its own.
+    pub(super) fn validate_wg(&self) -> Result<(), ManifestError> {
+        let problems = self.problems_under(Rules::WG);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ManifestError::Invalid(problems.join("; ")))
+        }
+    }
+
+    fn problems_under(&self, rules: Rules) -> Vec<String> {
         let mut out = Vec::new();
         if let Err(e) = check_name(&self.network) {
             out.push(format!("field \"network\": {e}"));
         }
-        if self.serial == 0 {
+        if rules.serial && self.serial == 0 {
             out.push(
                 "field \"serial\": must be 1 or more (devices refuse a serial lower \
                  than one they have accepted)"
@@ -87,7 +102,7 @@ impl Manifest {
                     );
                 }
             }
-            if node.addresses.is_empty() {
+            if rules.addresses && node.addresses.is_empty() {
                 problem(
                     "addresses",
                     "a node needs at least one overlay address".to_string(),
@@ -172,6 +187,26 @@ impl Manifest {
         }
         out
     }
+}
+
+/// Which rules apply beyond the common ones.
+#[derive(Clone, Copy)]
+struct Rules {
+    /// A serial of 1 or more (anti-rollback needs one).
+    serial: bool,
+    /// Every node has an overlay address.
+    addresses: bool,
+}
+
+impl Rules {
+    const SIGNED: Rules = Rules {
+        serial: true,
+        addresses: true,
+    };
+    const WG: Rules = Rules {
+        serial: false,
+        addresses: false,
+    };
 }
 
 /// How errors point at a node: `node "dev-1" (nodes[1])`.

@@ -3,9 +3,10 @@
 
 mod agent;
 mod clock;
-mod feed;
+mod intake;
 mod netlink;
 mod notify;
+mod puller;
 mod status_server;
 mod tun;
 mod udp;
