@@ -31,7 +31,10 @@ impl TurnClient {
         let mut x = Exchange {
             config,
             rng: Rng::new(seed),
-            state: State::Allocating { mismatches: 0 },
+            state: State::Allocating {
+                mismatches: 0,
+                retry_at: None,
+            },
             auth: None,
             transactions: Vec::new(),
             peers: Peers::default(),
@@ -278,6 +281,9 @@ impl TurnClient {
                 Some(at) => (at, Timer::Refresh),
                 None => (a.expires, Timer::Expiry),
             }),
+            State::Allocating {
+                retry_at: Some(at), ..
+            } => Some((*at, Timer::Reallocate)),
             _ => None,
         };
         let peers = match self.x.state {
