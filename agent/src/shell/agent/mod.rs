@@ -2,6 +2,7 @@
 //! request or a signal; hand what came in to the core; send what the core produced.
 
 mod apply;
+mod relays;
 mod report;
 
 use std::io;
@@ -27,6 +28,7 @@ use super::intake::Intake;
 use super::netlink::Netlink;
 use super::notify::Notifier;
 use super::puller::{self, Pulled, Puller};
+use super::relay::{self, FromRelay, Relay};
 use super::status_server::{self, StatusServer};
 use super::tun;
 use super::udp::Udp;
@@ -42,6 +44,7 @@ enum Wake {
     Udp,
     Timer,
     Pulled(Option<Pulled>),
+    Relay(Option<FromRelay>),
     Status(io::Result<Async<UnixStream>>),
     Reload,
     Signal,
@@ -61,6 +64,10 @@ pub struct Agent<'a> {
     reload: Async<UnixStream>,
     intake: Intake,
     puller: Puller,
+    relays: Vec<Relay>,
+    /// Every relay task reports here.
+    relay_tx: smol::channel::Sender<FromRelay>,
+    relay_rx: smol::channel::Receiver<FromRelay>,
     /// This node's part of the manifest in force.
     topology: Option<Topology>,
     manifest: Option<ManifestInfo>,
@@ -98,6 +105,7 @@ impl<'a> Agent<'a> {
         let intake = Intake::new(&config, public, fetcher.describe())?;
         let puller = Puller::start(fetcher, puller::schedule(config.manifest_interval))
             .context("starting the manifest thread")?;
+        let (relay_tx, relay_rx) = relay::events();
         let notify = Notifier::from_env();
         let now = clock::now();
         Ok(Agent {
@@ -112,6 +120,9 @@ impl<'a> Agent<'a> {
             reload,
             intake,
             puller,
+            relays: Vec::new(),
+            relay_tx,
+            relay_rx,
             topology: None,
             manifest: None,
             state: "starting".into(),
@@ -151,6 +162,7 @@ impl<'a> Agent<'a> {
                 Wake::Timer
             })
             .or(async { Wake::Pulled(self.puller.recv().await) })
+            .or(async { Wake::Relay(self.relay_rx.recv().await.ok()) })
             .or(async { Wake::Status(self.status.accept().await) })
             .or(async {
                 let _ = (&self.reload).read(&mut [0u8; 16]).await;
@@ -167,6 +179,9 @@ impl<'a> Agent<'a> {
                 Wake::Timer => self.on_timer(),
                 Wake::Pulled(Some(pulled)) => self.on_pulled(pulled).await,
                 Wake::Pulled(None) => anyhow::bail!("the manifest thread stopped"),
+                Wake::Relay(Some(event)) => self.on_relay(event),
+                // The agent holds a sender itself: the channel never closes.
+                Wake::Relay(None) => {}
                 Wake::Status(Ok(stream)) => {
                     self.ex
                         .spawn(status_server::answer(stream, self.report()))
@@ -289,10 +304,10 @@ impl<'a> Agent<'a> {
                         log::debug!("UDP send to {to}: {e}");
                     }
                 }
-                Destination::Relay { relay, .. } => {
-                    // Relays are not wired into the shell yet; the core only picks a
-                    // relayed path once the shell reports a relay up.
-                    log::debug!("no transport for relay #{relay}");
+                Destination::Relay { relay, peer } => {
+                    // The relay task owns the bytes from here; the pool makes a new buffer.
+                    self.send_relayed(relay, peer, t.payload);
+                    continue;
                 }
                 Destination::Tun => {
                     if let Err(e) = self.tun.send(&t.payload).await {
