@@ -243,3 +243,16 @@ pub fn the_route_table_follows_the_manifest_overlay_to_the_first_hub() {
     assert!(prefixes.contains(&"10.42.0.1/32".parse().unwrap()));
     let _ = keys;
 }
+
+#[test]
+fn renewed_sessions_handshake_again_and_keep_paths_and_traffic() {
+    let (mut sim, _, keys) = hub_and_two_nated_edges();
+    let before = sim.handshakes(1, &keys[0].public_key());
+    let now = sim.now;
+    sim.nodes[1].node.renew_sessions(now);
+    sim.run();
+    assert_eq!(sim.handshakes(1, &keys[0].public_key()), before + 1);
+    sim.send_ping(1, [10, 42, 1, 1], [10, 42, 0, 1]);
+    sim.run();
+    assert_eq!(sim.nodes[0].tun.len(), 1, "the hub took the new session");
+}

@@ -77,6 +77,7 @@ pub struct Agent<'a> {
     /// When systemd next expects `WATCHDOG=1` (none without a watchdog).
     next_watchdog: Option<Instant>,
     ready: bool,
+    wall_clock: clock::WallClockWatch,
 }
 
 impl<'a> Agent<'a> {
@@ -105,6 +106,7 @@ impl<'a> Agent<'a> {
         let intake = Intake::new(&config, public, fetcher.describe())?;
         let puller = Puller::start(fetcher, puller::schedule(config.manifest_interval))
             .context("starting the manifest thread")?;
+        warn_if_clock_behind(&config.state_dir);
         let (relay_tx, relay_rx) = relay::events();
         let notify = Notifier::from_env();
         let now = clock::now();
@@ -129,6 +131,7 @@ impl<'a> Agent<'a> {
             next_watchdog: notify.watchdog_interval().map(|i| now + i),
             notify,
             ready: false,
+            wall_clock: clock::WallClockWatch::new(),
         })
     }
 
@@ -243,6 +246,13 @@ impl<'a> Agent<'a> {
 
     fn on_timer(&mut self) {
         let now = clock::now();
+        if let Some(jump) = self.wall_clock.jumped() {
+            log::info!(
+                "the wall clock jumped by {jump} s; renewing WireGuard sessions so their \
+                 handshake timestamps follow it"
+            );
+            self.node.renew_sessions(now);
+        }
         self.node.handle_timeout(now);
         if let Some(due) = self.next_watchdog.filter(|&due| now >= due) {
             // Sent from the loop itself: a wedged loop stops feeding the watchdog.
@@ -317,6 +327,28 @@ impl<'a> Agent<'a> {
             }
             self.node.recycle(t.payload);
         }
+    }
+}
+
+/// Peers refuse a handshake stamped earlier than the last one they saw from us. A board
+/// without a real-time clock may boot with its clock behind the time this device last
+/// wrote its state; say so, since nothing connects until the clock is set.
+fn warn_if_clock_behind(state_dir: &std::path::Path) {
+    let floor = [
+        crate::manifest::cache::path(state_dir),
+        crate::keys::key_path(state_dir),
+    ]
+    .iter()
+    .filter_map(|p| clock::mtime(p))
+    .max();
+    if let Some(floor) = floor.filter(|&f| clock::unix_now() + 60 < f) {
+        log::warn!(
+            "the clock ({}) is behind the last time this device wrote its state ({}): \
+             peers will refuse its handshakes until the clock is set (NTP, an RTC, or \
+             fake-hwclock); sessions renew by themselves once it jumps",
+            crate::manifest::format_rfc3339(clock::unix_now()),
+            crate::manifest::format_rfc3339(floor)
+        );
     }
 }
 
