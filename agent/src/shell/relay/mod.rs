@@ -48,7 +48,8 @@ pub enum FromRelay {
 /// would): the relay path is the slow one, and WireGuard copes with loss.
 const QUEUE: usize = 256;
 
-/// One running relay, as the event loop holds it. Dropping it stops the task.
+/// One running relay, as the event loop holds it. Dropping it closes its channels: the
+/// task frees the allocation on the server (when it has one) and ends.
 pub struct Relay {
     pub spec: RelaySpec,
     /// WireGuard datagrams for a peer, through the allocation.
@@ -56,7 +57,7 @@ pub struct Relay {
     /// The addresses the relay must accept datagrams from (and send to); apart from
     /// the data so a full data queue never holds it up.
     peers: Sender<Vec<SocketAddr>>,
-    _task: smol::Task<()>,
+    task: Option<smol::Task<()>>,
     /// Where it is connected and how, once up (for `status`).
     pub up: Option<(SocketAddr, Kind)>,
 }
@@ -75,7 +76,7 @@ impl Relay {
             spec,
             data,
             peers,
-            _task: task,
+            task: Some(task),
             up: None,
         }
     }
@@ -87,6 +88,17 @@ impl Relay {
 
     pub fn set_peers(&self, peers: Vec<SocketAddr>) {
         let _ = self.peers.try_send(peers);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.data.close();
+        self.peers.close();
+        // Not cancelled: left to run, it sees the closed channels and says goodbye.
+        if let Some(task) = self.task.take() {
+            task.detach();
+        }
     }
 }
 
