@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::fileserver::TestCa;
 use crate::host::Host;
@@ -136,10 +136,26 @@ impl ManifestServer {
     }
 
     /// Publishes `contents` as `/name`, atomically (write, then rename).
+    ///
+    /// nginx's ETag is the file's mtime in whole seconds and its size: a new manifest of
+    /// the same size published within the same second as the last one (a serial bumped
+    /// by one often keeps the size) would get the old ETag, and pollers would be told
+    /// 304 for it. So each version gets an mtime at least a second after the last one.
     pub fn publish(&self, name: &str, contents: &[u8]) {
         let tmp = self.root.join(format!(".{name}.tmp"));
+        let path = self.root.join(name);
         fs::write(&tmp, contents).expect("writing a published file");
-        fs::rename(&tmp, self.root.join(name)).expect("renaming a published file");
+        let now = SystemTime::now();
+        let mtime = match fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(last) if now < last + Duration::from_secs(1) => last + Duration::from_secs(1),
+            _ => now,
+        };
+        fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .and_then(|f| f.set_modified(mtime))
+            .expect("setting a published file's mtime");
+        fs::rename(&tmp, &path).expect("renaming a published file");
     }
 
     /// While set, every request is answered with HTTP 500.
