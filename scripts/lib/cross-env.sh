@@ -96,9 +96,10 @@ cross_std_mode() {
 
 # cross_env_setup TARGET: installs what TARGET needs and exports its build environment.
 # Sets for the caller: CROSS_STRIP, CROSS_QEMU_RUNNER, CROSS_CARGO_ENV (env assignments
-# for the cargo command) and CROSS_CARGO_ARGS (extra cargo arguments), CROSS_STD_MODE.
+# for the cargo command) and CROSS_CARGO_ARGS (extra cargo arguments), CROSS_STD_MODE,
+# and CROSS_TARGET_DIR (the cargo target dir to use, given the base one as $2).
 cross_env_setup() {
-  local t=$1 up under gcc pkg linker sysroot qemu cflags zig_target zig_mcpu rustflags=""
+  local t=$1 base=${2:-target} up under gcc pkg linker sysroot qemu cflags zig_target zig_mcpu rustflags=""
   cross_vars "$t"
   cross_apt_ensure "$pkg" qemu-user-static
   up=$(echo "$t" | tr 'a-z-' 'A-Z_')
@@ -106,10 +107,14 @@ cross_env_setup() {
   CROSS_STD_MODE=$(cross_std_mode "$t")
   CROSS_CARGO_ENV=()
   CROSS_CARGO_ARGS=()
+  CROSS_TARGET_DIR=$base
   if [ "$CROSS_STD_MODE" = source ]; then
     rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src >&2
     CROSS_CARGO_ENV=(RUSTC_BOOTSTRAP=1)
     CROSS_CARGO_ARGS=(-Zbuild-std=std,panic_abort)
+    # RUSTC_BOOTSTRAP is part of every crate's fingerprint, host proc-macros included:
+    # a separate target dir keeps the two modes from rebuilding each other's crates.
+    CROSS_TARGET_DIR=$base/std-from-source
     if [ -n "$zig_target" ]; then
       pack_venv_ensure
       linker=$CROSS_LIB_DIR/zig-cc
