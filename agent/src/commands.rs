@@ -1,11 +1,36 @@
-//! Runs a parsed command. (Being written: see the helper brief.)
+//! Runs a parsed command. The daemon and the status client live elsewhere; here are the
+//! short-lived tools: the device key (`keygen`, `pubkey`) and the manifest tools.
+//!
+//! Output contract (scripts and the lab rely on it): what a command produces (a public
+//! key, a dump) goes to stdout alone; summaries and diagnostics go to stderr.
+
+mod import_wg;
+mod manifest;
 
 use crate::cli::Command;
+use crate::keys;
 
 pub fn execute(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(config) => crate::shell::run(config),
         Command::Status { state_dir, json } => crate::status::print(&state_dir, json),
-        _ => anyhow::bail!("not yet"),
+        Command::Keygen { state_dir, force } => {
+            let key = keys::create(&state_dir, force)?;
+            println!("{}", key.public_key());
+            Ok(())
+        }
+        Command::Pubkey { state_dir } => {
+            println!("{}", keys::load(&state_dir)?.public_key());
+            Ok(())
+        }
+        Command::Manifest(command) => manifest::execute(command),
+        Command::Version => {
+            println!("edgewire {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Help(text) => {
+            print!("{text}");
+            Ok(())
+        }
     }
 }

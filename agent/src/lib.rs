@@ -2,12 +2,15 @@
 //!
 //! `core` decides (sans-IO, time passed in); `shell` moves bytes between the TUN device,
 //! the UDP socket and the core; `manifest` is the signed description of the overlay;
-//! `cli` and `commands` are what the operator types.
+//! `fetch` brings manifests from a URL or a file; `fsutil` writes state files
+//! atomically; `cli` and `commands` are what the operator types.
 
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod core;
+pub mod fetch;
+pub mod fsutil;
 pub mod keys;
 pub mod logger;
 pub mod manifest;

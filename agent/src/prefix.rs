@@ -34,13 +34,18 @@ impl Prefix {
 
     /// The prefix that holds exactly one address (`/32` or `/128`).
     pub fn host(addr: IpAddr) -> Self {
-        Prefix { addr, len: max_len(addr) }
+        Prefix {
+            addr,
+            len: max_len(addr),
+        }
     }
 
     pub fn addr(&self) -> IpAddr {
         self.addr
     }
 
+    /// The prefix length in bits (not a collection length, so no `is_empty`).
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u8 {
         self.len
     }
@@ -51,7 +56,10 @@ impl Prefix {
 
     /// The same prefix with the host bits cleared.
     pub fn network(&self) -> Prefix {
-        Prefix { addr: mask(self.addr, self.len), len: self.len }
+        Prefix {
+            addr: mask(self.addr, self.len),
+            len: self.len,
+        }
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -72,12 +80,20 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
             let bits = u32::from(a);
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
             IpAddr::from(std::net::Ipv4Addr::from(bits & m))
         }
         IpAddr::V6(a) => {
             let bits = u128::from(a);
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
             IpAddr::from(std::net::Ipv6Addr::from(bits & m))
         }
     }
@@ -93,7 +109,8 @@ impl FromStr for Prefix {
             Some((addr, len)) => {
                 let addr: IpAddr = addr.trim().parse().map_err(|_| syntax())?;
                 let len: u8 = len.trim().parse().map_err(|_| syntax())?;
-                Prefix::new(addr, len).map_err(|_| PrefixError::Length(s.to_string(), len, max_len(addr)))
+                Prefix::new(addr, len)
+                    .map_err(|_| PrefixError::Length(s.to_string(), len, max_len(addr)))
             }
             None => s.trim().parse().map(Prefix::host).map_err(|_| syntax()),
         }
@@ -135,15 +152,27 @@ mod tests {
 
     #[test]
     fn parses_and_prints_v4_and_v6() {
-        assert_eq!("10.42.0.0/16".parse::<Prefix>().unwrap().to_string(), "10.42.0.0/16");
-        assert_eq!("fd00::1/128".parse::<Prefix>().unwrap().to_string(), "fd00::1/128");
+        assert_eq!(
+            "10.42.0.0/16".parse::<Prefix>().unwrap().to_string(),
+            "10.42.0.0/16"
+        );
+        assert_eq!(
+            "fd00::1/128".parse::<Prefix>().unwrap().to_string(),
+            "fd00::1/128"
+        );
         assert_eq!("10.42.1.1".parse::<Prefix>().unwrap().len(), 32);
     }
 
     #[test]
     fn rejects_lengths_past_the_address_and_junk() {
-        assert!(matches!("10.0.0.0/33".parse::<Prefix>(), Err(PrefixError::Length(..))));
-        assert!(matches!("10.0.0/8".parse::<Prefix>(), Err(PrefixError::Syntax(..))));
+        assert!(matches!(
+            "10.0.0.0/33".parse::<Prefix>(),
+            Err(PrefixError::Length(..))
+        ));
+        assert!(matches!(
+            "10.0.0/8".parse::<Prefix>(),
+            Err(PrefixError::Syntax(..))
+        ));
         assert!("fd00::/129".parse::<Prefix>().is_err());
     }
 

@@ -1,7 +1,151 @@
-//! The status report: what the running agent tells `edgewire status` over its socket.
+//! The status report: what the running agent answers on its Unix socket, and the
+//! `edgewire status` client that asks for it and prints it.
+//!
+//! The socket lives in the state directory (0700), so only the agent's own user (root or
+//! the service user) can ask.
 
-use std::path::Path;
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-pub fn print(_state_dir: &Path, _json: bool) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+pub const SOCKET_NAME: &str = "edgewire.sock";
+
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(SOCKET_NAME)
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub interface: String,
+    /// This node's name in the manifest (null until it finds itself there).
+    pub name: Option<String>,
+    pub public_key: String,
+    pub addresses: Vec<String>,
+    pub listen_port: u16,
+    /// The manifest in force (null before the first good one).
+    pub manifest: Option<ManifestInfo>,
+    /// What the agent is doing, in a few words (also systemd's STATUS= line).
+    pub state: String,
+    /// The hub the overlay prefix goes through now (edges only).
+    pub overlay_via: Option<String>,
+    pub peers: Vec<PeerReport>,
+    pub drops: DropReport,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ManifestInfo {
+    pub serial: u64,
+    pub source: String,
+    pub network: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PeerReport {
+    pub name: String,
+    pub public_key: String,
+    pub role: String,
+    /// Where datagrams go now (null until known).
+    pub endpoint: Option<String>,
+    /// `direct` or `relay`; null while no path is known.
+    pub path: Option<String>,
+    /// `up`, `down` or `unknown`, judged from whether it answers what we send.
+    pub health: String,
+    pub last_handshake_secs: Option<u64>,
+    pub handshakes: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub allowed_ips: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DropReport {
+    pub no_route: u64,
+    pub unknown_datagram: u64,
+    pub refused: u64,
+}
+
+/// Asks the agent whose state directory is `state_dir` and prints its answer.
+pub fn print(state_dir: &Path, json: bool) -> anyhow::Result<()> {
+    let report = query(state_dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", human(&report));
+    }
+    Ok(())
+}
+
+pub fn query(state_dir: &Path) -> anyhow::Result<Report> {
+    let path = socket_path(state_dir);
+    let mut stream = UnixStream::connect(&path).with_context(|| {
+        format!(
+            "cannot reach the agent at {}: is `edgewire run` running with --state-dir {}?",
+            path.display(),
+            state_dir.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading the status from {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "the agent at {} sent a status this tool cannot read",
+            path.display()
+        )
+    })
+}
+
+fn human(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "interface: {}  port {}", r.interface, r.listen_port);
+    let _ = writeln!(
+        s,
+        "node:      {} ({})",
+        r.name.as_deref().unwrap_or("-"),
+        r.public_key
+    );
+    let _ = writeln!(s, "addresses: {}", r.addresses.join(", "));
+    match &r.manifest {
+        Some(m) => {
+            let _ = writeln!(
+                s,
+                "manifest:  {} serial {} from {}",
+                m.network, m.serial, m.source
+            );
+        }
+        None => {
+            let _ = writeln!(s, "manifest:  none yet");
+        }
+    }
+    let _ = writeln!(s, "state:     {}", r.state);
+    if let Some(via) = &r.overlay_via {
+        let _ = writeln!(s, "overlay:   via {via}");
+    }
+    for p in &r.peers {
+        let handshake = p
+            .last_handshake_secs
+            .map_or("never".to_string(), |t| format!("{t} s ago"));
+        let _ = writeln!(
+            s,
+            "\npeer {} ({}, {}, {})\n  endpoint:  {} ({})\n  handshake: {}\n  transfer:  {} B received, {} B sent\n  allowed:   {}",
+            p.name,
+            p.role,
+            p.health,
+            p.public_key,
+            p.endpoint.as_deref().unwrap_or("unknown"),
+            p.path.as_deref().unwrap_or("no path"),
+            handshake,
+            p.rx_bytes,
+            p.tx_bytes,
+            p.allowed_ips.join(", ")
+        );
+    }
+    s
 }

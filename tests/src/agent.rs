@@ -5,6 +5,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -17,15 +18,32 @@ use crate::wait::{poll_until, wait_for};
 pub const AGENT_IFACE: &str = "ew0";
 pub const AGENT_PORT: u16 = 51820;
 
-/// The debug build of `edgewire` (see [`edgewire_bin_for`]).
-pub(crate) fn edgewire_bin() -> PathBuf {
-    edgewire_bin_for("debug")
+static PROFILE: OnceLock<&'static str> = OnceLock::new();
+
+/// Makes every agent and tool call in this process use the `edgewire` of a cargo
+/// profile ("debug" unless set; the benchmark uses "release"). Set it once, early.
+pub fn use_edgewire_profile(profile: &'static str) {
+    let set = PROFILE.get_or_init(|| profile);
+    assert_eq!(
+        *set, profile,
+        "the edgewire profile was already set to {set}"
+    );
+}
+
+/// The `edgewire` binary in use (see [`edgewire_bin_for`]).
+pub fn edgewire_bin() -> PathBuf {
+    edgewire_bin_for(PROFILE.get().copied().unwrap_or("debug"))
 }
 
 /// `$EDGEWIRE_BIN`, else `<target dir>/<profile>/edgewire`, where the target dir is
 /// `$CARGO_TARGET_DIR` (read when the tests run) or the workspace's `target/`.
 /// Panics with what to do when the binary is missing.
 pub fn edgewire_bin_for(profile: &str) -> PathBuf {
+    find_edgewire_bin(profile).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`edgewire_bin_for`], returning what to do instead of panicking.
+pub fn find_edgewire_bin(profile: &str) -> Result<PathBuf, String> {
     let bin = match std::env::var_os("EDGEWIRE_BIN") {
         Some(bin) => PathBuf::from(bin),
         None => {
@@ -37,18 +55,19 @@ pub fn edgewire_bin_for(profile: &str) -> PathBuf {
             target.join(profile).join("edgewire")
         }
     };
+    if bin.is_file() {
+        return Ok(bin);
+    }
     let flag = if profile == "release" {
         " --release"
     } else {
         ""
     };
-    assert!(
-        bin.is_file(),
+    Err(format!(
         "edgewire binary not found at {}: build it first: cargo build{flag} -p edgewire \
          (or point EDGEWIRE_BIN at it)",
         bin.display()
-    );
-    bin
+    ))
 }
 
 /// Runs an `edgewire` subcommand outside any namespace; stdout on success.
@@ -184,14 +203,11 @@ impl Agent {
         self.proc.as_ref().expect("agent not started")
     }
 
-    /// Starts `edgewire run` (debug build, `EDGEWIRE_LOG=debug`) with a manifest path
+    /// Starts `edgewire run` (with `EDGEWIRE_LOG=debug` unless set) with a manifest path
     /// or URL and the pinned network key.
     pub fn start(&mut self, manifest_url: &str, network_pubkey: &str) {
-        self.start_with_bin(&edgewire_bin(), manifest_url, network_pubkey);
-    }
-
-    pub fn start_with_bin(&mut self, bin: &Path, manifest_url: &str, network_pubkey: &str) {
         assert!(self.proc.is_none(), "agent {} already started", self.name);
+        let bin = edgewire_bin();
         let bin = bin.to_string_lossy();
         let state_dir = self.state_dir.to_string_lossy();
         let port = AGENT_PORT.to_string();
@@ -272,6 +288,19 @@ impl Agent {
                 self.name, out.stdout
             )
         })
+    }
+
+    /// `edgewire status` as a person reads it.
+    pub fn status_text(&self) -> Result<String, String> {
+        let bin = edgewire_bin();
+        let bin = bin.to_string_lossy();
+        let state_dir = self.state_dir.to_string_lossy();
+        let out = self.host.exec(&[&bin, "status", "--state-dir", &state_dir]);
+        if out.success() {
+            Ok(out.stdout)
+        } else {
+            Err(format!("{}{}", out.stderr, out.stdout))
+        }
     }
 
     /// Polls status until `check` accepts it; panics (with the last status and whether

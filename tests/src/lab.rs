@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, Once, Weak};
 use std::time::Duration;
 
 use crate::host::Host;
@@ -50,18 +50,21 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("edgewire-lab-{name}-{id}"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-        Lab {
-            inner: Arc::new(LabInner {
-                test: name.to_owned(),
-                id,
-                dir,
-                namespaces: Mutex::new(Vec::new()),
-                procs: Mutex::new(Vec::new()),
-                logs: Mutex::new(Vec::new()),
-                wg_ifaces: Mutex::new(Vec::new()),
-                iface_counters: Mutex::new(HashMap::new()),
-            }),
-        }
+        let inner = Arc::new(LabInner {
+            test: name.to_owned(),
+            id,
+            dir,
+            namespaces: Mutex::new(Vec::new()),
+            procs: Mutex::new(Vec::new()),
+            logs: Mutex::new(Vec::new()),
+            wg_ifaces: Mutex::new(Vec::new()),
+            iface_counters: Mutex::new(HashMap::new()),
+        });
+        let mut live = LIVE_LABS.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|l| l.strong_count() > 0);
+        live.push(Arc::downgrade(&inner));
+        drop(live);
+        Lab { inner }
     }
 
     /// The lab's temporary directory (removed on drop unless `EDGEWIRE_KEEP_LAB=1`).
@@ -101,27 +104,66 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let inner = &self.inner;
         if std::thread::panicking() {
-            inner.dump_logs();
+            self.inner.dump_logs();
         }
-        inner.kill_remaining_procs();
-        for ns in inner.namespaces.lock().unwrap().drain(..).rev() {
-            delete_netns(&ns);
+        self.inner.cleanup();
+    }
+}
+
+/// Every lab alive in this process, for [`Lab::install_panic_cleanup`].
+static LIVE_LABS: Mutex<Vec<Weak<LabInner>>> = Mutex::new(Vec::new());
+
+impl Lab {
+    /// For binaries built with `panic = "abort"` (the workspace's release profile), where
+    /// no `Drop` runs on a panic: a panic hook that shows the logs and removes every live
+    /// lab's processes and namespaces before the process aborts.
+    pub fn install_panic_cleanup() {
+        if cfg!(panic = "unwind") {
+            return; // the guards' Drop does it
         }
-        for iface in inner.wg_ifaces.lock().unwrap().drain(..) {
-            // A device that was killed hard leaves its control socket behind.
-            let _ = fs::remove_file(format!("/var/run/wireguard/{iface}.sock"));
-        }
-        if std::env::var("EDGEWIRE_KEEP_LAB").as_deref() == Ok("1") {
-            eprintln!("lab {}: kept {}", inner.test, inner.dir.display());
-        } else {
-            let _ = fs::remove_dir_all(&inner.dir);
-        }
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            // try_lock: the panic may have happened while a lock was held.
+            let labs: Vec<Arc<LabInner>> = match LIVE_LABS.try_lock() {
+                Ok(labs) => labs.iter().filter_map(Weak::upgrade).collect(),
+                Err(_) => return,
+            };
+            for lab in labs {
+                lab.dump_logs();
+                lab.cleanup();
+            }
+        }));
     }
 }
 
 impl LabInner {
+    /// Removes everything the lab made. Idempotent.
+    fn cleanup(&self) {
+        self.kill_remaining_procs();
+        let namespaces: Vec<String> = match self.namespaces.try_lock() {
+            Ok(mut ns) => ns.drain(..).rev().collect(),
+            Err(_) => Vec::new(),
+        };
+        for ns in namespaces {
+            delete_netns(&ns);
+        }
+        if let Ok(mut ifaces) = self.wg_ifaces.try_lock() {
+            for iface in ifaces.drain(..) {
+                // A device that was killed hard leaves its control socket behind.
+                let _ = fs::remove_file(format!("/var/run/wireguard/{iface}.sock"));
+            }
+        }
+        if std::env::var("EDGEWIRE_KEEP_LAB").as_deref() == Ok("1") {
+            if self.dir.exists() {
+                eprintln!("lab {}: kept {}", self.test, self.dir.display());
+            }
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+
     /// A namespace name unique to this lab; registered for deletion.
     pub(crate) fn register_netns(&self, host: &str) -> String {
         let ns = format!("{NETNS_PREFIX}{}-{host}", self.id);
@@ -176,7 +218,10 @@ impl LabInner {
     }
 
     fn dump_logs(&self) {
-        for (label, path) in self.logs.lock().unwrap().iter() {
+        let Ok(logs) = self.logs.try_lock() else {
+            return;
+        };
+        for (label, path) in logs.iter() {
             let text = read_tail(path, 8 * 1024);
             eprintln!(
                 "----- {} [{}] {} -----\n{}",
@@ -191,7 +236,13 @@ impl LabInner {
     /// Processes whose guard outlives the lab: they are still our unreaped children, so
     /// their PIDs are safe to signal.
     fn kill_remaining_procs(&self) {
-        let procs: Vec<u32> = self.procs.lock().unwrap().iter().map(|p| p.0).collect();
+        let procs: Vec<u32> = match self.procs.try_lock() {
+            Ok(procs) => procs.iter().map(|p| p.0).collect(),
+            Err(_) => return,
+        };
+        if procs.is_empty() {
+            return;
+        }
         for &pid in &procs {
             // SAFETY: plain syscall; the PID belongs to an unreaped child of ours.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };

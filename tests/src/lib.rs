@@ -31,8 +31,8 @@ mod wait;
 mod wg;
 
 pub use agent::{
-    AGENT_IFACE, AGENT_PORT, Agent, ManifestStatus, PeerStatus, Status, edgewire_bin_for,
-    peak_rss_kb, wait_status_answers,
+    AGENT_IFACE, AGENT_PORT, Agent, ManifestStatus, PeerStatus, Status, edgewire_bin,
+    edgewire_bin_for, find_edgewire_bin, peak_rss_kb, use_edgewire_profile, wait_status_answers,
 };
 pub use fileserver::{FileServer, TestCa};
 pub use host::{ExecOutput, Host, PingReply};

@@ -65,7 +65,19 @@ fn veth(a: &Host, a_stem: &str, b: &Host, b_stem: &str) -> (String, String) {
 
 /// A bridge `br0` in `host` holding the given gateway addresses.
 fn bridge(host: &Host, cidrs: &[&str]) {
-    host.run(&["ip", "link", "add", "br0", "type", "bridge"]);
+    // A fixed address: otherwise the bridge takes the lowest MAC of its ports and changes
+    // it when a port is plugged in later, and hosts keep sending to the old one from
+    // their ARP caches for a minute.
+    host.run(&[
+        "ip",
+        "link",
+        "add",
+        "br0",
+        "address",
+        "02:ee:00:00:00:01",
+        "type",
+        "bridge",
+    ]);
     for cidr in cidrs {
         host.add_addr("br0", cidr);
     }

@@ -50,10 +50,8 @@ fn two_wireguard_go_devices_behind_nat_reach_each_other_through_a_wireguard_go_h
     // The hub sees each device at its NAT router's public address.
     let seen_a = hub.peer_stat(a.public_key()).unwrap().endpoint.unwrap();
     let seen_b = hub.peer_stat(b.public_key()).unwrap().endpoint.unwrap();
-    assert!(
-        seen_a.starts_with("198.51.100.2:"),
-        "hub sees dev-a at {seen_a}"
-    );
+    // Plain MASQUERADE keeps the source port: an endpoint-independent mapping.
+    assert_eq!(seen_a, "198.51.100.2:51820", "hub sees dev-a at {seen_a}");
     assert!(
         seen_b.starts_with("192.0.2.2:"),
         "hub sees dev-b at {seen_b}"
@@ -183,6 +181,29 @@ fn the_file_server_serves_over_https_with_etags_to_another_namespace() {
         &url,
     ]);
     assert_eq!(code, "304");
+
+    // Behind a firewall that lets only TCP 443 out, HTTPS still works; ping does not.
+    let corp = wan.nat_router("corp", "192.0.2.3/24", "192.168.50.1/24");
+    corp.router.allow_only_tcp_out(&corp.uplink, 443);
+    let locked = corp.host("locked", "192.168.50.2/24");
+    let out = locked.exec(&["curl", "-sS", "--fail", "--cacert", &ca, &url]);
+    assert!(
+        out.success(),
+        "curl through the firewall failed: {}",
+        out.stderr
+    );
+    assert!(
+        locked.ping_once("203.0.113.30").is_none(),
+        "ICMP crossed the firewall"
+    );
+    let http = locked.exec(&[
+        "curl",
+        "-sS",
+        "--max-time",
+        "2",
+        &server.http_url("manifest"),
+    ]);
+    assert!(!http.success(), "HTTP on port 80 crossed the firewall");
 
     // Without the test's CA the certificate is refused.
     assert!(!dev.exec(&["curl", "-sS", "--fail", &url]).success());

@@ -1,10 +1,9 @@
 //! WireGuard keys: the types, their base64 text form, generation, and the key file in
-//! the state directory (`store`), written through `files`.
+//! the state directory (`store`), written through `crate::fsutil`.
 //!
 //! A private key is never printed or logged: `PrivateKey` has no `Display`, and its
 //! `Debug` hides the bytes.
 
-pub mod files;
 mod store;
 
 pub use store::{PRIVATE_KEY_FILE, create, key_path, load, load_or_create};

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::PrivateKey;
-use super::files::{ensure_private_dir, write_atomic};
+use crate::fsutil::{ensure_private_dir, write_atomic};
 
 pub const PRIVATE_KEY_FILE: &str = "private.key";
 
@@ -103,8 +103,8 @@ pub fn load_or_create(state_dir: &Path) -> anyhow::Result<PrivateKey> {
 mod tests {
     use std::fs;
 
-    use super::super::files::TestDir;
     use super::*;
+    use crate::fsutil::TestDir;
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o777

@@ -299,6 +299,30 @@ mod tests {
         assert!(matches!(err, ManifestError::Decode(_)), "{err}");
     }
 
+    /// A poor man's fuzz run over the signed bytes: no flip passes, none panics.
+    #[test]
+    fn no_single_bit_flip_opens_or_panics() {
+        let key = golden_key().public_key();
+        for bit in 0..GOLDEN.len() * 8 {
+            let mut bytes = GOLDEN.to_vec();
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            assert!(open(&bytes, &[key]).is_err(), "bit {bit}");
+        }
+    }
+
+    /// `manifest show` decodes unverified bytes, so the decoder must survive hostile
+    /// payloads (lengths that claim more than there is) without panicking.
+    #[test]
+    fn decoding_unverified_corrupt_payloads_never_panics() {
+        for at in 10..GOLDEN.len() - 64 {
+            for value in [0x00, 0x7f, 0x80, 0xff] {
+                let mut bytes = GOLDEN.to_vec();
+                bytes[at] = value;
+                let _ = Envelope::parse(&bytes).unwrap().decode_unverified();
+            }
+        }
+    }
+
     #[test]
     fn a_signed_but_invalid_manifest_is_refused_by_open() {
         let key = golden_key();

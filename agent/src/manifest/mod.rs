@@ -3,8 +3,12 @@
 //! Owns the payload model (`model`), the operator's JSON source (`source`), the binary
 //! envelope and its signature (`envelope`, `signing`), the validation rules (`validate`,
 //! `hostport`), and the human-readable dump (`show`). The agent only ever calls [`open`]:
-//! signature first, then decode, then validate.
+//! signature first, then decode, then validate. Around it: which verified manifests may
+//! be put in force (`trust`, `clocktrust`), the copy kept for offline boots (`cache`),
+//! and Kilo's unsigned peer config read as a manifest (`wg`).
 
+pub mod cache;
+mod clocktrust;
 mod envelope;
 #[cfg(test)]
 mod fixtures;
@@ -14,7 +18,10 @@ mod rfc3339;
 mod show;
 mod signing;
 mod source;
+mod tojson;
+pub mod trust;
 mod validate;
+pub mod wg;
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,6 +29,7 @@ use std::str::FromStr;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+pub use clocktrust::ClockTrust;
 pub use envelope::{Envelope, FORMAT_VERSION, MAGIC, Verified, seal};
 pub use hostport::{Host, RelayUrl, Transport, parse_endpoint, parse_relay_url};
 pub use model::{Manifest, NodeSpec, RelaySpec, Role};
@@ -29,6 +37,9 @@ pub use rfc3339::{format_rfc3339, parse_rfc3339};
 pub use show::render;
 pub use signing::{NetworkKeyPair, pkcs8_to_pem};
 pub use source::from_json;
+pub use tojson::to_json;
+pub use trust::{Refusal, TrustState, Verdict};
+pub use wg::from_wg;
 
 /// The largest manifest accepted, checked before anything else is done with the bytes.
 /// Thousands of nodes fit in a small fraction of it; the bound keeps a hostile server
@@ -96,6 +107,9 @@ pub enum ManifestError {
     Decode(String),
     #[error("manifest is not valid: {0}")]
     Invalid(String),
+    /// Kilo's wg INI does not read; `line` is 1-based.
+    #[error("line {line}: {problem}")]
+    Wg { line: usize, problem: String },
     /// The JSON source does not parse: `context` names the node and field when known;
     /// serde_json's own message carries the line and column.
     #[error("{}{error}", context.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
@@ -112,6 +126,17 @@ pub fn open(bytes: &[u8], keys: &[NetworkPublicKey]) -> Result<Manifest, Manifes
     let manifest = Envelope::parse(bytes)?.verify(keys)?.decode()?;
     manifest.validate()?;
     Ok(manifest)
+}
+
+/// Reads a manifest file, at most `MAX_SIZE + 1` bytes: enough for [`open`] to report
+/// `TooLarge` without reading an endless file (a device node, a FIFO) to the end.
+pub fn read_bounded(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_SIZE as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -23,13 +23,34 @@ impl Manifest {
         }
     }
 
+    /// True once `now` (unix seconds) reaches the expiry. Callers ask only when the
+    /// clock is known to be synchronised: boards without an RTC boot in 1970.
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.expires.is_some_and(|expires| now >= expires)
+    }
+
     /// Every rule this manifest breaks, each naming where.
     pub fn problems(&self) -> Vec<String> {
+        self.problems_under(Rules::SIGNED)
+    }
+
+    /// The rules for a manifest made from Kilo's wg INI (`wg.rs`): it has no serial,
+    /// and a Kilo peer may carry only routed prefixes, no address of its own.
+    pub(super) fn validate_wg(&self) -> Result<(), ManifestError> {
+        let problems = self.problems_under(Rules::WG);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ManifestError::Invalid(problems.join("; ")))
+        }
+    }
+
+    fn problems_under(&self, rules: Rules) -> Vec<String> {
         let mut out = Vec::new();
         if let Err(e) = check_name(&self.network) {
             out.push(format!("field \"network\": {e}"));
         }
-        if self.serial == 0 {
+        if rules.serial && self.serial == 0 {
             out.push(
                 "field \"serial\": must be 1 or more (devices refuse a serial lower \
                  than one they have accepted)"
@@ -81,7 +102,7 @@ impl Manifest {
                     );
                 }
             }
-            if node.addresses.is_empty() {
+            if rules.addresses && node.addresses.is_empty() {
                 problem(
                     "addresses",
                     "a node needs at least one overlay address".to_string(),
@@ -166,6 +187,26 @@ impl Manifest {
         }
         out
     }
+}
+
+/// Which rules apply beyond the common ones.
+#[derive(Clone, Copy)]
+struct Rules {
+    /// A serial of 1 or more (anti-rollback needs one).
+    serial: bool,
+    /// Every node has an overlay address.
+    addresses: bool,
+}
+
+impl Rules {
+    const SIGNED: Rules = Rules {
+        serial: true,
+        addresses: true,
+    };
+    const WG: Rules = Rules {
+        serial: false,
+        addresses: false,
+    };
 }
 
 /// How errors point at a node: `node "dev-1" (nodes[1])`.
@@ -358,6 +399,20 @@ mod tests {
         let p =
             problems_after(|m| m.relays = vec![relay("turns:r.example"), relay("turns:r.example")]);
         assert!(p.contains("also listed as relays[0]"), "{p}");
+    }
+
+    #[test]
+    fn a_manifest_expires_at_its_expiry_second() {
+        let manifest = lab_manifest();
+        assert!(!manifest.is_expired(1_798_761_599));
+        assert!(manifest.is_expired(1_798_761_600));
+        assert!(
+            !Manifest {
+                expires: None,
+                ..manifest
+            }
+            .is_expired(u64::MAX)
+        );
     }
 
     #[test]

@@ -1,7 +1,26 @@
-//! The shell: one smol thread that moves bytes between TUN, UDP and the core.
+//! The shell: one smol thread that moves bytes between the TUN device, the UDP socket
+//! and the core, and does the I/O the core asks for (netlink, manifest reads, status).
+
+mod agent;
+mod clock;
+mod intake;
+mod netlink;
+mod notify;
+mod puller;
+mod status_server;
+mod tun;
+mod udp;
+
+use smol::LocalExecutor;
 
 use crate::config::RunConfig;
 
-pub fn run(_config: RunConfig) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+/// `edgewire run`: runs until SIGTERM or SIGINT.
+pub fn run(config: RunConfig) -> anyhow::Result<()> {
+    let key = crate::keys::load_or_create(&config.state_dir)?;
+    let ex = LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        let mut agent = agent::Agent::start(config, key, &ex).await?;
+        agent.run().await
+    }))
 }

@@ -1,0 +1,228 @@
+//! `edgewire manifest keygen|build|show|import-wg`: the operator's side of manifest
+//! trust (import-wg lives in `import_wg.rs`).
+//! Every error names the file it is about.
+
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::cli::ManifestCommand;
+use crate::fsutil::write_atomic;
+use crate::manifest::{self, Envelope, NetworkKeyPair, NetworkPublicKey, Role};
+
+pub fn execute(command: ManifestCommand) -> anyhow::Result<()> {
+    match command {
+        ManifestCommand::Keygen { out } => keygen(&out),
+        ManifestCommand::Build { source, key, out } => build(&source, &key, &out),
+        ManifestCommand::Show { manifest, pubkey } => show(&manifest, pubkey.as_deref()),
+        ManifestCommand::ImportWg {
+            file,
+            address,
+            public_key,
+        } => super::import_wg::run(&file, address, public_key),
+    }
+}
+
+/// `FILE` gets the private key (0600, never replaced), `FILE.pub` the public key; the
+/// public key is also the only line on stdout, for scripts.
+fn keygen(out: &Path) -> anyhow::Result<()> {
+    let (pair, pkcs8) = NetworkKeyPair::generate()?;
+    let pem = manifest::pkcs8_to_pem(&pkcs8);
+    write_atomic(out, pem.as_bytes(), 0o600, false).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+            "{} already exists: a network key is not replaced by accident (every device pins \
+             it); pick another file name, or remove this one first",
+            out.display()
+        ),
+        _ => anyhow::anyhow!("writing the network key {}: {e}", out.display()),
+    })?;
+    let public = pair.public_key().to_string();
+    let pub_path = pub_path(out);
+    write_atomic(&pub_path, format!("{public}\n").as_bytes(), 0o644, true)
+        .with_context(|| format!("writing the public key {}", pub_path.display()))?;
+    println!("{public}");
+    Ok(())
+}
+
+fn pub_path(key: &Path) -> PathBuf {
+    let mut path = key.as_os_str().to_owned();
+    path.push(".pub");
+    PathBuf::from(path)
+}
+
+fn build(source: &Path, key_path: &Path, out: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(source)
+        .with_context(|| format!("reading the manifest source {}", source.display()))?;
+    let manifest = manifest::from_json(&text).with_context(|| format!("{}", source.display()))?;
+    let key = load_network_key(key_path)?;
+    let bytes =
+        manifest::seal(&manifest, &key).with_context(|| format!("signing {}", source.display()))?;
+    // Proves the bytes open as a device will open them, before anything is written.
+    manifest::open(&bytes, &[key.public_key()])
+        .context("the built manifest does not open; this is a bug")?;
+    write_atomic(out, &bytes, 0o644, true).with_context(|| format!("writing {}", out.display()))?;
+    let hubs = manifest
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Hub)
+        .count();
+    eprintln!(
+        "wrote {}: network {:?}, serial {}, {} nodes ({hubs} hubs), {} relays, {} bytes, \
+         signed by {}",
+        out.display(),
+        manifest.network,
+        manifest.serial,
+        manifest.nodes.len(),
+        manifest.relays.len(),
+        bytes.len(),
+        key.public_key()
+    );
+    Ok(())
+}
+
+fn load_network_key(path: &Path) -> anyhow::Result<NetworkKeyPair> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("reading the network key {}", path.display()))?;
+    let mode = file
+        .metadata()
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0);
+    if mode & 0o077 != 0 {
+        // A warning, not a refusal: this runs on an operator's machine, where the key
+        // may sit in a vault-mounted or CI path whose mode the operator does not choose.
+        log::warn!(
+            "the network key {} is open to other users (mode {mode:04o}); whoever reads \
+             it can sign manifests every device trusts: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
+    let mut text = String::new();
+    file.take(64 * 1024)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading the network key {}", path.display()))?;
+    NetworkKeyPair::from_pem(&text).with_context(|| format!("the network key {}", path.display()))
+}
+
+fn show(path: &Path, pubkey: Option<&str>) -> anyhow::Result<()> {
+    let bytes =
+        manifest::read_bounded(path).with_context(|| format!("reading {}", path.display()))?;
+    let envelope = Envelope::parse(&bytes).with_context(|| format!("{}", path.display()))?;
+    let (manifest, signature) = match pubkey {
+        Some(text) => {
+            let key = parse_pubkey(text)?;
+            let verified = envelope
+                .verify(&[key])
+                .with_context(|| format!("{}", path.display()))?;
+            let manifest = verified
+                .decode()
+                .with_context(|| format!("{}", path.display()))?;
+            (manifest, format!("valid (key {})", verified.key()))
+        }
+        None => {
+            let manifest = envelope
+                .decode_unverified()
+                .with_context(|| format!("{}", path.display()))?;
+            (
+                manifest,
+                "not checked (pass --pubkey KEY to verify)".to_string(),
+            )
+        }
+    };
+    print!("{}", manifest::render(&manifest, bytes.len(), &signature));
+    Ok(())
+}
+
+/// Base64, or the path of a file holding it (such as the `.pub` from `manifest keygen`).
+fn parse_pubkey(text: &str) -> anyhow::Result<NetworkPublicKey> {
+    if let Ok(key) = text.parse() {
+        return Ok(key);
+    }
+    if Path::new(text).is_file() {
+        let content = std::fs::read_to_string(text).with_context(|| format!("reading {text}"))?;
+        return content
+            .parse()
+            .with_context(|| format!("the public key file {text}"));
+    }
+    bail!("--pubkey {text:?} is neither a base64 network public key nor a file holding one")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsutil::TestDir;
+    use crate::manifest::ManifestError;
+
+    const LAB_JSON: &str = include_str!("../manifest/testdata/lab.json");
+
+    #[test]
+    fn keygen_build_and_show_work_together() {
+        let dir = TestDir::new("tools");
+        let key = dir.path("net.key");
+        keygen(&key).unwrap();
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let public: NetworkPublicKey = std::fs::read_to_string(pub_path(&key))
+            .unwrap()
+            .parse()
+            .unwrap();
+        std::fs::write(dir.path("lab.json"), LAB_JSON).unwrap();
+        build(&dir.path("lab.json"), &key, &dir.path("lab.ewm")).unwrap();
+        let bytes = std::fs::read(dir.path("lab.ewm")).unwrap();
+        assert_eq!(manifest::open(&bytes, &[public]).unwrap().network, "lab");
+        show(&dir.path("lab.ewm"), Some(&public.to_string())).unwrap();
+        show(&dir.path("lab.ewm"), Some(pub_path(&key).to_str().unwrap())).unwrap();
+        show(&dir.path("lab.ewm"), None).unwrap();
+    }
+
+    #[test]
+    fn keygen_refuses_to_replace_a_network_key() {
+        let dir = TestDir::new("netkey");
+        let key = dir.path("net.key");
+        keygen(&key).unwrap();
+        let before = std::fs::read(&key).unwrap();
+        let err = keygen(&key).unwrap_err().to_string();
+        assert!(err.contains("already exists"), "{err}");
+        assert_eq!(std::fs::read(&key).unwrap(), before);
+    }
+
+    #[test]
+    fn show_with_another_key_is_a_signature_error_naming_the_file() {
+        let dir = TestDir::new("showbad");
+        keygen(&dir.path("a.key")).unwrap();
+        std::fs::write(dir.path("lab.json"), LAB_JSON).unwrap();
+        build(
+            &dir.path("lab.json"),
+            &dir.path("a.key"),
+            &dir.path("lab.ewm"),
+        )
+        .unwrap();
+        let other = NetworkKeyPair::from_seed(&[1; 32]).public_key().to_string();
+        let err = show(&dir.path("lab.ewm"), Some(&other)).unwrap_err();
+        assert!(matches!(
+            err.downcast_ref::<ManifestError>(),
+            Some(ManifestError::BadSignature)
+        ));
+        assert!(format!("{err:#}").contains("lab.ewm"), "{err:#}");
+    }
+
+    #[test]
+    fn build_errors_name_the_source_file_node_and_field() {
+        let dir = TestDir::new("builderr");
+        keygen(&dir.path("a.key")).unwrap();
+        let source = dir.path("bad.json");
+        std::fs::write(&source, LAB_JSON.replace("10.42.1.1/32", "10.42.1.1/33")).unwrap();
+        let err = format!(
+            "{:#}",
+            build(&source, &dir.path("a.key"), &dir.path("x.ewm")).unwrap_err()
+        );
+        assert!(
+            err.contains("bad.json")
+                && err.contains("node \"dev-1\" (nodes[1]): field \"addresses\""),
+            "{err}"
+        );
+        assert!(!dir.path("x.ewm").exists());
+    }
+}

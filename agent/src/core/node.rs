@@ -1,0 +1,357 @@
+//! The node: this device's peers, its routing table, and the inputs and outputs of the
+//! core.
+//!
+//! Drive it like quinn-proto's `Connection`: feed an input (`handle_tun`, `handle_udp`,
+//! `handle_timeout`, `apply`), then drain `poll_transmit` until it is empty (handing each
+//! buffer back with `recycle`), then ask `poll_timeout` when to call `handle_timeout`.
+//! The node never reads the clock: `now` is always an argument.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::keys::{PrivateKey, PublicKey};
+use crate::prefix::Prefix;
+
+use super::liveness::Health;
+use super::outbox::Outbox;
+use super::packet;
+use super::path::{Path, RelayId, Transmit};
+use super::paths::RelayInfo;
+use super::peer::{Peer, PeerConfig};
+use super::routes::RouteTable;
+use super::session::{self, MessageKind};
+
+/// Packets the node dropped, by reason. Each one is also logged at debug.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drops {
+    /// From the TUN device, to an address no peer's allowed IPs cover.
+    pub no_route: u64,
+    /// Not a WireGuard message, or naming a session we do not have.
+    pub unknown_datagram: u64,
+    /// WireGuard refused it (bad MAC, replay, old timestamp, ...).
+    pub refused: u64,
+}
+
+/// The whole overlay prefix and the hubs that may carry it, most preferred first. The
+/// first one that answers carries it; see `liveness.rs` for "answers".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overlay {
+    pub prefix: Prefix,
+    pub via: Vec<PublicKey>,
+}
+
+/// What `apply` changed, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub updated: Vec<String>,
+    /// Peers whose session had to be rebuilt (new preshared key or keepalive).
+    pub rekeyed: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.updated.is_empty()
+            && self.rekeyed.is_empty()
+    }
+}
+
+pub struct Node {
+    key: PrivateKey,
+    peers: BTreeMap<PublicKey, Peer>,
+    by_index: HashMap<u32, PublicKey>,
+    routes: RouteTable,
+    overlay: Option<Overlay>,
+    /// The hub the overlay prefix is routed to now.
+    overlay_via: Option<PublicKey>,
+    /// Session indexes are 24 bits; the next one to hand out.
+    next_index: u32,
+    out: Outbox,
+    /// Relays with an allocation, as the shell reports them.
+    relays: Vec<RelayInfo>,
+    pub drops: Drops,
+}
+
+impl Node {
+    /// `index_seed` is random in the shell, fixed in tests: session indexes start there.
+    pub fn new(key: PrivateKey, index_seed: u32) -> Node {
+        Node {
+            key,
+            peers: BTreeMap::new(),
+            by_index: HashMap::new(),
+            routes: RouteTable::default(),
+            overlay: None,
+            overlay_via: None,
+            next_index: index_seed & 0x00ff_ffff,
+            out: Outbox::default(),
+            relays: Vec::new(),
+            drops: Drops::default(),
+        }
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public_key()
+    }
+
+    pub fn peers(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.values()
+    }
+
+    pub fn peer(&self, key: &PublicKey) -> Option<&Peer> {
+        self.peers.get(key)
+    }
+
+    /// The hub the overlay prefix goes to now.
+    pub fn overlay_via(&self) -> Option<&Peer> {
+        self.overlay_via.and_then(|k| self.peers.get(&k))
+    }
+
+    /// Brings the peer set to `desired` and the overlay route to `overlay`, changing only
+    /// what differs: an unchanged peer keeps its session and endpoint.
+    pub fn apply(
+        &mut self,
+        desired: BTreeMap<PublicKey, PeerConfig>,
+        overlay: Option<Overlay>,
+        now: Instant,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        let gone: Vec<PublicKey> = self
+            .peers
+            .keys()
+            .filter(|k| !desired.contains_key(k))
+            .copied()
+            .collect();
+        for key in gone {
+            if let Some(peer) = self.peers.remove(&key) {
+                self.by_index.remove(&peer.index);
+                changes.removed.push(peer.config.name);
+            }
+        }
+        for (key, config) in desired {
+            match self.peers.get_mut(&key) {
+                Some(peer) if peer.config == config => {}
+                Some(peer) if !peer.needs_new_session(&config) => {
+                    changes.updated.push(config.name.clone());
+                    if peer.update(config) {
+                        peer.initiate(&mut self.out, now);
+                    }
+                }
+                existing => {
+                    let rekey = existing.is_some();
+                    let name = config.name.clone();
+                    self.add_peer(key, config, now);
+                    if rekey {
+                        changes.rekeyed.push(name)
+                    } else {
+                        changes.added.push(name)
+                    }
+                }
+            }
+        }
+        for peer in self.peers.values_mut() {
+            let carries = overlay.as_ref().filter(|o| o.via.contains(&peer.key));
+            peer.overlay = carries.map(|o| o.prefix.network());
+        }
+        self.overlay = overlay;
+        self.rebuild_routes();
+        changes
+    }
+
+    fn add_peer(&mut self, key: PublicKey, config: PeerConfig, now: Instant) {
+        if let Some(old) = self.peers.remove(&key) {
+            self.by_index.remove(&old.index);
+        }
+        let index = self.allocate_index();
+        let mut peer = Peer::new(&self.key, key, config, index, now);
+        // Handshake at once with every peer we can reach, so the first packet does not
+        // wait for one and `status` shows who answers.
+        if peer.path().is_some() {
+            peer.initiate_everywhere(&mut self.out, now);
+        }
+        self.by_index.insert(index, key);
+        self.peers.insert(key, peer);
+    }
+
+    fn allocate_index(&mut self) -> u32 {
+        loop {
+            let index = self.next_index;
+            self.next_index = (self.next_index + 1) & 0x00ff_ffff;
+            if !self.by_index.contains_key(&index) {
+                return index;
+            }
+        }
+    }
+
+    /// Routes every prefix to its peer, leaving out peers that are down so their traffic
+    /// falls back to a shorter prefix (the overlay, through a hub); the overlay goes to the
+    /// first hub that is not down.
+    fn rebuild_routes(&mut self) {
+        self.routes.clear();
+        for (key, peer) in &self.peers {
+            if peer.health() != Health::Down {
+                for prefix in &peer.config.allowed_ips {
+                    self.routes.insert(*prefix, *key);
+                }
+            }
+        }
+        let Some(overlay) = &self.overlay else {
+            self.overlay_via = None;
+            return;
+        };
+        let hubs = || overlay.via.iter().filter(|k| self.peers.contains_key(k));
+        // With every hub down, keep sending to the preferred one: that is what retries.
+        let via = hubs()
+            .find(|k| self.peers[k].health() != Health::Down)
+            .or_else(|| hubs().next())
+            .copied();
+        if via != self.overlay_via {
+            let name = |k: Option<PublicKey>| {
+                k.and_then(|k| self.peers.get(&k))
+                    .map_or("nobody".to_string(), |p| p.config.name.clone())
+            };
+            if self.overlay_via.is_some() {
+                log::info!(
+                    "overlay {} now via {} (was {})",
+                    overlay.prefix,
+                    name(via),
+                    name(self.overlay_via)
+                );
+            }
+            self.overlay_via = via;
+        }
+        if let Some(via) = via {
+            self.routes.insert(overlay.prefix, via);
+        }
+    }
+
+    /// Every prefix some peer routes, for the kernel's routing table.
+    pub fn routed_prefixes(&self) -> Vec<Prefix> {
+        let mut all: Vec<Prefix> = self
+            .peers
+            .values()
+            .flat_map(|p| p.config.allowed_ips.iter().map(|a| a.network()))
+            .collect();
+        all.extend(self.overlay.as_ref().map(|o| o.prefix.network()));
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// An IP packet read from the TUN device.
+    pub fn handle_tun(&mut self, packet: &[u8], now: Instant) {
+        let Some((_, dst)) = packet::addresses(packet) else {
+            self.drops.unknown_datagram += 1;
+            return;
+        };
+        let Some(peer) = self.routes.lookup(dst).and_then(|k| self.peers.get_mut(&k)) else {
+            self.drops.no_route += 1;
+            log::debug!("no peer routes {dst}: dropped a packet from the TUN device");
+            return;
+        };
+        peer.send_packet(packet, &mut self.out, now);
+    }
+
+    /// A datagram read from the UDP socket.
+    pub fn handle_udp(&mut self, from: SocketAddr, datagram: &[u8], now: Instant) {
+        self.handle_datagram(Path::Direct(from), datagram, now);
+    }
+
+    /// A datagram a TURN relay forwarded to us from `from`.
+    pub fn handle_relay(
+        &mut self,
+        relay: RelayId,
+        from: SocketAddr,
+        datagram: &[u8],
+        now: Instant,
+    ) {
+        self.handle_datagram(Path::Relayed { relay, peer: from }, datagram, now);
+    }
+
+    /// A relay has an allocation (again), answering in `rtt`. Peers that are down try it.
+    pub fn relay_up(&mut self, relay: RelayId, rtt: std::time::Duration, now: Instant) {
+        self.relays.retain(|r| r.id != relay);
+        self.relays.push(RelayInfo { id: relay, rtt });
+        for peer in self.peers.values_mut() {
+            peer.retry_if_down(&self.relays, &mut self.out, now);
+        }
+    }
+
+    /// A relay lost its allocation or its connection: its peers move at once.
+    pub fn relay_down(&mut self, relay: RelayId, now: Instant) {
+        self.relays.retain(|r| r.id != relay);
+        for peer in self.peers.values_mut() {
+            peer.on_relay_lost(relay, &self.relays, &mut self.out, now);
+        }
+    }
+
+    /// Every address a relay must be allowed to forward from: the peers' direct
+    /// addresses (TURN permissions).
+    pub fn relay_permissions(&self) -> Vec<SocketAddr> {
+        let mut all: Vec<SocketAddr> = self
+            .peers
+            .values()
+            .flat_map(|p| p.direct_candidates().iter().copied())
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    fn handle_datagram(&mut self, via: Path, datagram: &[u8], now: Instant) {
+        let from = via.endpoint();
+        let key = match MessageKind::of(datagram) {
+            Some(MessageKind::HandshakeInit) => session::initiator_of(datagram, &self.key),
+            Some(_) => MessageKind::receiver_index(datagram)
+                .and_then(|idx| self.by_index.get(&(idx >> 8)).copied()),
+            None => None,
+        };
+        let Some(peer) = key.and_then(|k| self.peers.get_mut(&k)) else {
+            self.drops.unknown_datagram += 1;
+            log::debug!(
+                "dropped a {}-byte datagram from {from}: no peer of ours",
+                datagram.len()
+            );
+            return;
+        };
+        let before = peer.health();
+        if let Err(e) = peer.receive(via, datagram, &mut self.out, now) {
+            self.drops.refused += 1;
+            log::debug!("peer {}: {e} (from {from})", peer.config.name);
+        }
+        if peer.health() != before {
+            self.rebuild_routes();
+        }
+    }
+
+    /// Runs the timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut went_down = false;
+        for peer in self.peers.values_mut() {
+            went_down |= peer.tick(&self.relays, &mut self.out, now);
+        }
+        if went_down {
+            self.rebuild_routes();
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.transmits.pop_front()
+    }
+
+    /// Hands a transmitted buffer back for reuse.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.out.recycle(buf);
+    }
+
+    /// When `handle_timeout` must next run, and for which peer (for logs and tests).
+    pub fn poll_timeout(&self) -> Option<(Instant, &str)> {
+        self.peers
+            .values()
+            .map(|p| (p.next_tick(), p.config.name.as_str()))
+            .min_by_key(|(t, _)| *t)
+    }
+}

@@ -1,0 +1,75 @@
+//! How a peer's datagrams are delivered, and where the core's output goes.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+/// Names one TURN relay of the manifest (its index there), as the shell knows it.
+pub type RelayId = u16;
+
+/// A way to reach a peer: straight to its address, or through our allocation on a TURN
+/// relay, which forwards to the peer's address from the relay's own address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Path {
+    Direct(SocketAddr),
+    Relayed { relay: RelayId, peer: SocketAddr },
+}
+
+impl Path {
+    /// The peer's address: where the datagrams end up.
+    pub fn endpoint(&self) -> SocketAddr {
+        match self {
+            Path::Direct(addr) | Path::Relayed { peer: addr, .. } => *addr,
+        }
+    }
+
+    pub fn relay(&self) -> Option<RelayId> {
+        match self {
+            Path::Direct(_) => None,
+            Path::Relayed { relay, .. } => Some(*relay),
+        }
+    }
+
+    /// The word `status` shows.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Path::Direct(_) => "direct",
+            Path::Relayed { .. } => "relay",
+        }
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Direct(addr) => write!(f, "direct {addr}"),
+            Path::Relayed { relay, peer } => write!(f, "{peer} through relay #{relay}"),
+        }
+    }
+}
+
+/// Where a transmit goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A datagram on the node's UDP socket.
+    Udp(SocketAddr),
+    /// A datagram for the TURN relay to forward to `peer`.
+    Relay { relay: RelayId, peer: SocketAddr },
+    /// A decrypted IP packet for the TUN device.
+    Tun,
+}
+
+impl From<Path> for Destination {
+    fn from(path: Path) -> Destination {
+        match path {
+            Path::Direct(addr) => Destination::Udp(addr),
+            Path::Relayed { relay, peer } => Destination::Relay { relay, peer },
+        }
+    }
+}
+
+/// Bytes the shell must deliver. The buffer goes back with `Node::recycle` after use.
+#[derive(Debug)]
+pub struct Transmit {
+    pub destination: Destination,
+    pub payload: Vec<u8>,
+}

@@ -1,0 +1,408 @@
+//! One peer: its WireGuard session, the path its datagrams take, its counters, and when
+//! its timers next need to run.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::keys::{PrivateKey, PublicKey};
+use crate::manifest::Role;
+use crate::prefix::Prefix;
+
+use super::liveness::{Action, Health, Liveness};
+use super::outbox::Outbox;
+use super::path::{Destination, Path, RelayId};
+use super::paths::{PathSelector, RelayInfo, Switch};
+use super::session::{MessageKind, Received, Session, SessionError};
+
+/// While data flows or a handshake is in progress, WireGuard's timers (retransmit after
+/// 5 s, passive keepalive after 10 s, new handshake after 15 s of silence) need checking
+/// about once a second. boringtun's own loop checks every 250 ms; a second of slack on
+/// these 5–15 s timers costs nothing and saves wakeups.
+const ACTIVE_TICK: Duration = Duration::from_secs(1);
+/// Data seen within this window keeps the peer "active": KEEPALIVE (10 s) + REKEY_TIMEOUT
+/// (5 s) + 1 s of slack.
+const ACTIVE_WINDOW: Duration = Duration::from_secs(16);
+/// An idle peer without keepalive still needs its old session keys expired.
+const IDLE_TICK: Duration = Duration::from_secs(60);
+/// A data message without payload (a keepalive) is exactly this long.
+const KEEPALIVE_LEN: usize = 32;
+
+/// What the manifest (after name resolution) says about a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub name: String,
+    pub role: Role,
+    pub allowed_ips: Vec<Prefix>,
+    pub endpoints: Vec<SocketAddr>,
+    pub keepalive: Option<u16>,
+    pub preshared_key: Option<[u8; 32]>,
+}
+
+impl PeerConfig {
+    fn keepalive(&self) -> Option<Duration> {
+        self.keepalive
+            .filter(|&k| k > 0)
+            .map(|k| Duration::from_secs(k.into()))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// WireGuard datagram bytes, as `wg show` counts them.
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Handshakes completed with this peer since the session was created.
+    pub handshakes: u64,
+}
+
+pub struct Peer {
+    pub key: PublicKey,
+    pub config: PeerConfig,
+    /// The upper 24 bits of every receiver index the peer uses with us.
+    pub index: u32,
+    session: Session,
+    paths: PathSelector,
+    pub stats: PeerStats,
+    /// Set on hubs that may carry the overlay: packets from anywhere in it are accepted.
+    pub overlay: Option<Prefix>,
+    liveness: Liveness,
+    last_sent: Option<Instant>,
+    last_data: Option<Instant>,
+    handshake_sent: Option<Instant>,
+    next_tick: Instant,
+}
+
+impl Peer {
+    pub fn new(
+        own: &PrivateKey,
+        key: PublicKey,
+        config: PeerConfig,
+        index: u32,
+        now: Instant,
+    ) -> Peer {
+        let session = Session::new(own, key, config.preshared_key, config.keepalive, index);
+        let paths = PathSelector::new(&config.endpoints);
+        Peer {
+            key,
+            config,
+            index,
+            session,
+            paths,
+            stats: PeerStats::default(),
+            overlay: None,
+            liveness: Liveness::default(),
+            last_sent: None,
+            last_data: None,
+            handshake_sent: None,
+            next_tick: now,
+        }
+    }
+
+    /// True when a change of configuration needs a new session: the key material or the
+    /// keepalive boringtun was built with.
+    pub fn needs_new_session(&self, new: &PeerConfig) -> bool {
+        self.config.preshared_key != new.preshared_key || self.config.keepalive != new.keepalive
+    }
+
+    /// Takes a new configuration that keeps the session: allowed IPs and endpoints.
+    /// Returns true when the path moved (and a handshake on it is due).
+    pub fn update(&mut self, config: PeerConfig) -> bool {
+        let moved = self.paths.set_endpoints(&config.endpoints);
+        self.config = config;
+        moved
+    }
+
+    /// Where datagrams go now; `None` until an endpoint is known.
+    pub fn path(&self) -> Option<Path> {
+        self.paths.active()
+    }
+
+    pub fn direct_candidates(&self) -> &[SocketAddr] {
+        self.paths.direct_candidates()
+    }
+
+    /// A relay became available: a peer that is down tries it now rather than at its
+    /// next retry.
+    pub fn retry_if_down(&mut self, relays: &[RelayInfo], out: &mut Outbox, now: Instant) {
+        if self.liveness.health() == Health::Down && self.paths.rotate(relays, now).is_some() {
+            self.initiate(out, now);
+            self.schedule(now);
+        }
+    }
+
+    /// The relay this peer's path went through is gone.
+    pub fn on_relay_lost(
+        &mut self,
+        relay: RelayId,
+        relays: &[RelayInfo],
+        out: &mut Outbox,
+        now: Instant,
+    ) {
+        if let Some(next) = self.paths.on_relay_lost(relay, relays, now) {
+            log::info!(
+                "peer {}: path switched to {next}: relay #{relay} is gone",
+                self.config.name
+            );
+            self.liveness.on_path_changed();
+            self.initiate(out, now);
+            self.schedule(now);
+        }
+    }
+
+    /// Whether the peer answers, judged from the data path (see `liveness.rs`).
+    pub fn health(&self) -> Health {
+        self.liveness.health()
+    }
+
+    pub fn last_handshake(&self) -> Option<Duration> {
+        self.session.time_since_last_handshake()
+    }
+
+    /// Starts a handshake now, so the session is ready before the first packet needs it.
+    pub fn initiate(&mut self, out: &mut Outbox, now: Instant) {
+        let buf = out.buffer();
+        if let Some(datagram) = self.session.initiate(buf) {
+            self.send(datagram, out, now);
+        }
+    }
+
+    /// The first handshake with a new peer goes to every direct address at once: the
+    /// first to answer wins, with no waiting on the ones that do not.
+    pub fn initiate_everywhere(&mut self, out: &mut Outbox, now: Instant) {
+        let Some(datagram) = self.session.initiate(out.buffer()) else {
+            return;
+        };
+        let others: Vec<SocketAddr> = self
+            .paths
+            .direct_candidates()
+            .iter()
+            .skip(1)
+            .copied()
+            .collect();
+        for addr in others {
+            self.send_on(Path::Direct(addr), &datagram, out);
+        }
+        self.send(datagram, out, now);
+    }
+
+    /// While relayed: a handshake straight to the direct addresses. Its answer, if any,
+    /// promotes direct. Right after, a keepalive on the relay: a peer that hears the probe
+    /// but cannot answer it would otherwise roam to the dead direct address.
+    fn probe_direct(&mut self, targets: &[SocketAddr], out: &mut Outbox, now: Instant) {
+        let Some(datagram) = self.session.initiate(out.buffer()) else {
+            return;
+        };
+        log::debug!("peer {}: probing the direct path", self.config.name);
+        for &addr in targets {
+            self.send_on(Path::Direct(addr), &datagram, out);
+        }
+        out.recycle(datagram);
+        if let Some(keepalive) = self.session.encapsulate(&[], out.buffer()) {
+            self.send(keepalive, out, now);
+        }
+    }
+
+    /// A copy of `datagram` on a path other than the active one; liveness is not told,
+    /// since no answer is owed on the active path.
+    fn send_on(&mut self, path: Path, datagram: &[u8], out: &mut Outbox) {
+        let mut copy = out.buffer();
+        copy.extend_from_slice(datagram);
+        self.stats.tx_bytes += copy.len() as u64;
+        out.push(path.into(), copy);
+    }
+
+    /// Encrypts a packet from the TUN device.
+    pub fn send_packet(&mut self, packet: &[u8], out: &mut Outbox, now: Instant) {
+        let buf = out.buffer();
+        if let Some(datagram) = self.session.encapsulate(packet, buf) {
+            self.send(datagram, out, now);
+        }
+        self.last_data = Some(now);
+        self.schedule(now);
+    }
+
+    /// Handles a datagram that names this peer. Returns false when WireGuard refused it.
+    pub fn receive(
+        &mut self,
+        via: Path,
+        datagram: &[u8],
+        out: &mut Outbox,
+        now: Instant,
+    ) -> Result<(), SessionError> {
+        let kind = MessageKind::of(datagram);
+        let mut replies = Vec::new();
+        let received = self.session.decapsulate(
+            via.endpoint().ip(),
+            datagram,
+            || out.buffer(),
+            &mut replies,
+        )?;
+        self.stats.rx_bytes += datagram.len() as u64;
+        // Authenticated: WireGuard's roaming follows the sender's address. A cookie reply
+        // proves less, so it moves nothing.
+        if kind != Some(MessageKind::CookieReply) {
+            self.follow(via);
+            if self.liveness.on_answer(now) {
+                log::info!("peer {}: answers again ({via})", self.config.name);
+            }
+        }
+        match kind {
+            Some(MessageKind::HandshakeResponse) => {
+                self.handshake_sent = None;
+                self.stats.handshakes += 1;
+            }
+            Some(MessageKind::HandshakeInit) => self.stats.handshakes += 1,
+            Some(MessageKind::Data) if datagram.len() > KEEPALIVE_LEN => {
+                self.handshake_sent = None;
+                self.last_data = Some(now);
+            }
+            _ => {}
+        }
+        for reply in replies {
+            self.send(reply, out, now);
+        }
+        if let Received::Packet(packet, src) = received {
+            let allowed = self
+                .config
+                .allowed_ips
+                .iter()
+                .chain(&self.overlay)
+                .any(|p| p.contains(src));
+            if allowed {
+                out.push(Destination::Tun, packet);
+            } else {
+                log::debug!(
+                    "peer {}: dropped a packet from {src}, outside its allowed IPs",
+                    self.config.name
+                );
+                out.recycle(packet);
+            }
+        }
+        self.schedule(now);
+        Ok(())
+    }
+
+    /// WireGuard's roaming, with path selection: see `paths.rs`.
+    fn follow(&mut self, via: Path) {
+        let name = &self.config.name;
+        match self.paths.on_authenticated(via) {
+            Some(Switch::Promoted { from, to }) => {
+                log::info!("peer {name}: path switched to {to}: a probe was answered (was {from})")
+            }
+            Some(Switch::Roamed { from, to }) => {
+                log::info!(
+                    "peer {name}: endpoint moved to {} (was {})",
+                    to.endpoint(),
+                    from.endpoint()
+                )
+            }
+            Some(Switch::Learned(path)) => log::info!("peer {name}: endpoint learned: {path}"),
+            None => {}
+        }
+    }
+
+    pub fn next_tick(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// Runs the liveness check, path selection and WireGuard's timers when they are due.
+    /// Returns true when the peer just went down (no path answers).
+    pub fn tick(&mut self, relays: &[RelayInfo], out: &mut Outbox, now: Instant) -> bool {
+        if now < self.next_tick {
+            return false;
+        }
+        let (mut action, mut went_down) = self.liveness.on_tick(now);
+        if went_down {
+            let failed = self.paths.active();
+            let why = format!(
+                "no answer{} for {:?}",
+                failed.map(|p| format!(" on {p}")).unwrap_or_default(),
+                self.liveness.waited()
+            );
+            match self.paths.on_failure(relays, now) {
+                Some(next) => {
+                    log::info!("peer {}: path switched to {next}: {why}", self.config.name);
+                    self.liveness.on_path_changed();
+                    went_down = false;
+                    action = Action::Probe;
+                }
+                None => log::warn!(
+                    "peer {}: down: {why}, and no other path answered",
+                    self.config.name
+                ),
+            }
+        } else if action == Action::Probe && self.liveness.health() == Health::Down {
+            // Retrying a peer that is down: each retry on the next path in turn.
+            self.paths.rotate(relays, now);
+        }
+        if action == Action::Probe {
+            self.initiate(out, now);
+        }
+        if let Some(targets) = self.paths.direct_probe_due(now) {
+            self.probe_direct(&targets, out, now);
+        }
+        match self.session.update_timers(out.buffer()) {
+            Ok(Some(datagram)) => self.send(datagram, out, now),
+            Ok(None) => {}
+            Err(SessionError::Expired) => {
+                self.handshake_sent = None;
+                // A peer with keepalive is one we must stay connected to (a hub behind
+                // which the whole overlay lies): never give up, start over.
+                if self.config.keepalive().is_some() && self.paths.active().is_some() {
+                    log::info!(
+                        "peer {}: no handshake answer for 90 s, trying again",
+                        self.config.name
+                    );
+                    self.initiate(out, now);
+                }
+            }
+            Err(_) => {}
+        }
+        self.schedule(now);
+        went_down
+    }
+
+    /// Picks the next time the timers need a look; see ACTIVE_TICK.
+    fn schedule(&mut self, now: Instant) {
+        let active = self.handshake_sent.is_some()
+            || self
+                .last_data
+                .is_some_and(|t| now.saturating_duration_since(t) < ACTIVE_WINDOW);
+        let timers = if active {
+            now + ACTIVE_TICK
+        } else if let Some(keepalive) = self.config.keepalive() {
+            // boringtun sends the keepalive when `keepalive` has passed since its last one;
+            // a few milliseconds late guarantees the check finds it due.
+            let due = self.last_sent.unwrap_or(now) + keepalive + Duration::from_millis(10);
+            due.max(now + Duration::from_millis(10))
+        } else {
+            now + IDLE_TICK
+        };
+        self.next_tick = [self.liveness.deadline(), self.paths.deadline()]
+            .into_iter()
+            .flatten()
+            .fold(timers, Instant::min);
+    }
+
+    /// Sends on the active path, telling the liveness check what now awaits an answer.
+    fn send(&mut self, datagram: Vec<u8>, out: &mut Outbox, now: Instant) {
+        let Some(path) = self.paths.active() else {
+            // No endpoint yet: the peer must reach us first.
+            out.recycle(datagram);
+            return;
+        };
+        match MessageKind::of(&datagram) {
+            Some(MessageKind::HandshakeInit) => {
+                self.handshake_sent.get_or_insert(now);
+                self.liveness.on_handshake_sent(now);
+            }
+            Some(MessageKind::Data) if datagram.len() > KEEPALIVE_LEN => {
+                self.liveness.on_data_sent(now)
+            }
+            _ => {}
+        }
+        self.last_sent = Some(now);
+        self.stats.tx_bytes += datagram.len() as u64;
+        out.push(path.into(), datagram);
+    }
+}

@@ -1,0 +1,7 @@
+//! Whole-node tests: real WireGuard sessions between nodes on a simulated network with
+//! NATs and TURN relays, driven by a simulated clock (see `sim.rs`).
+
+mod failover;
+mod overlay;
+mod relay;
+mod sim;

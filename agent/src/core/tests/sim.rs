@@ -1,0 +1,241 @@
+//! The simulated network for whole-node tests: several nodes with real WireGuard sessions on a simulated network
+//! and a simulated clock. The network delivers every transmit until nothing is left,
+//! within a bounded number of rounds, and can put a node behind a NAT.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::keys::{PrivateKey, PublicKey};
+use crate::manifest::{Manifest, NodeSpec, Role};
+
+use super::super::packet::ipv4_for_test;
+use super::super::topology;
+use super::super::{Destination, Node, PeerConfig};
+
+pub struct SimNode {
+    pub node: Node,
+    /// The address the node's socket is bound to.
+    pub addr: SocketAddr,
+    /// The address its datagrams appear from outside (a NAT's mapping), if different.
+    pub public: Option<SocketAddr>,
+    /// Packets the node wrote to its TUN device.
+    pub tun: Vec<Vec<u8>>,
+    /// A hub's kernel forwards packets for other overlay addresses back into the TUN.
+    pub forwards: bool,
+    pub own: Vec<[u8; 4]>,
+    /// Cut off the network: every datagram to or from it is lost.
+    pub cut: bool,
+}
+
+pub struct Sim {
+    pub nodes: Vec<SimNode>,
+    pub now: Instant,
+    /// Datagrams that went nowhere (no node at the address, or a NAT with no mapping).
+    pub lost: usize,
+    /// Paths that drop everything: (sender's public address, destination), one way.
+    pub blocked: Vec<(SocketAddr, SocketAddr)>,
+    /// TURN relays: each gives node `i` the relayed address `(ip, 50000 + i)`.
+    pub relays: Vec<SimRelay>,
+}
+
+pub struct SimRelay {
+    pub ip: std::net::IpAddr,
+    /// A dead relay forwards nothing.
+    pub cut: bool,
+}
+
+impl Sim {
+    pub fn new() -> Sim {
+        Sim {
+            nodes: Vec::new(),
+            now: Instant::now(),
+            lost: 0,
+            blocked: Vec::new(),
+            relays: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, key: PrivateKey, addr: &str, own: [u8; 4]) -> usize {
+        let seed = self.nodes.len() as u32 * 1000;
+        self.nodes.push(SimNode {
+            node: Node::new(key, seed),
+            addr: addr.parse().unwrap(),
+            public: None,
+            tun: Vec::new(),
+            forwards: false,
+            own: vec![own],
+            cut: false,
+        });
+        self.nodes.len() - 1
+    }
+
+    /// Applies the manifest to every node, as the shell would (endpoints are literal).
+    pub fn apply(&mut self, manifest: &Manifest) {
+        let now = self.now;
+        for n in &mut self.nodes {
+            let t = topology::plan(manifest, &n.node.public_key()).unwrap();
+            let desired: BTreeMap<PublicKey, PeerConfig> = t
+                .peers
+                .iter()
+                .map(|(k, p)| (*k, p.resolve(|e| e.parse().into_iter().collect())))
+                .collect();
+            n.node.apply(desired, t.overlay.clone(), now);
+        }
+    }
+
+    pub fn send_ping(&mut self, from: usize, src: [u8; 4], dst: [u8; 4]) {
+        let now = self.now;
+        self.nodes[from]
+            .node
+            .handle_tun(&ipv4_for_test(src, dst, 40), now);
+    }
+
+    /// Delivers every transmit until the network is quiet. Returns the rounds taken.
+    pub fn run(&mut self) -> usize {
+        for round in 0..100 {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                while let Some(t) = self.nodes[i].node.poll_transmit() {
+                    moved = true;
+                    match t.destination {
+                        Destination::Udp(_) if self.nodes[i].cut => self.lost += 1,
+                        Destination::Udp(to) => {
+                            let from = self.nodes[i].public.unwrap_or(self.nodes[i].addr);
+                            self.deliver(from, to, &t.payload);
+                        }
+                        Destination::Relay { relay, peer } => {
+                            let r = &self.relays[usize::from(relay)];
+                            if r.cut || self.nodes[i].cut {
+                                self.lost += 1;
+                            } else {
+                                let from = SocketAddr::new(r.ip, 50000 + i as u16);
+                                self.deliver(from, peer, &t.payload);
+                            }
+                        }
+                        Destination::Tun => {
+                            let n = &mut self.nodes[i];
+                            let dst: [u8; 4] = t.payload[16..20].try_into().unwrap();
+                            if n.forwards && !n.own.contains(&dst) {
+                                let now = self.now;
+                                n.node.handle_tun(&t.payload, now);
+                            } else {
+                                n.tun.push(t.payload.clone());
+                            }
+                        }
+                    }
+                    self.nodes[i].node.recycle(t.payload);
+                }
+            }
+            if !moved {
+                return round;
+            }
+        }
+        panic!("the simulated network did not settle in 100 rounds");
+    }
+
+    pub fn deliver(&mut self, from: SocketAddr, to: SocketAddr, payload: &[u8]) {
+        let now = self.now;
+        if self.blocked.contains(&(from, to)) {
+            self.lost += 1;
+            return;
+        }
+        // Sent to a relayed address: the relay forwards it to its client.
+        if let Some(r) = self.relays.iter().position(|r| r.ip == to.ip()) {
+            let client = usize::from(to.port() - 50000);
+            if self.relays[r].cut || self.nodes[client].cut {
+                self.lost += 1;
+            } else {
+                self.nodes[client]
+                    .node
+                    .handle_relay(r as u16, from, payload, now);
+            }
+            return;
+        }
+        // A node behind a NAT is reached only at its public mapping.
+        match self
+            .nodes
+            .iter_mut()
+            .find(|n| !n.cut && n.public.unwrap_or(n.addr) == to)
+        {
+            Some(n) => n.node.handle_udp(from, payload, now),
+            None => self.lost += 1,
+        }
+    }
+
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+        let now = self.now;
+        for n in &mut self.nodes {
+            n.node.handle_timeout(now);
+        }
+        self.run();
+    }
+
+    pub fn handshakes(&self, node: usize, peer: &PublicKey) -> u64 {
+        self.nodes[node].node.peer(peer).unwrap().stats.handshakes
+    }
+}
+
+pub fn spec(key: &PrivateKey, name: &str, role: Role, site: Option<&str>, addr: &str) -> NodeSpec {
+    NodeSpec {
+        name: name.into(),
+        public_key: key.public_key(),
+        role,
+        site: site.map(String::from),
+        addresses: vec![addr.parse().unwrap()],
+        allowed_ips: vec![],
+        endpoints: vec![],
+        keepalive: None,
+        preshared_key: None,
+    }
+}
+
+pub fn manifest(nodes: Vec<NodeSpec>) -> Manifest {
+    Manifest {
+        network: "lab".into(),
+        serial: 1,
+        overlay: "10.42.0.0/16".parse().unwrap(),
+        expires: None,
+        nodes,
+        relays: vec![],
+    }
+}
+
+/// A hub on a public address and two edges on different sites, each behind a NAT.
+pub fn hub_and_two_nated_edges() -> (Sim, Manifest, [PrivateKey; 3]) {
+    let keys = [
+        PrivateKey::generate(),
+        PrivateKey::generate(),
+        PrivateKey::generate(),
+    ];
+    let mut sim = Sim::new();
+    let hub = sim.add(keys[0].clone(), "203.0.113.10:51820", [10, 42, 0, 1]);
+    sim.nodes[hub].forwards = true;
+    let a = sim.add(keys[1].clone(), "192.168.1.10:51820", [10, 42, 1, 1]);
+    sim.nodes[a].public = Some("198.51.100.2:40001".parse().unwrap());
+    let b = sim.add(keys[2].clone(), "192.168.2.10:51820", [10, 42, 2, 1]);
+    sim.nodes[b].public = Some("198.51.100.3:40002".parse().unwrap());
+    let mut hub_spec = spec(&keys[0], "hub", Role::Hub, None, "10.42.0.1/32");
+    hub_spec.endpoints = vec!["203.0.113.10:51820".into()];
+    let m = manifest(vec![
+        hub_spec,
+        spec(
+            &keys[1],
+            "dev-a",
+            Role::Edge,
+            Some("site-a"),
+            "10.42.1.1/32",
+        ),
+        spec(
+            &keys[2],
+            "dev-b",
+            Role::Edge,
+            Some("site-b"),
+            "10.42.2.1/32",
+        ),
+    ]);
+    sim.apply(&m);
+    sim.run();
+    (sim, m, keys)
+}

@@ -1,0 +1,146 @@
+//! Where manifests come from: one [`Fetcher`] for `https://`, `http://`, `file://` and
+//! plain paths, blocking (run it on a helper thread; the data plane never waits on it).
+//!
+//! Each fetch either says nothing changed ([`Fetched::NotModified`]: a 304 to our
+//! `If-None-Match`, or the same bytes as last time) or hands over new raw bytes, never
+//! more than `max_size` of them. What the bytes mean (signature, serial, INI) is the
+//! caller's business; here is only transport, with errors that tell its failures apart.
+//! [`Backoff`] says when to try again.
+
+mod backoff;
+mod body;
+mod error;
+mod file;
+mod http;
+mod roots;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod testserver;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use backoff::Backoff;
+pub use body::read_capped;
+pub use error::FetchError;
+
+use crate::config::RunConfig;
+use crate::manifest;
+
+/// Time to set up a connection (DNS, TCP, TLS) before the attempt counts as failed.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time for a whole fetch, from DNS to the last byte: a stalled server costs no more.
+pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Debug)]
+pub struct FetchConfig {
+    /// `https://…`, `http://…`, `file:///…` or a path.
+    pub url: String,
+    /// PEM bundle of the CAs trusted for the server; the system bundle when absent.
+    pub ca_file: Option<PathBuf>,
+    /// Holds a bearer token, read again before every request (rotatable).
+    pub token_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    /// The whole fetch, body included.
+    pub read_timeout: Duration,
+    /// Reading stops (with [`FetchError::TooLarge`]) past this many bytes.
+    pub max_size: usize,
+}
+
+impl FetchConfig {
+    /// The run settings' manifest source, with the default timeouts and size cap.
+    pub fn from_run(config: &RunConfig) -> FetchConfig {
+        FetchConfig {
+            url: config.manifest_url.clone(),
+            ca_file: config.ca_file.clone(),
+            token_file: config.manifest_token_file.clone(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: DEFAULT_TOTAL_TIMEOUT,
+            max_size: manifest::MAX_SIZE,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fetched {
+    /// Same manifest as the last one handed over.
+    NotModified,
+    /// Bytes that differ from the last ones handed over (or the first ones).
+    New(Vec<u8>),
+}
+
+pub struct Fetcher {
+    target: Target,
+    max_size: usize,
+    /// Digest of the last bytes handed over: a server without ETags, or a file, still
+    /// costs the caller nothing when unchanged.
+    last: Option<ring::digest::Digest>,
+}
+
+enum Target {
+    Http(http::Http),
+    File(PathBuf),
+}
+
+impl Fetcher {
+    /// Checks the URL and loads the CAs (from `ca_file`, or the system bundle for
+    /// `https://`); nothing is fetched yet.
+    pub fn new(config: FetchConfig) -> Result<Fetcher, FetchError> {
+        let target = if config.url.starts_with("https://") || config.url.starts_with("http://") {
+            Target::Http(http::Http::new(&config)?)
+        } else if let Some(path) = config.url.strip_prefix("file://") {
+            Target::File(PathBuf::from(path))
+        } else if config.url.contains("://") {
+            return Err(FetchError::BadUrl {
+                url: config.url,
+                detail: "unknown scheme; use https://, http://, file:// or a path".into(),
+            });
+        } else {
+            Target::File(PathBuf::from(&config.url))
+        };
+        Ok(Fetcher {
+            target,
+            max_size: config.max_size,
+            last: None,
+        })
+    }
+
+    /// One attempt. Blocking for up to the connect plus total timeouts.
+    pub fn fetch(&mut self) -> Result<Fetched, FetchError> {
+        let bytes = match &mut self.target {
+            Target::Http(http) => match http.get(self.max_size)? {
+                Some(bytes) => bytes,
+                None => return Ok(Fetched::NotModified),
+            },
+            Target::File(path) => file::read(path, self.max_size)?,
+        };
+        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|last| last.as_ref() == digest.as_ref())
+        {
+            return Ok(Fetched::NotModified);
+        }
+        self.last = Some(digest);
+        Ok(Fetched::New(bytes))
+    }
+
+    /// Makes the next successful fetch return [`Fetched::New`] even if nothing changed
+    /// (drops the ETag and the digest), e.g. to judge the same bytes again later.
+    pub fn forget(&mut self) {
+        self.last = None;
+        if let Target::Http(http) = &mut self.target {
+            http.forget();
+        }
+    }
+
+    /// The URL or path, for log lines and `status`.
+    pub fn describe(&self) -> String {
+        match &self.target {
+            Target::Http(http) => http.url().to_string(),
+            Target::File(path) => format!("file://{}", path.display()),
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The event loop: wait for the TUN device, the UDP socket, the next timer, a status
+//! request or a signal; hand what came in to the core; send what the core produced.
+
+mod apply;
+mod report;
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
+
+use anyhow::Context;
+use futures_lite::FutureExt;
+use futures_lite::io::AsyncReadExt;
+use rand_core::RngCore;
+use smol::{Async, LocalExecutor, Timer};
+use tun_rs::AsyncDevice;
+
+use crate::config::RunConfig;
+use crate::core::topology::Topology;
+use crate::core::{Destination, Node};
+use crate::fetch::{FetchConfig, Fetcher};
+use crate::keys::PrivateKey;
+use crate::status::ManifestInfo;
+
+use super::clock;
+use super::intake::Intake;
+use super::netlink::Netlink;
+use super::notify::Notifier;
+use super::puller::{self, Pulled, Puller};
+use super::status_server::{self, StatusServer};
+use super::tun;
+use super::udp::Udp;
+
+/// Packets read per wakeup before the transmits are flushed: bounds the work done per
+/// turn of the loop and the buffers in flight.
+const BATCH: usize = 64;
+/// Large enough for any datagram or packet; boringtun must never see a short buffer.
+const RECV_BUFFER: usize = 65_536;
+
+enum Wake {
+    Tun,
+    Udp,
+    Timer,
+    Pulled(Option<Pulled>),
+    Status(io::Result<Async<UnixStream>>),
+    Reload,
+    Signal,
+}
+
+pub struct Agent<'a> {
+    ex: &'a LocalExecutor<'static>,
+    config: RunConfig,
+    node: Node,
+    tun: AsyncDevice,
+    udp: Udp,
+    netlink: Netlink,
+    status: StatusServer,
+    /// SIGTERM and SIGINT: stop.
+    signals: Async<UnixStream>,
+    /// SIGHUP: poll the manifest URL now.
+    reload: Async<UnixStream>,
+    intake: Intake,
+    puller: Puller,
+    /// This node's part of the manifest in force.
+    topology: Option<Topology>,
+    manifest: Option<ManifestInfo>,
+    /// What the agent is doing, for `status` and systemd's status line.
+    state: String,
+    notify: Notifier,
+    /// When systemd next expects `WATCHDOG=1` (none without a watchdog).
+    next_watchdog: Option<Instant>,
+    ready: bool,
+}
+
+impl<'a> Agent<'a> {
+    pub async fn start(
+        config: RunConfig,
+        key: PrivateKey,
+        ex: &'a LocalExecutor<'static>,
+    ) -> anyhow::Result<Agent<'a>> {
+        let fetcher = Fetcher::new(FetchConfig::from_run(&config))?;
+        let tun = tun::create(&config.interface)?;
+        let netlink = Netlink::open(ex, &config.interface).await?;
+        netlink.set_mtu_and_up(config.mtu).await?;
+        let udp = Udp::bind(config.listen_port)
+            .with_context(|| format!("binding UDP port {}", config.listen_port))?;
+        let status = StatusServer::bind(&config.state_dir)?;
+        let signals = signal_pipe(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+        let reload = signal_pipe(&[signal_hook::consts::SIGHUP])?;
+        let public = key.public_key();
+        let node = Node::new(key, rand_core::OsRng.next_u32());
+        log::info!(
+            "{}: up, MTU {}, UDP port {}, public key {public}",
+            config.interface,
+            config.mtu,
+            config.listen_port
+        );
+        let intake = Intake::new(&config, public, fetcher.describe())?;
+        let puller = Puller::start(fetcher, puller::schedule(config.manifest_interval))
+            .context("starting the manifest thread")?;
+        let notify = Notifier::from_env();
+        let now = clock::now();
+        Ok(Agent {
+            ex,
+            config,
+            node,
+            tun,
+            udp,
+            netlink,
+            status,
+            signals,
+            reload,
+            intake,
+            puller,
+            topology: None,
+            manifest: None,
+            state: "starting".into(),
+            next_watchdog: notify.watchdog_interval().map(|i| now + i),
+            notify,
+            ready: false,
+        })
+    }
+
+    pub async fn run(&mut self) -> anyhow::Result<()> {
+        // The cached manifest first: the overlay comes up without waiting for the server.
+        if let Some(manifest) = self.intake.boot() {
+            self.apply(manifest).await;
+            self.flush().await;
+            self.mark_ready();
+        }
+        let mut tun_buf = vec![0u8; RECV_BUFFER];
+        let mut udp_buf = vec![0u8; RECV_BUFFER];
+        let mut timer = Timer::never();
+        loop {
+            match self.next_deadline() {
+                Some(at) => timer.set_at(at),
+                None => timer = Timer::never(),
+            }
+            // Whichever is ready first; the losers are dropped, which is safe because
+            // each only waits for readiness (nothing is read until the match below).
+            let wake = async {
+                let _ = self.tun.readable().await;
+                Wake::Tun
+            }
+            .or(async {
+                let _ = self.udp.readable().await;
+                Wake::Udp
+            })
+            .or(async {
+                (&mut timer).await;
+                Wake::Timer
+            })
+            .or(async { Wake::Pulled(self.puller.recv().await) })
+            .or(async { Wake::Status(self.status.accept().await) })
+            .or(async {
+                let _ = (&self.reload).read(&mut [0u8; 16]).await;
+                Wake::Reload
+            })
+            .or(async {
+                let _ = (&self.signals).read(&mut [0u8; 16]).await;
+                Wake::Signal
+            })
+            .await;
+            match wake {
+                Wake::Tun => self.read_tun(&mut tun_buf),
+                Wake::Udp => self.read_udp(&mut udp_buf),
+                Wake::Timer => self.on_timer(),
+                Wake::Pulled(Some(pulled)) => self.on_pulled(pulled).await,
+                Wake::Pulled(None) => anyhow::bail!("the manifest thread stopped"),
+                Wake::Status(Ok(stream)) => {
+                    self.ex
+                        .spawn(status_server::answer(stream, self.report()))
+                        .detach();
+                }
+                Wake::Status(Err(e)) => log::debug!("status socket: {e}"),
+                Wake::Reload => {
+                    log::info!("SIGHUP: polling {} now", self.intake.source());
+                    self.puller.poll_now();
+                }
+                Wake::Signal => {
+                    self.notify.stopping();
+                    log::info!(
+                        "stopping on signal; {} goes away with the agent",
+                        self.config.interface
+                    );
+                    return Ok(());
+                }
+            }
+            self.flush().await;
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [self.node.poll_timeout().map(|(t, _)| t), self.next_watchdog]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn read_tun(&mut self, buf: &mut [u8]) {
+        let now = clock::now();
+        for _ in 0..BATCH {
+            match self.tun.try_recv(buf) {
+                Ok(n) => self.node.handle_tun(&buf[..n], now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("reading {}: {e}", self.config.interface);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_udp(&mut self, buf: &mut [u8]) {
+        let now = clock::now();
+        for _ in 0..BATCH {
+            match self.udp.try_recv(buf) {
+                Ok((n, from)) => self.node.handle_udp(from, &buf[..n], now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // ICMP errors from earlier sends surface here; they say nothing new.
+                Err(e) => {
+                    log::debug!("UDP receive: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self) {
+        let now = clock::now();
+        self.node.handle_timeout(now);
+        if let Some(due) = self.next_watchdog.filter(|&due| now >= due) {
+            // Sent from the loop itself: a wedged loop stops feeding the watchdog.
+            self.notify.watchdog();
+            self.next_watchdog = self.notify.watchdog_interval().map(|i| due.max(now) + i);
+        }
+    }
+
+    /// A poll of the manifest URL finished.
+    async fn on_pulled(&mut self, pulled: Pulled) {
+        let new = match pulled {
+            Pulled::New(raw) => {
+                self.intake.fetched();
+                self.intake.take(raw)
+            }
+            Pulled::NotModified => {
+                self.intake.fetched();
+                None
+            }
+            Pulled::Failed(e) => {
+                self.intake.failed(e);
+                None
+            }
+        };
+        match new {
+            Some(manifest) => self.apply(manifest).await,
+            // Names may point elsewhere now, whatever the server said.
+            None => self.refresh_endpoints().await,
+        }
+        self.mark_ready();
+    }
+
+    /// Ready once the interface is configured and the first manifest was tried: a device
+    /// with no manifest yet still runs, and says so in its status.
+    fn mark_ready(&mut self) {
+        if self.ready {
+            return;
+        }
+        self.ready = true;
+        if self.manifest.is_none() {
+            self.set_state("waiting for a manifest".into());
+        }
+        self.notify.ready(&self.state);
+    }
+
+    fn set_state(&mut self, state: String) {
+        if state != self.state {
+            self.notify.status(&state);
+            self.state = state;
+        }
+    }
+
+    /// Sends everything the core produced, then hands the buffers back.
+    async fn flush(&mut self) {
+        while let Some(t) = self.node.poll_transmit() {
+            match t.destination {
+                Destination::Udp(to) => {
+                    if let Err(e) = self.udp.send_to(&t.payload, to).await {
+                        log::debug!("UDP send to {to}: {e}");
+                    }
+                }
+                Destination::Relay { relay, .. } => {
+                    // Relays are not wired into the shell yet; the core only picks a
+                    // relayed path once the shell reports a relay up.
+                    log::debug!("no transport for relay #{relay}");
+                }
+                Destination::Tun => {
+                    if let Err(e) = self.tun.send(&t.payload).await {
+                        log::debug!("writing {}: {e}", self.config.interface);
+                    }
+                }
+            }
+            self.node.recycle(t.payload);
+        }
+    }
+}
+
+/// Each of `signals` becomes a byte on a socket the loop waits on.
+fn signal_pipe(signals: &[i32]) -> anyhow::Result<Async<UnixStream>> {
+    let (read, write) = UnixStream::pair().context("creating the signal pipe")?;
+    for &signal in signals {
+        signal_hook::low_level::pipe::register(signal, write.try_clone()?)
+            .context("installing the signal handlers")?;
+    }
+    Async::new(read).context("watching the signal pipe")
+}

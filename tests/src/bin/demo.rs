@@ -1,0 +1,223 @@
+//! A local demo overlay in network namespaces: an edgewire hub on a public address, two
+//! devices on site lab-a behind one NAT router and one on site lab-b behind another, all
+//! from one signed manifest served from a file. Waits for the overlay, prints every
+//! agent's `edgewire status`, pings across, prints a summary and cleans up.
+//!
+//! Run as root: `scripts/demo [--hold]` (`--hold` keeps it running until Ctrl-C).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use edgewire_lab::*;
+
+const T: Duration = Duration::from_secs(30);
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Stops the demo (cleaning up through the lab's guards) once Ctrl-C was pressed.
+fn check_interrupt() {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        panic!("interrupted");
+    }
+}
+
+struct Node {
+    agent: Agent,
+    overlay: &'static str,
+    site: &'static str,
+}
+
+fn main() {
+    if !is_root() {
+        eprintln!("demo: needs root to create network namespaces (run scripts/demo)");
+        std::process::exit(2);
+    }
+    let hold = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--hold") => true,
+        Some(_) => {
+            eprintln!("usage: demo [--hold]");
+            std::process::exit(2);
+        }
+    };
+    Lab::install_panic_cleanup();
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let started = Instant::now();
+
+    let lab = Lab::new("demo");
+    let wan = lab.wan();
+    let hub_host = lab.host("hub");
+    wan.attach(&hub_host, "203.0.113.10/24");
+    hub_host.enable_forwarding();
+    let site_a = wan.nat_router("nat-a", "198.51.100.2/24", "192.168.10.1/24");
+    let site_b = wan.nat_router("nat-b", "192.0.2.2/24", "192.168.20.1/24");
+    let mut nodes = vec![
+        Node {
+            agent: Agent::new(&hub_host, "hub-1"),
+            overlay: "10.42.0.1",
+            site: "public 203.0.113.10",
+        },
+        Node {
+            agent: Agent::new(&site_a.host("dev-a1", "192.168.10.2/24"), "dev-a1"),
+            overlay: "10.42.1.1",
+            site: "lab-a, NAT 198.51.100.2",
+        },
+        Node {
+            agent: Agent::new(&site_a.host("dev-a2", "192.168.10.3/24"), "dev-a2"),
+            overlay: "10.42.1.2",
+            site: "lab-a, NAT 198.51.100.2",
+        },
+        Node {
+            agent: Agent::new(&site_b.host("dev-b1", "192.168.20.2/24"), "dev-b1"),
+            overlay: "10.42.2.1",
+            site: "lab-b, NAT 192.0.2.2",
+        },
+    ];
+    check_interrupt();
+
+    let key = NetworkKey::generate(lab.dir(), "network.key");
+    let manifest = ManifestSource::new("demo", 1)
+        .node(
+            NodeSource::hub("hub-1", nodes[0].agent.public_key(), "10.42.0.1/32")
+                .endpoint("203.0.113.10:51820")
+                .keepalive(25),
+        )
+        .node(
+            NodeSource::edge(
+                "dev-a1",
+                nodes[1].agent.public_key(),
+                "lab-a",
+                "10.42.1.1/32",
+            )
+            .endpoint("192.168.10.2:51820"),
+        )
+        .node(
+            NodeSource::edge(
+                "dev-a2",
+                nodes[2].agent.public_key(),
+                "lab-a",
+                "10.42.1.2/32",
+            )
+            .endpoint("192.168.10.3:51820"),
+        )
+        .node(NodeSource::edge(
+            "dev-b1",
+            nodes[3].agent.public_key(),
+            "lab-b",
+            "10.42.2.1/32",
+        ))
+        .build(&key, lab.dir(), "manifest");
+    let url = format!("file://{}", manifest.display());
+    println!("manifest: {url} (signed by {})", key.public);
+    for node in &mut nodes {
+        node.agent.start(&url, &key.public);
+    }
+
+    // Devices first: the hub learns their NATed addresses from their handshakes.
+    for node in &nodes[1..] {
+        let up = poll_until(T, || {
+            check_interrupt();
+            if let Some(dead) = nodes.iter().find(|n| !n.agent.is_running()) {
+                panic!("{} exited:\n{}", dead.agent.name(), dead.agent.log());
+            }
+            node.agent.host().ping_once("10.42.0.1")
+        });
+        assert!(
+            up.is_some(),
+            "{} cannot reach hub-1 over the overlay",
+            node.agent.name()
+        );
+    }
+    println!(
+        "overlay up after {:.1} s\n",
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut summary = Vec::new();
+    for from in &nodes {
+        for to in &nodes {
+            if from.agent.name() == to.agent.name() {
+                continue;
+            }
+            check_interrupt();
+            let reply = from.agent.host().ping(to.overlay, T);
+            let direct = from
+                .agent
+                .status()
+                .ok()
+                .and_then(|s| s.peer(to.agent.name()).map(|p| p.path.clone()));
+            let route = match direct {
+                Some(path) => format!("{} peer", path.unwrap_or_else(|| "?".into())),
+                None => "via hub-1".to_owned(),
+            };
+            summary.push((from.agent.name(), to.agent.name(), reply, route));
+        }
+    }
+
+    for node in &nodes {
+        println!("== {} ({}) — edgewire status", node.agent.name(), node.site);
+        match node.agent.status_text() {
+            Ok(text) => println!("{}", text.trim_end()),
+            Err(e) => println!("status failed: {}", e.trim_end()),
+        }
+        println!();
+    }
+
+    println!("== pings over the overlay");
+    let mut failed = 0;
+    for (from, to, reply, route) in &summary {
+        match reply {
+            Ok(r) => println!(
+                "  {from:>7} -> {to:<7} {:>7.2} ms  ttl {:>3}  {route}",
+                r.rtt_ms, r.ttl
+            ),
+            Err(e) => {
+                failed += 1;
+                println!("  {from:>7} -> {to:<7} FAILED: {e}");
+            }
+        }
+    }
+    println!(
+        "\n{} of {} pairs answered; edges on one site talk directly, others through the hub.",
+        summary.len() - failed,
+        summary.len()
+    );
+
+    if hold {
+        println!("\nholding; Ctrl-C to stop and clean up. Try:");
+        for node in &nodes {
+            println!(
+                "  ip netns exec {} ping {}    # from {}",
+                node.agent.host().netns(),
+                nodes[0].overlay,
+                node.agent.name()
+            );
+        }
+        println!(
+            "  {} status --state-dir {}",
+            edgewire_bin().display(),
+            nodes[1].agent.state_dir().display()
+        );
+        while !INTERRUPTED.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+            if let Some(node) = nodes.iter().find(|n| !n.agent.is_running()) {
+                println!("{} exited:\n{}", node.agent.name(), node.agent.log());
+                break;
+            }
+        }
+        println!("stopping");
+    }
+    drop(nodes);
+    drop(lab);
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
