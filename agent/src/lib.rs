@@ -17,3 +17,4 @@ pub mod manifest;
 pub mod prefix;
 pub mod shell;
 pub mod status;
+pub mod turn;

@@ -22,6 +22,13 @@ impl Log for Logger {
         if record.target().starts_with("boringtun") && record.level() > Level::Warn {
             return;
         }
+        // ureq's and rustls' trace output is the wire itself: a bearer token included.
+        let wire = ["ureq", "rustls"]
+            .iter()
+            .any(|t| record.target().starts_with(t));
+        if wire && record.level() > Level::Debug {
+            return;
+        }
         let line = if self.journal {
             let prio = match record.level() {
                 Level::Error => 3,

@@ -168,8 +168,12 @@ impl Intake {
         match self.format {
             ManifestFormat::Signed => Ok(manifest::open(raw, &self.keys)?),
             ManifestFormat::Wg => {
-                let _ = (self.own, self.address);
-                anyhow::bail!("the wg format is not wired in yet")
+                let address = self
+                    .address
+                    .context("--address is required with --manifest-format wg")?;
+                let text =
+                    std::str::from_utf8(raw).context("the WireGuard config is not UTF-8 text")?;
+                Ok(manifest::wg::from_wg(text, self.own, address)?)
             }
         }
     }

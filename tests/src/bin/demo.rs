@@ -155,7 +155,7 @@ fn main() {
                 .ok()
                 .and_then(|s| s.peer(to.agent.name()).map(|p| p.path.clone()));
             let route = match direct {
-                Some(path) => format!("{} peer", path.unwrap_or_else(|| "?".into())),
+                Some(path) => format!("peer, {}", path.unwrap_or_else(|| "?".into())),
                 None => "via hub-1".to_owned(),
             };
             summary.push((from.agent.name(), to.agent.name(), reply, route));
