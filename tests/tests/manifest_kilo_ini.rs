@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use edgewire_lab::lifecycle::*;
 use edgewire_lab::manifest_server::ManifestServer;
+use edgewire_lab::worlds::*;
 use edgewire_lab::*;
 
 const T: Duration = Duration::from_secs(20);

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use edgewire_lab::lifecycle::*;
 use edgewire_lab::manifest_server::ManifestServer;
 use edgewire_lab::pingstream::PingStream;
+use edgewire_lab::worlds::*;
 use edgewire_lab::*;
 
 const T: Duration = Duration::from_secs(20);
@@ -208,52 +209,9 @@ fn when_the_preferred_hub_dies_a_continuous_ping_moves_to_the_second_hub_and_bac
 {
     require_root!();
     let lab = Lab::new("hub-failover");
-    let wan = lab.wan();
-    let www = lab.host("www");
-    wan.attach(&www, &format!("{SERVER_ADDR}/24"));
-    let server = ManifestServer::start(&www, SERVER_ADDR, None);
-    let mut hubs = Vec::new();
-    for (name, addr) in [("hub-1", "203.0.113.10"), ("hub-2", "203.0.113.11")] {
-        let host = lab.host(name);
-        wan.attach(&host, &format!("{addr}/24"));
-        host.enable_forwarding();
-        hubs.push(Agent::new(&host, name));
-    }
-    let site_a = wan.nat_router("nat-a", "198.51.100.2/24", "192.168.10.1/24");
-    let site_b = wan.nat_router("nat-b", "192.0.2.2/24", "192.168.20.1/24");
-    let a_host = site_a.host("dev-a", "192.168.10.2/24");
-    let b_host = site_b.host("dev-b", "192.168.20.2/24");
-    let mut dev_a = Agent::new(&a_host, "dev-a");
-    let mut dev_b = Agent::new(&b_host, "dev-b");
-    let key = NetworkKey::generate(lab.dir(), "network.key");
-    let src = ManifestSource::new("lab", 1)
-        .node(
-            NodeSource::hub("hub-1", hubs[0].public_key(), "10.42.0.1/32")
-                .endpoint("203.0.113.10:51820")
-                .keepalive(25),
-        )
-        .node(
-            NodeSource::hub("hub-2", hubs[1].public_key(), "10.42.0.2/32")
-                .endpoint("203.0.113.11:51820")
-                .keepalive(25),
-        )
-        .node(NodeSource::edge(
-            "dev-a",
-            dev_a.public_key(),
-            "site-a",
-            "10.42.1.1/32",
-        ))
-        .node(NodeSource::edge(
-            "dev-b",
-            dev_b.public_key(),
-            "site-b",
-            "10.42.2.1/32",
-        ));
-    publish_signed(&server, &src, &key, lab.dir());
-    for agent in hubs.iter_mut().chain([&mut dev_a, &mut dev_b]) {
-        start_polling(agent, &server, &key);
-    }
-    a_host.ping("10.42.2.1", T).unwrap();
+    let mut w = TwoHubs::new(&lab);
+    w.start_all();
+    w.a_host.ping("10.42.2.1", T).unwrap();
     let via = |agent: &Agent, hub: &str| {
         agent.wait_status(
             &format!("overlay via {hub}"),
@@ -261,34 +219,33 @@ fn when_the_preferred_hub_dies_a_continuous_ping_moves_to_the_second_hub_and_bac
             |s| s.overlay_via.as_deref() == Some(hub),
         )
     };
-    via(&dev_a, "hub-1");
-    via(&dev_b, "hub-1");
+    via(&w.dev_a, "hub-1");
+    via(&w.dev_b, "hub-1");
 
-    let stream = PingStream::start(&a_host, "10.42.2.1", Duration::from_millis(100));
+    let stream = PingStream::start(&w.a_host, "10.42.2.1", Duration::from_millis(100));
     wait_for("ten answers before the hub dies", T, || {
-        (stream.snapshot().answers_after(Instant::now() - T) >= 10).then_some(())
+        let s = stream.snapshot();
+        (s.answers_after(s.started) >= 10).then_some(())
     });
     let killed = Instant::now();
-    hubs[0].proc().signal(libc::SIGKILL);
-    let status = via(&dev_a, "hub-2");
+    w.hubs[0].proc().signal(libc::SIGKILL);
+    let status = via(&w.dev_a, "hub-2");
     assert_eq!(
         status.peer("hub-1").map(|p| p.health.as_str()),
         Some("down"),
         "{status:#?}"
     );
-    via(&dev_b, "hub-2");
+    via(&w.dev_b, "hub-2");
     let moved = Instant::now();
     wait_for("ten answers through hub-2", T, || {
         (stream.snapshot().answers_after(moved) >= 10).then_some(())
     });
     let failed_over = stream.snapshot();
 
-    hubs[0].stop();
     let returned = Instant::now();
-    let flags = https_flags(&server, "manifest", Some(&key.public), 1);
-    hubs[0].start_args(&[], &as_strs(&flags));
-    via(&dev_a, "hub-1");
-    via(&dev_b, "hub-1");
+    w.restart_hub(0);
+    via(&w.dev_a, "hub-1");
+    via(&w.dev_b, "hub-1");
     let back = Instant::now();
     wait_for("ten answers through hub-1 again", T, || {
         (stream.snapshot().answers_after(back) >= 10).then_some(())

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use edgewire_lab::lifecycle::*;
+use edgewire_lab::worlds::*;
 use edgewire_lab::*;
 use serde_json::json;
 
