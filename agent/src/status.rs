@@ -54,6 +54,10 @@ pub struct PeerReport {
     pub path: Option<String>,
     /// `up`, `down` or `unknown`, judged from whether it answers what we send.
     pub health: String,
+    /// On a relayed path: the TURN server (`HOST:PORT`) and how it is reached
+    /// (`udp`, `tcp` or `tls`).
+    pub relay: Option<String>,
+    pub relay_transport: Option<String>,
     pub last_handshake_secs: Option<u64>,
     pub handshakes: u64,
     pub rx_bytes: u64,
@@ -140,7 +144,10 @@ fn human(r: &Report) -> String {
             p.health,
             p.public_key,
             p.endpoint.as_deref().unwrap_or("unknown"),
-            p.path.as_deref().unwrap_or("no path"),
+            match (&p.relay, &p.relay_transport) {
+                (Some(relay), Some(t)) => format!("relay {relay} over {t}"),
+                _ => p.path.clone().unwrap_or_else(|| "no path".into()),
+            },
             handshake,
             p.rx_bytes,
             p.tx_bytes,

@@ -98,6 +98,9 @@ pub struct Status {
     pub manifest: Option<ManifestStatus>,
     #[serde(default)]
     pub peers: Vec<PeerStatus>,
+    /// The hub that carries the overlay prefix now (edges only).
+    #[serde(default)]
+    pub overlay_via: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +124,12 @@ pub struct PeerStatus {
     pub rx_bytes: u64,
     #[serde(default)]
     pub tx_bytes: u64,
+    /// Completed handshakes with this peer since it was configured.
+    #[serde(default)]
+    pub handshakes: u64,
+    /// `up`, `down` or `unknown`.
+    #[serde(default)]
+    pub health: String,
 }
 
 impl Status {
@@ -227,6 +236,39 @@ impl Agent {
             "--listen-port",
             &port,
         ]);
+        let log_level = std::env::var("EDGEWIRE_LOG").unwrap_or_else(|_| "debug".to_owned());
+        cmd.env("EDGEWIRE_LOG", log_level)
+            .env("RUST_BACKTRACE", "1");
+        self.proc = Some(
+            self.host
+                .spawn_command(&format!("edgewire-{}", self.name), cmd),
+        );
+    }
+
+    /// Starts `edgewire run` with this node's state directory, interface and port, then
+    /// `args` (the manifest flags: URL, keys, interval, CA, format…); the whole command
+    /// line goes after `wrapper` (e.g. `unshare -m sh -c … sh`), which may be empty.
+    pub fn start_args(&mut self, wrapper: &[&str], args: &[&str]) {
+        assert!(self.proc.is_none(), "agent {} already started", self.name);
+        let bin = edgewire_bin();
+        let bin = bin.to_string_lossy();
+        let state_dir = self.state_dir.to_string_lossy();
+        let port = AGENT_PORT.to_string();
+        let mut argv: Vec<&str> = wrapper.to_vec();
+        argv.extend([
+            &*bin,
+            "run",
+            "--config",
+            "/dev/null",
+            "--state-dir",
+            &state_dir,
+            "--interface",
+            AGENT_IFACE,
+            "--listen-port",
+            &port,
+        ]);
+        argv.extend_from_slice(args);
+        let mut cmd = self.host.command(&argv);
         let log_level = std::env::var("EDGEWIRE_LOG").unwrap_or_else(|_| "debug".to_owned());
         cmd.env("EDGEWIRE_LOG", log_level)
             .env("RUST_BACKTRACE", "1");

@@ -25,11 +25,16 @@ mod coturn;
 mod fileserver;
 mod host;
 mod lab;
+pub mod lifecycle;
 mod manifest;
+pub mod manifest_server;
 mod net;
+pub mod netns;
+pub mod pingstream;
 mod proc;
 mod wait;
 mod wg;
+pub mod worlds;
 
 pub use agent::{
     AGENT_IFACE, AGENT_PORT, Agent, ManifestStatus, PeerStatus, Status, edgewire_bin,

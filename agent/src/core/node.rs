@@ -161,6 +161,16 @@ impl Node {
         changes
     }
 
+    /// Replaces every WireGuard session with a new one and handshakes at once, keeping
+    /// paths and routes. For when the wall clock jumped: boringtun stamps handshakes from
+    /// the wall clock read when a session is made, and peers refuse a stamp older than
+    /// the last one they saw (a board that booted in 1970 and then got NTP time).
+    pub fn renew_sessions(&mut self, now: Instant) {
+        for peer in self.peers.values_mut() {
+            peer.renew_session(&self.key, &mut self.out, now);
+        }
+    }
+
     fn add_peer(&mut self, key: PublicKey, config: PeerConfig, now: Instant) {
         if let Some(old) = self.peers.remove(&key) {
             self.by_index.remove(&old.index);

@@ -158,6 +158,15 @@ impl Peer {
         self.session.time_since_last_handshake()
     }
 
+    /// A new session in place of the old one (see `Node::renew_sessions`).
+    pub fn renew_session(&mut self, own: &PrivateKey, out: &mut Outbox, now: Instant) {
+        let c = &self.config;
+        self.session = Session::new(own, self.key, c.preshared_key, c.keepalive, self.index);
+        if self.paths.active().is_some() {
+            self.initiate(out, now);
+        }
+    }
+
     /// Starts a handshake now, so the session is ready before the first packet needs it.
     pub fn initiate(&mut self, out: &mut Outbox, now: Instant) {
         let buf = out.buffer();

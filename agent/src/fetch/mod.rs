@@ -12,7 +12,7 @@ mod body;
 mod error;
 mod file;
 mod http;
-mod roots;
+pub(crate) mod roots;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

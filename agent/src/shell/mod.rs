@@ -7,6 +7,7 @@ mod intake;
 mod netlink;
 mod notify;
 mod puller;
+mod relay;
 mod status_server;
 mod tun;
 mod udp;

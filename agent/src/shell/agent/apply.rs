@@ -52,6 +52,7 @@ impl super::Agent<'_> {
         if topology.role == Role::Hub {
             warn_if_not_forwarding();
         }
+        self.sync_relays(&manifest, topology.role);
         self.sync_kernel(&topology.addresses).await;
         self.set_state(format!(
             "running as {} with {} peers (manifest serial {})",
@@ -81,6 +82,7 @@ impl super::Agent<'_> {
         let changes = self.node.apply(desired, topology.overlay, clock::now());
         if !changes.is_empty() {
             log::info!("endpoint names resolved anew: {}", describe(&changes));
+            self.update_relay_peers();
         }
     }
 

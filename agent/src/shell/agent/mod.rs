@@ -2,6 +2,7 @@
 //! request or a signal; hand what came in to the core; send what the core produced.
 
 mod apply;
+mod relays;
 mod report;
 
 use std::io;
@@ -27,6 +28,7 @@ use super::intake::Intake;
 use super::netlink::Netlink;
 use super::notify::Notifier;
 use super::puller::{self, Pulled, Puller};
+use super::relay::{self, FromRelay, Relay};
 use super::status_server::{self, StatusServer};
 use super::tun;
 use super::udp::Udp;
@@ -42,6 +44,7 @@ enum Wake {
     Udp,
     Timer,
     Pulled(Option<Pulled>),
+    Relay(Option<FromRelay>),
     Status(io::Result<Async<UnixStream>>),
     Reload,
     Signal,
@@ -61,6 +64,10 @@ pub struct Agent<'a> {
     reload: Async<UnixStream>,
     intake: Intake,
     puller: Puller,
+    relays: Vec<Relay>,
+    /// Every relay task reports here.
+    relay_tx: smol::channel::Sender<FromRelay>,
+    relay_rx: smol::channel::Receiver<FromRelay>,
     /// This node's part of the manifest in force.
     topology: Option<Topology>,
     manifest: Option<ManifestInfo>,
@@ -70,6 +77,7 @@ pub struct Agent<'a> {
     /// When systemd next expects `WATCHDOG=1` (none without a watchdog).
     next_watchdog: Option<Instant>,
     ready: bool,
+    wall_clock: clock::WallClockWatch,
 }
 
 impl<'a> Agent<'a> {
@@ -98,6 +106,8 @@ impl<'a> Agent<'a> {
         let intake = Intake::new(&config, public, fetcher.describe())?;
         let puller = Puller::start(fetcher, puller::schedule(config.manifest_interval))
             .context("starting the manifest thread")?;
+        warn_if_clock_behind(&config.state_dir);
+        let (relay_tx, relay_rx) = relay::events();
         let notify = Notifier::from_env();
         let now = clock::now();
         Ok(Agent {
@@ -112,12 +122,16 @@ impl<'a> Agent<'a> {
             reload,
             intake,
             puller,
+            relays: Vec::new(),
+            relay_tx,
+            relay_rx,
             topology: None,
             manifest: None,
             state: "starting".into(),
             next_watchdog: notify.watchdog_interval().map(|i| now + i),
             notify,
             ready: false,
+            wall_clock: clock::WallClockWatch::new(),
         })
     }
 
@@ -151,6 +165,7 @@ impl<'a> Agent<'a> {
                 Wake::Timer
             })
             .or(async { Wake::Pulled(self.puller.recv().await) })
+            .or(async { Wake::Relay(self.relay_rx.recv().await.ok()) })
             .or(async { Wake::Status(self.status.accept().await) })
             .or(async {
                 let _ = (&self.reload).read(&mut [0u8; 16]).await;
@@ -167,6 +182,9 @@ impl<'a> Agent<'a> {
                 Wake::Timer => self.on_timer(),
                 Wake::Pulled(Some(pulled)) => self.on_pulled(pulled).await,
                 Wake::Pulled(None) => anyhow::bail!("the manifest thread stopped"),
+                Wake::Relay(Some(event)) => self.on_relay(event),
+                // The agent holds a sender itself: the channel never closes.
+                Wake::Relay(None) => {}
                 Wake::Status(Ok(stream)) => {
                     self.ex
                         .spawn(status_server::answer(stream, self.report()))
@@ -228,6 +246,13 @@ impl<'a> Agent<'a> {
 
     fn on_timer(&mut self) {
         let now = clock::now();
+        if let Some(jump) = self.wall_clock.jumped() {
+            log::info!(
+                "the wall clock jumped by {jump} s; renewing WireGuard sessions so their \
+                 handshake timestamps follow it"
+            );
+            self.node.renew_sessions(now);
+        }
         self.node.handle_timeout(now);
         if let Some(due) = self.next_watchdog.filter(|&due| now >= due) {
             // Sent from the loop itself: a wedged loop stops feeding the watchdog.
@@ -289,10 +314,10 @@ impl<'a> Agent<'a> {
                         log::debug!("UDP send to {to}: {e}");
                     }
                 }
-                Destination::Relay { relay, .. } => {
-                    // Relays are not wired into the shell yet; the core only picks a
-                    // relayed path once the shell reports a relay up.
-                    log::debug!("no transport for relay #{relay}");
+                Destination::Relay { relay, peer } => {
+                    // The relay task owns the bytes from here; the pool makes a new buffer.
+                    self.send_relayed(relay, peer, t.payload);
+                    continue;
                 }
                 Destination::Tun => {
                     if let Err(e) = self.tun.send(&t.payload).await {
@@ -302,6 +327,28 @@ impl<'a> Agent<'a> {
             }
             self.node.recycle(t.payload);
         }
+    }
+}
+
+/// Peers refuse a handshake stamped earlier than the last one they saw from us. A board
+/// without a real-time clock may boot with its clock behind the time this device last
+/// wrote its state; say so, since nothing connects until the clock is set.
+fn warn_if_clock_behind(state_dir: &std::path::Path) {
+    let floor = [
+        crate::manifest::cache::path(state_dir),
+        crate::keys::key_path(state_dir),
+    ]
+    .iter()
+    .filter_map(|p| clock::mtime(p))
+    .max();
+    if let Some(floor) = floor.filter(|&f| clock::unix_now() + 60 < f) {
+        log::warn!(
+            "the clock ({}) is behind the last time this device wrote its state ({}): \
+             peers will refuse its handshakes until the clock is set (NTP, an RTC, or \
+             fake-hwclock); sessions renew by themselves once it jumps",
+            crate::manifest::format_rfc3339(clock::unix_now()),
+            crate::manifest::format_rfc3339(floor)
+        );
     }
 }
 

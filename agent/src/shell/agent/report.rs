@@ -8,18 +8,26 @@ impl super::Agent<'_> {
         let peers = self
             .node
             .peers()
-            .map(|p| PeerReport {
-                name: p.config.name.clone(),
-                public_key: p.key.to_string(),
-                role: role_name(p.config.role).into(),
-                endpoint: p.path().map(|path| path.endpoint().to_string()),
-                path: p.path().map(|path| path.kind().to_string()),
-                health: p.health().name().into(),
-                last_handshake_secs: p.last_handshake().map(|d| d.as_secs()),
-                handshakes: p.stats.handshakes,
-                rx_bytes: p.stats.rx_bytes,
-                tx_bytes: p.stats.tx_bytes,
-                allowed_ips: p.config.allowed_ips.iter().map(|a| a.to_string()).collect(),
+            .map(|p| {
+                let relay = p
+                    .path()
+                    .and_then(|path| path.relay())
+                    .and_then(|id| self.relay_link(id));
+                PeerReport {
+                    name: p.config.name.clone(),
+                    public_key: p.key.to_string(),
+                    role: role_name(p.config.role).into(),
+                    endpoint: p.path().map(|path| path.endpoint().to_string()),
+                    path: p.path().map(|path| path.kind().to_string()),
+                    health: p.health().name().into(),
+                    last_handshake_secs: p.last_handshake().map(|d| d.as_secs()),
+                    handshakes: p.stats.handshakes,
+                    rx_bytes: p.stats.rx_bytes,
+                    tx_bytes: p.stats.tx_bytes,
+                    allowed_ips: p.config.allowed_ips.iter().map(|a| a.to_string()).collect(),
+                    relay: relay.as_ref().map(|(server, _)| server.clone()),
+                    relay_transport: relay.map(|(_, kind)| kind.to_string()),
+                }
             })
             .collect();
         let drops = self.node.drops;

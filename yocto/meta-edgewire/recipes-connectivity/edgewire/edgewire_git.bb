@@ -1,0 +1,52 @@
+SUMMARY = "WireGuard overlay agent for constrained ARM field devices"
+DESCRIPTION = "edgewire joins a device to a WireGuard overlay network, such as the \
+               one Kilo builds between Kubernetes nodes, from a signed manifest, \
+               and falls back to a TURN relay when no direct path works. A small \
+               single-threaded systemd service."
+# nooelint: oelint.vars.homepageping - checking needs the internet, which CI has not
+HOMEPAGE = "https://github.com/edgewire/edgewire"
+BUGTRACKER = "https://github.com/edgewire/edgewire/issues"
+SECTION = "net"
+LICENSE = "Apache-2.0"
+# The repository declares Apache-2.0 in Cargo.toml but ships no licence text of its
+# own yet, so the checksum is the common licence file's.
+# nooelint: oelint.var.licenseremotefile
+LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
+
+PV = "0.1.0+git"
+SRC_URI = "git://github.com/edgewire/edgewire.git;protocol=https;branch=main;destsuffix=git"
+# Pin a commit whose Cargo.lock matches edgewire-crates.inc (scripts/yocto-crates
+# regenerates the .inc from the Cargo.lock it is committed with).
+SRCREV = "cf745dcef598513a342eb3d8a618bba322d20e58"
+
+# UNPACKDIR is ${WORKDIR} on scarthgap and a subdirectory from styhead on; an explicit
+# destsuffix keeps the checkout in the same place on every release.
+S = "${UNPACKDIR}/git"
+
+require ${BPN}-crates.inc
+
+inherit cargo cargo-update-recipe-crates systemd
+
+CVE_PRODUCT = "edgewire"
+
+# The workspace also holds the test lab; build only the agent.
+CARGO_SRC_DIR = "agent"
+CARGO_LOCK_PATH = "${S}/Cargo.lock"
+CARGO_LOCK_SRC_DIR = "${S}"
+# The release profile strips the binary, which the already-stripped QA check refuses:
+# let the build system strip it and split the debug symbols itself.
+CARGO_BUILD_FLAGS += "--config profile.release.strip=false"
+
+do_install:append() {
+    install -d ${D}${systemd_system_unitdir}
+    install -m 0644 ${S}/systemd/edgewire.service ${D}${systemd_system_unitdir}/edgewire.service
+    install -d -m 0755 ${D}${sysconfdir}/edgewire
+    install -m 0644 ${S}/systemd/edgewire.conf ${D}${sysconfdir}/edgewire/edgewire.conf
+}
+
+SYSTEMD_SERVICE:${PN} = "edgewire.service"
+CONFFILES:${PN} = "${sysconfdir}/edgewire/edgewire.conf"
+
+# The agent's data plane is userspace WireGuard over a TUN device; the kernel module
+# serves the kernel WireGuard peers (wg, wg-quick) that images often run beside it.
+RRECOMMENDS:${PN} = "kernel-module-tun kernel-module-wireguard"
