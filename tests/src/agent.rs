@@ -130,6 +130,12 @@ pub struct PeerStatus {
     /// `up`, `down` or `unknown`.
     #[serde(default)]
     pub health: String,
+    /// On a relayed path: the TURN server (`HOST:PORT`) and how it is reached (`udp`,
+    /// `tcp` or `tls`).
+    #[serde(default)]
+    pub relay: Option<String>,
+    #[serde(default)]
+    pub relay_transport: Option<String>,
 }
 
 impl Status {

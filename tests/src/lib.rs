@@ -32,6 +32,7 @@ mod net;
 pub mod netns;
 pub mod pingstream;
 mod proc;
+pub mod relaylab;
 mod wait;
 mod wg;
 pub mod worlds;
