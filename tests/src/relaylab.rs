@@ -8,17 +8,17 @@
 //! router's FORWARD), so a test blocks a path with one call and lifts every block with
 //! one flush, without touching the NAT.
 
+use std::ffi::OsStr;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::agent::{Agent, PeerStatus, Status, wait_status_answers};
+use crate::agent::{Agent, PeerStatus, Status, run_tool, wait_status_answers};
 use crate::coturn::{Coturn, CoturnConfig};
 use crate::host::Host;
 use crate::lab::Lab;
-use crate::lifecycle::signed_manifest;
 use crate::manifest::{ManifestSource, NetworkKey, NodeSource};
 use crate::net::{NatKind, NatSite, Wan};
 use crate::wait::poll_until;
@@ -57,6 +57,10 @@ pub struct RelayWorldConfig {
     pub nat: NatKind,
     /// The manifest gives relay #0 a wrong password.
     pub wrong_password_on_first: bool,
+    /// The coturns check TURN REST credentials against this `static-auth-secret`, and
+    /// the manifest lists the relays without credentials: `edgewire manifest build
+    /// --turn-secret-file` mints them.
+    pub rest_secret: Option<String>,
 }
 
 impl RelayWorldConfig {
@@ -67,6 +71,7 @@ impl RelayWorldConfig {
             tls: true,
             nat: NatKind::Masquerade,
             wrong_password_on_first: false,
+            rest_secret: None,
         }
     }
 
@@ -91,6 +96,11 @@ impl RelayWorldConfig {
 
     pub fn wrong_password_on_first(mut self) -> Self {
         self.wrong_password_on_first = true;
+        self
+    }
+
+    pub fn rest_secret(mut self, secret: &str) -> Self {
+        self.rest_secret = Some(secret.to_owned());
         self
     }
 }
@@ -168,7 +178,7 @@ impl RelayWorld {
         for (i, addr) in TURN_ADDRS.iter().take(config.relays).enumerate() {
             let host = lab.host(&format!("turn-{}", i + 1));
             wan.attach(&host, &format!("{addr}/24"));
-            let coturn = Coturn::start(&host, addr, &coturn_config(config.tls));
+            let coturn = Coturn::start(&host, addr, &coturn_config(&config));
             if let Some(ca) = coturn.ca() {
                 cas += &fs::read_to_string(&ca.ca_cert).expect("reading a coturn CA");
             }
@@ -204,9 +214,7 @@ impl RelayWorld {
                 "site-a",
                 &format!("{DEV_OVERLAY}/32"),
             ));
-        let relays = relays_json(&config);
-        signed_manifest(&src, &[("relays", relays)], &key, lab.dir(), "manifest");
-        let manifest = lab.dir().join("manifest");
+        let manifest = build_manifest(&src, &config, &key, lab.dir());
 
         let mut world = RelayWorld {
             wan,
@@ -329,7 +337,7 @@ impl RelayWorld {
         let coturn = Coturn::start(
             &self.turn_hosts[i],
             TURN_ADDRS[i],
-            &coturn_config(self.config.tls),
+            &coturn_config(&self.config),
         );
         self.turns[i] = Some(coturn);
     }
@@ -380,10 +388,51 @@ impl RelayWorld {
     }
 }
 
-fn coturn_config(tls: bool) -> CoturnConfig {
-    let mut config = CoturnConfig::long_term(TURN_USER, TURN_PASS, TURN_REALM);
-    config.tls = tls;
+fn coturn_config(world: &RelayWorldConfig) -> CoturnConfig {
+    let mut config = match &world.rest_secret {
+        Some(secret) => CoturnConfig::secret(secret, TURN_REALM),
+        None => CoturnConfig::long_term(TURN_USER, TURN_PASS, TURN_REALM),
+    };
+    config.tls = world.tls;
     config
+}
+
+/// Signs `src` plus the relays with `edgewire manifest build` (minting TURN REST
+/// credentials with `--turn-secret-file F --turn-ttl 24h` when the world has a secret);
+/// returns the signed manifest's path, `DIR/manifest`.
+fn build_manifest(
+    src: &ManifestSource,
+    config: &RelayWorldConfig,
+    key: &NetworkKey,
+    dir: &Path,
+) -> PathBuf {
+    let mut json = serde_json::to_value(src).expect("a manifest source serialises");
+    json["relays"] = relays_json(config);
+    let source = dir.join("manifest.json");
+    let out = dir.join("manifest");
+    fs::write(&source, serde_json::to_string_pretty(&json).unwrap())
+        .unwrap_or_else(|e| panic!("writing {}: {e}", source.display()));
+    let mut args: Vec<&OsStr> = vec![
+        "manifest".as_ref(),
+        "build".as_ref(),
+        source.as_os_str(),
+        "--key".as_ref(),
+        key.path.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ];
+    let secret_file = dir.join("turn-secret");
+    if let Some(secret) = &config.rest_secret {
+        fs::write(&secret_file, format!("{secret}\n")).expect("writing the TURN secret");
+        args.extend([
+            "--turn-secret-file".as_ref(),
+            secret_file.as_os_str(),
+            "--turn-ttl".as_ref(),
+            "24h".as_ref(),
+        ]);
+    }
+    run_tool(&args).unwrap_or_else(|e| panic!("{e}"));
+    out
 }
 
 /// The manifest's `relays`: per coturn, UDP and TCP on 3478 and (with TLS) `turns:` 443.
@@ -403,7 +452,10 @@ fn relays_json(config: &RelayWorldConfig) -> serde_json::Value {
             urls.push(format!("turns:{addr}:443"));
         }
         for url in urls {
-            list.push(json!({"url": url, "username": TURN_USER, "password": password}));
+            list.push(match config.rest_secret {
+                Some(_) => json!({ "url": url }),
+                None => json!({"url": url, "username": TURN_USER, "password": password}),
+            });
         }
     }
     serde_json::Value::Array(list)

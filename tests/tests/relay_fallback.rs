@@ -7,8 +7,9 @@
 //! (c) the block lifted → back to direct by itself; (d) the direct path dies mid-stream →
 //! traffic resumes over the relay within seconds; (e) the relay in use killed → the other
 //! relay takes over; (f) a NAT with a new port per destination → relay. Plus: a relay
-//! with a wrong password is reported and skipped, and the agent rides out every relay
-//! being down and recovers when one comes back.
+//! with a wrong password is reported and skipped; the agent rides out every relay being
+//! down and recovers when one comes back; credentials minted by `manifest build
+//! --turn-secret-file` from coturn's shared secret work, and the secret is not shipped.
 
 use std::time::{Duration, Instant};
 
@@ -366,4 +367,33 @@ fn the_agent_keeps_running_while_every_relay_is_down_and_recovers_when_one_retur
     let p = w.wait_dev_path("relay", Some("udp"), T);
     assert_eq!(p.relay.as_deref(), Some(relay0("udp").as_str()), "{p:#?}");
     assert!(w.dev.is_running());
+}
+
+#[test]
+fn relay_credentials_minted_from_coturns_shared_secret_work_and_the_secret_stays_home() {
+    require_root!();
+    let lab = Lab::new("relay-rest");
+    let secret = "north-secret-4f9a";
+    let config = RelayWorldConfig::new(HubKind::WireguardGo).rest_secret(secret);
+    let mut w = world(&lab, config);
+    let manifest = std::fs::read(&w.manifest).unwrap();
+    assert!(
+        !manifest
+            .windows(secret.len())
+            .any(|b| b == secret.as_bytes()),
+        "the signed manifest carries coturn's shared secret"
+    );
+    w.allow_only_tcp_443();
+    w.start_dev();
+    w.dev_host.ping(HUB_OVERLAY, T).unwrap();
+    let p = w.wait_dev_path("relay", Some("tls"), T);
+    assert_eq!(p.relay.as_deref(), Some(relay0("tls").as_str()), "{p:#?}");
+    // coturn accepted a time-limited user: "EXPIRY:NETWORK".
+    let turn_log = w.turns[0].as_ref().unwrap().proc().log();
+    assert!(
+        turn_log
+            .lines()
+            .any(|l| l.contains("ALLOCATE processed, success") && l.contains(":lab>")),
+        "coturn's log shows no allocation for a minted user:\n{turn_log}"
+    );
 }
