@@ -49,4 +49,5 @@ CONFFILES:${PN} = "${sysconfdir}/edgewire/edgewire.conf"
 
 # The agent's data plane is userspace WireGuard over a TUN device; the kernel module
 # serves the kernel WireGuard peers (wg, wg-quick) that images often run beside it.
-RRECOMMENDS:${PN} = "kernel-module-tun kernel-module-wireguard"
+# ca-certificates: the system roots for https manifests when no EDGEWIRE_CA_FILE is set.
+RRECOMMENDS:${PN} = "ca-certificates kernel-module-tun kernel-module-wireguard"
