@@ -33,6 +33,7 @@ pub mod pingstream;
 mod proc;
 mod wait;
 mod wg;
+pub mod worlds;
 
 pub use agent::{
     AGENT_IFACE, AGENT_PORT, Agent, ManifestStatus, PeerStatus, Status, edgewire_bin,

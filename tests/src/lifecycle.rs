@@ -1,99 +1,15 @@
 //! Helpers for the manifest-lifecycle tests and figures: signed manifests with fields the
 //! JSON builder does not model (`expires`), Kilo's `kgctl showconf peer` INI, the flags
 //! of an agent that polls an HTTPS server, a clock that looks synchronised (or not) to one
-//! agent only, and counting log lines.
+//! agent only, and counting log lines. The topologies are in [`crate::worlds`].
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::agent::{Agent, edgewire_bin};
-use crate::host::Host;
-use crate::lab::Lab;
-use crate::manifest::{ManifestSource, NetworkKey, NodeSource};
+use crate::agent::edgewire_bin;
+use crate::manifest::{ManifestSource, NetworkKey};
 use crate::manifest_server::ManifestServer;
-use crate::net::Wan;
-
-/// The manifest server's public address in [`OneHub`].
-pub const SERVER_ADDR: &str = "203.0.113.20";
-pub const HUB_ADDR: &str = "203.0.113.10";
-pub const HUB_OVERLAY: &str = "10.42.0.1";
-pub const DEV_OVERLAY: &str = "10.42.1.1";
-
-/// The smallest world for the manifest lifecycle: the wan; nginx over HTTPS at
-/// [`SERVER_ADDR`]; an edgewire hub `hub-1` at [`HUB_ADDR`] (overlay [`HUB_OVERLAY`]);
-/// a device `dev-a` behind a NAT (overlay [`DEV_OVERLAY`]). Nothing is started but nginx.
-pub struct OneHub {
-    pub wan: Wan,
-    pub server: ManifestServer,
-    pub key: NetworkKey,
-    pub hub: Agent,
-    pub dev: Agent,
-    pub dev_host: Host,
-    dir: std::path::PathBuf,
-}
-
-impl OneHub {
-    /// With `bearer_token`, nginx wants it on every request.
-    pub fn new(lab: &Lab, bearer_token: Option<&str>) -> OneHub {
-        let wan = lab.wan();
-        let server_host = lab.host("www");
-        wan.attach(&server_host, &format!("{SERVER_ADDR}/24"));
-        let server = ManifestServer::start(&server_host, SERVER_ADDR, bearer_token);
-        let hub_host = lab.host("hub");
-        wan.attach(&hub_host, &format!("{HUB_ADDR}/24"));
-        hub_host.enable_forwarding();
-        let site = wan.nat_router("nat-a", "198.51.100.2/24", "192.168.10.1/24");
-        let dev_host = site.host("dev-a", "192.168.10.2/24");
-        OneHub {
-            server,
-            key: NetworkKey::generate(lab.dir(), "network.key"),
-            hub: Agent::new(&hub_host, "hub-1"),
-            dev: Agent::new(&dev_host, "dev-a"),
-            dev_host,
-            wan,
-            dir: lab.dir().to_path_buf(),
-        }
-    }
-
-    /// hub-1 and dev-a at `serial`.
-    pub fn source(&self, serial: u64) -> ManifestSource {
-        ManifestSource::new("lab", serial)
-            .node(
-                NodeSource::hub("hub-1", self.hub.public_key(), &format!("{HUB_OVERLAY}/32"))
-                    .endpoint(&format!("{HUB_ADDR}:51820"))
-                    .keepalive(25),
-            )
-            .node(NodeSource::edge(
-                "dev-a",
-                self.dev.public_key(),
-                "site-a",
-                &format!("{DEV_OVERLAY}/32"),
-            ))
-    }
-
-    /// Signs `src` and publishes it as `/manifest`.
-    pub fn publish(&self, src: &ManifestSource) -> Vec<u8> {
-        publish_signed(&self.server, src, &self.key, &self.dir)
-    }
-
-    /// Starts the hub on a local copy of `src` (so it runs whatever the server does).
-    pub fn start_hub(&mut self, src: &ManifestSource) {
-        let name = format!("hub-manifest-{}", src.serial);
-        signed_manifest(src, &[], &self.key, &self.dir, &name);
-        let path = self.dir.join(name).to_string_lossy().into_owned();
-        let key = self.key.public.clone();
-        self.hub
-            .start_args(&[], &["--manifest-url", &path, "--manifest-pubkey", &key]);
-    }
-
-    /// Starts dev-a polling `/manifest` every second, plus `extra` flags.
-    pub fn start_dev(&mut self, extra: &[&str]) {
-        let mut flags = https_flags(&self.server, "manifest", Some(&self.key.public), 1);
-        flags.extend(extra.iter().map(|s| s.to_string()));
-        self.dev.start_args(&[], &as_strs(&flags));
-    }
-}
 
 /// Builds and signs `src` with `edgewire manifest build`, adding top-level JSON fields
 /// (`("expires", "2001-01-01T00:00:00Z")`); returns the signed bytes.

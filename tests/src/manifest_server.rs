@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::fileserver::TestCa;
 use crate::host::Host;
@@ -16,7 +16,8 @@ use crate::wait::wait_for;
 /// The flag file (in the served root) that makes every answer a 500.
 const FAIL_FLAG: &str = ".answer-500";
 
-/// nginx serving a directory over HTTPS on `addr:443`.
+/// nginx serving a directory over HTTPS on `addr:443`, TLS 1.2 and 1.3 (nginx 1.22's
+/// default leaves 1.3 out; servers configured today offer it).
 pub struct ManifestServer {
     host: Host,
     addr: String,
@@ -76,6 +77,7 @@ impl ManifestServer {
              \x20 scgi_temp_path {tmp}/scgi;\n\
              \x20 server {{\n    listen {addr}:443 ssl;\n\
              \x20   ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
+             \x20   ssl_protocols TLSv1.2 TLSv1.3;\n\
              \x20   root {root};\n    etag on;\n\
              \x20   location / {{\n\
              \x20     if (-f {root}/{FAIL_FLAG}) {{ return 500; }}\n\
@@ -136,10 +138,26 @@ impl ManifestServer {
     }
 
     /// Publishes `contents` as `/name`, atomically (write, then rename).
+    ///
+    /// nginx's ETag is the file's mtime in whole seconds and its size: a new manifest of
+    /// the same size published within the same second as the last one (a serial bumped
+    /// by one often keeps the size) would get the old ETag, and pollers would be told
+    /// 304 for it. So each version gets an mtime at least a second after the last one.
     pub fn publish(&self, name: &str, contents: &[u8]) {
         let tmp = self.root.join(format!(".{name}.tmp"));
+        let path = self.root.join(name);
         fs::write(&tmp, contents).expect("writing a published file");
-        fs::rename(&tmp, self.root.join(name)).expect("renaming a published file");
+        let now = SystemTime::now();
+        let mtime = match fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(last) if now < last + Duration::from_secs(1) => last + Duration::from_secs(1),
+            _ => now,
+        };
+        fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .and_then(|f| f.set_modified(mtime))
+            .expect("setting a published file's mtime");
+        fs::rename(&tmp, &path).expect("renaming a published file");
     }
 
     /// While set, every request is answered with HTTP 500.

@@ -106,6 +106,11 @@ impl PingRecord {
             .map(|t| t.duration_since(self.started))
     }
 
+    /// When the first answer arrived.
+    pub fn first_answer_at(&self) -> Option<Instant> {
+        self.answered.iter().flatten().min().copied()
+    }
+
     /// Answers that arrived after `t`.
     pub fn answers_after(&self, t: Instant) -> usize {
         self.answered.iter().flatten().filter(|a| **a > t).count()

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use edgewire_lab::lifecycle::*;
 use edgewire_lab::netns::stalled_tcp_server;
+use edgewire_lab::worlds::*;
 use edgewire_lab::*;
 
 const T: Duration = Duration::from_secs(20);

@@ -1,0 +1,187 @@
+//! The topologies of the manifest-lifecycle tests and figures: [`OneHub`] (a hub, a
+//! device behind a NAT, nginx over HTTPS) and [`TwoHubs`] (two hubs, two devices in two
+//! sites, for failover). Built, not started, except nginx.
+
+use crate::agent::Agent;
+use crate::host::Host;
+use crate::lab::Lab;
+use crate::lifecycle::{as_strs, https_flags, publish_signed, signed_manifest};
+use crate::manifest::{ManifestSource, NetworkKey, NodeSource};
+use crate::manifest_server::ManifestServer;
+use crate::net::Wan;
+
+/// The manifest server's public address in [`OneHub`].
+pub const SERVER_ADDR: &str = "203.0.113.20";
+pub const HUB_ADDR: &str = "203.0.113.10";
+pub const HUB_OVERLAY: &str = "10.42.0.1";
+pub const DEV_OVERLAY: &str = "10.42.1.1";
+
+/// The smallest world for the manifest lifecycle: the wan; nginx over HTTPS at
+/// [`SERVER_ADDR`]; an edgewire hub `hub-1` at [`HUB_ADDR`] (overlay [`HUB_OVERLAY`]);
+/// a device `dev-a` behind a NAT (overlay [`DEV_OVERLAY`]). Nothing is started but nginx.
+pub struct OneHub {
+    pub wan: Wan,
+    pub server: ManifestServer,
+    pub key: NetworkKey,
+    pub hub: Agent,
+    pub dev: Agent,
+    pub dev_host: Host,
+    dir: std::path::PathBuf,
+}
+
+impl OneHub {
+    /// With `bearer_token`, nginx wants it on every request.
+    pub fn new(lab: &Lab, bearer_token: Option<&str>) -> OneHub {
+        let wan = lab.wan();
+        let server_host = lab.host("www");
+        wan.attach(&server_host, &format!("{SERVER_ADDR}/24"));
+        let server = ManifestServer::start(&server_host, SERVER_ADDR, bearer_token);
+        let hub_host = lab.host("hub");
+        wan.attach(&hub_host, &format!("{HUB_ADDR}/24"));
+        hub_host.enable_forwarding();
+        let site = wan.nat_router("nat-a", "198.51.100.2/24", "192.168.10.1/24");
+        let dev_host = site.host("dev-a", "192.168.10.2/24");
+        OneHub {
+            server,
+            key: NetworkKey::generate(lab.dir(), "network.key"),
+            hub: Agent::new(&hub_host, "hub-1"),
+            dev: Agent::new(&dev_host, "dev-a"),
+            dev_host,
+            wan,
+            dir: lab.dir().to_path_buf(),
+        }
+    }
+
+    /// hub-1 and dev-a at `serial`.
+    pub fn source(&self, serial: u64) -> ManifestSource {
+        ManifestSource::new("lab", serial)
+            .node(
+                NodeSource::hub("hub-1", self.hub.public_key(), &format!("{HUB_OVERLAY}/32"))
+                    .endpoint(&format!("{HUB_ADDR}:51820"))
+                    .keepalive(25),
+            )
+            .node(NodeSource::edge(
+                "dev-a",
+                self.dev.public_key(),
+                "site-a",
+                &format!("{DEV_OVERLAY}/32"),
+            ))
+    }
+
+    /// Signs `src` and publishes it as `/manifest`.
+    pub fn publish(&self, src: &ManifestSource) -> Vec<u8> {
+        publish_signed(&self.server, src, &self.key, &self.dir)
+    }
+
+    /// Starts the hub on a local copy of `src` (so it runs whatever the server does).
+    pub fn start_hub(&mut self, src: &ManifestSource) {
+        let name = format!("hub-manifest-{}", src.serial);
+        signed_manifest(src, &[], &self.key, &self.dir, &name);
+        let path = self.dir.join(name).to_string_lossy().into_owned();
+        let key = self.key.public.clone();
+        self.hub
+            .start_args(&[], &["--manifest-url", &path, "--manifest-pubkey", &key]);
+    }
+
+    /// Starts dev-a polling `/manifest` every second, plus `extra` flags.
+    pub fn start_dev(&mut self, extra: &[&str]) {
+        let mut flags = https_flags(&self.server, "manifest", Some(&self.key.public), 1);
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        self.dev.start_args(&[], &as_strs(&flags));
+    }
+}
+
+/// Two edgewire hubs, `hub-1` (preferred, 203.0.113.10, overlay 10.42.0.1) and `hub-2`
+/// (203.0.113.11, 10.42.0.2); `dev-a` (10.42.1.1) and `dev-b` (10.42.2.1) behind NATs in
+/// two sites, so they reach each other only through a hub; nginx over HTTPS with the
+/// manifest (serial 1) published. Every agent polls it every second.
+pub struct TwoHubs {
+    pub wan: Wan,
+    pub server: ManifestServer,
+    pub key: NetworkKey,
+    pub hubs: Vec<Agent>,
+    pub dev_a: Agent,
+    pub dev_b: Agent,
+    pub a_host: Host,
+    pub b_host: Host,
+}
+
+impl TwoHubs {
+    pub fn new(lab: &Lab) -> TwoHubs {
+        let wan = lab.wan();
+        let www = lab.host("www");
+        wan.attach(&www, &format!("{SERVER_ADDR}/24"));
+        let server = ManifestServer::start(&www, SERVER_ADDR, None);
+        let mut hubs = Vec::new();
+        for (name, addr) in [("hub-1", "203.0.113.10"), ("hub-2", "203.0.113.11")] {
+            let host = lab.host(name);
+            wan.attach(&host, &format!("{addr}/24"));
+            host.enable_forwarding();
+            hubs.push(Agent::new(&host, name));
+        }
+        let site_a = wan.nat_router("nat-a", "198.51.100.2/24", "192.168.10.1/24");
+        let site_b = wan.nat_router("nat-b", "192.0.2.2/24", "192.168.20.1/24");
+        let a_host = site_a.host("dev-a", "192.168.10.2/24");
+        let b_host = site_b.host("dev-b", "192.168.20.2/24");
+        let dev_a = Agent::new(&a_host, "dev-a");
+        let dev_b = Agent::new(&b_host, "dev-b");
+        let key = NetworkKey::generate(lab.dir(), "network.key");
+        let src = ManifestSource::new("lab", 1)
+            .node(
+                NodeSource::hub("hub-1", hubs[0].public_key(), "10.42.0.1/32")
+                    .endpoint("203.0.113.10:51820")
+                    .keepalive(25),
+            )
+            .node(
+                NodeSource::hub("hub-2", hubs[1].public_key(), "10.42.0.2/32")
+                    .endpoint("203.0.113.11:51820")
+                    .keepalive(25),
+            )
+            .node(NodeSource::edge(
+                "dev-a",
+                dev_a.public_key(),
+                "site-a",
+                "10.42.1.1/32",
+            ))
+            .node(NodeSource::edge(
+                "dev-b",
+                dev_b.public_key(),
+                "site-b",
+                "10.42.2.1/32",
+            ));
+        publish_signed(&server, &src, &key, lab.dir());
+        TwoHubs {
+            wan,
+            server,
+            key,
+            hubs,
+            dev_a,
+            dev_b,
+            a_host,
+            b_host,
+        }
+    }
+
+    fn flags(&self) -> Vec<String> {
+        https_flags(&self.server, "manifest", Some(&self.key.public), 1)
+    }
+
+    /// Starts both hubs and both devices.
+    pub fn start_all(&mut self) {
+        let flags = self.flags();
+        for agent in self
+            .hubs
+            .iter_mut()
+            .chain([&mut self.dev_a, &mut self.dev_b])
+        {
+            agent.start_args(&[], &as_strs(&flags));
+        }
+    }
+
+    /// Starts hub `i` again after it died (reaps the old process first).
+    pub fn restart_hub(&mut self, i: usize) {
+        let flags = self.flags();
+        self.hubs[i].stop();
+        self.hubs[i].start_args(&[], &as_strs(&flags));
+    }
+}
