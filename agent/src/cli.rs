@@ -50,6 +50,10 @@ pub enum ManifestCommand {
         source: PathBuf,
         key: PathBuf,
         out: PathBuf,
+        /// coturn's `static-auth-secret`: relays without credentials get time-limited ones.
+        turn_secret_file: Option<PathBuf>,
+        /// How long minted relay credentials stay valid.
+        turn_ttl: std::time::Duration,
     },
     /// `pubkey` is base64, or the path of a `.pub` file written by `manifest keygen`.
     Show {
@@ -151,6 +155,11 @@ fn parse_manifest(args: Vec<String>) -> anyhow::Result<Command> {
                 source: PathBuf::from(s.positionals.remove(0)),
                 key: s.required(&MANIFEST_BUILD, "--key")?,
                 out: s.required(&MANIFEST_BUILD, "--out")?,
+                turn_secret_file: s.options.remove("--turn-secret-file").map(PathBuf::from),
+                turn_ttl: match s.options.remove("--turn-ttl") {
+                    Some(text) => parse_ttl(&text)?,
+                    None => std::time::Duration::from_secs(24 * 3600),
+                },
             }
         }
         "show" => {
@@ -236,7 +245,7 @@ const MANIFEST_KEYGEN: Spec = Spec {
 };
 const MANIFEST_BUILD: Spec = Spec {
     name: "manifest build",
-    options: &["--key", "--out"],
+    options: &["--key", "--out", "--turn-secret-file", "--turn-ttl"],
     positionals: &["SOURCE.json"],
     ..MANIFEST_KEYGEN
 };
@@ -444,6 +453,7 @@ usage:
   edgewire status [--state-dir DIR] [--json]    ask the running agent
   edgewire manifest keygen --out FILE           make a network signing key (FILE, FILE.pub)
   edgewire manifest build SOURCE.json --key FILE -o MANIFEST
+                              [--turn-secret-file FILE [--turn-ttl 24h]]
   edgewire manifest show MANIFEST [--pubkey KEY|FILE.pub]
   edgewire manifest import-wg FILE --address PREFIX [--public-key KEY]
                                  Kilo's `kgctl showconf peer` as a JSON source
@@ -455,4 +465,26 @@ Flags beat environment variables, which beat the env file. Options take
         version = env!("CARGO_PKG_VERSION"),
         config = config::DEFAULT_CONFIG_FILE,
     )
+}
+
+/// `90s`, `30m`, `24h`, `7d`, or plain seconds.
+fn parse_ttl(text: &str) -> anyhow::Result<std::time::Duration> {
+    let bad =
+        || anyhow::anyhow!("--turn-ttl {text:?}: expected a duration such as 3600, 90m, 24h or 7d");
+    let (number, unit) = match text.trim().char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text.trim()[..i], c),
+        _ => (text.trim(), 's'),
+    };
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        's' => n,
+        'm' => n * 60,
+        'h' => n * 3600,
+        'd' => n * 86_400,
+        _ => return Err(bad()),
+    };
+    if secs == 0 {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }

@@ -21,6 +21,7 @@
 //! ```
 
 mod agent;
+mod coturn;
 mod fileserver;
 mod host;
 mod lab;
@@ -39,6 +40,7 @@ pub use agent::{
     AGENT_IFACE, AGENT_PORT, Agent, ManifestStatus, PeerStatus, Status, edgewire_bin,
     edgewire_bin_for, find_edgewire_bin, peak_rss_kb, use_edgewire_profile, wait_status_answers,
 };
+pub use coturn::{Coturn, CoturnAuth, CoturnConfig, in_netns, udp_echo_peer};
 pub use fileserver::{FileServer, TestCa};
 pub use host::{ExecOutput, Host, PingReply};
 pub use lab::Lab;

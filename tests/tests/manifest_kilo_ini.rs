@@ -195,8 +195,6 @@ fn a_device_on_kilos_showconf_ini_over_https_reaches_a_node_behind_a_wireguard_g
 }
 
 #[test]
-#[ignore = "reported: a Kilo Peer listed without an endpoint gets a direct route that never \
-            answers and is never marked down, so its traffic does not fall back to the leader"]
 fn another_kilo_peer_without_an_endpoint_is_reached_through_the_first_leader() {
     require_root!();
     let lab = Lab::new("kilo-peer");

@@ -158,9 +158,6 @@ fn a_new_serial_adds_and_removes_peers_without_new_handshakes_for_the_others() {
 }
 
 #[test]
-#[ignore = "agent bug, reported: removing the last address flushes the kernel's routes, \
-            the agent's route removal then fails (ESRCH) and it keeps them as installed, \
-            so they are never added back"]
 fn a_node_removed_from_the_manifest_and_added_back_reaches_the_overlay_again() {
     require_root!();
     let lab = Lab::new("re-added");

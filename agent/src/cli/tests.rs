@@ -435,9 +435,15 @@ fn manifest_subcommands_parse_their_files() {
         ManifestCommand::Build {
             source: "lab.json".into(),
             key: "net.key".into(),
-            out: "lab.ewm".into()
+            out: "lab.ewm".into(),
+            turn_secret_file: None,
+            turn_ttl: std::time::Duration::from_secs(24 * 3600),
         }
     );
+    assert!(matches!(
+        manifest(&["manifest", "build", "lab.json", "--key", "k", "-o", "o", "--turn-secret-file", "s", "--turn-ttl", "90m"]),
+        ManifestCommand::Build { turn_secret_file: Some(_), turn_ttl, .. } if turn_ttl.as_secs() == 5400
+    ));
     assert_eq!(
         manifest(&["manifest", "show", "lab.ewm", "--pubkey", KEY_A]),
         ManifestCommand::Show {

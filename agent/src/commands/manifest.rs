@@ -15,7 +15,23 @@ use crate::manifest::{self, Envelope, NetworkKeyPair, NetworkPublicKey, Role};
 pub fn execute(command: ManifestCommand) -> anyhow::Result<()> {
     match command {
         ManifestCommand::Keygen { out } => keygen(&out),
-        ManifestCommand::Build { source, key, out } => build(&source, &key, &out),
+        ManifestCommand::Build {
+            source,
+            key,
+            out,
+            turn_secret_file,
+            turn_ttl,
+        } => {
+            let secret = turn_secret_file
+                .as_deref()
+                .map(read_turn_secret)
+                .transpose()?;
+            let mint = secret.map(|s| Minter {
+                secret: s,
+                ttl: turn_ttl,
+            });
+            build(&source, &key, &out, mint.as_ref())
+        }
         ManifestCommand::Show { manifest, pubkey } => show(&manifest, pubkey.as_deref()),
         ManifestCommand::ImportWg {
             file,
@@ -52,10 +68,43 @@ fn pub_path(key: &Path) -> PathBuf {
     PathBuf::from(path)
 }
 
-fn build(source: &Path, key_path: &Path, out: &Path) -> anyhow::Result<()> {
+/// Mints coturn REST credentials (`use-auth-secret`): the devices get a username that
+/// expires and its HMAC, never the shared secret itself.
+struct Minter {
+    secret: Vec<u8>,
+    ttl: std::time::Duration,
+}
+
+impl Minter {
+    fn mint(&self, network: &str) -> (String, String) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        crate::turn::rest_credentials(&self.secret, network, now + self.ttl.as_secs())
+    }
+}
+
+/// coturn's `static-auth-secret`, as the file holds it (one line; surrounding white
+/// space is not part of it).
+fn read_turn_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the TURN secret {}", path.display()))?;
+    let secret = text.trim();
+    anyhow::ensure!(
+        !secret.is_empty(),
+        "the TURN secret file {} is empty",
+        path.display()
+    );
+    Ok(secret.as_bytes().to_vec())
+}
+
+fn build(source: &Path, key_path: &Path, out: &Path, mint: Option<&Minter>) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(source)
         .with_context(|| format!("reading the manifest source {}", source.display()))?;
-    let manifest = manifest::from_json(&text).with_context(|| format!("{}", source.display()))?;
+    let minting = mint.map(|m| move |network: &str| m.mint(network));
+    let minting = minting.as_ref().map(|f| f as manifest::Mint<'_>);
+    let manifest = manifest::from_json_minting(&text, minting)
+        .with_context(|| format!("{}", source.display()))?;
     let key = load_network_key(key_path)?;
     let bytes =
         manifest::seal(&manifest, &key).with_context(|| format!("signing {}", source.display()))?;
@@ -169,7 +218,7 @@ mod tests {
             .parse()
             .unwrap();
         std::fs::write(dir.path("lab.json"), LAB_JSON).unwrap();
-        build(&dir.path("lab.json"), &key, &dir.path("lab.ewm")).unwrap();
+        build(&dir.path("lab.json"), &key, &dir.path("lab.ewm"), None).unwrap();
         let bytes = std::fs::read(dir.path("lab.ewm")).unwrap();
         assert_eq!(manifest::open(&bytes, &[public]).unwrap().network, "lab");
         show(&dir.path("lab.ewm"), Some(&public.to_string())).unwrap();
@@ -197,6 +246,7 @@ mod tests {
             &dir.path("lab.json"),
             &dir.path("a.key"),
             &dir.path("lab.ewm"),
+            None,
         )
         .unwrap();
         let other = NetworkKeyPair::from_seed(&[1; 32]).public_key().to_string();
@@ -216,7 +266,7 @@ mod tests {
         std::fs::write(&source, LAB_JSON.replace("10.42.1.1/32", "10.42.1.1/33")).unwrap();
         let err = format!(
             "{:#}",
-            build(&source, &dir.path("a.key"), &dir.path("x.ewm")).unwrap_err()
+            build(&source, &dir.path("a.key"), &dir.path("x.ewm"), None).unwrap_err()
         );
         assert!(
             err.contains("bad.json")
@@ -224,5 +274,74 @@ mod tests {
             "{err}"
         );
         assert!(!dir.path("x.ewm").exists());
+    }
+
+    /// The lab source with its relay given without credentials.
+    fn with_bare_relay() -> String {
+        let bare = LAB_JSON.replace(r#", "username": "u", "password": "p""#, "");
+        assert_ne!(
+            bare, LAB_JSON,
+            "the lab source has a relay with credentials"
+        );
+        bare
+    }
+
+    #[test]
+    fn build_mints_turn_rest_credentials_and_never_writes_the_secret() {
+        let dir = TestDir::new("mint");
+        keygen(&dir.path("a.key")).unwrap();
+        std::fs::write(dir.path("lab.json"), with_bare_relay()).unwrap();
+        std::fs::write(dir.path("turn.secret"), "s3cret-of-coturn\n").unwrap();
+        let minter = Minter {
+            secret: read_turn_secret(&dir.path("turn.secret")).unwrap(),
+            ttl: std::time::Duration::from_secs(3600),
+        };
+        build(
+            &dir.path("lab.json"),
+            &dir.path("a.key"),
+            &dir.path("lab.ewm"),
+            Some(&minter),
+        )
+        .unwrap();
+        let bytes = std::fs::read(dir.path("lab.ewm")).unwrap();
+        assert!(
+            !bytes.windows(6).any(|w| w == b"s3cret"),
+            "the secret stays on the build host"
+        );
+        let key = load_network_key(&dir.path("a.key")).unwrap();
+        let m = manifest::open(&bytes, &[key.public_key()]).unwrap();
+        let relay = &m.relays[0];
+        let (expiry, network) = relay.username.split_once(':').unwrap();
+        assert_eq!(network, m.network);
+        let expiry: u64 = expiry.parse().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(
+            (now + 3590..=now + 3610).contains(&expiry),
+            "expires in an hour"
+        );
+        let expected = crate::turn::rest_credentials(b"s3cret-of-coturn", network, expiry);
+        assert_eq!((relay.username.clone(), relay.password.clone()), expected);
+    }
+
+    #[test]
+    fn a_relay_without_credentials_and_no_secret_is_an_error_that_says_what_to_do() {
+        let dir = TestDir::new("nocreds");
+        keygen(&dir.path("a.key")).unwrap();
+        std::fs::write(dir.path("lab.json"), with_bare_relay()).unwrap();
+        let err = build(
+            &dir.path("lab.json"),
+            &dir.path("a.key"),
+            &dir.path("x.ewm"),
+            None,
+        )
+        .unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("\"username\" is missing") && err.contains("--turn-secret-file"),
+            "{err}"
+        );
     }
 }

@@ -13,7 +13,6 @@ use std::time::Instant;
 use crate::keys::{PrivateKey, PublicKey};
 use crate::prefix::Prefix;
 
-use super::liveness::Health;
 use super::outbox::Outbox;
 use super::packet;
 use super::path::{Path, RelayId, Transmit};
@@ -196,13 +195,13 @@ impl Node {
         }
     }
 
-    /// Routes every prefix to its peer, leaving out peers that are down so their traffic
-    /// falls back to a shorter prefix (the overlay, through a hub); the overlay goes to the
-    /// first hub that is not down.
+    /// Routes every prefix to its peer, leaving out peers without a path or that are down,
+    /// so their traffic falls back to a shorter prefix (the overlay, through a hub); the
+    /// overlay goes to the first hub that is routable.
     fn rebuild_routes(&mut self) {
         self.routes.clear();
         for (key, peer) in &self.peers {
-            if peer.health() != Health::Down {
+            if peer.is_routable() {
                 for prefix in &peer.config.allowed_ips {
                     self.routes.insert(*prefix, *key);
                 }
@@ -215,7 +214,7 @@ impl Node {
         let hubs = || overlay.via.iter().filter(|k| self.peers.contains_key(k));
         // With every hub down, keep sending to the preferred one: that is what retries.
         let via = hubs()
-            .find(|k| self.peers[k].health() != Health::Down)
+            .find(|k| self.peers[k].is_routable())
             .or_else(|| hubs().next())
             .copied();
         if via != self.overlay_via {
@@ -327,12 +326,12 @@ impl Node {
             );
             return;
         };
-        let before = peer.health();
+        let before = peer.is_routable();
         if let Err(e) = peer.receive(via, datagram, &mut self.out, now) {
             self.drops.refused += 1;
             log::debug!("peer {}: {e} (from {from})", peer.config.name);
         }
-        if peer.health() != before {
+        if peer.is_routable() != before {
             self.rebuild_routes();
         }
     }

@@ -149,6 +149,14 @@ impl Peer {
         }
     }
 
+    /// Whether its prefixes belong in the routing table: it has a path and is not down.
+    /// Otherwise its traffic falls to a shorter prefix (the overlay, through a hub), which
+    /// is how a device reaches a peer it cannot reach itself (one without an endpoint
+    /// that never contacted us, or one whose every path went silent).
+    pub fn is_routable(&self) -> bool {
+        self.paths.active().is_some() && self.liveness.health() != Health::Down
+    }
+
     /// Whether the peer answers, judged from the data path (see `liveness.rs`).
     pub fn health(&self) -> Health {
         self.liveness.health()

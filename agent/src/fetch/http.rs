@@ -42,6 +42,7 @@ impl Http {
             .tls_config(tls)
             .timeout_connect(Some(config.connect_timeout))
             .timeout_global(Some(config.read_timeout))
+            .max_idle_age(config.keep_alive)
             .http_status_as_error(false)
             // An https URL is never followed to plain http by a redirect.
             .https_only(https)
@@ -194,7 +195,7 @@ impl Http {
 fn timeout_what(which: ureq::Timeout) -> &'static str {
     match which {
         ureq::Timeout::Resolve => "resolve its name",
-        ureq::Timeout::Connect => "accept a connection",
+        ureq::Timeout::Connect => "complete a connection (TCP and TLS)",
         ureq::Timeout::RecvBody => "send the whole manifest",
         ureq::Timeout::Global => "send the manifest",
         _ => "answer",

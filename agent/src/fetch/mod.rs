@@ -46,6 +46,8 @@ pub struct FetchConfig {
     pub read_timeout: Duration,
     /// Reading stops (with [`FetchError::TooLarge`]) past this many bytes.
     pub max_size: usize,
+    /// How long an idle connection to the server is kept for the next poll.
+    pub keep_alive: Duration,
 }
 
 impl FetchConfig {
@@ -58,6 +60,13 @@ impl FetchConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: DEFAULT_TOTAL_TIMEOUT,
             max_size: manifest::MAX_SIZE,
+            // A poll that finds the connection still open costs about 0.5 KB instead of
+            // about 2.3 KB for a new TCP connection and a resumed TLS session (measured
+            // against nginx, which keeps idle connections 75 s). Longer than the interval
+            // plus its jitter, so the next poll finds it.
+            keep_alive: config.manifest_interval
+                + config.manifest_interval / 5
+                + Duration::from_secs(5),
         }
     }
 }

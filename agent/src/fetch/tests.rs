@@ -16,6 +16,7 @@ fn config(url: String) -> FetchConfig {
         connect_timeout: Duration::from_secs(2),
         read_timeout: Duration::from_secs(5),
         max_size: 1000,
+        keep_alive: Duration::from_secs(15),
     }
 }
 

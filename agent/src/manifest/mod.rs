@@ -36,7 +36,7 @@ pub use model::{Manifest, NodeSpec, RelaySpec, Role};
 pub use rfc3339::{format_rfc3339, parse_rfc3339};
 pub use show::render;
 pub use signing::{NetworkKeyPair, pkcs8_to_pem};
-pub use source::from_json;
+pub use source::{Mint, from_json, from_json_minting};
 pub use tojson::to_json;
 pub use trust::{Refusal, TrustState, Verdict};
 pub use wg::from_wg;

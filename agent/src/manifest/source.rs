@@ -49,11 +49,27 @@ struct RelaySource {
 
 /// Parses and validates a JSON source. The caller adds the file's path to the error.
 pub fn from_json(text: &str) -> Result<Manifest, ManifestError> {
+    from_json_minting(text, None)
+}
+
+/// Makes a relay's (username, password) for a network: TURN REST credentials.
+pub type Mint<'a> = &'a dyn Fn(&str) -> (String, String);
+
+/// As [`from_json`]; relays given without a username and password get the ones `mint`
+/// returns (time-limited TURN REST credentials), before validation.
+pub fn from_json_minting(text: &str, mint: Option<Mint<'_>>) -> Result<Manifest, ManifestError> {
     let source: Source = serde_json::from_str(text).map_err(|error| ManifestError::Json {
         context: locate(text),
         error,
     })?;
-    let manifest = source.into_manifest()?;
+    let mut manifest = source.into_manifest()?;
+    if let Some(mint) = mint {
+        for relay in &mut manifest.relays {
+            if relay.username.is_empty() && relay.password.is_empty() {
+                (relay.username, relay.password) = mint(&manifest.network);
+            }
+        }
+    }
     manifest.validate()?;
     Ok(manifest)
 }
@@ -203,13 +219,13 @@ impl RelaySource {
             Some(url) => format!("relay {url:?} (relays[{i}]): "),
             None => format!("relays[{i}]: "),
         };
+        // Without credentials, `manifest build --turn-secret-file` mints them; validation
+        // refuses a relay that still has none.
         let url = p.required(&at, "url", self.url);
-        let username = p.required(&at, "username", self.username);
-        let password = p.required(&at, "password", self.password);
         Some(RelaySpec {
             url: url?,
-            username: username?,
-            password: password?,
+            username: self.username.unwrap_or_default(),
+            password: self.password.unwrap_or_default(),
         })
     }
 }

@@ -184,6 +184,14 @@ impl Manifest {
                     "{at}: field \"url\": also listed as relays[{first}]"
                 ));
             }
+            for (field, value) in [("username", &relay.username), ("password", &relay.password)] {
+                if value.is_empty() {
+                    out.push(format!(
+                        "{at}: field {field:?} is missing: give it, or build with \
+                         --turn-secret-file to mint time-limited credentials"
+                    ));
+                }
+            }
         }
         out
     }

@@ -60,27 +60,41 @@ impl Netlink {
     }
 
     /// Makes the interface carry exactly `wanted` among the addresses the agent manages.
+    /// Every change is tried; the first error is returned after the others were done, and
+    /// the record of what is installed follows what really happened.
     pub async fn sync_addresses(&mut self, wanted: &[Prefix]) -> anyhow::Result<()> {
+        let mut first_error = None;
         for old in self.addresses.clone() {
-            if !wanted.contains(&old) {
-                self.delete_address(old).await?;
-                log::info!("{}: removed address {old}", self.name);
+            if wanted.contains(&old) {
+                continue;
+            }
+            match self.delete_address(old).await {
+                Ok(()) => {
+                    log::info!("{}: removed address {old}", self.name);
+                    self.addresses.retain(|a| *a != old);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        for new in wanted {
-            if !self.addresses.contains(new) {
-                self.handle
-                    .address()
-                    .add(self.index, new.addr(), new.len())
-                    .replace()
-                    .execute()
-                    .await
-                    .with_context(|| format!("adding address {new} to {}", self.name))?;
-                log::info!("{}: address {new}", self.name);
+        for &new in wanted {
+            if self.addresses.contains(&new) {
+                continue;
+            }
+            let add = self.handle.address().add(self.index, new.addr(), new.len());
+            match add.replace().execute().await {
+                Ok(()) => {
+                    log::info!("{}: address {new}", self.name);
+                    self.addresses.push(new);
+                }
+                Err(e) => {
+                    let context = format!("adding address {new} to {}", self.name);
+                    first_error.get_or_insert(anyhow!(e).context(context));
+                }
             }
         }
-        self.addresses = wanted.to_vec();
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn delete_address(&self, prefix: Prefix) -> anyhow::Result<()> {
@@ -97,44 +111,61 @@ impl Netlink {
                     .iter()
                     .any(|a| matches!(a, AddressAttribute::Address(ip) if *ip == prefix.addr()));
             if matches {
-                self.handle
-                    .address()
-                    .del(msg)
-                    .execute()
-                    .await
-                    .with_context(|| format!("removing address {prefix} from {}", self.name))?;
+                let deleted = self.handle.address().del(msg).execute().await;
+                if let Err(e) = deleted.or_else(already_gone) {
+                    let context = format!("removing address {prefix} from {}", self.name);
+                    return Err(anyhow!(e).context(context));
+                }
             }
         }
         Ok(())
     }
 
-    /// Routes exactly `wanted` (plus what the kernel adds itself) to the interface.
+    /// Routes exactly `wanted` (plus what the kernel adds itself) to the interface. As
+    /// with addresses, every change is tried and the record follows what happened; a
+    /// route the kernel already removed (it drops an interface's routes with its last
+    /// address) counts as removed.
     pub async fn sync_routes(&mut self, wanted: &[Prefix]) -> anyhow::Result<()> {
+        let mut first_error = None;
         for old in self.routes.clone() {
-            if !wanted.contains(&old) {
-                self.handle
-                    .route()
-                    .del(self.route(old)?)
-                    .execute()
-                    .await
-                    .with_context(|| format!("removing route {old} from {}", self.name))?;
-                log::info!("{}: removed route {old}", self.name);
+            if wanted.contains(&old) {
+                continue;
+            }
+            let deleted = self.handle.route().del(self.route(old)?).execute().await;
+            match deleted.or_else(already_gone) {
+                Ok(()) => {
+                    log::info!("{}: removed route {old}", self.name);
+                    self.routes.retain(|r| *r != old);
+                }
+                Err(e) => {
+                    let context = format!("removing route {old} from {}", self.name);
+                    first_error.get_or_insert(anyhow!(e).context(context));
+                }
             }
         }
-        for new in wanted {
-            if !self.routes.contains(new) {
-                self.handle
-                    .route()
-                    .add(self.route(*new)?)
-                    .replace()
-                    .execute()
-                    .await
-                    .with_context(|| format!("adding route {new} via {}", self.name))?;
-                log::info!("{}: route {new}", self.name);
+        for &new in wanted {
+            if self.routes.contains(&new) {
+                continue;
+            }
+            match self
+                .handle
+                .route()
+                .add(self.route(new)?)
+                .replace()
+                .execute()
+                .await
+            {
+                Ok(()) => {
+                    log::info!("{}: route {new}", self.name);
+                    self.routes.push(new);
+                }
+                Err(e) => {
+                    let context = format!("adding route {new} via {}", self.name);
+                    first_error.get_or_insert(anyhow!(e).context(context));
+                }
             }
         }
-        self.routes = wanted.to_vec();
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     fn route(
@@ -147,5 +178,18 @@ impl Netlink {
             .map_err(|e| anyhow!("route {prefix}: {e:?}"))?
             .output_interface(self.index)
             .build())
+    }
+}
+
+/// ESRCH, ENOENT, EADDRNOTAVAIL: what the kernel says when the thing to delete is not
+/// there. Gone is what we wanted.
+fn already_gone(e: rtnetlink::Error) -> Result<(), rtnetlink::Error> {
+    match &e {
+        rtnetlink::Error::NetlinkError(msg)
+            if [-libc::ESRCH, -libc::ENOENT, -libc::EADDRNOTAVAIL].contains(&msg.raw_code()) =>
+        {
+            Ok(())
+        }
+        _ => Err(e),
     }
 }

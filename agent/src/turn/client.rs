@@ -31,7 +31,10 @@ impl TurnClient {
         let mut x = Exchange {
             config,
             rng: Rng::new(seed),
-            state: State::Allocating { mismatches: 0 },
+            state: State::Allocating {
+                mismatches: 0,
+                retry_at: None,
+            },
             auth: None,
             transactions: Vec::new(),
             peers: Peers::default(),
@@ -89,13 +92,18 @@ impl TurnClient {
     /// `datagram`; control messages update the state (then drain the pollers).
     pub fn handle_datagram<'a>(&mut self, datagram: &'a [u8], now: Instant) -> Received<'a> {
         debug_assert!(!self.x.config.transport.is_stream());
-        let received = match datagram.first().map(|b| b >> 6) {
-            Some(0b00) => self.x.handle_stun(datagram, now),
+        match datagram.first().map(|b| b >> 6) {
+            // The hot path: a map lookup, no timers, no allocation.
             Some(0b01) => channel_data(&self.x.peers, datagram),
+            Some(0b00) => {
+                let received = self.x.handle_stun(datagram, now);
+                if received == Received::Control {
+                    self.drive(now);
+                }
+                received
+            }
             _ => Received::Ignored(Ignored::Malformed),
-        };
-        self.drive(now);
-        received
+        }
     }
 
     /// A chunk of the TCP/TLS byte stream from the server. Then call
@@ -122,7 +130,9 @@ impl TurnClient {
             } => {
                 // The frame borrows `self.stream`; the exchange is a separate field.
                 let received = self.x.handle_stun(bytes, now);
-                self.x.drive(now);
+                if received == Received::Control {
+                    self.x.drive(now);
+                }
                 received
             }
             Frame::Skipped => Received::Ignored(Ignored::TooLarge),
@@ -278,6 +288,9 @@ impl TurnClient {
                 Some(at) => (at, Timer::Refresh),
                 None => (a.expires, Timer::Expiry),
             }),
+            State::Allocating {
+                retry_at: Some(at), ..
+            } => Some((*at, Timer::Reallocate)),
             _ => None,
         };
         let peers = match self.x.state {

@@ -18,12 +18,20 @@ use super::{Ignored, Reason, Received, TurnConfig, TurnEvent};
 
 /// 438 answers accepted in a row for one request before giving up on the server.
 const MAX_STALE_NONCES: u8 = 3;
+/// 437 answers to Allocate over UDP we try to clear before giving up.
+const MAX_MISMATCHES: u8 = 3;
+/// Wait between freeing a stale allocation and allocating again: coturn answers the
+/// Refresh at once but drops the old session on its next timer tick, and answers 437 to
+/// an Allocate that comes before that.
+const REALLOCATE_AFTER_DELETE: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub(super) enum State {
-    /// An Allocate (or the DeleteStale before it) is in flight. `mismatches` counts 437s.
+    /// An Allocate (or the DeleteStale before it) is in flight, or, with `retry_at`,
+    /// due then. `mismatches` counts 437s.
     Allocating {
         mismatches: u8,
+        retry_at: Option<Instant>,
     },
     Allocated(Allocation),
     /// Terminal until `handle_connection_lost`.
@@ -197,7 +205,7 @@ impl Exchange {
                     a.refresh_at = Some(refresh_at(now, lifetime));
                 }
             }
-            Request::DeleteStale => self.start_request(Request::Allocate, now, 0),
+            Request::DeleteStale => self.reallocate_soon(now),
             Request::CreatePermission(ip) => {
                 let ready = self
                     .peers
@@ -223,21 +231,26 @@ impl Exchange {
         let mismatch = reason == Reason::AllocationMismatch;
         match request {
             Request::Allocate => {
-                let State::Allocating { mismatches } = self.state else {
+                let State::Allocating { mismatches, .. } = self.state else {
                     return;
                 };
                 // Over UDP a 437 usually means the server still holds an allocation
                 // from our previous run on the same port: free it and allocate again.
+                // coturn answers 437 before any challenge, so the Refresh may have to
+                // go through a 401 first; same user, so the server lets us delete it.
                 let stream = self.config.transport.is_stream();
-                if mismatch && mismatches == 0 && !stream && self.auth.is_some() {
-                    self.state = State::Allocating { mismatches: 1 };
+                if mismatch && mismatches < MAX_MISMATCHES && !stream {
+                    self.state = State::Allocating {
+                        mismatches: mismatches + 1,
+                        retry_at: None,
+                    };
                     return self.start_request(Request::DeleteStale, now, 0);
                 }
                 self.state = State::Failed;
                 self.events.push_back(TurnEvent::Failed { reason });
             }
             // Whatever became of it, try the allocation again.
-            Request::DeleteStale => self.start_request(Request::Allocate, now, 0),
+            Request::DeleteStale => self.reallocate_soon(now),
             Request::Refresh { lifetime: Some(0) } => {}
             Request::Refresh { .. } => match reason {
                 // The server is silent: keep trying until the allocation expires.
@@ -277,9 +290,18 @@ impl Exchange {
             self.events.push_back(TurnEvent::AllocationLost { reason });
         }
         self.transactions.clear();
-        self.state = State::Allocating { mismatches: 0 };
+        self.state = State::Allocating {
+            mismatches: 0,
+            retry_at: None,
+        };
         self.peers.reset(now);
         self.start_request(Request::Allocate, now, 0);
+    }
+
+    fn reallocate_soon(&mut self, now: Instant) {
+        if let State::Allocating { retry_at, .. } = &mut self.state {
+            *retry_at = Some(now + REALLOCATE_AFTER_DELETE);
+        }
     }
 
     pub(super) fn handle_timeout(&mut self, now: Instant) {
@@ -297,6 +319,12 @@ impl Exchange {
                 self.transmits.push_back(tx.bytes.clone());
             }
             i += 1;
+        }
+        if let State::Allocating { retry_at, .. } = &mut self.state
+            && retry_at.is_some_and(|t| now >= t)
+        {
+            *retry_at = None;
+            self.start_request(Request::Allocate, now, 0);
         }
         if let State::Allocated(a) = &mut self.state {
             if now >= a.expires {

@@ -43,6 +43,8 @@ mod stun;
 mod transaction;
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
@@ -237,6 +239,8 @@ pub enum Timer {
     Transaction(Request),
     Refresh,
     Expiry,
+    /// Allocate again after freeing a stale allocation (437).
+    Reallocate,
     /// A permission or channel to renew, retry or expire.
     Peers,
 }

@@ -156,3 +156,45 @@ pub fn a_hub_whose_name_resolves_to_a_new_address_is_followed_at_once() {
     sim.run();
     assert_eq!(sim.nodes[0].tun.len(), 1);
 }
+
+#[test]
+fn a_site_peer_without_an_endpoint_is_reached_through_the_hub_until_it_calls() {
+    // As Kilo lists other Peers: same "site", no endpoint. Neither edge can start a
+    // direct session, so their traffic takes the overlay route through the hub.
+    let keys = [0; 3].map(|_| PrivateKey::generate());
+    let mut sim = Sim::new();
+    let hub = sim.add(keys[0].clone(), "203.0.113.10:51820", [10, 42, 0, 1]);
+    sim.nodes[hub].forwards = true;
+    let a = sim.add(keys[1].clone(), "192.168.1.10:51820", [10, 42, 1, 1]);
+    sim.nodes[a].public = Some("198.51.100.2:40001".parse().unwrap());
+    let b = sim.add(keys[2].clone(), "192.168.2.10:51820", [10, 42, 1, 2]);
+    sim.nodes[b].public = Some("198.51.100.3:40002".parse().unwrap());
+    let mut h = spec(&keys[0], "hub", Role::Hub, None, "10.42.0.1/32");
+    h.endpoints = vec!["203.0.113.10:51820".into()];
+    sim.apply(&manifest(vec![
+        h,
+        spec(&keys[1], "dev-a", Role::Edge, Some("kilo"), "10.42.1.1/32"),
+        spec(&keys[2], "dev-b", Role::Edge, Some("kilo"), "10.42.1.2/32"),
+    ]));
+    sim.run();
+    assert!(
+        sim.nodes[a].node.peer(&keys[2].public_key()).is_some(),
+        "a site peer"
+    );
+    let hub_rx = sim.nodes[hub]
+        .node
+        .peer(&keys[1].public_key())
+        .unwrap()
+        .stats
+        .rx_bytes;
+    sim.send_ping(a, [10, 42, 1, 1], [10, 42, 1, 2]);
+    sim.run();
+    assert_eq!(sim.nodes[b].tun.len(), 1, "delivered");
+    let hub_rx_after = sim.nodes[hub]
+        .node
+        .peer(&keys[1].public_key())
+        .unwrap()
+        .stats
+        .rx_bytes;
+    assert!(hub_rx_after > hub_rx, "through the hub");
+}
