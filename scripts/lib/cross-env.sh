@@ -11,15 +11,18 @@ CROSS_ALL_TARGETS=(
   arm-unknown-linux-musleabihf
 )
 
-# Stripped-size budgets in bytes. The issue sets 2.5 for aarch64 musl with a goal of
-# 2.0 MiB; the budgets are read as MiB (2.5 MiB = 2621440 bytes), as the goal is. The
-# others sit a little above today's size so growth is noticed: 32-bit ARM code (Thumb-2)
-# is about 10% smaller than aarch64.
+# Stripped-size budgets in bytes. The issue sets 2.5 for aarch64 musl (goal: 2.0 MiB),
+# read as MiB like the goal: 2.5 MiB = 2621440 bytes. The other targets get the same
+# budget scaled by their size relative to aarch64 musl (measured on 2026-11-26: gnu
+# +1.8%, armv7 gnu -7.9%, armv7 musl -11.0%, arm musl -8.3%), so every target trips at
+# the same growth and a target that grows on its own stands out.
 cross_budget() {
   case "$1" in
-    aarch64-unknown-linux-musl | aarch64-unknown-linux-gnu) echo 2621440 ;; # 2.5 MiB
-    armv7-unknown-linux-gnueabihf | armv7-unknown-linux-musleabihf) echo 2411724 ;; # 2.3 MiB
-    arm-unknown-linux-musleabihf) echo 2516582 ;; # 2.4 MiB: ARM mode, no Thumb-2
+    aarch64-unknown-linux-musl) echo 2621440 ;;     # 2.50 MiB
+    aarch64-unknown-linux-gnu) echo 2668930 ;;      # 2.55 MiB
+    armv7-unknown-linux-gnueabihf) echo 2414608 ;;  # 2.30 MiB
+    armv7-unknown-linux-musleabihf) echo 2332041 ;; # 2.22 MiB
+    arm-unknown-linux-musleabihf) echo 2404319 ;;   # 2.29 MiB
     *) echo "cross_budget: unknown target $1" >&2; return 1 ;;
   esac
 }

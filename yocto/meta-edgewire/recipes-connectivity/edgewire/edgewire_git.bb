@@ -17,7 +17,7 @@ PV = "0.1.0+git"
 SRC_URI = "git://github.com/edgewire/edgewire.git;protocol=https;branch=main;destsuffix=git"
 # Pin a commit whose Cargo.lock matches edgewire-crates.inc (scripts/yocto-crates
 # regenerates the .inc from the Cargo.lock it is committed with).
-SRCREV = "cf745dcef598513a342eb3d8a618bba322d20e58"
+SRCREV = "e66886719ffbbc2e57d0e1bb664c315c58cac746"
 
 # UNPACKDIR is ${WORKDIR} on scarthgap and a subdirectory from styhead on; an explicit
 # destsuffix keeps the checkout in the same place on every release.
@@ -49,4 +49,5 @@ CONFFILES:${PN} = "${sysconfdir}/edgewire/edgewire.conf"
 
 # The agent's data plane is userspace WireGuard over a TUN device; the kernel module
 # serves the kernel WireGuard peers (wg, wg-quick) that images often run beside it.
-RRECOMMENDS:${PN} = "kernel-module-tun kernel-module-wireguard"
+# ca-certificates: the system roots for https manifests when no EDGEWIRE_CA_FILE is set.
+RRECOMMENDS:${PN} = "ca-certificates kernel-module-tun kernel-module-wireguard"
