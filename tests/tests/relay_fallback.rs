@@ -118,7 +118,9 @@ fn an_edge_that_may_only_open_tcp_443_relays_over_tls_to_a_wireguard_go_hub() {
 
 // ------------------------------------------------------------- (c) back to direct
 
-fn returns_to_direct_when_the_block_is_lifted(hub: HubKind, name: &str) {
+/// `deadline`: the direct path is probed every 20 s while relayed, so one cycle and a
+/// margin (30 s); two cycles (45 s) where one probe may lose a race (see below).
+fn returns_to_direct_when_the_block_is_lifted(hub: HubKind, name: &str, deadline: Duration) {
     let lab = Lab::new(name);
     let mut w = world(&lab, RelayWorldConfig::new(hub).tls(false));
     w.block_udp_to_hub();
@@ -131,8 +133,7 @@ fn returns_to_direct_when_the_block_is_lifted(hub: HubKind, name: &str) {
     wait_answers_after(&stream, Instant::now(), 5, T, "pings over the relay");
     w.lift_blocks();
     let lifted = Instant::now();
-    // Direct is probed every 20 s while relayed.
-    let p = w.wait_dev_path("direct", None, Duration::from_secs(30));
+    let p = w.wait_dev_path("direct", None, deadline);
     let back = lifted.elapsed();
     assert_eq!(p.relay, None, "{p:#?}");
     assert!(
@@ -161,13 +162,26 @@ fn returns_to_direct_when_the_block_is_lifted(hub: HubKind, name: &str) {
 #[test]
 fn an_edge_returns_to_direct_with_an_edgewire_hub_once_udp_is_unblocked() {
     require_root!();
-    returns_to_direct_when_the_block_is_lifted(HubKind::Edgewire, "relay-c-ew");
+    returns_to_direct_when_the_block_is_lifted(
+        HubKind::Edgewire,
+        "relay-c-ew",
+        Duration::from_secs(30),
+    );
 }
 
 #[test]
 fn an_edge_returns_to_direct_with_a_wireguard_go_hub_once_udp_is_unblocked() {
     require_root!();
-    returns_to_direct_when_the_block_is_lifted(HubKind::WireguardGo, "relay-c-wg");
+    // About one run in ten under parallel load, the first probe is not promoted:
+    // wireguard-go handles the direct handshake initiation and the keepalive the agent
+    // sends over the relay 0.5 ms later on different goroutines, and the relayed
+    // keepalive can move its endpoint back before the handshake response goes out, so
+    // the answer comes over the relay. The next probe, 20 s later, gets through.
+    returns_to_direct_when_the_block_is_lifted(
+        HubKind::WireguardGo,
+        "relay-c-wg",
+        Duration::from_secs(45),
+    );
 }
 
 // ------------------------------------------------------------- (d) direct dies
@@ -265,6 +279,50 @@ fn the_other_relay_takes_over_when_the_one_in_use_dies(hub: HubKind, name: &str)
     w.wait_hub_sees(&format!("{}:", TURN_ADDRS[other]), T)
         .unwrap();
     assert!(w.dev.is_running());
+}
+
+/// What the brief asks beyond "the other relay takes over": straight to it, with no
+/// detour through the direct path that is known to be blocked, inside the 5 s target.
+#[test]
+#[ignore = "agent: a dead relay's peer goes relay -> direct (blocked) -> next relay, \
+            1 s longer than needed (5.2 s of silence); see the e2e4 report"]
+fn when_the_relay_in_use_dies_its_peer_moves_straight_to_the_next_relay() {
+    require_root!();
+    let lab = Lab::new("relay-e-next");
+    let mut w = world(
+        &lab,
+        RelayWorldConfig::new(HubKind::Edgewire)
+            .relays(2)
+            .tls(false),
+    );
+    w.block_udp_to_hub();
+    w.start_dev();
+    w.dev_host.ping(HUB_OVERLAY, T).unwrap();
+    let p = w.wait_dev_path("relay", Some("udp"), T);
+    let used = p
+        .relay
+        .as_deref()
+        .and_then(RelayWorld::relay_index)
+        .unwrap();
+    let stream = PingStream::start(&w.dev_host, HUB_OVERLAY, STREAM);
+    wait_answers_after(&stream, Instant::now(), 10, T, "pings over the first relay");
+    let switches_before = w.dev.log().matches("path switched to").count();
+    w.kill_relay(used);
+    let killed = Instant::now();
+    wait_answers_after(&stream, killed, 20, T, "pings over the second relay");
+    let record = stream.stop(Duration::from_millis(500));
+    let log = w.dev.log();
+    let next: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("path switched to"))
+        .skip(switches_before)
+        .collect();
+    assert_eq!(next.len(), 1, "one switch, to the other relay: {next:#?}");
+    assert!(
+        next[0].contains(&format!("through relay #{}", 1 - used)),
+        "{next:#?}"
+    );
+    assert!(silence(&record) < Duration::from_secs(5), "{record:?}");
 }
 
 #[test]
