@@ -17,7 +17,7 @@ PV = "0.1.0+git"
 SRC_URI = "git://github.com/edgewire/edgewire.git;protocol=https;branch=main;destsuffix=git"
 # Pin a commit whose Cargo.lock matches edgewire-crates.inc (scripts/yocto-crates
 # regenerates the .inc from the Cargo.lock it is committed with).
-SRCREV = "e66886719ffbbc2e57d0e1bb664c315c58cac746"
+SRCREV = "9264d925d1d21a9f26401f92719967bde43227d3"
 
 # UNPACKDIR is ${WORKDIR} on scarthgap and a subdirectory from styhead on; an explicit
 # destsuffix keeps the checkout in the same place on every release.
