@@ -8,10 +8,7 @@ HOMEPAGE = "https://github.com/edgewire/edgewire"
 BUGTRACKER = "https://github.com/edgewire/edgewire/issues"
 SECTION = "net"
 LICENSE = "Apache-2.0"
-# The repository declares Apache-2.0 in Cargo.toml but ships no licence text of its
-# own yet, so the checksum is the common licence file's.
-# nooelint: oelint.var.licenseremotefile
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
+LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
 PV = "0.1.0+git"
 SRC_URI = "git://github.com/edgewire/edgewire.git;protocol=https;branch=main;destsuffix=git"
