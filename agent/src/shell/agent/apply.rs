@@ -88,10 +88,10 @@ impl super::Agent<'_> {
 
     /// Routes first: the kernel drops an interface's routes with its last address.
     async fn sync_kernel(&mut self, addresses: &[Prefix]) {
-        if let Err(e) = self.netlink.sync_routes(&self.node.routed_prefixes()).await {
+        if let Err(e) = self.netlink.sync_routes(&self.node.routed_prefixes()) {
             log::error!("{e:#}");
         }
-        if let Err(e) = self.netlink.sync_addresses(addresses).await {
+        if let Err(e) = self.netlink.sync_addresses(addresses) {
             log::error!("{e:#}");
         }
     }

@@ -88,8 +88,8 @@ impl<'a> Agent<'a> {
     ) -> anyhow::Result<Agent<'a>> {
         let fetcher = Fetcher::new(FetchConfig::from_run(&config))?;
         let tun = tun::create(&config.interface)?;
-        let netlink = Netlink::open(ex, &config.interface).await?;
-        netlink.set_mtu_and_up(config.mtu).await?;
+        let mut netlink = Netlink::open(&config.interface)?;
+        netlink.set_mtu_and_up(config.mtu)?;
         let udp = Udp::bind(config.listen_port)
             .with_context(|| format!("binding UDP port {}", config.listen_port))?;
         let status = StatusServer::bind(&config.state_dir)?;

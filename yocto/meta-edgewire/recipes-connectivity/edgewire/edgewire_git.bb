@@ -8,16 +8,13 @@ HOMEPAGE = "https://github.com/edgewire/edgewire"
 BUGTRACKER = "https://github.com/edgewire/edgewire/issues"
 SECTION = "net"
 LICENSE = "Apache-2.0"
-# The repository declares Apache-2.0 in Cargo.toml but ships no licence text of its
-# own yet, so the checksum is the common licence file's.
-# nooelint: oelint.var.licenseremotefile
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
+LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
 PV = "0.1.0+git"
 SRC_URI = "git://github.com/edgewire/edgewire.git;protocol=https;branch=main;destsuffix=git"
 # Pin a commit whose Cargo.lock matches edgewire-crates.inc (scripts/yocto-crates
 # regenerates the .inc from the Cargo.lock it is committed with).
-SRCREV = "e66886719ffbbc2e57d0e1bb664c315c58cac746"
+SRCREV = "9264d925d1d21a9f26401f92719967bde43227d3"
 
 # UNPACKDIR is ${WORKDIR} on scarthgap and a subdirectory from styhead on; an explicit
 # destsuffix keeps the checkout in the same place on every release.
