@@ -51,6 +51,8 @@ pub struct ManifestSource {
     pub serial: u64,
     pub overlay: String,
     pub nodes: Vec<NodeSource>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub relays: Vec<serde_json::Value>,
 }
 
 /// One node of the manifest source. Optional fields are left out of the JSON when unset.
@@ -133,7 +135,15 @@ impl ManifestSource {
             serial,
             overlay: "10.42.0.0/16".to_owned(),
             nodes: Vec::new(),
+            relays: Vec::new(),
         }
+    }
+
+    /// A TURN relay with long-term credentials.
+    pub fn relay(mut self, url: &str, username: &str, password: &str) -> Self {
+        let relay = serde_json::json!({"url": url, "username": username, "password": password});
+        self.relays.push(relay);
+        self
     }
 
     pub fn node(mut self, node: NodeSource) -> Self {

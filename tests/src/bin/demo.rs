@@ -1,7 +1,9 @@
 //! A local demo overlay in network namespaces: an edgewire hub on a public address, two
-//! devices on site lab-a behind one NAT router and one on site lab-b behind another, all
-//! from one signed manifest served from a file. Waits for the overlay, prints every
-//! agent's `edgewire status`, pings across, prints a summary and cleans up.
+//! devices on site lab-a behind one NAT router, one on site lab-b behind another, and one
+//! on site lab-c behind a firewall that lets only TCP 443 out, which reaches the overlay
+//! through a coturn relay over TLS. One signed manifest, served over HTTPS by nginx.
+//! Waits for the overlay, prints every agent's `edgewire status`, pings across, prints a
+//! summary and cleans up.
 //!
 //! Run as root: `scripts/demo [--hold]` (`--hold` keeps it running until Ctrl-C).
 
@@ -59,6 +61,25 @@ fn main() {
     hub_host.enable_forwarding();
     let site_a = wan.nat_router("nat-a", "198.51.100.2/24", "192.168.10.1/24");
     let site_b = wan.nat_router("nat-b", "192.0.2.2/24", "192.168.20.1/24");
+    let site_c = wan.nat_router("nat-c", "192.0.2.3/24", "192.168.30.1/24");
+    only_tcp_443_out(&site_c);
+
+    // The manifest server (nginx over HTTPS) and the relay (coturn, TLS on 443), each with
+    // a CA made for the demo; the devices trust both.
+    let server_host = lab.host("manifests");
+    wan.attach(&server_host, "203.0.113.20/24");
+    let server = FileServer::start(&server_host, "203.0.113.20");
+    let relay_host = lab.host("relay");
+    wan.attach(&relay_host, "203.0.113.30/24");
+    let relay_config = CoturnConfig {
+        tls: true,
+        ..CoturnConfig::long_term("demo", "demo-relay-pass", "demo")
+    };
+    let relay = Coturn::start(&relay_host, "203.0.113.30", &relay_config);
+    let ca_file = lab.dir().join("cas.pem");
+    let mut cas = std::fs::read_to_string(&server.ca().ca_cert).expect("server CA");
+    cas += &std::fs::read_to_string(&relay.ca().expect("TLS relay").ca_cert).expect("relay CA");
+    std::fs::write(&ca_file, cas).expect("writing the CA bundle");
     let mut nodes = vec![
         Node {
             agent: Agent::new(&hub_host, "hub-1"),
@@ -79,6 +100,11 @@ fn main() {
             agent: Agent::new(&site_b.host("dev-b1", "192.168.20.2/24"), "dev-b1"),
             overlay: "10.42.2.1",
             site: "lab-b, NAT 192.0.2.2",
+        },
+        Node {
+            agent: Agent::new(&site_c.host("dev-c1", "192.168.30.2/24"), "dev-c1"),
+            overlay: "10.42.3.1",
+            site: "lab-c, only TCP 443 out, NAT 192.0.2.3",
         },
     ];
     check_interrupt();
@@ -114,11 +140,39 @@ fn main() {
             "lab-b",
             "10.42.2.1/32",
         ))
+        .node(NodeSource::edge(
+            "dev-c1",
+            nodes[4].agent.public_key(),
+            "lab-c",
+            "10.42.3.1/32",
+        ))
+        .relay(
+            "turn:203.0.113.30:3478?transport=udp",
+            "demo",
+            "demo-relay-pass",
+        )
+        .relay("turns:203.0.113.30:443", "demo", "demo-relay-pass")
         .build(&key, lab.dir(), "manifest");
-    let url = format!("file://{}", manifest.display());
-    println!("manifest: {url} (signed by {})", key.public);
+    server.publish(
+        "overlay.ewm",
+        &std::fs::read(&manifest).expect("the built manifest"),
+    );
+    let url = server.https_url("overlay.ewm");
+    println!(
+        "manifest: {url} (signed by {}), relay: coturn at 203.0.113.30",
+        key.public
+    );
+    let ca = ca_file.to_string_lossy().into_owned();
     for node in &mut nodes {
-        node.agent.start(&url, &key.public);
+        let args = [
+            "--manifest-url",
+            &url,
+            "--manifest-pubkey",
+            &key.public,
+            "--ca-file",
+            &ca,
+        ];
+        node.agent.start_args(&[], &args);
     }
 
     // Devices first: the hub learns their NATed addresses from their handshakes.
@@ -186,7 +240,8 @@ fn main() {
         }
     }
     println!(
-        "\n{} of {} pairs answered; edges on one site talk directly, others through the hub.",
+        "\n{} of {} pairs answered; edges on one site talk directly, others through the hub;\n\
+         dev-c1 reaches the hub through the relay over TLS.",
         summary.len() - failed,
         summary.len()
     );
@@ -219,5 +274,31 @@ fn main() {
     drop(lab);
     if failed > 0 {
         std::process::exit(1);
+    }
+}
+
+/// The site's router lets out only TCP to port 443 (and what answers it): a corporate
+/// network that blocks UDP.
+fn only_tcp_443_out(site: &NatSite) {
+    let uplink = site.uplink.as_str();
+    let rules: [&[&str]; 4] = [
+        &["-A", "FORWARD", "-p", "udp", "-j", "DROP"],
+        &[
+            "-A", "FORWARD", "-o", uplink, "-p", "tcp", "--dport", "443", "-j", "ACCEPT",
+        ],
+        &[
+            "-A",
+            "FORWARD",
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "ESTABLISHED,RELATED",
+            "-j",
+            "ACCEPT",
+        ],
+        &["-A", "FORWARD", "-j", "DROP"],
+    ];
+    for rule in rules {
+        site.router.iptables(rule);
     }
 }
