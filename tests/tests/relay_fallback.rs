@@ -284,8 +284,6 @@ fn the_other_relay_takes_over_when_the_one_in_use_dies(hub: HubKind, name: &str)
 /// What the brief asks beyond "the other relay takes over": straight to it, with no
 /// detour through the direct path that is known to be blocked, inside the 5 s target.
 #[test]
-#[ignore = "agent: a dead relay's peer goes relay -> direct (blocked) -> next relay, \
-            1 s longer than needed (5.2 s of silence); see the e2e4 report"]
 fn when_the_relay_in_use_dies_its_peer_moves_straight_to_the_next_relay() {
     require_root!();
     let lab = Lab::new("relay-e-next");

@@ -15,6 +15,11 @@ use super::path::{Path, RelayId};
 /// 20 s brings a device back to direct within half a minute of the block lifting, for a
 /// 148-byte handshake per probe.
 pub const DIRECT_PROBE_INTERVAL: Duration = Duration::from_secs(20);
+/// How long a direct probe may take to be answered before the relay is used to point the
+/// peer back at it. Sent at once, the reminder can overtake the probe's answer in a peer
+/// that handles data and handshakes in parallel (wireguard-go), which then answers the
+/// probe through the relay and the promotion is missed.
+const PROBE_ANSWER_TIME: Duration = Duration::from_secs(1);
 
 /// A relay that has an allocation, and how fast it answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +48,8 @@ pub struct PathSelector {
     next_direct_probe: Option<Instant>,
     /// Paths that failed since the last authenticated packet.
     failed: Vec<Path>,
+    /// While a direct probe is out: when its answer is overdue.
+    probe_answer_by: Option<Instant>,
 }
 
 impl PathSelector {
@@ -104,6 +111,7 @@ impl PathSelector {
         if switch.is_some() {
             self.active = Some(via);
             self.next_direct_probe = None;
+            self.probe_answer_by = None;
         }
         switch
     }
@@ -114,6 +122,12 @@ impl PathSelector {
     pub fn on_failure(&mut self, relays: &[RelayInfo], now: Instant) -> Option<Path> {
         if let Some(p) = self.active {
             self.failed.push(p);
+            // Relayed because direct did not answer: another relay first; the direct
+            // probes find direct when it works again.
+            if p.relay().is_some() {
+                self.failed
+                    .extend(self.direct.iter().map(|&a| Path::Direct(a)));
+            }
         }
         let next = self
             .candidates(relays)
@@ -167,11 +181,27 @@ impl PathSelector {
     pub fn direct_probe_due(&mut self, now: Instant) -> Option<Vec<SocketAddr>> {
         let due = self.next_direct_probe.filter(|&t| now >= t)?;
         self.next_direct_probe = Some(due.max(now) + DIRECT_PROBE_INTERVAL);
+        self.probe_answer_by = Some(now + PROBE_ANSWER_TIME);
         Some(self.direct.clone())
     }
 
+    /// True once, when the last direct probe went unanswered: time to remind the peer,
+    /// through the relay, where we are (see `Peer::probe_direct`).
+    pub fn probe_unanswered(&mut self, now: Instant) -> bool {
+        match self.probe_answer_by {
+            Some(t) if now >= t => {
+                self.probe_answer_by = None;
+                self.active.is_some_and(|p| p.relay().is_some())
+            }
+            _ => false,
+        }
+    }
+
     pub fn deadline(&self) -> Option<Instant> {
-        self.next_direct_probe
+        [self.next_direct_probe, self.probe_answer_by]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn go(&mut self, path: Path, now: Instant) {
@@ -293,7 +323,44 @@ mod tests {
             p.direct_probe_due(t0 + DIRECT_PROBE_INTERVAL),
             Some(vec![hub])
         );
+        // The probe gets a second to be answered before the relay reminds the peer.
+        let answer_by = t0 + DIRECT_PROBE_INTERVAL + PROBE_ANSWER_TIME;
+        assert_eq!(p.deadline(), Some(answer_by));
+        assert!(!p.probe_unanswered(answer_by - Duration::from_millis(1)));
+        assert!(p.probe_unanswered(answer_by));
+        assert!(!p.probe_unanswered(answer_by), "once");
         assert_eq!(p.deadline(), Some(t0 + DIRECT_PROBE_INTERVAL * 2));
+    }
+
+    #[test]
+    fn an_answered_probe_needs_no_reminder() {
+        let t0 = Instant::now();
+        let hub = addr("203.0.113.10:51820");
+        let mut p = PathSelector::new(&[hub]);
+        p.on_failure(&relays(), t0);
+        p.direct_probe_due(t0 + DIRECT_PROBE_INTERVAL);
+        p.on_authenticated(Path::Direct(hub));
+        assert!(!p.probe_unanswered(t0 + DIRECT_PROBE_INTERVAL * 2));
+    }
+
+    #[test]
+    fn a_relayed_path_that_fails_moves_to_the_next_relay_before_direct() {
+        let t0 = Instant::now();
+        let hub = addr("203.0.113.10:51820");
+        let mut p = PathSelector::new(&[hub]);
+        p.on_failure(&relays(), t0); // direct failed: relay 1 (fastest)
+        p.on_authenticated(Path::Relayed {
+            relay: 1,
+            peer: hub,
+        }); // it worked a while
+        let next = p.on_failure(&relays(), t0);
+        assert_eq!(
+            next,
+            Some(Path::Relayed {
+                relay: 0,
+                peer: hub
+            })
+        );
     }
 
     #[test]

@@ -203,9 +203,10 @@ impl Peer {
     }
 
     /// While relayed: a handshake straight to the direct addresses. Its answer, if any,
-    /// promotes direct. Right after, a keepalive on the relay: a peer that hears the probe
-    /// but cannot answer it would otherwise roam to the dead direct address.
-    fn probe_direct(&mut self, targets: &[SocketAddr], out: &mut Outbox, now: Instant) {
+    /// promotes direct. Unanswered within a second, it is followed by a keepalive on the
+    /// relay (`tick`): a peer that hears the probe but cannot answer it has roamed to the
+    /// dead direct address and must be pointed back.
+    fn probe_direct(&mut self, targets: &[SocketAddr], out: &mut Outbox) {
         let Some(datagram) = self.session.initiate(out.buffer()) else {
             return;
         };
@@ -214,9 +215,6 @@ impl Peer {
             self.send_on(Path::Direct(addr), &datagram, out);
         }
         out.recycle(datagram);
-        if let Some(keepalive) = self.session.encapsulate(&[], out.buffer()) {
-            self.send(keepalive, out, now);
-        }
     }
 
     /// A copy of `datagram` on a path other than the active one; liveness is not told,
@@ -356,7 +354,12 @@ impl Peer {
             self.initiate(out, now);
         }
         if let Some(targets) = self.paths.direct_probe_due(now) {
-            self.probe_direct(&targets, out, now);
+            self.probe_direct(&targets, out);
+        }
+        if self.paths.probe_unanswered(now)
+            && let Some(keepalive) = self.session.encapsulate(&[], out.buffer())
+        {
+            self.send(keepalive, out, now);
         }
         match self.session.update_timers(out.buffer()) {
             Ok(Some(datagram)) => self.send(datagram, out, now),

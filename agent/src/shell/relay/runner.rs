@@ -243,7 +243,13 @@ fn read(
             Ok(0) if stream => return Err("the server closed the connection".into()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            // ICMP errors from UDP sends surface here; the transaction timers decide.
+            // The server's host says nothing listens there any more (ICMP port
+            // unreachable): the relay is gone, and its peers should move now rather
+            // than when their own traffic goes unanswered.
+            Err(e) if !stream && e.kind() == io::ErrorKind::ConnectionRefused => {
+                return Err("the server's port is closed (the relay is not running)".into());
+            }
+            // Other ICMP errors from UDP sends surface here; the transaction timers decide.
             Err(e) if !stream => {
                 log::debug!("relay {}: {e}", client.config().server);
                 return Ok(());
