@@ -90,6 +90,12 @@ fn a_new_serial_adds_and_removes_peers_without_new_handshakes_for_the_others() {
     let serial2 = manifest(2, [0, 2]);
     publish_signed(&server, &serial1, &key, lab.dir());
     start_polling(&mut hub1, &server, &key);
+    // The hub first: an edge that starts before it answers retries on its own schedule
+    // while boringtun retransmits too, and a late second handshake would be counted
+    // against the change below.
+    hub1.wait_status("hub-1 on serial 1", T, |s| {
+        s.manifest.as_ref().is_some_and(|m| m.serial == 1)
+    });
     for edge in &mut edges {
         start_polling(edge, &server, &key);
     }
