@@ -22,6 +22,7 @@
 
 mod agent;
 mod coturn;
+pub mod figures;
 mod fileserver;
 mod host;
 mod lab;

@@ -43,16 +43,7 @@ fn main() {
     let bin = edgewire_bin();
     println!("edgewire manifest figures (issue 3, item 8)");
     println!("agent: {}", bin.display());
-    println!(
-        "host: {} CPUs, load average {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("{}", edgewire_lab::figures::host_line());
     println!(
         "lab: network namespaces joined by veths, NAT in a router namespace, nginx 1.22 over TLS\n"
     );
@@ -108,11 +99,7 @@ fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// (min, median, max) of some durations.
-fn summary(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
-    v.sort();
-    (v[0], v[v.len() / 2], v[v.len() - 1])
-}
+use edgewire_lab::figures::min_median_max as summary;
 
 // ---------------------------------------------------------------- a: time to first ping
 

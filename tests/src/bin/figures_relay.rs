@@ -20,7 +20,6 @@
 //! `cargo run --release -p edgewire-lab --bin figures_relay -- [--runs N] [--seconds S]
 //! [--only a,b,c,d,e]`. It measures the release agent; `EDGEWIRE_BIN` overrides.
 
-use std::fs;
 use std::time::{Duration, Instant};
 
 use edgewire_lab::pingstream::PingStream;
@@ -52,16 +51,7 @@ fn main() {
     let bin = edgewire_bin();
     println!("edgewire relay figures (issue 4, item 7)");
     println!("agent: {}", bin.display());
-    println!(
-        "host: {} CPUs, load average {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("{}", edgewire_lab::figures::host_line());
     println!(
         "lab: network namespaces joined by veths; the edge behind a MASQUERADE router whose \
          FORWARD chain blocks; coturn 4.6.1 (UDP/TCP 3478, TLS 443); a new lab per run\n"
@@ -129,14 +119,14 @@ fn secs(d: Duration) -> String {
 }
 
 /// "min …, median …, max …" of some durations, formatted with `f`.
-fn summary(mut v: Vec<Duration>, f: fn(Duration) -> String) -> String {
-    v.sort();
+fn summary(v: Vec<Duration>, f: fn(Duration) -> String) -> String {
+    let runs = v.len();
+    let (min, median, max) = edgewire_lab::figures::min_median_max(v);
     format!(
-        "min {}, median {}, max {} ({} runs)",
-        f(v[0]),
-        f(v[v.len() / 2]),
-        f(v[v.len() - 1]),
-        v.len()
+        "min {}, median {}, max {} ({runs} runs)",
+        f(min),
+        f(median),
+        f(max)
     )
 }
 
