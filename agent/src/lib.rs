@@ -11,6 +11,7 @@ pub mod config;
 pub mod core;
 pub mod fetch;
 pub mod fsutil;
+pub mod human;
 pub mod keys;
 pub mod logger;
 pub mod manifest;
