@@ -11,6 +11,7 @@ mod packet;
 mod path;
 mod paths;
 mod peer;
+mod reflexive;
 mod routes;
 mod session;
 pub mod topology;
@@ -19,7 +20,8 @@ pub mod topology;
 mod tests;
 
 pub use liveness::Health;
-pub use node::{Changes, Drops, Node, Overlay};
+pub use node::{Changes, Drops, Event, Node, Overlay};
 pub use path::{Destination, Path, RelayId, Transmit};
 pub use paths::RelayInfo;
 pub use peer::{Peer, PeerConfig, PeerStats};
+pub use reflexive::{NatMapping, is_stun};

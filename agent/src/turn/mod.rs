@@ -31,7 +31,7 @@
 //! the TCP/TLS stream reassembly, `auth` the hashes (with `md5`), `transaction` request
 //! timers, `peers` permissions and channels, `client` the state machine.
 
-mod attr;
+pub mod attr;
 mod auth;
 mod channel;
 mod client;
@@ -56,8 +56,8 @@ pub use auth::{LongTermKey, rest_credentials};
 pub use channel::ChannelData;
 pub use client::TurnClient;
 pub use framing::MAX_FRAME;
-pub use stun::{Class, Message, Method, Writer};
-pub use transaction::{Request, Timings};
+pub use stun::{Class, MAGIC_COOKIE, Message, Method, TransactionId, Writer};
+pub use transaction::{Request, Rng, Timings};
 
 /// How the client reaches the server. The allocation itself is always UDP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
