@@ -4,6 +4,9 @@
 //! The one exception is inside boringtun: its `Tunn` reads the monotonic clock for its
 //! own WireGuard timers and the wall clock for handshake timestamps (see `session.rs`).
 
+#![deny(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
+
 mod liveness;
 mod node;
 mod outbox;

@@ -31,6 +31,9 @@
 //! the TCP/TLS stream reassembly, `auth` the hashes (with `md5`), `transaction` request
 //! timers, `peers` permissions and channels, `client` the state machine.
 
+#![deny(unsafe_code)]
+#![deny(clippy::disallowed_methods)]
+
 mod attr;
 mod auth;
 mod channel;
@@ -42,9 +45,12 @@ mod peers;
 mod stun;
 mod transaction;
 
+// Tests take one `Instant::now()` as the start of simulated time.
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod golden;
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests;
 
 use std::fmt;

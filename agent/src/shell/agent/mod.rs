@@ -264,10 +264,9 @@ impl<'a> Agent<'a> {
     /// A poll of the manifest URL finished.
     async fn on_pulled(&mut self, pulled: Pulled) {
         let new = match pulled {
-            Pulled::New(raw) => {
-                self.intake.fetched();
-                self.intake.take(raw)
-            }
+            // `take` settles a fetch problem itself: logging "fine again" before it
+            // refuses the bytes would say the opposite of what happened.
+            Pulled::New(raw) => self.intake.take(raw),
             Pulled::NotModified => {
                 self.intake.fetched();
                 None
@@ -335,7 +334,7 @@ impl<'a> Agent<'a> {
 /// wrote its state; say so, since nothing connects until the clock is set.
 fn warn_if_clock_behind(state_dir: &std::path::Path) {
     let floor = [
-        crate::manifest::cache::path(state_dir),
+        crate::state::cache::path(state_dir),
         crate::keys::key_path(state_dir),
     ]
     .iter()
