@@ -263,20 +263,7 @@ impl<'a> Agent<'a> {
 
     /// A poll of the manifest URL finished.
     async fn on_pulled(&mut self, pulled: Pulled) {
-        let new = match pulled {
-            // `take` settles a fetch problem itself: logging "fine again" before it
-            // refuses the bytes would say the opposite of what happened.
-            Pulled::New(raw) => self.intake.take(raw),
-            Pulled::NotModified => {
-                self.intake.fetched();
-                None
-            }
-            Pulled::Failed(e) => {
-                self.intake.failed(e);
-                None
-            }
-        };
-        match new {
+        match self.intake.pulled(pulled) {
             Some(manifest) => self.apply(manifest).await,
             // Names may point elsewhere now, whatever the server said.
             None => self.refresh_endpoints().await,
