@@ -90,7 +90,8 @@ impl<'a> Agent<'a> {
         let tun = tun::create(&config.interface)?;
         let mut netlink = Netlink::open(&config.interface)?;
         netlink.set_mtu_and_up(config.mtu)?;
-        let udp = Udp::bind(config.listen_port)
+        let udp = Udp::bind_waiting(config.listen_port, super::udp::PORT_WAIT)
+            .await
             .with_context(|| format!("binding UDP port {}", config.listen_port))?;
         let status = StatusServer::bind(&config.state_dir)?;
         let signals = signal_pipe(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
