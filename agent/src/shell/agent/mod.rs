@@ -249,8 +249,10 @@ impl<'a> Agent<'a> {
         let now = clock::now();
         if let Some(jump) = self.wall_clock.jumped() {
             log::info!(
-                "the wall clock jumped by {jump} s; renewing WireGuard sessions so their \
-                 handshake timestamps follow it"
+                "the wall clock jumped {} by {}; renewing WireGuard sessions so their \
+                 handshake timestamps follow it",
+                if jump < 0 { "back" } else { "forward" },
+                crate::human::Human(std::time::Duration::from_secs(jump.unsigned_abs()))
             );
             self.node.renew_sessions(now);
         }
