@@ -145,6 +145,14 @@ impl Intake {
         match self.judge(&manifest, &raw) {
             Ok(Verdict::Unchanged) => {
                 self.resolved();
+                if self.in_force_source != self.source {
+                    let line = format!(
+                        "{} sends the manifest in force (serial {}, started from the cache)",
+                        self.source, manifest.serial
+                    );
+                    self.say(Level::Info, line);
+                    self.in_force_source = self.source.clone();
+                }
                 None
             }
             Ok(Verdict::Accept { warnings }) => {
@@ -437,6 +445,21 @@ mod tests {
             "{:?}",
             next.said
         );
+        // The server sending the same bytes makes it the source, with one line.
+        assert!(next.take(world.signed(5)).is_none());
+        assert_eq!(next.in_force_source(), SOURCE);
+        assert_eq!(
+            said_with(
+                &next,
+                "sends the manifest in force (serial 5, started from the cache)"
+            )
+            .len(),
+            1,
+            "{:?}",
+            next.said
+        );
+        assert!(next.take(world.signed(5)).is_none());
+        assert_eq!(said_with(&next, "sends the manifest in force").len(), 1);
         assert!(next.take(world.signed(6)).is_some());
         assert_eq!(next.in_force_source(), SOURCE);
     }

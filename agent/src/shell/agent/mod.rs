@@ -266,7 +266,13 @@ impl<'a> Agent<'a> {
 
     /// A poll of the manifest URL finished.
     async fn on_pulled(&mut self, pulled: Pulled) {
-        match self.intake.pulled(pulled) {
+        let new = self.intake.pulled(pulled);
+        // A boot from the cache names the cache until the server sends the same bytes.
+        if let Some(info) = self.manifest.as_mut() {
+            info.source.clear();
+            info.source.push_str(self.intake.in_force_source());
+        }
+        match new {
             Some(manifest) => self.apply(manifest).await,
             // Names may point elsewhere now, whatever the server said.
             None => self.refresh_endpoints().await,
