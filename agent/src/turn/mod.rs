@@ -2,7 +2,9 @@
 //! allocation on a server reached over UDP, TCP or TLS, with permissions and channels for
 //! the peers that use it. It never touches a socket, never reads the clock (time is an
 //! argument) and draws transaction ids from a seeded generator, so tests run it with
-//! simulated time.
+//! simulated time. The compiler and clippy hold it to that: `unsafe_code` and
+//! `clippy::disallowed_methods` (the clock and `std::fs`, listed in `agent/clippy.toml`)
+//! are denied below.
 //!
 //! # Call order
 //!
