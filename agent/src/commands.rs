@@ -25,7 +25,7 @@ pub fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::Manifest(command) => manifest::execute(command),
         Command::Version => {
-            println!("edgewire {}", env!("CARGO_PKG_VERSION"));
+            println!("{}", crate::cli::version());
             Ok(())
         }
         Command::Help(text) => {

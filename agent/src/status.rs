@@ -85,13 +85,7 @@ pub fn print(state_dir: &Path, json: bool) -> anyhow::Result<()> {
 
 pub fn query(state_dir: &Path) -> anyhow::Result<Report> {
     let path = socket_path(state_dir);
-    let mut stream = UnixStream::connect(&path).with_context(|| {
-        format!(
-            "cannot reach the agent at {}: is `edgewire run` running with --state-dir {}?",
-            path.display(),
-            state_dir.display()
-        )
-    })?;
+    let mut stream = UnixStream::connect(&path).map_err(|e| connect_error(state_dir, &path, e))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut text = String::new();
     stream
@@ -103,6 +97,23 @@ pub fn query(state_dir: &Path) -> anyhow::Result<Report> {
             path.display()
         )
     })
+}
+
+/// Why `status` cannot ask the agent, and what to do about it.
+fn connect_error(state_dir: &Path, path: &Path, e: std::io::Error) -> anyhow::Error {
+    let (path, dir) = (path.display(), state_dir.display());
+    let advice = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => format!(
+            "the state directory {dir} is open only to the agent's user (it holds the \
+             private key): run `edgewire status` as root or as that user"
+        ),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
+            "is `edgewire run` running with --state-dir {dir}? (`systemctl status \
+             edgewire`)"
+        ),
+        _ => format!("is `edgewire run` running with --state-dir {dir}?"),
+    };
+    anyhow::anyhow!("cannot reach the agent at {path} ({e}): {advice}")
 }
 
 fn human(r: &Report) -> String {
@@ -155,4 +166,30 @@ fn human(r: &Report) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_denied_says_whose_directory_it_is_and_what_to_do() {
+        let e = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let dir = Path::new("/var/lib/edgewire");
+        let text = connect_error(dir, &socket_path(dir), e).to_string();
+        assert!(
+            text.contains("/var/lib/edgewire is open only to the agent's user")
+                && text.contains("run `edgewire status` as root"),
+            "{text}"
+        );
+        assert!(!text.contains("is `edgewire run` running"), "{text}");
+    }
+
+    #[test]
+    fn no_socket_asks_whether_the_agent_runs_with_that_state_dir() {
+        let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let dir = Path::new("/tmp/s");
+        let text = connect_error(dir, &socket_path(dir), e).to_string();
+        assert!(text.contains("running with --state-dir /tmp/s"), "{text}");
+    }
 }

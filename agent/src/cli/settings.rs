@@ -55,7 +55,7 @@ pub const CA_FILE: Key = Key {
     env: "EDGEWIRE_CA_FILE",
     max: 1,
     value: "FILE",
-    help: "PEM CAs pinned for the manifest server and turns: relays (default: system roots)",
+    help: "PEM CAs pinned for the manifest server and TLS relays (default: system roots)",
 };
 pub const MANIFEST_TOKEN_FILE: Key = Key {
     flag: "--manifest-token-file",
