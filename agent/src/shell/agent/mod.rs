@@ -2,6 +2,7 @@
 //! request or a signal; hand what came in to the core; send what the core produced.
 
 mod apply;
+mod record;
 mod relays;
 mod report;
 
@@ -78,6 +79,8 @@ pub struct Agent<'a> {
     next_watchdog: Option<Instant>,
     ready: bool,
     wall_clock: clock::WallClockWatch,
+    /// Start time and manifest polls, for the operator (`status`, metrics).
+    record: record::Record,
 }
 
 impl<'a> Agent<'a> {
@@ -132,6 +135,7 @@ impl<'a> Agent<'a> {
             notify,
             ready: false,
             wall_clock: clock::WallClockWatch::new(),
+            record: record::Record::new(now, clock::unix_now()),
         })
     }
 
@@ -263,6 +267,7 @@ impl<'a> Agent<'a> {
 
     /// A poll of the manifest URL finished.
     async fn on_pulled(&mut self, pulled: Pulled) {
+        self.record.on_pulled(&pulled, clock::now());
         let new = match pulled {
             Pulled::New(raw) => {
                 self.intake.fetched();
