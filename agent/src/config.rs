@@ -12,6 +12,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/edgewire/edgewire.conf";
 pub const DEFAULT_INTERFACE: &str = "ew0";
 pub const DEFAULT_LISTEN_PORT: u16 = 51820;
 pub const DEFAULT_MTU: u16 = 1420;
+/// Where `wg` looks for `IFACE.sock` (wireguard-tools' and wireguard-go's path).
+pub const DEFAULT_CONTROL_DIR: &str = "/var/run/wireguard";
 /// How often the manifest URL is asked for a new manifest (before jitter and backoff).
 pub const DEFAULT_MANIFEST_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -49,4 +51,6 @@ pub struct RunConfig {
     pub interface: String,
     pub listen_port: u16,
     pub mtu: u16,
+    /// The directory of the read-only WireGuard control socket; `None`: no socket.
+    pub control_dir: Option<PathBuf>,
 }

@@ -19,3 +19,4 @@ pub mod prefix;
 pub mod shell;
 pub mod status;
 pub mod turn;
+pub mod uapi;

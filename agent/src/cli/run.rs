@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::settings::{
-    ADDRESS, CA_FILE, INTERFACE, Key, LISTEN_PORT, MANIFEST_FORMAT, MANIFEST_INTERVAL,
+    ADDRESS, CA_FILE, CONTROL_DIR, INTERFACE, Key, LISTEN_PORT, MANIFEST_FORMAT, MANIFEST_INTERVAL,
     MANIFEST_PUBKEY, MANIFEST_TOKEN_FILE, MANIFEST_URL, STATE_DIR, Settings,
 };
 use crate::config::{self, ManifestFormat, RunConfig};
@@ -95,6 +95,11 @@ pub(super) fn run_config(s: &Settings, config_file: &Path) -> anyhow::Result<Run
             .one(&LISTEN_PORT, parse_port)?
             .unwrap_or(config::DEFAULT_LISTEN_PORT),
         mtu: config::DEFAULT_MTU,
+        control_dir: match s.one(&CONTROL_DIR, |v| Ok(v.to_string()))? {
+            Some(v) if v == "none" => None,
+            Some(v) => Some(PathBuf::from(v)),
+            None => Some(PathBuf::from(config::DEFAULT_CONTROL_DIR)),
+        },
     })
 }
 

@@ -93,6 +93,15 @@ pub const LISTEN_PORT: Key = Key {
     help: "WireGuard UDP port (default 51820)",
 };
 
+pub const CONTROL_DIR: Key = Key {
+    flag: "--control-dir",
+    env: "EDGEWIRE_CONTROL_DIR",
+    max: 1,
+    value: "DIR",
+    help: "where `wg show` finds IFACE.sock, read-only (default /var/run/wireguard; \
+           none: no socket)",
+};
+
 pub const KEYS: &[&Key] = &[
     &MANIFEST_URL,
     &MANIFEST_PUBKEY,
@@ -104,6 +113,7 @@ pub const KEYS: &[&Key] = &[
     &STATE_DIR,
     &INTERFACE,
     &LISTEN_PORT,
+    &CONTROL_DIR,
 ];
 
 /// `EDGEWIRE_*` names that are read elsewhere, so the env file may hold them.

@@ -3,6 +3,7 @@
 
 mod agent;
 mod clock;
+mod control_socket;
 mod intake;
 mod netlink;
 mod notify;

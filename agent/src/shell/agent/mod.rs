@@ -2,6 +2,7 @@
 //! request or a signal; hand what came in to the core; send what the core produced.
 
 mod apply;
+mod control;
 mod record;
 mod relays;
 mod report;
@@ -25,6 +26,7 @@ use crate::keys::PrivateKey;
 use crate::status::ManifestInfo;
 
 use super::clock;
+use super::control_socket::ControlSocket;
 use super::intake::Intake;
 use super::netlink::Netlink;
 use super::notify::Notifier;
@@ -47,6 +49,7 @@ enum Wake {
     Pulled(Option<Pulled>),
     Relay(Option<FromRelay>),
     Status(io::Result<Async<UnixStream>>),
+    Control(io::Result<Async<UnixStream>>),
     Reload,
     Signal,
 }
@@ -59,6 +62,8 @@ pub struct Agent<'a> {
     udp: Udp,
     netlink: Netlink,
     status: StatusServer,
+    /// `wg show`'s socket; none when it could not be bound or is turned off.
+    control: Option<ControlSocket>,
     /// SIGTERM and SIGINT: stop.
     signals: Async<UnixStream>,
     /// SIGHUP: poll the manifest URL now.
@@ -96,6 +101,8 @@ impl<'a> Agent<'a> {
         let udp = Udp::bind(config.listen_port)
             .with_context(|| format!("binding UDP port {}", config.listen_port))?;
         let status = StatusServer::bind(&config.state_dir)?;
+        let control = (config.control_dir.as_deref())
+            .and_then(|dir| ControlSocket::bind(dir, &config.interface));
         let signals = signal_pipe(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
         let reload = signal_pipe(&[signal_hook::consts::SIGHUP])?;
         let public = key.public_key();
@@ -121,6 +128,7 @@ impl<'a> Agent<'a> {
             udp,
             netlink,
             status,
+            control,
             signals,
             reload,
             intake,
@@ -172,6 +180,12 @@ impl<'a> Agent<'a> {
             .or(async { Wake::Relay(self.relay_rx.recv().await.ok()) })
             .or(async { Wake::Status(self.status.accept().await) })
             .or(async {
+                match &self.control {
+                    Some(c) => Wake::Control(c.accept().await),
+                    None => std::future::pending().await,
+                }
+            })
+            .or(async {
                 let _ = (&self.reload).read(&mut [0u8; 16]).await;
                 Wake::Reload
             })
@@ -195,6 +209,13 @@ impl<'a> Agent<'a> {
                         .detach();
                 }
                 Wake::Status(Err(e)) => log::debug!("status socket: {e}"),
+                Wake::Control(Ok(stream)) => {
+                    let get = crate::uapi::render_get(&self.uapi_device());
+                    if let Some(task) = self.control.as_ref().and_then(|c| c.serve(stream, get)) {
+                        self.ex.spawn(task).detach();
+                    }
+                }
+                Wake::Control(Err(e)) => log::debug!("control socket: {e}"),
                 Wake::Reload => {
                     log::info!("SIGHUP: polling {} now", self.intake.source());
                     self.puller.poll_now();

@@ -1,0 +1,227 @@
+//! End-to-end: the tools an operator already has work on an edgewire agent. `wg show`
+//! and `wg showconf` (wireguard-tools, the real binary) read the agent's control socket
+//! and print what they print for the wireguard-go hub on the other end; `wg set` is
+//! refused; clients that misbehave on the socket never hold up the data plane.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use edgewire_lab::*;
+
+const T: Duration = Duration::from_secs(20);
+
+/// Every lab agent names its interface ew0, and `wg` only looks in
+/// /var/run/wireguard: the agent puts its socket in the test's own directory
+/// (`--control-dir`), and `wg` runs in a mount namespace where that directory is
+/// /var/run/wireguard. Nothing of the machine's /var/run/wireguard is touched.
+fn wg(control_dir: &Path, args: &[&str]) -> Output {
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind \"$0\" /var/run/wireguard && exec wg \"$@\"")
+        .arg(control_dir)
+        .args(args)
+        .output()
+        .expect("running unshare and wg")
+}
+
+fn wg_ok(control_dir: &Path, args: &[&str]) -> String {
+    let out = wg(control_dir, args);
+    assert!(
+        out.status.success(),
+        "wg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct World {
+    _lab: Lab,
+    a_host: Host,
+    hub: WgDevice,
+    dev_a: Agent,
+    control_dir: PathBuf,
+}
+
+/// An edge on the WAN and a wireguard-go hub, with traffic between them.
+fn world(name: &str) -> World {
+    let lab = Lab::new(name);
+    let wan = lab.wan();
+    let hub_host = lab.host("hub");
+    wan.attach(&hub_host, "203.0.113.10/24");
+    let a_host = lab.host("dev-a");
+    wan.attach(&a_host, "198.51.100.20/24");
+    let hub = WgDevice::wireguard_go(&hub_host, 51820);
+    hub.address("10.42.0.1/16");
+    let mut dev_a = Agent::new(&a_host, "dev-a");
+    hub.add_peer(&WgPeerConfig {
+        public_key: dev_a.public_key().into(),
+        allowed_ips: vec!["10.42.1.1/32".into()],
+        ..Default::default()
+    });
+    let key = NetworkKey::generate(lab.dir(), "network.key");
+    let manifest = ManifestSource::new("lab", 1)
+        .node(
+            NodeSource::hub("hub-1", hub.public_key(), "10.42.0.1/32")
+                .endpoint("203.0.113.10:51820")
+                .keepalive(25),
+        )
+        .node(NodeSource::edge(
+            "dev-a",
+            dev_a.public_key(),
+            "site-a",
+            "10.42.1.1/32",
+        ))
+        .build(&key, lab.dir(), "manifest");
+    let control_dir = lab.dir().join("run-wireguard");
+    let manifest = manifest.to_string_lossy().into_owned();
+    let control = control_dir.to_string_lossy().into_owned();
+    dev_a.start_args(
+        &[],
+        &[
+            "--manifest-url",
+            &manifest,
+            "--manifest-pubkey",
+            &key.public,
+            "--control-dir",
+            &control,
+        ],
+    );
+    a_host.ping("10.42.0.1", T).unwrap();
+    World {
+        _lab: lab,
+        a_host,
+        hub,
+        dev_a,
+        control_dir,
+    }
+}
+
+#[test]
+fn wg_show_and_showconf_print_the_agents_peer_as_the_wireguard_go_hub_sees_the_agent() {
+    require_root!();
+    let w = world("ops-wg-show");
+    let socket = w.control_dir.join(format!("{AGENT_IFACE}.sock"));
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o700,
+        "as wireguard-go's"
+    );
+    let dir_mode = std::fs::metadata(&w.control_dir)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o755);
+
+    let ours = wait_for("a handshake in wg show dump", T, || {
+        let dump = wg_ok(&w.control_dir, &["show", AGENT_IFACE, "dump"]);
+        let lines: Vec<String> = dump.lines().map(str::to_owned).collect();
+        let handshake = lines.get(1)?.split('\t').nth(4)?.parse::<u64>().ok()?;
+        (handshake > 0).then_some(lines)
+    });
+    // The interface line: no private key is ever given out, so wg knows no public one.
+    assert_eq!(ours[0], "(none)\t(none)\t51820\toff", "{ours:?}");
+    let peer: Vec<&str> = ours[1].split('\t').collect();
+    assert_eq!(peer[0], w.hub.public_key());
+    assert_eq!(peer[1], "(none)", "no preshared key is given out either");
+    assert_eq!(peer[2], "203.0.113.10:51820");
+    assert_eq!(
+        peer[3], "10.42.0.1/32,10.42.0.0/16",
+        "the hub carries the overlay"
+    );
+    assert_eq!(peer[7], "25");
+    let (our_rx, our_tx): (u64, u64) = (peer[5].parse().unwrap(), peer[6].parse().unwrap());
+    assert!(our_rx > 0 && our_tx > 0, "{peer:?}");
+
+    // The hub's wireguard-go counts the same datagrams from its side.
+    let theirs = w.hub.peer_stat(w.dev_a.public_key()).unwrap();
+    let close = |a: u64, b: u64| a.abs_diff(b) <= 256 + a / 10;
+    assert!(
+        close(our_tx, theirs.rx_bytes) && close(our_rx, theirs.tx_bytes),
+        "ours rx {our_rx} tx {our_tx}, hub's rx {} tx {}",
+        theirs.rx_bytes,
+        theirs.tx_bytes
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let handshake: u64 = peer[4].parse().unwrap();
+    assert!(
+        handshake <= now && now - handshake < 60,
+        "{handshake} vs {now}"
+    );
+
+    let show = wg_ok(&w.control_dir, &["show", AGENT_IFACE]);
+    assert!(
+        show.contains("interface: ew0\n  listening port: 51820"),
+        "{show}"
+    );
+    assert!(!show.contains("private key"), "{show}");
+    assert!(
+        show.contains("persistent keepalive: every 25 seconds"),
+        "{show}"
+    );
+
+    let conf = wg_ok(&w.control_dir, &["showconf", AGENT_IFACE]);
+    let expected_peer = format!(
+        "[Peer]\nPublicKey = {}\nAllowedIPs = 10.42.0.1/32, 10.42.0.0/16\n\
+         Endpoint = 203.0.113.10:51820\nPersistentKeepalive = 25\n",
+        w.hub.public_key()
+    );
+    assert_eq!(
+        conf,
+        format!("[Interface]\nListenPort = 51820\n\n{expected_peer}"),
+        "{conf}"
+    );
+}
+
+#[test]
+fn wg_set_is_refused_and_bad_clients_are_dropped_without_stalling_the_agent() {
+    require_root!();
+    let w = world("ops-wg-set");
+    let out = wg(&w.control_dir, &["set", AGENT_IFACE, "listen-port", "4242"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
+    w.dev_a
+        .wait_log("the signed manifest is the source of truth", T)
+        .expect("the refusal is logged");
+    assert!(wg_ok(&w.control_dir, &["show", AGENT_IFACE, "listen-port"]).contains("51820"));
+
+    let socket = w.control_dir.join(format!("{AGENT_IFACE}.sock"));
+    // One that never sends, one that asks and never reads, one with garbage, one with a
+    // line far past any request.
+    let _silent = UnixStream::connect(&socket).unwrap();
+    let mut deaf = UnixStream::connect(&socket).unwrap();
+    deaf.write_all(b"get=1\n\n").unwrap();
+    let mut garbage = UnixStream::connect(&socket).unwrap();
+    garbage
+        .write_all(b"\x00\xffGET / HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut huge = UnixStream::connect(&socket).unwrap();
+    huge.set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let line = vec![b'a'; 256 * 1024];
+    let _ = huge
+        .write_all(b"set=1\n")
+        .and_then(|_| huge.write_all(&line));
+
+    // Meanwhile the data plane and the socket go on.
+    w.a_host.ping("10.42.0.1", T).unwrap();
+    assert!(wg_ok(&w.control_dir, &["show", AGENT_IFACE]).contains("peer: "));
+    for (name, stream) in [("garbage", &mut garbage), ("huge", &mut huge)] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "{name}: closed without an answer");
+    }
+    assert!(w.dev_a.is_running());
+}
