@@ -19,7 +19,7 @@ use super::path::{Path, RelayId, Transmit};
 use super::paths::RelayInfo;
 use super::peer::{Peer, PeerConfig};
 use super::routes::RouteTable;
-use super::session::{self, MessageKind};
+use super::session::{self, Gate, HandshakeGate, MessageKind};
 
 /// Packets the node dropped, by reason. Each one is also logged at debug.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,6 +30,9 @@ pub struct Drops {
     pub unknown_datagram: u64,
     /// WireGuard refused it (bad MAC, replay, old timestamp, ...).
     pub refused: u64,
+    /// Handshake messages answered with a cookie reply: the node was under load and the
+    /// sender had not proven its address (MAC2).
+    pub cookie_replies: u64,
 }
 
 /// The whole overlay prefix and the hubs that may carry it, most preferred first. The
@@ -72,13 +75,16 @@ pub struct Node {
     out: Outbox,
     /// Relays with an allocation, as the shell reports them.
     relays: Vec<RelayInfo>,
+    /// MAC1, and MAC2 under load, before any handshake costs an X25519 operation.
+    gate: HandshakeGate,
     pub drops: Drops,
 }
 
 impl Node {
     /// `index_seed` is random in the shell, fixed in tests: session indexes start there.
-    pub fn new(key: PrivateKey, index_seed: u32) -> Node {
+    pub fn new(key: PrivateKey, index_seed: u32, now: Instant) -> Node {
         Node {
+            gate: HandshakeGate::new(&key, now),
             key,
             peers: BTreeMap::new(),
             by_index: HashMap::new(),
@@ -166,7 +172,7 @@ impl Node {
     /// the last one they saw (a board that booted in 1970 and then got NTP time).
     pub fn renew_sessions(&mut self, now: Instant) {
         for peer in self.peers.values_mut() {
-            peer.renew_session(&self.key, &mut self.out, now);
+            peer.renew_session(&self.key, &self.gate, &mut self.out, now);
         }
     }
 
@@ -175,7 +181,7 @@ impl Node {
             self.by_index.remove(&old.index);
         }
         let index = self.allocate_index();
-        let mut peer = Peer::new(&self.key, key, config, index, now);
+        let mut peer = Peer::new(&self.key, key, config, index, &self.gate, now);
         // Handshake at once with every peer we can reach, so the first packet does not
         // wait for one and `status` shows who answers.
         if peer.path().is_some() {
@@ -312,7 +318,28 @@ impl Node {
 
     fn handle_datagram(&mut self, via: Path, datagram: &[u8], now: Instant) {
         let from = via.endpoint();
-        let key = match MessageKind::of(datagram) {
+        let kind = MessageKind::of(datagram);
+        if matches!(
+            kind,
+            Some(MessageKind::HandshakeInit | MessageKind::HandshakeResponse)
+        ) {
+            match self.gate.check(from.ip(), datagram, now) {
+                Gate::Pass => {}
+                Gate::Cookie(reply) => {
+                    self.drops.cookie_replies += 1;
+                    let mut buf = self.out.buffer();
+                    buf.extend_from_slice(&reply);
+                    self.out.push(via.into(), buf);
+                    return;
+                }
+                Gate::Drop(e) => {
+                    self.drops.unknown_datagram += 1;
+                    log::debug!("dropped a handshake message from {from}: {e}");
+                    return;
+                }
+            }
+        }
+        let key = match kind {
             Some(MessageKind::HandshakeInit) => session::initiator_of(datagram, &self.key),
             Some(_) => MessageKind::receiver_index(datagram)
                 .and_then(|idx| self.by_index.get(&(idx >> 8)).copied()),

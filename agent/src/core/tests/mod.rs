@@ -4,4 +4,5 @@
 mod failover;
 mod overlay;
 mod relay;
+mod reliability;
 mod sim;

@@ -37,6 +37,9 @@ pub struct Sim {
     pub blocked: Vec<(SocketAddr, SocketAddr)>,
     /// TURN relays: each gives node `i` the relayed address `(ip, 50000 + i)`.
     pub relays: Vec<SimRelay>,
+    /// The share of datagrams lost on every link, drawn from a seeded generator.
+    pub loss: f64,
+    rng: u64,
 }
 
 pub struct SimRelay {
@@ -53,13 +56,32 @@ impl Sim {
             lost: 0,
             blocked: Vec::new(),
             relays: Vec::new(),
+            loss: 0.0,
+            rng: 0x9e37_79b9_7f4a_7c15,
         }
+    }
+
+    /// Seeds the loss generator, so a lossy run is the same every time.
+    pub fn seed(&mut self, seed: u64) {
+        self.rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    }
+
+    /// True for a datagram the lossy network drops (xorshift64*).
+    fn lose(&mut self) -> bool {
+        if self.loss <= 0.0 {
+            return false;
+        }
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let draw = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
+        (draw as f64 / (1u64 << 53) as f64) < self.loss
     }
 
     pub fn add(&mut self, key: PrivateKey, addr: &str, own: [u8; 4]) -> usize {
         let seed = self.nodes.len() as u32 * 1000;
         self.nodes.push(SimNode {
-            node: Node::new(key, seed),
+            node: Node::new(key, seed, self.now),
             addr: addr.parse().unwrap(),
             public: None,
             tun: Vec::new(),
@@ -136,10 +158,11 @@ impl Sim {
 
     pub fn deliver(&mut self, from: SocketAddr, to: SocketAddr, payload: &[u8]) {
         let now = self.now;
-        if self.blocked.contains(&(from, to)) {
+        if self.blocked.contains(&(from, to)) || self.lose() {
             self.lost += 1;
             return;
         }
+
         // Sent to a relayed address: the relay forwards it to its client.
         if let Some(r) = self.relays.iter().position(|r| r.ip == to.ip()) {
             let client = usize::from(to.port() - 50000);

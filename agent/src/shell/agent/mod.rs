@@ -106,7 +106,7 @@ impl<'a> Agent<'a> {
         let signals = signal_pipe(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
         let reload = signal_pipe(&[signal_hook::consts::SIGHUP])?;
         let public = key.public_key();
-        let node = Node::new(key, rand_core::OsRng.next_u32());
+        let node = Node::new(key, rand_core::OsRng.next_u32(), clock::now());
         log::info!(
             "{}: up, MTU {}, UDP port {}, public key {public}",
             config.interface,
