@@ -7,6 +7,7 @@ use crate::uapi;
 
 impl super::Agent<'_> {
     pub(super) fn uapi_device(&self) -> uapi::Device {
+        let now = super::clock::now();
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -28,7 +29,7 @@ impl super::Agent<'_> {
                     public_key: p.key.0,
                     endpoint: p.path().map(|path| path.endpoint()),
                     last_handshake: p
-                        .last_handshake()
+                        .last_handshake(now)
                         .map(|ago| wall.saturating_sub(ago))
                         .filter(|t| *t > Duration::ZERO),
                     rx_bytes: p.stats.rx_bytes,

@@ -8,7 +8,7 @@ use super::record::secs_since;
 
 impl super::Agent<'_> {
     pub(super) fn report(&self) -> Report {
-        let now = super::clock::now();
+        let now = clock::now();
         let peers = self
             .node
             .peers()
@@ -36,7 +36,6 @@ impl super::Agent<'_> {
             })
             .collect();
         let drops = self.node.drops;
-        let now = clock::now();
         // The core keeps routing the overlay to its preferred hub while every hub is
         // down (that is what retries): "via" only while that hub carries traffic.
         let hub = self.node.overlay_via().map(|p| HubReport {
