@@ -15,6 +15,7 @@ pub mod human;
 pub mod keys;
 pub mod logger;
 pub mod manifest;
+pub mod metrics;
 pub mod prefix;
 pub mod shell;
 pub mod status;

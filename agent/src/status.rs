@@ -113,6 +113,9 @@ pub struct DropReport {
     pub no_route: u64,
     pub unknown_datagram: u64,
     pub refused: u64,
+    /// Handshakes answered with a cookie reply (the agent was under load).
+    #[serde(default)]
+    pub cookie_replies: u64,
 }
 
 /// Asks the agent whose state directory is `state_dir` and prints its answer.

@@ -46,8 +46,9 @@ struct World {
     control_dir: PathBuf,
 }
 
-/// An edge on the WAN and a wireguard-go hub, with traffic between them.
-fn world(name: &str) -> World {
+/// An edge on the WAN and a wireguard-go hub, with traffic between them; `extra` are
+/// more flags for the agent.
+fn world(name: &str, extra: &[&str]) -> World {
     let lab = Lab::new(name);
     let wan = lab.wan();
     let hub_host = lab.host("hub");
@@ -79,17 +80,16 @@ fn world(name: &str) -> World {
     let control_dir = lab.dir().join("run-wireguard");
     let manifest = manifest.to_string_lossy().into_owned();
     let control = control_dir.to_string_lossy().into_owned();
-    dev_a.start_args(
-        &[],
-        &[
-            "--manifest-url",
-            &manifest,
-            "--manifest-pubkey",
-            &key.public,
-            "--control-dir",
-            &control,
-        ],
-    );
+    let mut args = vec![
+        "--manifest-url",
+        &manifest,
+        "--manifest-pubkey",
+        &key.public,
+        "--control-dir",
+        &control,
+    ];
+    args.extend_from_slice(extra);
+    dev_a.start_args(&[], &args);
     a_host.ping("10.42.0.1", T).unwrap();
     World {
         _lab: lab,
@@ -103,7 +103,7 @@ fn world(name: &str) -> World {
 #[test]
 fn wg_show_and_showconf_print_the_agents_peer_as_the_wireguard_go_hub_sees_the_agent() {
     require_root!();
-    let w = world("ops-wg-show");
+    let w = world("ops-wg-show", &[]);
     let socket = w.control_dir.join(format!("{AGENT_IFACE}.sock"));
     let meta = std::fs::metadata(&socket).unwrap();
     assert!(meta.file_type().is_socket());
@@ -158,6 +158,7 @@ fn wg_show_and_showconf_print_the_agents_peer_as_the_wireguard_go_hub_sees_the_a
     );
 
     let show = wg_ok(&w.control_dir, &["show", AGENT_IFACE]);
+    eprintln!("wg show {AGENT_IFACE}:\n{show}");
     assert!(
         show.contains("interface: ew0\n  listening port: 51820"),
         "{show}"
@@ -184,7 +185,7 @@ fn wg_show_and_showconf_print_the_agents_peer_as_the_wireguard_go_hub_sees_the_a
 #[test]
 fn wg_set_is_refused_and_bad_clients_are_dropped_without_stalling_the_agent() {
     require_root!();
-    let w = world("ops-wg-set");
+    let w = world("ops-wg-set", &[]);
     let out = wg(&w.control_dir, &["set", AGENT_IFACE, "listen-port", "4242"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -224,4 +225,103 @@ fn wg_set_is_refused_and_bad_clients_are_dropped_without_stalling_the_agent() {
         assert_eq!(n, 0, "{name}: closed without an answer");
     }
     assert!(w.dev_a.is_running());
+}
+
+/// `name{labels} value` lines of a scrape, by their whole series name.
+fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn the_metrics_file_and_endpoint_count_the_traffic_a_ping_caused() {
+    require_root!();
+    let dir = std::env::temp_dir().join(format!("ew-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("edgewire.prom");
+    let file_arg = file.to_string_lossy().into_owned();
+    let w = world(
+        "ops-metrics",
+        &[
+            "--metrics-file",
+            &file_arg,
+            "--metrics-interval",
+            "1",
+            "--metrics-listen",
+            "127.0.0.1:9586",
+        ],
+    );
+    let tx = "edgewire_peer_transmit_bytes_total{peer=\"hub-1\",role=\"hub\"}";
+    let rx = "edgewire_peer_receive_bytes_total{peer=\"hub-1\",role=\"hub\"}";
+    let scrape = || samples(&std::fs::read_to_string(&file).unwrap_or_default());
+    let before = wait_for("a metrics file with hub-1", T, || scrape().get(tx).copied());
+    // 20 echo requests of 1000 bytes: each is a WireGuard datagram of more than that.
+    w.a_host.run(&[
+        "ping",
+        "-q",
+        "-c",
+        "20",
+        "-i",
+        "0.05",
+        "-s",
+        "1000",
+        "-W",
+        "2",
+        "10.42.0.1",
+    ]);
+    let after = wait_for("the ping counted in the metrics file", T, || {
+        let s = scrape();
+        (s.get(tx).copied()? >= before + 20_000.0).then_some(s)
+    });
+    assert!(after[rx] >= 20_000.0, "{after:?}");
+    // The same datagrams as the wireguard-go hub counts them from its side.
+    let hub = w.hub.peer_stat(w.dev_a.public_key()).unwrap();
+    let close = |ours: f64, theirs: u64| (ours - theirs as f64).abs() <= 512.0 + ours / 10.0;
+    assert!(
+        close(after[tx], hub.rx_bytes) && close(after[rx], hub.tx_bytes),
+        "ours tx {} rx {}; hub rx {} tx {}",
+        after[tx],
+        after[rx],
+        hub.rx_bytes,
+        hub.tx_bytes
+    );
+    assert_eq!(
+        after["edgewire_peer_path{peer=\"hub-1\",path=\"direct\"}"],
+        1.0
+    );
+    assert_eq!(
+        after["edgewire_peer_path{peer=\"hub-1\",path=\"relay\"}"],
+        0.0
+    );
+    assert_eq!(after["edgewire_peer_up{peer=\"hub-1\",role=\"hub\"}"], 1.0);
+    assert_eq!(after["edgewire_manifest_serial{network=\"lab\"}"], 1.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let handshake =
+        after["edgewire_peer_last_handshake_timestamp_seconds{peer=\"hub-1\",role=\"hub\"}"];
+    assert!(now - handshake < 60.0, "{handshake} vs {now}");
+    let started = after["process_start_time_seconds"];
+    assert!(now - started < 120.0 && started <= now, "{started}");
+    let rss = after["process_resident_memory_bytes"];
+    assert!(rss > 1e6 && rss < 64e6, "{rss}");
+
+    // The same text over HTTP, from inside the agent's namespace.
+    let http = w.a_host.run(&[
+        "bash",
+        "-c",
+        "exec 3<>/dev/tcp/127.0.0.1/9586 && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3",
+    ]);
+    eprintln!("{http}");
+    assert!(http.starts_with("HTTP/1.1 200 OK\r\n"), "{http}");
+    assert!(http.contains("text/plain; version=0.0.4"), "{http}");
+    assert!(samples(&http).contains_key(tx), "{http}");
+    drop(w);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::settings::{
     ADDRESS, CA_FILE, CONTROL_DIR, INTERFACE, Key, LISTEN_PORT, MANIFEST_FORMAT, MANIFEST_INTERVAL,
-    MANIFEST_PUBKEY, MANIFEST_TOKEN_FILE, MANIFEST_URL, STATE_DIR, Settings,
+    MANIFEST_PUBKEY, MANIFEST_TOKEN_FILE, MANIFEST_URL, METRICS_FILE, METRICS_INTERVAL,
+    METRICS_LISTEN, STATE_DIR, Settings,
 };
 use crate::config::{self, ManifestFormat, RunConfig};
 use crate::manifest::NetworkPublicKey;
@@ -100,6 +101,14 @@ pub(super) fn run_config(s: &Settings, config_file: &Path) -> anyhow::Result<Run
             Some(v) => Some(PathBuf::from(v)),
             None => Some(PathBuf::from(config::DEFAULT_CONTROL_DIR)),
         },
+        metrics_file: s.one(&METRICS_FILE, |v| Ok(PathBuf::from(v)))?,
+        metrics_interval: s
+            .one(&METRICS_INTERVAL, parse_interval)?
+            .unwrap_or(config::DEFAULT_METRICS_INTERVAL),
+        metrics_listen: s.one(&METRICS_LISTEN, |v| {
+            v.parse()
+                .map_err(|_| format!("{v:?} is not an address and port, such as 127.0.0.1:9586"))
+        })?,
     })
 }
 

@@ -102,6 +102,29 @@ pub const CONTROL_DIR: Key = Key {
            none: no socket)",
 };
 
+pub const METRICS_FILE: Key = Key {
+    flag: "--metrics-file",
+    env: "EDGEWIRE_METRICS_FILE",
+    max: 1,
+    value: "FILE",
+    help: "write Prometheus metrics here, atomically, for node_exporter's textfile \
+           collector (FILE.prom in its directory)",
+};
+pub const METRICS_INTERVAL: Key = Key {
+    flag: "--metrics-interval",
+    env: "EDGEWIRE_METRICS_INTERVAL",
+    max: 1,
+    value: "SECS",
+    help: "seconds between writes of --metrics-file (default 30)",
+};
+pub const METRICS_LISTEN: Key = Key {
+    flag: "--metrics-listen",
+    env: "EDGEWIRE_METRICS_LISTEN",
+    max: 1,
+    value: "ADDR:PORT",
+    help: "serve Prometheus metrics over HTTP here, as 127.0.0.1:9586 (default: off)",
+};
+
 pub const KEYS: &[&Key] = &[
     &MANIFEST_URL,
     &MANIFEST_PUBKEY,
@@ -114,6 +137,9 @@ pub const KEYS: &[&Key] = &[
     &INTERFACE,
     &LISTEN_PORT,
     &CONTROL_DIR,
+    &METRICS_FILE,
+    &METRICS_INTERVAL,
+    &METRICS_LISTEN,
 ];
 
 /// `EDGEWIRE_*` names that are read elsewhere, so the env file may hold them.

@@ -5,6 +5,7 @@ mod agent;
 mod clock;
 mod control_socket;
 mod intake;
+mod metrics_out;
 mod netlink;
 mod notify;
 mod puller;

@@ -3,6 +3,7 @@
 
 mod apply;
 mod control;
+mod metrics;
 mod record;
 mod relays;
 mod report;
@@ -12,8 +13,8 @@ use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 use anyhow::Context;
-use futures_lite::FutureExt;
 use futures_lite::io::AsyncReadExt;
+use futures_lite::{FutureExt, StreamExt};
 use rand_core::RngCore;
 use smol::{Async, LocalExecutor, Timer};
 use tun_rs::AsyncDevice;
@@ -28,6 +29,7 @@ use crate::status::ManifestInfo;
 use super::clock;
 use super::control_socket::ControlSocket;
 use super::intake::Intake;
+use super::metrics_out::MetricsOut;
 use super::netlink::Netlink;
 use super::notify::Notifier;
 use super::puller::{self, Pulled, Puller};
@@ -50,6 +52,8 @@ enum Wake {
     Relay(Option<FromRelay>),
     Status(io::Result<Async<UnixStream>>),
     Control(io::Result<Async<UnixStream>>),
+    MetricsTick,
+    MetricsScrape(io::Result<Async<std::net::TcpStream>>),
     Reload,
     Signal,
 }
@@ -64,6 +68,8 @@ pub struct Agent<'a> {
     status: StatusServer,
     /// `wg show`'s socket; none when it could not be bound or is turned off.
     control: Option<ControlSocket>,
+    /// `--metrics-file` and `--metrics-listen`, when either is set.
+    metrics: Option<MetricsOut>,
     /// SIGTERM and SIGINT: stop.
     signals: Async<UnixStream>,
     /// SIGHUP: poll the manifest URL now.
@@ -103,6 +109,11 @@ impl<'a> Agent<'a> {
         let status = StatusServer::bind(&config.state_dir)?;
         let control = (config.control_dir.as_deref())
             .and_then(|dir| ControlSocket::bind(dir, &config.interface));
+        let metrics = MetricsOut::new(
+            config.metrics_file.clone(),
+            config.metrics_interval,
+            config.metrics_listen,
+        )?;
         let signals = signal_pipe(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
         let reload = signal_pipe(&[signal_hook::consts::SIGHUP])?;
         let public = key.public_key();
@@ -129,6 +140,7 @@ impl<'a> Agent<'a> {
             netlink,
             status,
             control,
+            metrics,
             signals,
             reload,
             intake,
@@ -157,6 +169,9 @@ impl<'a> Agent<'a> {
         let mut tun_buf = vec![0u8; RECV_BUFFER];
         let mut udp_buf = vec![0u8; RECV_BUFFER];
         let mut timer = Timer::never();
+        let mut metrics_tick = (self.metrics.as_ref())
+            .filter(|m| m.has_file())
+            .map(|m| Timer::interval_at(Instant::now(), m.interval));
         loop {
             match self.next_deadline() {
                 Some(at) => timer.set_at(at),
@@ -180,6 +195,21 @@ impl<'a> Agent<'a> {
             .or(async { Wake::Relay(self.relay_rx.recv().await.ok()) })
             .or(async { Wake::Status(self.status.accept().await) })
             .or(async {
+                match metrics_tick.as_mut() {
+                    Some(tick) => {
+                        tick.next().await;
+                        Wake::MetricsTick
+                    }
+                    None => std::future::pending().await,
+                }
+            })
+            .or(async {
+                match &self.metrics {
+                    Some(m) => Wake::MetricsScrape(m.accept().await),
+                    None => std::future::pending().await,
+                }
+            })
+            .or(async {
                 match &self.control {
                     Some(c) => Wake::Control(c.accept().await),
                     None => std::future::pending().await,
@@ -200,7 +230,10 @@ impl<'a> Agent<'a> {
                 Wake::Timer => self.on_timer(),
                 Wake::Pulled(Some(pulled)) => self.on_pulled(pulled).await,
                 Wake::Pulled(None) => anyhow::bail!("the manifest thread stopped"),
-                Wake::Relay(Some(event)) => self.on_relay(event),
+                Wake::Relay(Some(event)) => {
+                    self.record.on_relay(&event);
+                    self.on_relay(event)
+                }
                 // The agent holds a sender itself: the channel never closes.
                 Wake::Relay(None) => {}
                 Wake::Status(Ok(stream)) => {
@@ -216,6 +249,19 @@ impl<'a> Agent<'a> {
                     }
                 }
                 Wake::Control(Err(e)) => log::debug!("control socket: {e}"),
+                Wake::MetricsTick => {
+                    let text = self.metrics_text();
+                    if let Some(m) = self.metrics.as_mut() {
+                        m.write_file(&text);
+                    }
+                }
+                Wake::MetricsScrape(Ok(stream)) => {
+                    let text = self.metrics_text();
+                    if let Some(task) = self.metrics.as_ref().and_then(|m| m.serve(stream, text)) {
+                        self.ex.spawn(task).detach();
+                    }
+                }
+                Wake::MetricsScrape(Err(e)) => log::debug!("metrics listener: {e}"),
                 Wake::Reload => {
                     log::info!("SIGHUP: polling {} now", self.intake.source());
                     self.puller.poll_now();
@@ -288,7 +334,8 @@ impl<'a> Agent<'a> {
 
     /// A poll of the manifest URL finished.
     async fn on_pulled(&mut self, pulled: Pulled) {
-        self.record.on_pulled(&pulled, clock::now());
+        self.record
+            .on_pulled(&pulled, clock::now(), clock::unix_now());
         let new = match pulled {
             Pulled::New(raw) => {
                 self.intake.fetched();

@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::core::RelayId;
 use crate::fetch::FetchError;
 
 use super::super::puller::Pulled;
+use super::super::relay::FromRelay;
 
 pub(super) struct Record {
     pub started: Instant,
@@ -19,6 +21,10 @@ pub(super) struct Record {
     pub last_error: Option<(Instant, String)>,
     /// Failed polls, by [`fetch_error_kind`].
     pub failures: BTreeMap<&'static str, u64>,
+    /// Wall-clock seconds of `last_success`, for the metrics.
+    pub last_success_unix: Option<u64>,
+    /// Each relay's round trip when its allocation was last made.
+    pub relay_rtt: BTreeMap<RelayId, Duration>,
 }
 
 impl Record {
@@ -30,13 +36,30 @@ impl Record {
             last_success: None,
             last_error: None,
             failures: BTreeMap::new(),
+            last_success_unix: None,
+            relay_rtt: BTreeMap::new(),
         }
     }
 
-    pub fn on_pulled(&mut self, pulled: &Pulled, now: Instant) {
+    pub fn on_relay(&mut self, event: &FromRelay) {
+        match event {
+            FromRelay::Up { id, rtt, .. } => {
+                self.relay_rtt.insert(*id, *rtt);
+            }
+            FromRelay::Down { id, .. } => {
+                self.relay_rtt.remove(id);
+            }
+            FromRelay::Data { .. } => {}
+        }
+    }
+
+    pub fn on_pulled(&mut self, pulled: &Pulled, now: Instant, unix_now: u64) {
         self.last_poll = Some(now);
         match pulled {
-            Pulled::New(_) | Pulled::NotModified => self.last_success = Some(now),
+            Pulled::New(_) | Pulled::NotModified => {
+                self.last_success = Some(now);
+                self.last_success_unix = Some(unix_now);
+            }
             Pulled::Failed(e) => {
                 *self.failures.entry(fetch_error_kind(e)).or_default() += 1;
                 self.last_error = Some((now, e.to_string()));
@@ -83,13 +106,14 @@ mod tests {
             url: "https://m.example/m".into(),
             code: 503,
         });
-        r.on_pulled(&failed, t0 + Duration::from_secs(5));
+        r.on_pulled(&failed, t0 + Duration::from_secs(5), 5);
         assert_eq!(r.failures.get("http_status"), Some(&1));
         assert_eq!(r.last_success, None);
         let (at, text) = r.last_error.clone().unwrap();
         assert_eq!(at, t0 + Duration::from_secs(5));
         assert!(text.contains("HTTP 503"), "{text}");
-        r.on_pulled(&Pulled::NotModified, t0 + Duration::from_secs(35));
+        r.on_pulled(&Pulled::NotModified, t0 + Duration::from_secs(35), 35);
+        assert_eq!(r.last_success_unix, Some(35));
         assert_eq!(r.last_success, Some(t0 + Duration::from_secs(35)));
         assert_eq!(r.last_poll, r.last_success);
         // The last error stays, with its time: status shows how long ago it was.

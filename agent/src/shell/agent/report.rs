@@ -74,6 +74,7 @@ impl super::Agent<'_> {
                 no_route: drops.no_route,
                 unknown_datagram: drops.unknown_datagram,
                 refused: drops.refused,
+                cookie_replies: drops.cookie_replies,
             },
         }
     }
