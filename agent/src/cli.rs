@@ -66,6 +66,11 @@ pub enum ManifestCommand {
         manifest: PathBuf,
         pubkey: Option<String>,
     },
+    /// Every edge as a Kilo `Peer`; `keepalive` for edges without one.
+    ExportKilo {
+        source: PathBuf,
+        keepalive: Option<u16>,
+    },
     /// Kilo's `kgctl showconf peer` INI as a JSON source; `public_key` adds this device.
     ImportWg {
         file: PathBuf,
@@ -217,6 +222,20 @@ fn parse_manifest(args: Vec<String>) -> anyhow::Result<Command> {
                     .transpose()?,
             }
         }
+        "export-kilo" => ManifestCommand::ExportKilo {
+            source: PathBuf::from(s.positionals.remove(0)),
+            keepalive: s
+                .options
+                .remove("--keepalive")
+                .map(|k| match k.parse::<u16>() {
+                    Ok(k) if k > 0 => Ok(k),
+                    _ => Err(anyhow::anyhow!(
+                        "--keepalive {k:?}: expected seconds from 1 to 65535 (Kilo resets a \
+                         Peer whose keepalive is 0)"
+                    )),
+                })
+                .transpose()?,
+        },
         other => unreachable!("manifest {other} is in the table but not parsed"),
     };
     Ok(Command::Manifest(command))

@@ -4,6 +4,7 @@
 //! Output contract (scripts and the lab rely on it): what a command produces (a public
 //! key, a dump) goes to stdout alone; summaries and diagnostics go to stderr.
 
+mod export_kilo;
 mod import_wg;
 mod manifest;
 

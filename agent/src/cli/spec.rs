@@ -224,6 +224,22 @@ pub const MANIFEST_IMPORT_WG: Spec = Spec {
     example: "kgctl showconf peer dev-1 > dev-1.conf\n\
               edgewire manifest import-wg dev-1.conf --address 10.4.0.99/16 > site-a.json",
 };
+pub const MANIFEST_EXPORT_KILO: Spec = Spec {
+    name: "manifest export-kilo",
+    about: "print each edge as a Kilo Peer (YAML, for `kubectl apply -f -`)",
+    settings: &[],
+    options: &[option(
+        "--keepalive",
+        "SECS",
+        "persistentKeepalive for edges that have none in the source; Kilo resets a \
+         Peer whose keepalive is 0 (default 25)",
+    )],
+    args: &[Arg {
+        name: "SOURCE",
+        help: "the manifest's JSON source, or a manifest built from it",
+    }],
+    example: "edgewire manifest export-kilo site-a.json | kubectl apply -f -",
+};
 pub const VERSION: Spec = Spec {
     name: "version",
     about: "print the version, the git commit it was built from and its target",
@@ -251,6 +267,7 @@ pub const COMMANDS: &[&Spec] = &[
     &MANIFEST_BUILD,
     &MANIFEST_SHOW,
     &MANIFEST_IMPORT_WG,
+    &MANIFEST_EXPORT_KILO,
     &VERSION,
     &HELP,
 ];

@@ -626,3 +626,28 @@ fn import_wg_takes_a_file_an_address_and_optionally_this_devices_key() {
         "{err}"
     );
 }
+
+#[test]
+fn export_kilo_takes_a_source_and_a_keepalive_that_is_not_0() {
+    match parse_env(
+        &["manifest", "export-kilo", "site.json", "--keepalive", "15"],
+        &[],
+    )
+    .unwrap()
+    {
+        Command::Manifest(ManifestCommand::ExportKilo { source, keepalive }) => {
+            assert_eq!((source, keepalive), ("site.json".into(), Some(15)));
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = error(
+        &["manifest", "export-kilo", "s.json", "--keepalive", "0"],
+        &[],
+    );
+    assert!(
+        err.contains("Kilo resets a Peer whose keepalive is 0"),
+        "{err}"
+    );
+    let err = error(&["manifest", "export-kilo"], &[]);
+    assert!(err.contains("needs SOURCE"), "{err}");
+}

@@ -1,5 +1,5 @@
-//! `edgewire manifest keygen|build|show|import-wg`: the operator's side of manifest
-//! trust (import-wg lives in `import_wg.rs`).
+//! `edgewire manifest keygen|build|show|import-wg|export-kilo`: the operator's side of
+//! manifest trust (import-wg and export-kilo live in their own files).
 //! Every error names the file it is about.
 
 use std::io::{self, Read};
@@ -38,6 +38,9 @@ pub fn execute(command: ManifestCommand) -> anyhow::Result<()> {
             address,
             public_key,
         } => super::import_wg::run(&file, address, public_key),
+        ManifestCommand::ExportKilo { source, keepalive } => {
+            super::export_kilo::run(&source, keepalive)
+        }
     }
 }
 
