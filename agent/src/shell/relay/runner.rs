@@ -55,9 +55,10 @@ pub async fn run(
             Ok(won) => won,
             Err(errors) => {
                 log::warn!(
-                    "relay {}: no transport works ({}); retrying in {pause:?}",
+                    "relay {}: no transport works ({}); retrying in {}",
                     spec.host,
-                    errors.join("; ")
+                    errors.join("; "),
+                    crate::human::Human(pause)
                 );
                 Timer::after(pause).await;
                 pause = (pause * 2).min(RETRY_MAX);
