@@ -325,3 +325,64 @@ fn the_metrics_file_and_endpoint_count_the_traffic_a_ping_caused() {
     drop(w);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `edgewire status --json` as a JSON value, for the fields the lab's `Status` predates.
+fn status_json(agent: &Agent) -> Option<serde_json::Value> {
+    let bin = edgewire_bin();
+    let state_dir = agent.state_dir().to_string_lossy().into_owned();
+    let out = agent.host().exec(&[
+        &bin.to_string_lossy(),
+        "status",
+        "--json",
+        "--state-dir",
+        &state_dir,
+    ]);
+    out.success()
+        .then(|| serde_json::from_str(&out.stdout).ok())
+        .flatten()
+}
+
+#[test]
+fn status_shows_version_uptime_and_polls_and_never_a_dead_hub_as_via() {
+    require_root!();
+    let w = world("ops-status", &[]);
+    let up = wait_for("status with the hub carrying the overlay", T, || {
+        status_json(&w.dev_a).filter(|s| s["overlay_via"] == "hub-1")
+    });
+    assert_eq!(up["overlay_hub"]["carrying"], true, "{up:#}");
+    assert!(
+        up["version"].as_str().unwrap().starts_with("edgewire "),
+        "{up:#}"
+    );
+    assert!(up["manifest_poll"]["last_poll_secs"].is_u64(), "{up:#}");
+    assert_eq!(up["manifest_poll"]["interval_secs"], 30);
+    assert_eq!(up["peers"][0]["keepalive_secs"], 25);
+    let text = w.dev_a.status_text().unwrap();
+    for want in [
+        "agent:     edgewire ",
+        ", up ",
+        "polled ",
+        "overlay:   via hub-1 (",
+    ] {
+        assert!(text.contains(want), "{want:?} in\n{text}");
+    }
+    assert!(
+        text.contains(" B received") || text.contains(" KiB received"),
+        "{text}"
+    );
+
+    // The hub dies; traffic toward it finds out.
+    w.hub.proc().stop();
+    let down = wait_for("hub-1 judged down", Duration::from_secs(60), || {
+        let _ = w.a_host.ping_once("10.42.0.1");
+        status_json(&w.dev_a).filter(|s| s["overlay_hub"]["health"] == "down")
+    });
+    assert_eq!(down["overlay_via"], serde_json::Value::Null, "{down:#}");
+    assert_eq!(down["overlay_hub"]["carrying"], false, "{down:#}");
+    let text = w.dev_a.status_text().unwrap();
+    assert!(!text.contains("via hub-1"), "{text}");
+    assert!(
+        text.contains("overlay:   no hub carries it: hub-1 is down, retrying"),
+        "{text}"
+    );
+}
