@@ -41,6 +41,11 @@ pub enum Command {
         json: bool,
     },
     Manifest(ManifestCommand),
+    /// Whether the device can join its overlay; `run`'s settings.
+    Netcheck {
+        config: RunConfig,
+        json: bool,
+    },
     Version,
     /// Print this text on stdout and exit successfully.
     Help(String),
@@ -116,6 +121,16 @@ pub(crate) fn parse_with(
             };
             let (settings, config_file) = merge(&spec::RUN, &s, env)?;
             run::run_config(&settings, &config_file).map(Command::Run)
+        }
+        "netcheck" => {
+            let Some(s) = scan(&spec::NETCHECK, rest)? else {
+                return Ok(Command::Help(help::command(&spec::NETCHECK)));
+            };
+            let (settings, config_file) = merge(&spec::NETCHECK, &s, env)?;
+            Ok(Command::Netcheck {
+                config: run::run_config(&settings, &config_file)?,
+                json: s.switches.contains("--json"),
+            })
         }
         "keygen" | "pubkey" | "status" => {
             let spec = match command.as_str() {

@@ -7,6 +7,7 @@
 mod export_kilo;
 mod import_wg;
 mod manifest;
+mod netcheck;
 
 use crate::cli::Command;
 use crate::keys;
@@ -25,6 +26,13 @@ pub fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Manifest(command) => manifest::execute(command),
+        Command::Netcheck { config, json } => {
+            if netcheck::run(&config, json)? {
+                Ok(())
+            } else {
+                anyhow::bail!("netcheck: this device cannot join its overlay")
+            }
+        }
         Command::Version => {
             println!("{}", crate::cli::version());
             Ok(())

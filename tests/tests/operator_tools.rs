@@ -44,11 +44,17 @@ struct World {
     hub: WgDevice,
     dev_a: Agent,
     control_dir: PathBuf,
+    /// The agent's manifest flags, for commands that take `run`'s settings.
+    manifest_args: Vec<String>,
 }
 
 /// An edge on the WAN and a wireguard-go hub, with traffic between them; `extra` are
 /// more flags for the agent.
 fn world(name: &str, extra: &[&str]) -> World {
+    world_with(name, extra, true)
+}
+
+fn world_with(name: &str, extra: &[&str], start: bool) -> World {
     let lab = Lab::new(name);
     let wan = lab.wan();
     let hub_host = lab.host("hub");
@@ -89,9 +95,12 @@ fn world(name: &str, extra: &[&str]) -> World {
         &control,
     ];
     args.extend_from_slice(extra);
-    dev_a.start_args(&[], &args);
-    a_host.ping("10.42.0.1", T).unwrap();
+    if start {
+        dev_a.start_args(&[], &args);
+        a_host.ping("10.42.0.1", T).unwrap();
+    }
     World {
+        manifest_args: args.iter().map(|a| a.to_string()).collect(),
         _lab: lab,
         a_host,
         hub,
@@ -384,5 +393,79 @@ fn status_shows_version_uptime_and_polls_and_never_a_dead_hub_as_via() {
     assert!(
         text.contains("overlay:   no hub carries it: hub-1 is down, retrying"),
         "{text}"
+    );
+}
+
+/// `edgewire netcheck` on the agent's host, with the agent's settings.
+fn netcheck(w: &World, json: bool) -> (bool, String) {
+    let bin = edgewire_bin().to_string_lossy().into_owned();
+    let state_dir = w.dev_a.state_dir().to_string_lossy().into_owned();
+    let mut argv = vec![bin.as_str(), "netcheck", "--config", "/dev/null"];
+    argv.extend(["--state-dir", &state_dir]);
+    argv.extend(w.manifest_args.iter().map(String::as_str));
+    if json {
+        argv.push("--json");
+    }
+    let start = std::time::Instant::now();
+    let out = w.a_host.exec(&argv);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "netcheck took {:?}",
+        start.elapsed()
+    );
+    (out.success(), out.stdout)
+}
+
+#[test]
+fn netcheck_shakes_hands_with_the_hub_itself_and_fails_on_its_own_when_the_hub_is_gone() {
+    require_root!();
+    let w = world_with("ops-netcheck", &[], false);
+    let (ok, out) = netcheck(&w, false);
+    assert!(ok, "{out}");
+    for want in [
+        "ok    /dev/net/tun",
+        "ok    CAP_NET_ADMIN",
+        "-     agent",
+        "ok    manifest URL     ",
+        "serial 1",
+        "ok    hub hub-1        203.0.113.10:51820: handshake answered in ",
+        "result: this device can join its overlay",
+    ] {
+        assert!(out.contains(want), "{want:?} in\n{out}");
+    }
+
+    w.hub.proc().stop();
+    let (ok, json) = netcheck(&w, true);
+    assert!(!ok, "{json}");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["can_join"], false);
+    let hub = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "hub hub-1")
+        .unwrap();
+    assert_eq!(hub["outcome"], "fail", "{hub}");
+    assert!(
+        hub["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no handshake answer within 3 s")
+    );
+}
+
+#[test]
+fn netcheck_asks_a_running_agent_about_its_hubs() {
+    require_root!();
+    let w = world("ops-netcheck-agent", &[]);
+    w.dev_a.wait_status("hub-1 up", T, |s| {
+        s.peer("hub-1").is_some_and(|p| p.health == "up")
+    });
+    let (ok, out) = netcheck(&w, false);
+    assert!(ok, "{out}");
+    assert!(out.contains("ok    agent            running: "), "{out}");
+    assert!(
+        out.contains("ok    hub hub-1        up per the running agent"),
+        "{out}"
     );
 }

@@ -104,6 +104,14 @@ pub const RUN: Spec = Spec {
     example: "edgewire run --manifest-url https://m.example.net/site-a.ewm \\\n    \
               --manifest-pubkey 9GDKR4Yt0i8gE2GFu1A3CsyZ0kHZoTWuKuXfG2y4rWY=",
 };
+pub const NETCHECK: Spec = Spec {
+    name: "netcheck",
+    about: "check whether this device can join its overlay, and what is in the way",
+    settings: settings::KEYS,
+    options: &[CONFIG, switch("--json", "print the checks as JSON")],
+    args: &[],
+    example: "edgewire netcheck --json",
+};
 pub const KEYGEN: Spec = Spec {
     name: "keygen",
     about: "make this device's WireGuard key (kept 0600 in the state directory)",
@@ -260,6 +268,7 @@ pub const HELP: Spec = Spec {
 /// Every command, in the order the help lists them.
 pub const COMMANDS: &[&Spec] = &[
     &RUN,
+    &NETCHECK,
     &KEYGEN,
     &PUBKEY,
     &STATUS,
