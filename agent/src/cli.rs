@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
-use crate::config::{self, RunConfig};
+use crate::config::{self, OperatorConfig, RunConfig};
 use settings::{Key, Origin, STATE_DIR, Settings};
 use spec::Spec;
 
@@ -28,7 +28,7 @@ pub use help::version;
 
 #[derive(Debug)]
 pub enum Command {
-    Run(RunConfig),
+    Run(RunConfig, OperatorConfig),
     Keygen {
         state_dir: PathBuf,
         force: bool,
@@ -120,7 +120,10 @@ pub(crate) fn parse_with(
                 return Ok(Command::Help(help::command(&spec::RUN)));
             };
             let (settings, config_file) = merge(&spec::RUN, &s, env)?;
-            run::run_config(&settings, &config_file).map(Command::Run)
+            Ok(Command::Run(
+                run::run_config(&settings, &config_file)?,
+                run::operator_config(&settings)?,
+            ))
         }
         "netcheck" => {
             let Some(s) = scan(&spec::NETCHECK, rest)? else {

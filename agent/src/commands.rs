@@ -14,7 +14,7 @@ use crate::keys;
 
 pub fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run(config) => crate::shell::run(config),
+        Command::Run(config, ops) => crate::shell::run(config, ops),
         Command::Status { state_dir, json } => crate::status::print(&state_dir, json),
         Command::Keygen { state_dir, force } => {
             let key = keys::create(&state_dir, force)?;

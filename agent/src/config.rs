@@ -53,6 +53,12 @@ pub struct RunConfig {
     pub interface: String,
     pub listen_port: u16,
     pub mtu: u16,
+}
+
+/// What `run` offers the operator's tools: `wg`'s control socket and the metrics. Kept
+/// apart from [`RunConfig`], which the data path and its tests build by hand.
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
     /// The directory of the read-only WireGuard control socket; `None`: no socket.
     pub control_dir: Option<PathBuf>,
     /// Prometheus text written here (atomically) every `metrics_interval`.

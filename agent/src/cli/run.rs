@@ -10,7 +10,7 @@ use super::settings::{
     MANIFEST_PUBKEY, MANIFEST_TOKEN_FILE, MANIFEST_URL, METRICS_FILE, METRICS_INTERVAL,
     METRICS_LISTEN, STATE_DIR, Settings,
 };
-use crate::config::{self, ManifestFormat, RunConfig};
+use crate::config::{self, ManifestFormat, OperatorConfig, RunConfig};
 use crate::manifest::NetworkPublicKey;
 use crate::prefix::Prefix;
 
@@ -96,6 +96,12 @@ pub(super) fn run_config(s: &Settings, config_file: &Path) -> anyhow::Result<Run
             .one(&LISTEN_PORT, parse_port)?
             .unwrap_or(config::DEFAULT_LISTEN_PORT),
         mtu: config::DEFAULT_MTU,
+    })
+}
+
+/// The settings of the operator's tools around `run` (see [`OperatorConfig`]).
+pub(super) fn operator_config(s: &Settings) -> anyhow::Result<OperatorConfig> {
+    Ok(OperatorConfig {
         control_dir: match s.one(&CONTROL_DIR, |v| Ok(v.to_string()))? {
             Some(v) if v == "none" => None,
             Some(v) => Some(PathBuf::from(v)),

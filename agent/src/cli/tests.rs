@@ -29,7 +29,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<RunConfig> {
     let mut full = vec!["run"];
     full.extend_from_slice(args);
     match parse_env(&full, env)? {
-        Command::Run(config) => Ok(config),
+        Command::Run(config, _) => Ok(config),
         other => panic!("not a run command: {other:?}"),
     }
 }
@@ -650,4 +650,40 @@ fn export_kilo_takes_a_source_and_a_keepalive_that_is_not_0() {
     );
     let err = error(&["manifest", "export-kilo"], &[]);
     assert!(err.contains("needs SOURCE"), "{err}");
+}
+
+#[test]
+fn the_control_socket_and_metrics_settings_have_defaults_and_checks() {
+    let ops = |args: &[&str]| {
+        let mut full = vec!["run", "--manifest-url", "/m", "--manifest-pubkey", KEY_A];
+        full.extend_from_slice(args);
+        match parse_env(&full, &[]) {
+            Ok(Command::Run(_, ops)) => Ok(ops),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    };
+    let default = ops(&[]).unwrap();
+    assert_eq!(
+        default.control_dir,
+        Some(PathBuf::from(config::DEFAULT_CONTROL_DIR))
+    );
+    assert_eq!((default.metrics_file, default.metrics_listen), (None, None));
+    assert_eq!(default.metrics_interval, config::DEFAULT_METRICS_INTERVAL);
+    assert_eq!(ops(&["--control-dir", "none"]).unwrap().control_dir, None);
+    let set = ops(&[
+        "--metrics-file=/var/lib/node_exporter/edgewire.prom",
+        "--metrics-interval",
+        "10",
+        "--metrics-listen",
+        "127.0.0.1:9586",
+    ])
+    .unwrap();
+    assert_eq!(set.metrics_interval, Duration::from_secs(10));
+    assert_eq!(set.metrics_listen, Some("127.0.0.1:9586".parse().unwrap()));
+    let err = ops(&["--metrics-listen", "localhost"]).unwrap_err();
+    assert!(
+        err.starts_with("--metrics-listen: \"localhost\" is not an address and port"),
+        "{err}"
+    );
 }

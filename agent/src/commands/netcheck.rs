@@ -24,7 +24,7 @@ use crate::core::topology;
 use crate::core::{Destination, Node};
 use crate::fetch::{FetchConfig, Fetched, Fetcher};
 use crate::human::Human;
-use crate::manifest::{self, ClockTrust, Envelope, Manifest, Role};
+use crate::manifest::{self, Envelope, Manifest, Role};
 use crate::status;
 
 const FETCH_CONNECT: Duration = Duration::from_secs(3);
@@ -83,7 +83,7 @@ fn netcheck(config: &RunConfig) -> NetcheckReport {
         check_cap(&read("/proc/self/status"))
     });
     timed("clock", &mut || {
-        let trust = ClockTrust::detect();
+        let trust = crate::shell::clocktrust::detect();
         if trust.is_synchronised() {
             (Outcome::Ok, trust.reason().to_string())
         } else {
@@ -231,8 +231,8 @@ fn check_cap(proc_status: &str) -> (Outcome, String) {
 }
 
 fn check_cache(state_dir: &Path, format: ManifestFormat) -> (Outcome, String, Option<Manifest>) {
-    let path = manifest::cache::path(state_dir);
-    let raw = match manifest::cache::load(state_dir) {
+    let path = crate::state::cache::path(state_dir);
+    let raw = match crate::state::cache::load(state_dir) {
         Ok(Some(raw)) => raw,
         Ok(None) => return (Outcome::Skip, format!("none at {}", path.display()), None),
         Err(e) => return (Outcome::Fail, e.to_string(), None),

@@ -3,6 +3,7 @@
 
 mod agent;
 mod clock;
+pub(crate) mod clocktrust;
 mod control_socket;
 mod intake;
 mod metrics_out;
@@ -16,14 +17,30 @@ mod udp;
 
 use smol::LocalExecutor;
 
-use crate::config::RunConfig;
+use crate::config::{OperatorConfig, RunConfig};
 
 /// `edgewire run`: runs until SIGTERM or SIGINT.
-pub fn run(config: RunConfig) -> anyhow::Result<()> {
+pub fn run(config: RunConfig, ops: OperatorConfig) -> anyhow::Result<()> {
+    // Before anything of ours is written: what a crash left behind goes first.
+    match crate::state::remove_stale_temporaries(&config.state_dir) {
+        Ok(removed) => {
+            for stale in removed {
+                log::info!(
+                    "removed {}, a temporary file left by process {} (no longer running)",
+                    stale.path.display(),
+                    stale.pid
+                );
+            }
+        }
+        Err(e) => log::warn!(
+            "looking for temporary files left in {}: {e}",
+            config.state_dir.display()
+        ),
+    }
     let key = crate::keys::load_or_create(&config.state_dir)?;
     let ex = LocalExecutor::new();
     smol::block_on(ex.run(async {
-        let mut agent = agent::Agent::start(config, key, &ex).await?;
+        let mut agent = agent::Agent::start(config, ops, key, &ex).await?;
         agent.run().await
     }))
 }

@@ -19,7 +19,7 @@ use rand_core::RngCore;
 use smol::{Async, LocalExecutor, Timer};
 use tun_rs::AsyncDevice;
 
-use crate::config::RunConfig;
+use crate::config::{OperatorConfig, RunConfig};
 use crate::core::topology::Topology;
 use crate::core::{Destination, Node};
 use crate::fetch::{FetchConfig, Fetcher};
@@ -97,6 +97,7 @@ pub struct Agent<'a> {
 impl<'a> Agent<'a> {
     pub async fn start(
         config: RunConfig,
+        ops: OperatorConfig,
         key: PrivateKey,
         ex: &'a LocalExecutor<'static>,
     ) -> anyhow::Result<Agent<'a>> {
@@ -104,16 +105,13 @@ impl<'a> Agent<'a> {
         let tun = tun::create(&config.interface)?;
         let mut netlink = Netlink::open(&config.interface)?;
         netlink.set_mtu_and_up(config.mtu)?;
-        let udp = Udp::bind(config.listen_port)
+        let udp = Udp::bind_waiting(config.listen_port, super::udp::PORT_WAIT)
+            .await
             .with_context(|| format!("binding UDP port {}", config.listen_port))?;
         let status = StatusServer::bind(&config.state_dir)?;
-        let control = (config.control_dir.as_deref())
+        let control = (ops.control_dir.as_deref())
             .and_then(|dir| ControlSocket::bind(dir, &config.interface));
-        let metrics = MetricsOut::new(
-            config.metrics_file.clone(),
-            config.metrics_interval,
-            config.metrics_listen,
-        )?;
+        let metrics = MetricsOut::new(ops.metrics_file, ops.metrics_interval, ops.metrics_listen)?;
         let signals = signal_pipe(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
         let reload = signal_pipe(&[signal_hook::consts::SIGHUP])?;
         let public = key.public_key();
@@ -319,8 +317,10 @@ impl<'a> Agent<'a> {
         let now = clock::now();
         if let Some(jump) = self.wall_clock.jumped() {
             log::info!(
-                "the wall clock jumped by {jump} s; renewing WireGuard sessions so their \
-                 handshake timestamps follow it"
+                "the wall clock jumped {} by {}; renewing WireGuard sessions so their \
+                 handshake timestamps follow it",
+                if jump < 0 { "back" } else { "forward" },
+                crate::human::Human(std::time::Duration::from_secs(jump.unsigned_abs()))
             );
             self.node.renew_sessions(now);
         }
@@ -336,20 +336,12 @@ impl<'a> Agent<'a> {
     async fn on_pulled(&mut self, pulled: Pulled) {
         self.record
             .on_pulled(&pulled, clock::now(), clock::unix_now());
-        let new = match pulled {
-            Pulled::New(raw) => {
-                self.intake.fetched();
-                self.intake.take(raw)
-            }
-            Pulled::NotModified => {
-                self.intake.fetched();
-                None
-            }
-            Pulled::Failed(e) => {
-                self.intake.failed(e);
-                None
-            }
-        };
+        let new = self.intake.pulled(pulled);
+        // A boot from the cache names the cache until the server sends the same bytes.
+        if let Some(info) = self.manifest.as_mut() {
+            info.source.clear();
+            info.source.push_str(self.intake.in_force_source());
+        }
         match new {
             Some(manifest) => self.apply(manifest).await,
             // Names may point elsewhere now, whatever the server said.
@@ -408,7 +400,7 @@ impl<'a> Agent<'a> {
 /// wrote its state; say so, since nothing connects until the clock is set.
 fn warn_if_clock_behind(state_dir: &std::path::Path) {
     let floor = [
-        crate::manifest::cache::path(state_dir),
+        crate::state::cache::path(state_dir),
         crate::keys::key_path(state_dir),
     ]
     .iter()
