@@ -469,3 +469,98 @@ fn netcheck_asks_a_running_agent_about_its_hubs() {
         "{out}"
     );
 }
+
+/// An edge behind a NAT of `kind`, a wireguard-go hub and two coturn relays on the WAN;
+/// `edgewire netcheck` (no agent running) classifies the NAT from the relays' STUN.
+fn netcheck_behind(name: &str, kind: NatKind) -> serde_json::Value {
+    let lab = Lab::new(name);
+    let wan = lab.wan();
+    let hub_host = lab.host("hub");
+    wan.attach(&hub_host, "203.0.113.10/24");
+    let site = wan.nat_router_with("nat-a", "198.51.100.2/24", "192.168.10.1/24", kind);
+    let a_host = site.host("dev-a", "192.168.10.2/24");
+    let hub = WgDevice::wireguard_go(&hub_host, 51820);
+    hub.address("10.42.0.1/16");
+    let dev_a = Agent::new(&a_host, "dev-a");
+    hub.add_peer(&WgPeerConfig {
+        public_key: dev_a.public_key().into(),
+        allowed_ips: vec!["10.42.1.1/32".into()],
+        ..Default::default()
+    });
+    let mut relays = Vec::new();
+    for (i, addr) in ["203.0.113.20", "203.0.113.21"].iter().enumerate() {
+        let host = lab.host(&format!("turn-{i}"));
+        wan.attach(&host, &format!("{addr}/24"));
+        relays.push((
+            Coturn::start(&host, addr, &CoturnConfig::long_term("u", "p", "lab")),
+            host,
+        ));
+    }
+    let key = NetworkKey::generate(lab.dir(), "network.key");
+    let manifest = ManifestSource::new("lab", 1)
+        .node(
+            NodeSource::hub("hub-1", hub.public_key(), "10.42.0.1/32")
+                .endpoint("203.0.113.10:51820"),
+        )
+        .node(NodeSource::edge(
+            "dev-a",
+            dev_a.public_key(),
+            "site-a",
+            "10.42.1.1/32",
+        ))
+        .relay("turn:203.0.113.20:3478?transport=udp", "u", "p")
+        .relay("turn:203.0.113.21:3478?transport=udp", "u", "p")
+        .build(&key, lab.dir(), "manifest");
+    let bin = edgewire_bin().to_string_lossy().into_owned();
+    let state_dir = dev_a.state_dir().to_string_lossy().into_owned();
+    let manifest = manifest.to_string_lossy().into_owned();
+    let out = a_host.exec(&[
+        &bin,
+        "netcheck",
+        "--config",
+        "/dev/null",
+        "--state-dir",
+        &state_dir,
+        "--manifest-url",
+        &manifest,
+        "--manifest-pubkey",
+        &key.public,
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", out.stdout, out.stderr));
+    assert!(out.success(), "the hub answers: {report:#}");
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "NAT")
+        .cloned()
+        .unwrap_or_else(|| panic!("no NAT check: {report:#}"))
+}
+
+#[test]
+fn netcheck_classifies_a_masquerade_nat_as_endpoint_independent() {
+    require_root!();
+    let nat = netcheck_behind("ops-nat-eim", NatKind::Masquerade);
+    assert_eq!(nat["outcome"], "ok", "{nat}");
+    let detail = nat["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("endpoint-independent mapping") && detail.contains("198.51.100.2:"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn netcheck_classifies_a_random_port_nat_as_endpoint_dependent() {
+    require_root!();
+    let nat = netcheck_behind("ops-nat-edm", NatKind::RandomFully);
+    assert_eq!(nat["outcome"], "warn", "{nat}");
+    assert!(
+        nat["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("endpoint-dependent mapping"),
+        "{nat}"
+    );
+}

@@ -8,9 +8,13 @@
 //! move the hub's idea of this device's endpoint away from the agent. Without an agent,
 //! netcheck shakes hands with each hub itself, through the core, from its own socket.
 //!
-//! Not checked yet: the NAT type (STUN against two servers), relay allocations per
-//! transport, and the manifest server's DNS / TCP / TLS steps, certificate and ETag
-//! one by one (the fetcher reports them only as one result).
+//! The NAT's mapping comes from the same socket and core: STUN Binding to the relays'
+//! UDP ports (two of different addresses are needed), classified by `core::reflexive`.
+//! With an agent running it is not asked: the agent's loop does not feed the core's
+//! STUN yet, so it has no answer to give, and netcheck does not compete with it.
+//!
+//! Not checked yet: relay allocations per transport, and the manifest server's DNS /
+//! TCP / TLS steps, certificate and ETag one by one (the fetcher reports one result).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
@@ -21,7 +25,7 @@ use serde::Serialize;
 
 use crate::config::{ManifestFormat, RunConfig};
 use crate::core::topology;
-use crate::core::{Destination, Node};
+use crate::core::{Destination, Event, NatMapping, Node};
 use crate::fetch::{FetchConfig, Fetched, Fetcher};
 use crate::human::Human;
 use crate::manifest::{self, Envelope, Manifest, Role};
@@ -183,7 +187,6 @@ fn netcheck(config: &RunConfig) -> NetcheckReport {
         can_join: tun == Outcome::Ok && cap == Outcome::Ok && have_manifest && hub_up,
         checks,
         not_checked: vec![
-            "NAT type (STUN)",
             "relay allocations per transport",
             "manifest server DNS/TCP/TLS steps and certificate",
         ],
@@ -344,6 +347,12 @@ fn check_hubs(config: &RunConfig, m: &Manifest) -> Vec<Check> {
         start,
     );
     node.apply(hubs.clone(), None, start);
+    // The relays' UDP ports answer STUN Binding (coturn does): two of different
+    // addresses classify the NAT's mapping, from this very socket.
+    let stun: Vec<SocketAddr> = stun_servers(m);
+    node.set_host_addresses(host_addresses(&stun), start);
+    node.set_stun_servers(stun.clone(), start);
+    let mut mapping = None;
     for config in hubs.values() {
         if let Some(to) = config.allowed_ips.first().map(|p| p.addr()) {
             node.handle_tun(&echo_request(source, to), start);
@@ -351,7 +360,10 @@ fn check_hubs(config: &RunConfig, m: &Manifest) -> Vec<Check> {
     }
     let mut answered: BTreeMap<crate::keys::PublicKey, Duration> = BTreeMap::new();
     let mut buf = vec![0u8; 65_536];
-    while answered.len() < hubs.len() && start.elapsed() < HANDSHAKE_DEADLINE {
+    let stun_pending = |mapping: &Option<NatMapping>| stun.len() >= 2 && mapping.is_none();
+    while (answered.len() < hubs.len() || stun_pending(&mapping))
+        && start.elapsed() < HANDSHAKE_DEADLINE
+    {
         while let Some(t) = node.poll_transmit() {
             if let Destination::Udp(to) = t.destination {
                 let _ = socket.send_to(&t.payload, to);
@@ -370,6 +382,10 @@ fn check_hubs(config: &RunConfig, m: &Manifest) -> Vec<Check> {
             Ok((n, from)) => node.handle_udp(from, &buf[..n], Instant::now()),
             Err(_) => node.handle_timeout(Instant::now()),
         }
+        while let Some(event) = node.poll_event() {
+            let Event::NatMapping(m) = event;
+            mapping = Some(m);
+        }
         let now = Instant::now();
         for (k, _) in hubs.iter() {
             if !answered.contains_key(k)
@@ -379,7 +395,9 @@ fn check_hubs(config: &RunConfig, m: &Manifest) -> Vec<Check> {
             }
         }
     }
-    hubs.iter()
+    let nat = nat_check(&stun, mapping, &node.reflexive_addresses());
+    let mut checks: Vec<Check> = hubs
+        .iter()
         .map(|(k, c)| {
             let at = c
                 .endpoints
@@ -407,7 +425,88 @@ fn check_hubs(config: &RunConfig, m: &Manifest) -> Vec<Check> {
                 ),
             }
         })
-        .collect()
+        .collect();
+    checks.push(nat);
+    checks
+}
+
+/// Each relay's UDP port (`turn:` URLs with UDP, resolved).
+fn stun_servers(m: &Manifest) -> Vec<SocketAddr> {
+    let mut servers: Vec<SocketAddr> = m
+        .relays
+        .iter()
+        .filter_map(|r| manifest::parse_relay_url(&r.url).ok())
+        .filter(|u| u.transport == manifest::Transport::Udp)
+        .flat_map(|u| {
+            let host = match u.host {
+                manifest::Host::Ip(ip) => ip.to_string(),
+                manifest::Host::Name(name) => name,
+            };
+            (host.as_str(), u.port)
+                .to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .collect();
+    servers.sort();
+    servers.dedup();
+    servers
+}
+
+/// The local addresses the kernel picks toward each server (a connected UDP socket
+/// sends nothing): a reflexive address equal to one of them means no NAT.
+fn host_addresses(servers: &[SocketAddr]) -> Vec<IpAddr> {
+    let mut own: Vec<IpAddr> = servers
+        .iter()
+        .filter_map(|s| {
+            let socket = UdpSocket::bind(("0.0.0.0", 0)).ok()?;
+            socket.connect(s).ok()?;
+            socket.local_addr().ok().map(|a| a.ip())
+        })
+        .collect();
+    own.sort();
+    own.dedup();
+    own
+}
+
+fn nat_check(stun: &[SocketAddr], mapping: Option<NatMapping>, seen: &[SocketAddr]) -> Check {
+    let seen = seen
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (outcome, detail) = match mapping {
+        _ if stun.len() < 2 => (
+            Outcome::Skip,
+            format!(
+                "needs two STUN servers of different addresses (the manifest's relays with \
+                 UDP); it lists {}",
+                stun.len()
+            ),
+        ),
+        None | Some(NatMapping::Unknown) => (
+            Outcome::Warn,
+            "fewer than two STUN servers answered: UDP to the relays may be blocked".into(),
+        ),
+        Some(NatMapping::NoNat) => (Outcome::Ok, format!("no NAT: seen as {seen}")),
+        Some(NatMapping::EndpointIndependent) => (
+            Outcome::Ok,
+            format!("endpoint-independent mapping (direct paths can be punched); seen as {seen}"),
+        ),
+        Some(NatMapping::EndpointDependent) => (
+            Outcome::Warn,
+            format!(
+                "endpoint-dependent mapping (\"symmetric\"): other edges are reached through \
+                 a hub or a relay, not directly; seen as {seen}"
+            ),
+        ),
+    };
+    Check {
+        name: "NAT".into(),
+        outcome,
+        detail,
+        millis: 0,
+    }
 }
 
 /// A minimal IPv4 ICMP echo request, or an IPv6 one without checksum care (the
