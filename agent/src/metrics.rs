@@ -142,6 +142,26 @@ pub fn render(r: &Report, x: &Extra<'_>) -> String {
         );
     }
 
+    if !r.nat_mapping.is_empty() {
+        m.family(
+            "edgewire_nat_mapping",
+            "gauge",
+            "1 for the NAT mapping STUN found in front of the WireGuard socket.",
+        );
+        for kind in [
+            "unknown",
+            "none",
+            "endpoint-independent",
+            "endpoint-dependent",
+        ] {
+            let labels = [("mapping", kind)];
+            m.sample(
+                "edgewire_nat_mapping",
+                &labels,
+                u64::from(r.nat_mapping == kind),
+            );
+        }
+    }
     if !x.relays.is_empty() {
         m.family(
             "edgewire_relay_up",
@@ -293,6 +313,7 @@ mod tests {
                 source: "https://m.example/m".into(),
                 network: "lab".into(),
             }),
+            nat_mapping: "endpoint-independent".into(),
             overlay_hub: Some(HubReport {
                 name: "hub-1".into(),
                 health: "up".into(),
@@ -343,6 +364,8 @@ mod tests {
             "edgewire_peer_path{peer=\"hub-1\",path=\"relay\"} 1",
             "edgewire_peer_path{peer=\"hub-1\",path=\"direct\"} 0",
             "edgewire_overlay_carried{hub=\"hub-1\"} 1",
+            "edgewire_nat_mapping{mapping=\"endpoint-independent\"} 1",
+            "edgewire_nat_mapping{mapping=\"unknown\"} 0",
             "edgewire_relay_up{relay=\"198.51.100.1:3478\",transport=\"tls\"} 1",
             "edgewire_relay_rtt_seconds{relay=\"198.51.100.1:3478\"} 0.012",
             "edgewire_manifest_serial{network=\"lab\"} 7",

@@ -50,6 +50,13 @@ pub struct Report {
     pub overlay_hub: Option<HubReport>,
     #[serde(default)]
     pub manifest_poll: ManifestPoll,
+    /// The NAT in front of the WireGuard socket, as STUN told the core: `unknown`,
+    /// `none`, `endpoint-independent` or `endpoint-dependent`.
+    #[serde(default)]
+    pub nat_mapping: String,
+    /// This device's addresses as STUN servers saw them.
+    #[serde(default)]
+    pub reflexive_addresses: Vec<String>,
     pub peers: Vec<PeerReport>,
     pub drops: DropReport,
 }
@@ -216,6 +223,13 @@ fn human(r: &Report) -> String {
         );
     }
     let _ = writeln!(s, "state:     {}", r.state);
+    if !r.nat_mapping.is_empty() && r.nat_mapping != "unknown" {
+        let seen = match r.reflexive_addresses.as_slice() {
+            [] => String::new(),
+            all => format!(", seen as {}", all.join(", ")),
+        };
+        let _ = writeln!(s, "nat:       {} mapping{seen}", r.nat_mapping);
+    }
     match (&r.overlay_hub, &r.overlay_via) {
         (Some(hub), _) if hub.carrying => {
             let _ = writeln!(s, "overlay:   via {} ({})", hub.name, hub.health);
@@ -292,6 +306,8 @@ mod tests {
                 health: "up".into(),
                 carrying: true,
             }),
+            nat_mapping: "endpoint-dependent".into(),
+            reflexive_addresses: vec!["198.51.100.2:40000".into()],
             manifest_poll: ManifestPoll {
                 interval_secs: 30,
                 last_poll_secs: Some(12),
@@ -320,6 +336,7 @@ mod tests {
             "agent:     edgewire 0.1.0 (commit abc, aarch64-unknown-linux-musl), up 3 h 2 min",
             "polled 12 s ago, last answer 12 s ago, every 30 s",
             "last error 5 min ago: cannot reach the manifest server x",
+            "nat:       endpoint-dependent mapping, seen as 198.51.100.2:40000",
             "overlay:   via hub-1 (up)",
             "transfer:  1.5 KiB received, 230 MiB sent",
             "handshake: 3 min 20 s ago",
@@ -363,7 +380,14 @@ mod tests {
         ] {
             assert!(json.get(old).is_some(), "{old}");
         }
-        for new in ["version", "uptime_secs", "overlay_hub", "manifest_poll"] {
+        for new in [
+            "version",
+            "uptime_secs",
+            "overlay_hub",
+            "manifest_poll",
+            "nat_mapping",
+            "reflexive_addresses",
+        ] {
             assert!(json.get(new).is_some(), "{new}");
         }
         let peer = &json["peers"][0];

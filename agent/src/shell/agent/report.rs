@@ -62,6 +62,10 @@ impl super::Agent<'_> {
             state: self.state.clone(),
             overlay_via: hub.as_ref().filter(|h| h.carrying).map(|h| h.name.clone()),
             overlay_hub: hub,
+            nat_mapping: self.node.nat_mapping().name().into(),
+            reflexive_addresses: (self.node.reflexive_addresses().iter())
+                .map(|a| a.to_string())
+                .collect(),
             manifest_poll: ManifestPoll {
                 interval_secs: self.config.manifest_interval.as_secs(),
                 last_poll_secs: secs_since(r.last_poll, now),
