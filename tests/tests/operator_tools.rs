@@ -398,11 +398,16 @@ fn status_shows_version_uptime_and_polls_and_never_a_dead_hub_as_via() {
 
 /// `edgewire netcheck` on the agent's host, with the agent's settings.
 fn netcheck(w: &World, json: bool) -> (bool, String) {
+    let args: Vec<&str> = w.manifest_args.iter().map(String::as_str).collect();
+    netcheck_with(w, &args, json)
+}
+
+fn netcheck_with(w: &World, args: &[&str], json: bool) -> (bool, String) {
     let bin = edgewire_bin().to_string_lossy().into_owned();
     let state_dir = w.dev_a.state_dir().to_string_lossy().into_owned();
     let mut argv = vec![bin.as_str(), "netcheck", "--config", "/dev/null"];
     argv.extend(["--state-dir", &state_dir]);
-    argv.extend(w.manifest_args.iter().map(String::as_str));
+    argv.extend_from_slice(args);
     if json {
         argv.push("--json");
     }
@@ -562,5 +567,39 @@ fn netcheck_classifies_a_random_port_nat_as_endpoint_dependent() {
             .unwrap()
             .starts_with("endpoint-dependent mapping"),
         "{nat}"
+    );
+}
+
+#[test]
+fn netcheck_against_a_dead_manifest_server_names_the_step_that_failed_within_its_deadline() {
+    require_root!();
+    let w = world_with("ops-netcheck-dead", &[], false);
+    let key = w.manifest_args[3].clone();
+    let (ok, out) = netcheck_with(
+        &w,
+        &[
+            "--manifest-url",
+            "https://203.0.113.99/lab.ewm",
+            "--manifest-pubkey",
+            &key,
+        ],
+        false,
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("ok    manifest DNS     203.0.113.99: 203.0.113.99"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL  manifest TCP     203.0.113.99:443: "),
+        "{out}"
+    );
+    assert!(
+        !out.contains("manifest URL"),
+        "no fetch after TCP failed: {out}"
+    );
+    assert!(
+        out.contains("result: this device cannot join its overlay"),
+        "{out}"
     );
 }

@@ -31,8 +31,12 @@ use crate::human::Human;
 use crate::manifest::{self, Envelope, Manifest, Role};
 use crate::status;
 
-const FETCH_CONNECT: Duration = Duration::from_secs(3);
-const FETCH_TOTAL: Duration = Duration::from_secs(4);
+// Deadlines, chosen so the worst case (every step timing out) stays under 10 s:
+// DNS 1.5 + TCP 1.5 + fetch 3 + handshakes and STUN 3 = 9 s.
+const DNS_DEADLINE: Duration = Duration::from_millis(1500);
+const TCP_DEADLINE: Duration = Duration::from_millis(1500);
+const FETCH_CONNECT: Duration = Duration::from_secs(2);
+const FETCH_TOTAL: Duration = Duration::from_secs(3);
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -124,16 +128,37 @@ fn netcheck(config: &RunConfig) -> NetcheckReport {
         (outcome, detail)
     });
     let mut fetched = None;
-    eprintln!(
-        "netcheck: fetching {} (up to {} s)",
-        config.manifest_url,
-        FETCH_TOTAL.as_secs()
-    );
-    let fetch_ok = timed("manifest URL", &mut || {
-        let (outcome, detail, m) = check_fetch(config);
-        fetched = m;
-        (outcome, detail)
-    });
+    // An http(s) server: name and TCP first, so a failure says which step failed.
+    let mut reachable = true;
+    if let Some((host, port)) = server_of(&config.manifest_url) {
+        eprintln!(
+            "netcheck: resolving {host} (up to {} ms)",
+            DNS_DEADLINE.as_millis()
+        );
+        let mut addrs = Vec::new();
+        reachable = timed("manifest DNS", &mut || {
+            let (outcome, detail, found) = check_dns(&host, port);
+            addrs = found;
+            (outcome, detail)
+        }) == Outcome::Ok;
+        if reachable {
+            reachable = timed("manifest TCP", &mut || check_tcp(&addrs)) == Outcome::Ok;
+        }
+    }
+    let fetch_ok = if reachable {
+        eprintln!(
+            "netcheck: fetching {} (up to {} s)",
+            config.manifest_url,
+            FETCH_TOTAL.as_secs()
+        );
+        timed("manifest URL", &mut || {
+            let (outcome, detail, m) = check_fetch(config);
+            fetched = m;
+            (outcome, detail)
+        })
+    } else {
+        Outcome::Fail
+    };
     let manifest = fetched.or(cached);
     let mut hub_up = false;
     match (&agent, &manifest) {
@@ -190,6 +215,72 @@ fn netcheck(config: &RunConfig) -> NetcheckReport {
             "relay allocations per transport",
             "manifest server DNS/TCP/TLS steps and certificate",
         ],
+    }
+}
+
+/// The host and port of an `http(s)://` URL (user info and path left out).
+fn server_of(url: &str) -> Option<(String, u16)> {
+    let (rest, default_port) = match url.split_once("://")? {
+        ("https", rest) => (rest, 443),
+        ("http", rest) => (rest, 80),
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        let port = after
+            .strip_prefix(':')
+            .map_or(Some(default_port), |p| p.parse().ok())?;
+        return Some((host.to_string(), port));
+    }
+    match hostport.rsplit_once(':') {
+        Some((host, port)) => Some((host.to_string(), port.parse().ok()?)),
+        None => Some((hostport.to_string(), default_port)),
+    }
+}
+
+/// Name resolution on a helper thread, so a resolver that hangs costs only the deadline.
+fn check_dns(host: &str, port: u16) -> (Outcome, String, Vec<SocketAddr>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_string();
+    let _ = std::thread::Builder::new()
+        .name("netcheck-dns".into())
+        .spawn(move || {
+            let _ = tx.send((name.as_str(), port).to_socket_addrs().map(Vec::from_iter));
+        });
+    match rx.recv_timeout(DNS_DEADLINE) {
+        Ok(Ok(addrs)) if !addrs.is_empty() => {
+            let list = addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>();
+            (Outcome::Ok, format!("{host}: {}", list.join(", ")), addrs)
+        }
+        Ok(Ok(_)) => (Outcome::Fail, format!("{host}: no addresses"), Vec::new()),
+        Ok(Err(e)) => (Outcome::Fail, format!("{host}: {e}"), Vec::new()),
+        Err(_) => (
+            Outcome::Fail,
+            format!(
+                "{host}: no answer within {} ms; check /etc/resolv.conf",
+                DNS_DEADLINE.as_millis()
+            ),
+            Vec::new(),
+        ),
+    }
+}
+
+fn check_tcp(addrs: &[SocketAddr]) -> (Outcome, String) {
+    let Some(first) = addrs.first() else {
+        return (Outcome::Fail, "no address to connect to".into());
+    };
+    let start = Instant::now();
+    match std::net::TcpStream::connect_timeout(first, TCP_DEADLINE) {
+        Ok(_) => (
+            Outcome::Ok,
+            format!("{first}: connected in {}", Human(start.elapsed())),
+        ),
+        Err(e) => (
+            Outcome::Fail,
+            format!("{first}: {e} (firewall, server down, or wrong port)"),
+        ),
     }
 }
 
@@ -601,6 +692,29 @@ mod tests {
         let without = "CapEff:\t0000000000000400\n";
         assert_eq!(check_cap(without).0, Outcome::Fail);
         assert_eq!(check_cap("").0, Outcome::Warn);
+    }
+
+    #[test]
+    fn the_server_of_a_url_is_its_host_and_port() {
+        let s = |u: &str| server_of(u).map(|(h, p)| format!("{h} {p}"));
+        assert_eq!(
+            s("https://m.example/lab.ewm").as_deref(),
+            Some("m.example 443")
+        );
+        assert_eq!(
+            s("http://u:pw@192.0.2.1:8080/m?x").as_deref(),
+            Some("192.0.2.1 8080")
+        );
+        assert_eq!(
+            s("https://[2001:db8::1]/m").as_deref(),
+            Some("2001:db8::1 443")
+        );
+        assert_eq!(
+            s("https://[2001:db8::1]:8443").as_deref(),
+            Some("2001:db8::1 8443")
+        );
+        assert_eq!(s("/etc/edgewire/m"), None);
+        assert_eq!(s("file:///etc/edgewire/m"), None);
     }
 
     #[test]
