@@ -125,6 +125,7 @@ pub const METRICS_LISTEN: Key = Key {
     help: "serve Prometheus metrics over HTTP here, as 127.0.0.1:9586 (default: off)",
 };
 
+/// Every setting of `run`.
 pub const KEYS: &[&Key] = &[
     &MANIFEST_URL,
     &MANIFEST_PUBKEY,
@@ -140,6 +141,21 @@ pub const KEYS: &[&Key] = &[
     &METRICS_FILE,
     &METRICS_INTERVAL,
     &METRICS_LISTEN,
+];
+
+/// The settings that say how to reach the overlay, without the operator's tools
+/// around `run` (control socket, metrics): what `netcheck` reads.
+pub const OVERLAY_KEYS: &[&Key] = &[
+    &MANIFEST_URL,
+    &MANIFEST_PUBKEY,
+    &MANIFEST_FORMAT,
+    &MANIFEST_INTERVAL,
+    &CA_FILE,
+    &MANIFEST_TOKEN_FILE,
+    &ADDRESS,
+    &STATE_DIR,
+    &INTERFACE,
+    &LISTEN_PORT,
 ];
 
 /// `EDGEWIRE_*` names that are read elsewhere, so the env file may hold them.

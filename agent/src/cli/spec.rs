@@ -107,7 +107,7 @@ pub const RUN: Spec = Spec {
 pub const NETCHECK: Spec = Spec {
     name: "netcheck",
     about: "check whether this device can join its overlay, and what is in the way",
-    settings: settings::KEYS,
+    settings: settings::OVERLAY_KEYS,
     options: &[CONFIG, switch("--json", "print the checks as JSON")],
     args: &[],
     example: "edgewire netcheck --json",
