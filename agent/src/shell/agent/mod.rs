@@ -29,6 +29,7 @@ use super::netlink::Netlink;
 use super::notify::Notifier;
 use super::puller::{self, Pulled, Puller};
 use super::relay::{self, FromRelay, Relay};
+use super::resolver::Resolver;
 use super::status_server::{self, StatusServer};
 use super::tun;
 use super::udp::Udp;
@@ -65,6 +66,8 @@ pub struct Agent<'a> {
     intake: Intake,
     puller: Puller,
     relays: Vec<Relay>,
+    /// Endpoint and relay names, resolved off the loop.
+    resolver: Resolver,
     /// Every relay task reports here.
     relay_tx: smol::channel::Sender<FromRelay>,
     relay_rx: smol::channel::Receiver<FromRelay>,
@@ -124,6 +127,7 @@ impl<'a> Agent<'a> {
             intake,
             puller,
             relays: Vec::new(),
+            resolver: Resolver::new(),
             relay_tx,
             relay_rx,
             topology: None,
