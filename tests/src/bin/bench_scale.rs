@@ -94,6 +94,7 @@ struct HubFigures {
     handshake_us: f64,
     handshakes: u64,
     apply: Duration,
+    apply_kernel: Duration,
     stall: Duration,
     max_rtt: Duration,
     rss_end_kb: u64,
@@ -231,11 +232,12 @@ fn hub(n: usize, pool: &[String]) -> HubFigures {
     // Serial+1 with one more node, while a 10 ms ping stream crosses the hub.
     let mut next = manifest(2, &nodes, &keys);
     let extra = nodes.len() - 3;
+    let extra_route = format!("10.42.{}.{}/32", 1 + extra / 250, 1 + extra % 250);
     next = next.node(NodeSource::edge(
         &format!("edge-{extra}"),
         &pool[n],
         &format!("site-{}", extra / 5),
-        &format!("10.42.{}.{}/32", 1 + extra / 250, 1 + extra % 250),
+        &extra_route,
     ));
     let staged = next.build(&key, lab.dir(), "manifest-2");
     let stream = PingStream::start(edges[0].host(), dst, Duration::from_millis(10));
@@ -245,6 +247,9 @@ fn hub(n: usize, pool: &[String]) -> HubFigures {
     hub.proc().signal(libc::SIGHUP);
     wait_line(&hub, T, |l| l.contains("serial 2 applied"));
     f.apply = t0.elapsed();
+    // The kernel's route for the added node comes after the "applied" line.
+    wait_line(&hub, T, |l| l.contains("route") && l.contains(&extra_route));
+    f.apply_kernel = t0.elapsed();
     std::thread::sleep(Duration::from_secs(1));
     let record = stream.stop(Duration::from_millis(500));
     f.stall = record
@@ -471,7 +476,7 @@ fn report(rows: &[(usize, HubFigures, Option<WgGoFigures>)]) {
         "\nedgewire hub (peers = nodes - 1; edges have no endpoints; {HANDSHAKE_EDGES} + {PING_EDGES} real edges)"
     );
     println!(
-        "{:>7} {:>9} {:>6} {:>8} {:>9} {:>9} {:>10} {:>9} {:>8} {:>10} {:>12} {:>9} {:>9} {:>9}",
+        "{:>7} {:>9} {:>6} {:>8} {:>9} {:>9} {:>10} {:>9} {:>8} {:>10} {:>12} {:>9} {:>9} {:>9} {:>9}",
         "nodes",
         "start",
         "lines",
@@ -483,13 +488,14 @@ fn report(rows: &[(usize, HubFigures, Option<WgGoFigures>)]) {
         "µs/ping",
         "µs/hshake",
         "apply s+1",
+        "+routes",
         "stall",
         "max RTT",
         "RSS end"
     );
     for (n, f, _) in rows {
         println!(
-            "{:>7} {:>7.0}ms {:>6} {:>8} {:>7.1}MB {:>9.1} {:>10.1} {:>8.1}% {:>8.0} {:>10.0} {:>10.1}ms {:>7.0}ms {:>7.0}ms {:>7.1}MB",
+            "{:>7} {:>7.0}ms {:>6} {:>8} {:>7.1}MB {:>9.1} {:>10.1} {:>8.1}% {:>8.0} {:>10.0} {:>10.1}ms {:>7.1}ms {:>7.0}ms {:>7.0}ms {:>7.1}MB",
             n,
             f.start.as_secs_f64() * 1e3,
             f.start_lines,
@@ -501,6 +507,7 @@ fn report(rows: &[(usize, HubFigures, Option<WgGoFigures>)]) {
             f.ping_us,
             f.handshake_us,
             f.apply.as_secs_f64() * 1e3,
+            f.apply_kernel.as_secs_f64() * 1e3,
             f.stall.as_secs_f64() * 1e3,
             f.max_rtt.as_secs_f64() * 1e3,
             mb(f.rss_end_kb),
@@ -540,7 +547,7 @@ fn report(rows: &[(usize, HubFigures, Option<WgGoFigures>)]) {
          lines until then (longest in bytes); idle: 10 s with no traffic; µs/ping: hub CPU \
          (all threads, idle CPU subtracted) per answered ping, edge to edge through the hub \
          every 2 ms; µs/hshake: the same per handshake while {HANDSHAKE_EDGES} edges start at \
-         once; apply s+1: SIGHUP to the 'serial 2 applied' line; stall: the longest gap \
+         once; apply s+1: SIGHUP to the 'serial 2 applied' line (+routes: to the added node's route in the kernel); stall: the longest gap \
          between answers of a 10 ms ping stream through the hub meanwhile."
     );
 }

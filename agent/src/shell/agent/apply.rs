@@ -1,7 +1,7 @@
 //! Putting a manifest in force: this node's topology, resolved endpoints, the core's
 //! peers as a diff, and the interface's addresses and routes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use crate::core::topology::{self, Topology};
@@ -40,7 +40,7 @@ impl super::Agent<'_> {
                 return;
             }
         };
-        let desired = resolve_peers(&self.resolver, &topology).await;
+        let desired = resolve_peers(&self.resolver, &mut self.unresolved, &topology).await;
         let changes = self
             .node
             .apply(desired, topology.overlay.clone(), clock::now());
@@ -80,7 +80,7 @@ impl super::Agent<'_> {
         {
             return;
         }
-        let desired = resolve_peers(&self.resolver, &topology).await;
+        let desired = resolve_peers(&self.resolver, &mut self.unresolved, &topology).await;
         let changes = self.node.apply(desired, topology.overlay, clock::now());
         if !changes.is_empty() {
             log::info!("endpoint names resolved anew: {}", describe(&changes));
@@ -101,9 +101,11 @@ impl super::Agent<'_> {
 
 /// Every peer's configuration with its endpoint names resolved on the resolver thread.
 /// A name that does not resolve is left out, so one bad endpoint does not stop the
-/// others, and logged once however many peers list it.
+/// others. It is logged once however many peers list it, and once more when it
+/// resolves again, not at every manifest poll.
 async fn resolve_peers(
     resolver: &Resolver,
+    unresolved: &mut BTreeSet<String>,
     topology: &Topology,
 ) -> BTreeMap<PublicKey, PeerConfig> {
     let mut listed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -115,16 +117,30 @@ async fn resolve_peers(
     let answers = resolver
         .lookup(listed.keys().map(|e| e.to_string()).collect())
         .await;
+    let mut failing = BTreeSet::new();
     for (endpoint, answer) in &answers {
-        if let Err(e) = answer {
-            let peers = listed.get(endpoint.as_str()).map_or(&[][..], |v| &v[..]);
-            log::warn!(
-                "endpoint {endpoint} does not resolve ({e}); trying the other endpoints of \
-                 {}",
-                list_capped(peers.iter())
-            );
+        match answer {
+            Err(e) => {
+                if !unresolved.contains(endpoint) {
+                    let peers = listed.get(endpoint.as_str()).map_or(&[][..], |v| &v[..]);
+                    log::warn!(
+                        "endpoint {endpoint} does not resolve ({e}); trying the other \
+                         endpoints of {}",
+                        list_capped(peers.iter())
+                    );
+                }
+                failing.insert(endpoint.clone());
+            }
+            Ok(addrs) if unresolved.contains(endpoint) => {
+                log::info!(
+                    "endpoint {endpoint} resolves again: {}",
+                    list_capped(addrs.iter())
+                );
+            }
+            Ok(_) => {}
         }
     }
+    *unresolved = failing;
     topology
         .peers
         .iter()

@@ -68,6 +68,8 @@ pub struct Agent<'a> {
     relays: Vec<Relay>,
     /// Endpoint and relay names, resolved off the loop.
     resolver: Resolver,
+    /// Endpoint names that did not resolve last time (logged once, not every poll).
+    unresolved: std::collections::BTreeSet<String>,
     /// Every relay task reports here.
     relay_tx: smol::channel::Sender<FromRelay>,
     relay_rx: smol::channel::Receiver<FromRelay>,
@@ -128,6 +130,7 @@ impl<'a> Agent<'a> {
             puller,
             relays: Vec::new(),
             resolver: Resolver::new(),
+            unresolved: Default::default(),
             relay_tx,
             relay_rx,
             topology: None,
