@@ -11,6 +11,7 @@ mod netlink;
 mod notify;
 mod puller;
 mod relay;
+mod resolver;
 mod status_server;
 mod tun;
 mod udp;

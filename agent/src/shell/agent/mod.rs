@@ -34,6 +34,7 @@ use super::netlink::Netlink;
 use super::notify::Notifier;
 use super::puller::{self, Pulled, Puller};
 use super::relay::{self, FromRelay, Relay};
+use super::resolver::Resolver;
 use super::status_server::{self, StatusServer};
 use super::tun;
 use super::udp::Udp;
@@ -77,6 +78,10 @@ pub struct Agent<'a> {
     intake: Intake,
     puller: Puller,
     relays: Vec<Relay>,
+    /// Endpoint and relay names, resolved off the loop.
+    resolver: Resolver,
+    /// Endpoint names that did not resolve last time (logged once, not every poll).
+    unresolved: std::collections::BTreeSet<String>,
     /// Every relay task reports here.
     relay_tx: smol::channel::Sender<FromRelay>,
     relay_rx: smol::channel::Receiver<FromRelay>,
@@ -144,6 +149,8 @@ impl<'a> Agent<'a> {
             intake,
             puller,
             relays: Vec::new(),
+            resolver: Resolver::new(),
+            unresolved: Default::default(),
             relay_tx,
             relay_rx,
             topology: None,
