@@ -61,6 +61,9 @@ pub struct RelayWorldConfig {
     /// the manifest lists the relays without credentials: `edgewire manifest build
     /// --turn-secret-file` mints them.
     pub rest_secret: Option<String>,
+    /// A [`crate::LinkEmulator`] on the NAT router's uplink, seeded with this (clean
+    /// until the test impairs it through `world.nat.emulator()`).
+    pub impaired_link: Option<u64>,
 }
 
 impl RelayWorldConfig {
@@ -72,7 +75,13 @@ impl RelayWorldConfig {
             nat: NatKind::Masquerade,
             wrong_password_on_first: false,
             rest_secret: None,
+            impaired_link: None,
         }
+    }
+
+    pub fn impaired_link(mut self, seed: u64) -> Self {
+        self.impaired_link = Some(seed);
+        self
     }
 
     pub fn relays(mut self, n: usize) -> Self {
@@ -161,12 +170,21 @@ impl RelayWorld {
         let hub_host = lab.host("hub");
         wan.attach(&hub_host, &format!("{HUB_ADDR}/24"));
         hub_host.enable_forwarding();
-        let nat = wan.nat_router_with(
-            "nat-a",
-            &format!("{NAT_PUBLIC}/24"),
-            "192.168.10.1/24",
-            config.nat,
-        );
+        let nat = match config.impaired_link {
+            Some(seed) => wan.impaired_nat_router(
+                "nat-a",
+                &format!("{NAT_PUBLIC}/24"),
+                "192.168.10.1/24",
+                config.nat,
+                seed,
+            ),
+            None => wan.nat_router_with(
+                "nat-a",
+                &format!("{NAT_PUBLIC}/24"),
+                "192.168.10.1/24",
+                config.nat,
+            ),
+        };
         nat.router.iptables(&["-N", BLOCK_CHAIN]);
         nat.router.iptables(&["-I", "FORWARD", "-j", BLOCK_CHAIN]);
         let dev_host = nat.host("dev-a", &format!("{DEV_LAN}/24"));
