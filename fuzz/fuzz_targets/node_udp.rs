@@ -43,7 +43,7 @@ fn fixture() -> &'static Fixture {
         let hub = PrivateKey::from_base64(HUB_KEY).unwrap();
         let edge_key = PrivateKey::from_base64(EDGE_KEY).unwrap();
         let now = Instant::now();
-        let mut edge = Node::new(edge_key.clone(), 2);
+        let mut edge = Node::new(edge_key.clone(), 2, now);
         let peers = BTreeMap::from([(
             hub.public_key(),
             config("hub", Role::Hub, "10.42.0.1/32", Some("203.0.113.10:51820")),
@@ -77,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut now = Instant::now();
-    let mut hub = Node::new(f.hub.clone(), 1);
+    let mut hub = Node::new(f.hub.clone(), 1, now);
     let peers = BTreeMap::from([(f.edge, config("edge", Role::Edge, "10.42.1.1/32", None))]);
     hub.apply(peers, None, now);
     let from: SocketAddr = SocketAddr::from(([198, 51, 100, 2], 51820 + u16::from(mode >> 2)));

@@ -6,7 +6,8 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use edgewire::manifest::{NetworkPublicKey, TrustState};
+use edgewire::manifest::NetworkPublicKey;
+use edgewire::state::trust::TrustFile;
 use edgewire_lab::worlds::{HUB_OVERLAY, OneHub};
 use edgewire_lab::*;
 
@@ -25,9 +26,8 @@ fn started(lab: &Lab) -> OneHub {
     world
 }
 
-/// Issue 13 item 3. NEEDS THE INTAKE FIX (agent/src/shell/intake.rs: a fetch of the
-/// serial already recorded is applied when nothing is in force); fails before it.
-/// About 40 s.
+/// Issue 13 item 3: the serial file says "accepted", not "in force"; a fetch of that
+/// same serial must be applied when nothing is. About 20 s.
 #[test]
 fn a_device_whose_cache_is_lost_or_damaged_is_back_in_its_overlay_within_one_poll() {
     require_root!();
@@ -70,7 +70,7 @@ fn check_state(state: &Path, key: &NetworkPublicKey, round: usize) -> u64 {
         .unwrap_or_else(|e| panic!("round {round}: reading the cache: {e}"));
     let cached = edgewire::manifest::open(&raw, std::slice::from_ref(key))
         .unwrap_or_else(|e| panic!("round {round}: the cache does not open: {e}"));
-    let trust = TrustState::load(state)
+    let trust = TrustFile::load(state)
         .unwrap_or_else(|e| panic!("round {round}: the serial file does not load: {e}"));
     let highest = trust.highest().unwrap_or(0);
     assert!(
@@ -162,8 +162,8 @@ fn kill_9_during_cache_writes_leaves_a_state_that_loads() {
     );
 }
 
-/// Issue 13 item 3. NEEDS THE START-UP CLEAN-UP (stale `.NAME.tmp-PID` files of the
-/// atomic writes are removed at start); fails before it. About 15 s.
+/// Issue 13 item 3: stale `.NAME.tmp-PID` files of the atomic writes are removed at
+/// start. About 15 s.
 #[test]
 fn temporary_files_left_by_a_crash_are_removed_at_start() {
     require_root!();
@@ -185,7 +185,8 @@ fn temporary_files_left_by_a_crash_are_removed_at_start() {
 }
 
 /// Issue 13 item 5. NEEDS THE RESTART FIX (`run` waits a few seconds for the UDP port
-/// while another agent still holds it); fails before it with "Address already in use".
+/// while another agent still holds it — and for the TUN name: today the new agent fails
+/// first with "creating the TUN device ew0 … Device or resource busy"); fails before it.
 /// The old agent is frozen (SIGSTOP) while the new one starts, so the overlap is certain,
 /// then let go with SIGTERM. About 30 s.
 #[test]
