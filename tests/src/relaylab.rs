@@ -1,4 +1,4 @@
-//! The relay-fallback world of issue 4, shared by its end-to-end tests and its figures:
+//! The relay-fallback world, shared by its end-to-end tests and its figures:
 //! an edgewire edge `dev-a` behind a NAT router that is also its firewall, a hub `hub-1`
 //! on the wan (an edgewire agent, or wireguard-go configured with `wg` as a Kilo node
 //! is), and one or two coturns on other "public" addresses, listed in the manifest as
@@ -24,14 +24,10 @@ use crate::net::{NatKind, NatSite, Wan};
 use crate::wait::poll_until;
 use crate::wg::{WgDevice, WgPeerConfig};
 
-pub const HUB_ADDR: &str = "203.0.113.10";
-pub const HUB_OVERLAY: &str = "10.42.0.1";
-pub const DEV_OVERLAY: &str = "10.42.1.1";
-/// The NAT router's public address: where the hub sees the edge on the direct path.
-pub const NAT_PUBLIC: &str = "198.51.100.2";
-pub const DEV_LAN: &str = "192.168.10.2";
-/// The coturns, in manifest order (relay #0, relay #1), on two different wan subnets.
-pub const TURN_ADDRS: [&str; 2] = ["203.0.113.30", "192.0.2.40"];
+pub use crate::worlds::{
+    DEV_A_LAN as DEV_LAN, DEV_OVERLAY, HUB_ADDR, HUB_OVERLAY, NAT_A_PUBLIC as NAT_PUBLIC,
+    TURN_ADDRS,
+};
 pub const TURN_USER: &str = "edge";
 pub const TURN_PASS: &str = "correct horse";
 pub const TURN_REALM: &str = "edgewire.test";

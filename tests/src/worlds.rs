@@ -10,11 +10,20 @@ use crate::manifest::{ManifestSource, NetworkKey, NodeSource};
 use crate::manifest_server::ManifestServer;
 use crate::net::Wan;
 
-/// The manifest server's public address in [`OneHub`].
+// The lab's one set of addresses: every world places its hosts here.
+/// The manifest server (nginx).
 pub const SERVER_ADDR: &str = "203.0.113.20";
+/// hub-1's public address and overlay address.
 pub const HUB_ADDR: &str = "203.0.113.10";
 pub const HUB_OVERLAY: &str = "10.42.0.1";
+/// dev-a's overlay address.
 pub const DEV_OVERLAY: &str = "10.42.1.1";
+/// Site A's NAT router on the wan (where hubs see dev-a on a direct path) and dev-a's
+/// address on the LAN behind it.
+pub const NAT_A_PUBLIC: &str = "198.51.100.2";
+pub const DEV_A_LAN: &str = "192.168.10.2";
+/// The coturns, in manifest order (relay #0, relay #1), on two different wan subnets.
+pub const TURN_ADDRS: [&str; 2] = ["203.0.113.30", "192.0.2.40"];
 
 /// The smallest world for the manifest lifecycle: the wan; nginx over HTTPS at
 /// [`SERVER_ADDR`]; an edgewire hub `hub-1` at [`HUB_ADDR`] (overlay [`HUB_OVERLAY`]);

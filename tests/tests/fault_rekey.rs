@@ -3,7 +3,7 @@
 //! 120 s and refuses keys older than 180 s, so the run crosses at least two rekeys:
 //! every ping must be answered and both ends must count at least two handshakes.
 //!
-//! Issue 13 item 1. NEEDS THE TIMER FIX in agent/src/core (boringtun's timers run at
+//! NEEDS THE TIMER FIX in agent/src/core (boringtun's timers run at
 //! least every second whatever the packet rate); fails before it. Each test takes about
 //! 6.5 minutes; they run in parallel.
 

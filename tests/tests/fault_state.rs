@@ -26,7 +26,7 @@ fn started(lab: &Lab) -> OneHub {
     world
 }
 
-/// Issue 13 item 3: the serial file says "accepted", not "in force"; a fetch of that
+/// The serial file says "accepted", not "in force"; a fetch of that
 /// same serial must be applied when nothing is. About 20 s.
 #[test]
 fn a_device_whose_cache_is_lost_or_damaged_is_back_in_its_overlay_within_one_poll() {
@@ -162,7 +162,7 @@ fn kill_9_during_cache_writes_leaves_a_state_that_loads() {
     );
 }
 
-/// Issue 13 item 3: stale `.NAME.tmp-PID` files of the atomic writes are removed at
+/// Stale `.NAME.tmp-PID` files of the atomic writes are removed at
 /// start. About 15 s.
 #[test]
 fn temporary_files_left_by_a_crash_are_removed_at_start() {
@@ -184,7 +184,7 @@ fn temporary_files_left_by_a_crash_are_removed_at_start() {
     assert!(left.is_empty(), "still in {}: {left:?}", state.display());
 }
 
-/// Issue 13 item 5. NEEDS THE RESTART FIX (`run` waits a few seconds for the UDP port
+/// NEEDS THE RESTART FIX (`run` waits a few seconds for the UDP port
 /// while another agent still holds it — and for the TUN name: today the new agent fails
 /// first with "creating the TUN device ew0 … Device or resource busy"); fails before it.
 /// The old agent is frozen (SIGSTOP) while the new one starts, so the overlap is certain,
