@@ -19,11 +19,12 @@ use crate::agent::{Agent, PeerStatus, Status, run_tool, wait_status_answers};
 use crate::coturn::{Coturn, CoturnConfig};
 use crate::host::Host;
 use crate::lab::Lab;
-use crate::manifest::{ManifestSource, NetworkKey, NodeSource};
+use crate::manifest::{ManifestSource, NetworkKey};
 use crate::net::{NatKind, NatSite, Wan};
 use crate::wait::poll_until;
 use crate::wg::{WgDevice, WgPeerConfig};
 
+use crate::worlds::hub_and_dev_a;
 pub use crate::worlds::{
     DEV_A_LAN as DEV_LAN, DEV_OVERLAY, HUB_ADDR, HUB_OVERLAY, NAT_A_PUBLIC as NAT_PUBLIC,
     TURN_ADDRS,
@@ -216,18 +217,7 @@ impl RelayWorld {
                 Hub::WireguardGo(wg)
             }
         };
-        let src = ManifestSource::new("lab", 1)
-            .node(
-                NodeSource::hub("hub-1", hub.public_key(), &format!("{HUB_OVERLAY}/32"))
-                    .endpoint(&format!("{HUB_ADDR}:51820"))
-                    .keepalive(25),
-            )
-            .node(NodeSource::edge(
-                "dev-a",
-                dev.public_key(),
-                "site-a",
-                &format!("{DEV_OVERLAY}/32"),
-            ));
+        let src = hub_and_dev_a(1, hub.public_key(), dev.public_key());
         let manifest = build_manifest(&src, &config, &key, lab.dir());
 
         let mut world = RelayWorld {

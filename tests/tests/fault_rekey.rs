@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use edgewire_lab::pingstream::PingStream;
+use edgewire_lab::worlds::{HubSites, hub_and_dev_a};
 use edgewire_lab::*;
 
 const RUN: Duration = Duration::from_secs(6 * 60);
@@ -26,38 +27,24 @@ fn rekey_under_traffic(implementation: WgImpl) {
         );
     }
     let lab = Lab::new(&format!("rekey-{}", implementation.name()));
-    let wan = lab.wan();
-    let hub_host = lab.host("hub");
-    wan.attach(&hub_host, "203.0.113.10/24");
-    let site = wan.nat_router("nat-a", "198.51.100.2/24", "192.168.10.1/24");
-    let dev_host = site.host("dev-a", "192.168.10.2/24");
+    let world = HubSites::new(&lab, 1);
+    let (hub_host, dev_host) = (&world.hub_host, &world.devs[0]);
 
-    let hub = WgDevice::start(&hub_host, implementation, 51820);
+    let hub = WgDevice::start(hub_host, implementation, 51820);
     hub.address("10.42.0.1/16");
-    let mut dev = Agent::new(&dev_host, "dev-a");
+    let mut dev = Agent::new(dev_host, "dev-a");
     hub.add_peer(&WgPeerConfig {
         public_key: dev.public_key().into(),
         allowed_ips: vec!["10.42.1.1/32".into()],
         ..Default::default()
     });
     let key = NetworkKey::generate(lab.dir(), "network.key");
-    let manifest = ManifestSource::new("lab", 1)
-        .node(
-            NodeSource::hub("hub-1", hub.public_key(), "10.42.0.1/32")
-                .endpoint("203.0.113.10:51820")
-                .keepalive(25),
-        )
-        .node(NodeSource::edge(
-            "dev-a",
-            dev.public_key(),
-            "site-a",
-            "10.42.1.1/32",
-        ))
-        .build(&key, lab.dir(), "manifest");
+    let manifest =
+        hub_and_dev_a(1, hub.public_key(), dev.public_key()).build(&key, lab.dir(), "manifest");
     dev.start(&manifest.to_string_lossy(), &key.public);
     dev_host.ping("10.42.0.1", T).unwrap();
 
-    let pings = PingStream::start(&dev_host, "10.42.0.1", EVERY);
+    let pings = PingStream::start(dev_host, "10.42.0.1", EVERY);
     let started = Instant::now();
     // The hub's handshakes as `wg show` reports them: each new latest-handshake time.
     let mut hub_handshakes = BTreeSet::new();

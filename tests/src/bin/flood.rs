@@ -16,10 +16,9 @@ use std::time::{Duration, Instant};
 
 use edgewire_lab::netns::spawn_in_netns;
 use edgewire_lab::pingstream::PingStream;
+use edgewire_lab::worlds::{HUB_ADDR, HUB_OVERLAY, HubSites, hub_and_dev_a};
 use edgewire_lab::*;
 
-const HUB_ADDR: &str = "203.0.113.10";
-const HUB_OVERLAY: &str = "10.42.0.1";
 const ATTACKER: &str = "192.0.2.66";
 const T: Duration = Duration::from_secs(30);
 /// 100 pings a second: a 1 % loss is 30 pings in 30 s, well above noise.
@@ -132,25 +131,21 @@ impl HubProc {
 
 fn run(hub_kind: &'static str, args: &Args) -> Outcome {
     let lab = Lab::new(&format!("flood-{hub_kind}"));
-    let wan = lab.wan();
-    let hub_host = lab.host("hub");
-    wan.attach(&hub_host, &format!("{HUB_ADDR}/24"));
-    hub_host.enable_forwarding();
+    let world = HubSites::new(&lab, 1);
+    let (hub_host, dev_host) = (&world.hub_host, &world.devs[0]);
     let attacker = lab.host("attacker");
-    wan.attach(&attacker, &format!("{ATTACKER}/24"));
-    let site = wan.nat_router("nat-a", "198.51.100.2/24", "192.168.10.1/24");
-    let dev_host = site.host("dev-a", "192.168.10.2/24");
-    let mut dev = Agent::new(&dev_host, "dev-a");
+    world.wan.attach(&attacker, &format!("{ATTACKER}/24"));
+    let mut dev = Agent::new(dev_host, "dev-a");
     let key = NetworkKey::generate(lab.dir(), "network.key");
 
     let (hub, hub_key) = match hub_kind {
         "edgewire" => {
-            let agent = Agent::new(&hub_host, "hub-1");
+            let agent = Agent::new(hub_host, "hub-1");
             let key = agent.public_key().to_owned();
             (HubProc::Edgewire(agent), key)
         }
         _ => {
-            let wg = WgDevice::boringtun(&hub_host, 51820);
+            let wg = WgDevice::boringtun(hub_host, 51820);
             wg.address(&format!("{HUB_OVERLAY}/16"));
             wg.add_peer(&WgPeerConfig {
                 public_key: dev.public_key().into(),
@@ -161,19 +156,7 @@ fn run(hub_kind: &'static str, args: &Args) -> Outcome {
             (HubProc::Boringtun(wg), key)
         }
     };
-    let manifest = ManifestSource::new("lab", 1)
-        .node(
-            NodeSource::hub("hub-1", &hub_key, &format!("{HUB_OVERLAY}/32"))
-                .endpoint(&format!("{HUB_ADDR}:51820"))
-                .keepalive(25),
-        )
-        .node(NodeSource::edge(
-            "dev-a",
-            dev.public_key(),
-            "site-a",
-            "10.42.1.1/32",
-        ))
-        .build(&key, lab.dir(), "manifest");
+    let manifest = hub_and_dev_a(1, &hub_key, dev.public_key()).build(&key, lab.dir(), "manifest");
     let url = manifest.to_string_lossy().into_owned();
     let mut hub = hub;
     if let HubProc::Edgewire(agent) = &mut hub {
@@ -184,7 +167,7 @@ fn run(hub_kind: &'static str, args: &Args) -> Outcome {
         .ping(HUB_OVERLAY, T)
         .unwrap_or_else(|e| panic!("{hub_kind}: the overlay does not work before the flood: {e}"));
 
-    let pings = PingStream::start(&dev_host, HUB_OVERLAY, PING_EVERY);
+    let pings = PingStream::start(dev_host, HUB_OVERLAY, PING_EVERY);
     let cpu_before = cpu_ticks(hub.pid());
     let t0 = Instant::now();
     let sent = flood(&attacker, args.rate, Duration::from_secs(args.seconds));
