@@ -29,7 +29,7 @@ pub const TURN_ADDRS: [&str; 2] = ["203.0.113.30", "192.0.2.40"];
 
 /// The sites of [`HubSites`], in order: (router name, its public CIDR, its LAN CIDR,
 /// device name, device CIDR, device overlay address).
-pub const SITES: [(&str, &str, &str, &str, &str, &str); 2] = [
+pub const SITES: [(&str, &str, &str, &str, &str, &str); 3] = [
     (
         "nat-a",
         "198.51.100.2/24",
@@ -45,6 +45,14 @@ pub const SITES: [(&str, &str, &str, &str, &str, &str); 2] = [
         "dev-b",
         "192.168.20.2/24",
         "10.42.2.1",
+    ),
+    (
+        "nat-c",
+        "192.0.2.3/24",
+        "192.168.30.1/24",
+        "dev-c",
+        "192.168.30.2/24",
+        "10.42.3.1",
     ),
 ];
 
