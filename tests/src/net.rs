@@ -152,17 +152,7 @@ impl Wan {
         kind: NatKind,
         seed: u64,
     ) -> NatSite {
-        let router = Host::create(self.router.lab.clone(), name);
-        let (uplink, emulator) = self.attach_impaired(&router, public_cidr, seed);
-        bridge(&router, &[lan_cidr]);
-        router.nat(&uplink, kind);
-        NatSite {
-            router,
-            uplink,
-            public_addr: addr_of(public_cidr).to_string(),
-            lan_gateway: addr_of(lan_cidr).to_string(),
-            link: Some(emulator),
-        }
+        self.build_nat_router(name, public_cidr, lan_cidr, kind, Some(seed))
     }
 
     /// A NAT router with public address `public_cidr` on the wan and a LAN bridge with
@@ -178,8 +168,26 @@ impl Wan {
         lan_cidr: &str,
         kind: NatKind,
     ) -> NatSite {
+        self.build_nat_router(name, public_cidr, lan_cidr, kind, None)
+    }
+
+    /// A NAT router, its uplink through an emulator seeded with `seed` when given.
+    fn build_nat_router(
+        &self,
+        name: &str,
+        public_cidr: &str,
+        lan_cidr: &str,
+        kind: NatKind,
+        seed: Option<u64>,
+    ) -> NatSite {
         let router = Host::create(self.router.lab.clone(), name);
-        let uplink = self.attach(&router, public_cidr);
+        let (uplink, link) = match seed {
+            Some(seed) => {
+                let (uplink, emulator) = self.attach_impaired(&router, public_cidr, seed);
+                (uplink, Some(emulator))
+            }
+            None => (self.attach(&router, public_cidr), None),
+        };
         bridge(&router, &[lan_cidr]);
         router.nat(&uplink, kind);
         NatSite {
@@ -187,7 +195,7 @@ impl Wan {
             uplink,
             public_addr: addr_of(public_cidr).to_string(),
             lan_gateway: addr_of(lan_cidr).to_string(),
-            link: None,
+            link,
         }
     }
 }

@@ -36,6 +36,8 @@ struct Outcome {
     sent_flood: u64,
     pings_sent: usize,
     pings_lost: usize,
+    /// The longest time between two answered pings.
+    longest_silence: Duration,
     hub_cpu_percent: f64,
 }
 
@@ -71,18 +73,19 @@ fn main() {
         outcomes.push(run(hub, &args));
     }
     println!(
-        "{:<14} {:>12} {:>10} {:>8} {:>8} {:>9}",
-        "hub", "flood sent", "flood/s", "pings", "lost", "hub CPU"
+        "{:<14} {:>12} {:>10} {:>8} {:>8} {:>9} {:>10}",
+        "hub", "flood sent", "flood/s", "pings", "lost", "hub CPU", "silence"
     );
     for o in &outcomes {
         println!(
-            "{:<14} {:>12} {:>10.0} {:>8} {:>7.2}% {:>8.1}%",
+            "{:<14} {:>12} {:>10.0} {:>8} {:>7.2}% {:>8.1}% {:>8.0}ms",
             o.hub,
             o.sent_flood,
             o.sent_flood as f64 / args.seconds as f64,
             o.pings_sent,
             100.0 * o.pings_lost as f64 / o.pings_sent.max(1) as f64,
-            o.hub_cpu_percent
+            o.hub_cpu_percent,
+            o.longest_silence.as_secs_f64() * 1e3
         );
     }
 }
@@ -183,6 +186,9 @@ fn run(hub_kind: &'static str, args: &Args) -> Outcome {
         sent_flood: sent,
         pings_sent: record.judged(end, Duration::from_secs(2)),
         pings_lost: record.lost(end, Duration::from_secs(2)),
+        longest_silence: record
+            .longest_silence()
+            .map_or(Duration::ZERO, |(gap, _)| gap),
         hub_cpu_percent: 100.0 * cpu / elapsed.as_secs_f64(),
     }
 }
