@@ -40,17 +40,12 @@ impl Probe {
         extra as f64 / self.sent as f64
     }
 
-    /// Arrivals with a lower sequence number than one that arrived before them.
-    fn reordered(&self) -> f64 {
-        let mut highest = None;
-        let mut late = 0;
-        for &seq in &self.order {
-            if highest.is_some_and(|h| seq < h) {
-                late += 1;
-            }
-            highest = highest.max(Some(seq));
-        }
-        late as f64 / self.sent as f64
+    /// Packets that overtook others: arrivals followed at once by a lower sequence
+    /// number (a packet that skips the delay lands among older ones, and the next
+    /// arrival is one of those it passed).
+    fn overtakers(&self) -> f64 {
+        let descents = self.order.windows(2).filter(|w| w[0] > w[1]).count();
+        descents as f64 / self.sent as f64
     }
 
     fn throughput_bps(&self) -> f64 {
@@ -255,14 +250,10 @@ fn duplication_reordering_and_a_rate_limit_are_measured_as_set() {
     );
     within("duplicates", p.duplicates(), 0.1, 0.025);
     within("loss with no loss set", p.loss(), 0.0, 0.001);
-    // A packet that skips 20 ms of delay overtakes the ~20 sent before it, so about
-    // every reordered packet shows as an arrival that overtook others; the packets it
-    // overtook are not counted again by this measure.
-    assert!(
-        p.reordered() > 0.0,
-        "no reordering measured with reorder 10 %"
-    );
-    eprintln!("reordered arrivals: {:.4}", p.reordered());
+    // A packet that skips 20 ms of delay overtakes the ~20 sent in the last 20 ms. Each
+    // copy draws its own reordering (10 % duplicates add a little) and two skips in a
+    // row count once (which takes a little): about the 10 % set.
+    within("overtakers", p.overtakers(), 0.1, 0.03);
 
     // 2 Mbit/s, offered 1000-byte datagrams at ~8 Mbit/s: the excess is queued, then
     // tail-dropped; what arrives comes at the link's rate (payload is 1000 of the
