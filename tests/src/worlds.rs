@@ -18,6 +18,8 @@ pub const SERVER_ADDR: &str = "203.0.113.20";
 /// hub-1's public address and overlay address.
 pub const HUB_ADDR: &str = "203.0.113.10";
 pub const HUB_OVERLAY: &str = "10.42.0.1";
+/// hub-2's, in the worlds that have a second hub.
+pub const HUB2_ADDR: &str = "203.0.113.11";
 /// dev-a's overlay address.
 pub const DEV_OVERLAY: &str = "10.42.1.1";
 /// Site A's NAT router on the wan (where hubs see dev-a on a direct path) and dev-a's
@@ -189,21 +191,23 @@ pub struct TwoHubs {
 
 impl TwoHubs {
     pub fn new(lab: &Lab) -> TwoHubs {
-        let wan = lab.wan();
+        let HubSites {
+            wan,
+            hub_host,
+            mut devs,
+            ..
+        } = HubSites::new(lab, 2);
+        let (a_host, b_host) = (devs.remove(0), devs.remove(0));
         let www = lab.host("www");
         wan.attach(&www, &format!("{SERVER_ADDR}/24"));
         let server = ManifestServer::start(&www, SERVER_ADDR, None);
-        let mut hubs = Vec::new();
-        for (name, addr) in [("hub-1", "203.0.113.10"), ("hub-2", "203.0.113.11")] {
-            let host = lab.host(name);
-            wan.attach(&host, &format!("{addr}/24"));
-            host.enable_forwarding();
-            hubs.push(Agent::new(&host, name));
-        }
-        let site_a = wan.nat_router("nat-a", "198.51.100.2/24", "192.168.10.1/24");
-        let site_b = wan.nat_router("nat-b", "192.0.2.2/24", "192.168.20.1/24");
-        let a_host = site_a.host("dev-a", "192.168.10.2/24");
-        let b_host = site_b.host("dev-b", "192.168.20.2/24");
+        let hub2_host = lab.host("hub-2");
+        wan.attach(&hub2_host, &format!("{HUB2_ADDR}/24"));
+        hub2_host.enable_forwarding();
+        let hubs = vec![
+            Agent::new(&hub_host, "hub-1"),
+            Agent::new(&hub2_host, "hub-2"),
+        ];
         let dev_a = Agent::new(&a_host, "dev-a");
         let dev_b = Agent::new(&b_host, "dev-b");
         let key = NetworkKey::generate(lab.dir(), "network.key");
