@@ -95,18 +95,27 @@ impl HubSites {
 /// The manifest of hub-1 (at [`HUB_ADDR`], overlay [`HUB_OVERLAY`], keepalive 25) and
 /// dev-a (site-a, [`DEV_OVERLAY`]) at `serial`; add nodes with `.node(…)`.
 pub fn hub_and_dev_a(serial: u64, hub_key: &str, dev_key: &str) -> ManifestSource {
-    ManifestSource::new("lab", serial)
-        .node(
-            NodeSource::hub("hub-1", hub_key, &format!("{HUB_OVERLAY}/32"))
-                .endpoint(&format!("{HUB_ADDR}:51820"))
-                .keepalive(25),
-        )
-        .node(NodeSource::edge(
-            "dev-a",
-            dev_key,
-            "site-a",
-            &format!("{DEV_OVERLAY}/32"),
-        ))
+    hub_and_devs(serial, hub_key, &[dev_key])
+}
+
+/// hub-1 and the devices of the first `dev_keys.len()` [`SITES`] (dev-a in site-a,
+/// dev-b in site-b, …) with their overlay addresses.
+pub fn hub_and_devs(serial: u64, hub_key: &str, dev_keys: &[&str]) -> ManifestSource {
+    assert!(
+        dev_keys.len() <= SITES.len(),
+        "the catalogue has {} sites",
+        SITES.len()
+    );
+    let mut src = ManifestSource::new("lab", serial).node(
+        NodeSource::hub("hub-1", hub_key, &format!("{HUB_OVERLAY}/32"))
+            .endpoint(&format!("{HUB_ADDR}:51820"))
+            .keepalive(25),
+    );
+    for (key, (.., dev, _, overlay)) in dev_keys.iter().zip(SITES) {
+        let site = format!("site-{}", dev.trim_start_matches("dev-"));
+        src = src.node(NodeSource::edge(dev, key, &site, &format!("{overlay}/32")));
+    }
+    src
 }
 
 /// The smallest world for the manifest lifecycle: the wan; nginx over HTTPS at

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use edgewire_lab::worlds::{HubSites, SITES, hub_and_dev_a};
+use edgewire_lab::worlds::{HubSites, SITES, hub_and_devs};
 use edgewire_lab::*;
 
 const T: Duration = Duration::from_secs(20);
@@ -33,14 +33,12 @@ fn edges_of_different_sites_reach_each_other_through_the_hub_and_not_directly() 
     let mut dev_a = Agent::new(a_host, "dev-a");
     let mut dev_b = Agent::new(b_host, "dev-b");
     let key = NetworkKey::generate(lab.dir(), "network.key");
-    let manifest = hub_and_dev_a(1, hub.public_key(), dev_a.public_key())
-        .node(NodeSource::edge(
-            "dev-b",
-            dev_b.public_key(),
-            "site-b",
-            "10.42.2.1/32",
-        ))
-        .build(&key, lab.dir(), "manifest");
+    let manifest = hub_and_devs(
+        1,
+        hub.public_key(),
+        &[dev_a.public_key(), dev_b.public_key()],
+    )
+    .build(&key, lab.dir(), "manifest");
     let url = manifest.to_string_lossy();
     for agent in [&mut hub, &mut dev_a, &mut dev_b] {
         agent.start(&url, &key.public);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use edgewire_lab::worlds::{HubSites, hub_and_dev_a};
+use edgewire_lab::worlds::{HubSites, hub_and_devs};
 use edgewire_lab::*;
 
 const T: Duration = Duration::from_secs(20);
@@ -40,14 +40,12 @@ fn an_edge_behind_nat_reaches_a_wireguard_go_device_through_a_wireguard_go_hub()
     });
 
     let key = NetworkKey::generate(lab.dir(), "network.key");
-    let manifest = hub_and_dev_a(1, hub.public_key(), dev_a.public_key())
-        .node(NodeSource::edge(
-            "dev-b",
-            dev_b.public_key(),
-            "site-b",
-            "10.42.2.1/32",
-        ))
-        .build(&key, lab.dir(), "manifest");
+    let manifest = hub_and_devs(
+        1,
+        hub.public_key(),
+        &[dev_a.public_key(), dev_b.public_key()],
+    )
+    .build(&key, lab.dir(), "manifest");
     dev_a.start(&manifest.to_string_lossy(), &key.public);
 
     a_host.ping("10.42.0.1", T).unwrap();

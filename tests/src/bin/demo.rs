@@ -63,7 +63,7 @@ fn main() {
         sites,
         devs,
     } = HubSites::new(&lab, 3);
-    only_tcp_443_out(&sites[2]);
+    sites[2].router.allow_only_tcp_out(&sites[2].uplink, 443);
 
     // The manifest server (nginx over HTTPS) and the relay (coturn, TLS on 443), each with
     // a CA made for the demo; the devices trust both.
@@ -275,31 +275,5 @@ fn main() {
     drop(lab);
     if failed > 0 {
         std::process::exit(1);
-    }
-}
-
-/// The site's router lets out only TCP to port 443 (and what answers it): a corporate
-/// network that blocks UDP.
-fn only_tcp_443_out(site: &NatSite) {
-    let uplink = site.uplink.as_str();
-    let rules: [&[&str]; 4] = [
-        &["-A", "FORWARD", "-p", "udp", "-j", "DROP"],
-        &[
-            "-A", "FORWARD", "-o", uplink, "-p", "tcp", "--dport", "443", "-j", "ACCEPT",
-        ],
-        &[
-            "-A",
-            "FORWARD",
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "ESTABLISHED,RELATED",
-            "-j",
-            "ACCEPT",
-        ],
-        &["-A", "FORWARD", "-j", "DROP"],
-    ];
-    for rule in rules {
-        site.router.iptables(rule);
     }
 }
