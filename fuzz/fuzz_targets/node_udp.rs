@@ -83,6 +83,7 @@ fuzz_target!(|data: &[u8]| {
     let from: SocketAddr = SocketAddr::from(([198, 51, 100, 2], 51820 + u16::from(mode >> 2)));
     let drain = |hub: &mut Node| {
         while hub.poll_transmit().is_some() {}
+        while hub.poll_event().is_some() {}
     };
     if mode & 1 != 0 {
         hub.handle_udp(from, &f.initiation, now);
