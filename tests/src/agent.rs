@@ -291,6 +291,12 @@ impl Agent {
         }
     }
 
+    /// Takes the running process out of this agent without stopping it (a test that
+    /// lets an old process exit while a new one starts); the agent can start again.
+    pub fn take_proc(&mut self) -> Option<Proc> {
+        self.proc.take()
+    }
+
     pub fn is_running(&self) -> bool {
         self.proc.as_ref().is_some_and(Proc::is_running)
     }
