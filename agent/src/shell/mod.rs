@@ -5,6 +5,7 @@ mod agent;
 mod clock;
 pub(crate) mod clocktrust;
 mod control_socket;
+mod ifaddrs;
 mod intake;
 mod metrics_out;
 mod netlink;
