@@ -16,7 +16,7 @@ use super::path::{Path, RelayId};
 use super::paths::{PathSelector, RelayInfo, Switch};
 use super::punch::Punch;
 use super::session::{HandshakeGate, MessageKind, Received, Session, SessionError};
-use super::signal::Candidate;
+use super::signal::{Candidate, CandidateKind};
 
 /// While data flows or a handshake is in progress, WireGuard's timers (retransmit after
 /// 5 s, passive keepalive after 10 s, new handshake after 15 s of silence, rekey after
@@ -234,6 +234,29 @@ impl Peer {
             self.initiate(out, now);
             self.schedule(now);
         }
+    }
+
+    /// How the peer is reached (for `status`): `punched`, `lan` (punched to a host
+    /// candidate), `manifest` on a direct path; `hub` for a session made on demand that
+    /// has no path yet (its traffic goes through the hub); `None` otherwise.
+    pub fn direct_via(&self) -> Option<&'static str> {
+        let Some(path) = self.path() else {
+            return self.punched.as_ref().map(|_| "hub");
+        };
+        if path.relay().is_some() {
+            return None;
+        }
+        Some(match self.punched_through() {
+            Some(c) if c.kind == CandidateKind::Host => "lan",
+            Some(_) => "punched",
+            None if self.punched.is_some() => "punched",
+            None => "manifest",
+        })
+    }
+
+    /// The other side's candidate the direct path was punched through.
+    pub fn punched_through(&self) -> Option<Candidate> {
+        self.punched.as_ref()?.through
     }
 
     /// The smoothed handshake round trip on the active path, once measured.
