@@ -14,7 +14,7 @@ use super::liveness::{Action, Health, Liveness};
 use super::outbox::Outbox;
 use super::path::{Path, RelayId};
 use super::paths::{PathSelector, RelayInfo, Switch};
-use super::punch::Punch;
+use super::punch::{PUNCH_FOR, Punch};
 use super::session::{HandshakeGate, MessageKind, Received, Session, SessionError};
 use super::signal::{Candidate, CandidateKind};
 
@@ -147,8 +147,16 @@ impl Peer {
     /// idle past `idle`: the node drops it, and its traffic stays with the hub.
     pub fn punched_is_over(&self, idle: Duration, now: Instant) -> Option<&'static str> {
         let p = self.punched.as_ref()?;
-        if p.punch.as_ref().is_some_and(|punch| punch.gave_up(now)) && self.path().is_none() {
-            return Some("no candidate answered");
+        if self.path().is_none() {
+            match &p.punch {
+                Some(punch) if punch.gave_up(now) => return Some("no candidate answered"),
+                // No answer to our offer at all: the other side is not an edgewire agent
+                // (a standard WireGuard peer behind the same hub), or not up.
+                None if now.saturating_duration_since(p.made) >= PUNCH_FOR => {
+                    return Some("no answer to the offer");
+                }
+                _ => {}
+            }
         }
         if self.liveness.health() == Health::Down {
             return Some("the direct path stopped answering");
