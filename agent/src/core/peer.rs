@@ -11,6 +11,7 @@ use crate::prefix::Prefix;
 use crate::human::Human;
 
 use super::liveness::{Action, Health, Liveness};
+use super::node::{Event, SwitchReason};
 use super::outbox::Outbox;
 use super::path::{Path, RelayId};
 use super::paths::{PathSelector, RelayInfo, Switch};
@@ -238,6 +239,7 @@ impl Peer {
                 "peer {}: path switched to {next}: relay #{relay} is gone",
                 self.config.name
             );
+            self.switched(SwitchReason::RelayLost, out);
             self.liveness.on_path_changed();
             self.initiate(out, now);
             self.schedule(now);
@@ -439,7 +441,7 @@ impl Peer {
                 Some(MessageKind::HandshakeResponse | MessageKind::Data)
             );
         if kind != Some(MessageKind::CookieReply) && proves_path {
-            self.follow(via);
+            self.follow(via, out);
             if self.liveness.on_answer(now) {
                 log::info!("peer {}: answers again ({via})", self.config.name);
             }
@@ -499,10 +501,26 @@ impl Peer {
         Ok(None)
     }
 
+    fn switched(&self, why: SwitchReason, out: &mut Outbox) {
+        out.events.push_back(Event::PathSwitched {
+            peer: self.config.name.clone(),
+            why,
+        });
+    }
+
     /// WireGuard's roaming, with path selection: see `paths.rs`.
-    fn follow(&mut self, via: Path) {
+    fn follow(&mut self, via: Path, out: &mut Outbox) {
+        let switch = self.paths.on_authenticated(via);
+        let why = match switch {
+            Some(Switch::Promoted { .. }) => SwitchReason::Promoted,
+            Some(Switch::Roamed { .. }) => SwitchReason::Roamed,
+            Some(Switch::Learned(_)) if self.punched.is_some() => SwitchReason::Punched,
+            Some(Switch::Learned(_)) => SwitchReason::Learned,
+            None => return,
+        };
+        self.switched(why, out);
         let name = &self.config.name;
-        match self.paths.on_authenticated(via) {
+        match switch {
             Some(Switch::Promoted { from, to }) => {
                 log::info!("peer {name}: path switched to {to}: a probe was answered (was {from})")
             }
@@ -553,6 +571,7 @@ impl Peer {
             match self.paths.on_failure(relays, now) {
                 Some(next) => {
                     log::info!("peer {}: path switched to {next}: {why}", self.config.name);
+                    self.switched(SwitchReason::Failed, out);
                     self.liveness.on_path_changed();
                     went_down = false;
                     self.resume_on_new_path(out, now);
