@@ -10,7 +10,7 @@ use crate::prefix::Prefix;
 
 use crate::human::Human;
 
-use super::liveness::{Action, Health, Liveness};
+use super::liveness::{Action, Health, Liveness, RETRY_MAX, RETRY_MAX_KEPT};
 use super::node::{Event, SwitchReason};
 use super::outbox::Outbox;
 use super::path::{Path, RelayId};
@@ -114,6 +114,12 @@ impl Peer {
         let c = &config;
         let session = Session::new(own, key, c.preshared_key, c.keepalive, index, gate, now);
         let paths = PathSelector::new(&config.endpoints);
+        // A peer we keep a keepalive toward (an edge's hub) must come back quickly.
+        let retry_max = if config.keepalive().is_some() {
+            RETRY_MAX_KEPT
+        } else {
+            RETRY_MAX
+        };
         Peer {
             key,
             config,
@@ -122,7 +128,7 @@ impl Peer {
             paths,
             stats: PeerStats::default(),
             overlay: None,
-            liveness: Liveness::default(),
+            liveness: Liveness::with_retry_max(retry_max),
             last_sent: None,
             last_data: None,
             handshake_sent: None,
@@ -588,10 +594,13 @@ impl Peer {
             }
         } else if action == Action::Probe {
             if self.liveness.health() == Health::Down {
-                // Retrying a peer that is down: each retry on the next path in turn.
+                // Retrying a peer that is down: each retry on the next path in turn, one
+                // datagram (a hub may have thousands of offline peers).
                 self.paths.rotate(relays, now);
+                self.initiate(out, now);
+            } else {
+                self.probe(out, now);
             }
-            self.probe(out, now);
         }
         if let Some(targets) = self.paths.direct_probe_due(now) {
             self.probe_direct(&targets, out, now);
@@ -603,7 +612,11 @@ impl Peer {
         }
         self.punch(out, now);
         if now >= self.timers_due {
-            self.run_timers(out, now);
+            // While down, the liveness check's backed-off probes are the only retries:
+            // boringtun would retransmit every 5 s and start over for ever.
+            if self.liveness.health() != Health::Down {
+                self.run_timers(out, now);
+            }
             self.timers_due = self.timers_wanted(now);
         }
         self.schedule(now);
