@@ -32,6 +32,8 @@ const ACTIVE_WINDOW: Duration = Duration::from_secs(16);
 const IDLE_TICK: Duration = Duration::from_secs(60);
 /// A data message without payload (a keepalive) is exactly this long.
 const KEEPALIVE_LEN: usize = 32;
+/// WireGuard's REKEY_AFTER_TIME: an initiator renews its keys this often.
+const REKEY_AFTER: Duration = Duration::from_secs(120);
 /// A handshake initiation this recent is sent again on a new path rather than replaced:
 /// boringtun retransmits after REKEY_TIMEOUT (5 s) anyway.
 const RESEND_INIT_WITHIN: Duration = Duration::from_secs(5);
@@ -626,6 +628,16 @@ impl Peer {
     /// boringtun's timers: retransmits, keepalives, rekeys, key expiry.
     fn run_timers(&mut self, out: &mut Outbox, now: Instant) {
         match self.session.update_timers(out.buffer(), now) {
+            Ok(Some(datagram)) if self.is_probe_retransmit(&datagram, now) => {
+                // The retransmit of a direct probe goes where the probe went: sent on the
+                // relay it would be answered there, a full handshake every probe. The
+                // relay's keys are renewed when they age, like any session's.
+                let targets = self.paths.direct_candidates().to_vec();
+                for addr in targets {
+                    self.send_copy(Path::Direct(addr), &datagram, None, out);
+                }
+                out.recycle(datagram);
+            }
             Ok(Some(datagram)) => self.send(datagram, out, now),
             Ok(None) => {}
             Err(SessionError::Expired) => {
@@ -642,6 +654,17 @@ impl Peer {
             }
             Err(_) => {}
         }
+    }
+
+    /// Whether boringtun's retransmitted initiation belongs to a direct probe: we are
+    /// relayed and the session's keys are young (a rekey would be due at 120 s).
+    fn is_probe_retransmit(&self, datagram: &[u8], now: Instant) -> bool {
+        let relayed = self.paths.active().is_some_and(|p| p.relay().is_some());
+        let young = self
+            .session
+            .time_since_last_handshake(now)
+            .is_some_and(|age| age < REKEY_AFTER);
+        relayed && young && MessageKind::of(datagram) == Some(MessageKind::HandshakeInit)
     }
 
     /// When boringtun's timers want a look, from what the peer is doing; see ACTIVE_TICK.
