@@ -209,8 +209,11 @@ impl Mesh {
             return Err(SignalError::Malformed("a replay"));
         }
         self.seen.insert(message.sender, stamp);
-        // The other side is trying: so do we, whatever our last failure said.
-        self.backoff.remove(&message.sender);
+        // The other side is trying: so do we, whatever our last failure said. (A close
+        // is no invitation: the pause after it lets STUN learn the new mappings first.)
+        if message.kind != Kind::Close {
+            self.backoff.remove(&message.sender);
+        }
         Ok(message)
     }
 }

@@ -117,6 +117,8 @@ pub struct Node {
     peers: BTreeMap<PublicKey, Peer>,
     by_index: HashMap<u32, PublicKey>,
     routes: RouteTable,
+    /// The prefixes each peer has in `routes` now, so one peer's change is applied alone.
+    routed: HashMap<PublicKey, Vec<Prefix>>,
     overlay: Option<Overlay>,
     /// The hub the overlay prefix is routed to now.
     overlay_via: Option<PublicKey>,
@@ -154,6 +156,7 @@ impl Node {
             peers: BTreeMap::new(),
             by_index: HashMap::new(),
             routes: RouteTable::default(),
+            routed: HashMap::new(),
             overlay: None,
             overlay_via: None,
             next_index: index_seed & 0x00ff_ffff,
@@ -265,7 +268,8 @@ impl Node {
         }
     }
 
-    /// Tests: every peer's deadline is filed, and nothing else is.
+    /// Tests: every peer's deadline is filed, and nothing else is; the routes are those
+    /// of the peers that are routable now.
     #[cfg(test)]
     pub(crate) fn check_filed(&self, at: &str) {
         for (k, p) in &self.peers {
@@ -418,7 +422,6 @@ impl Node {
             Kind::Close => {
                 if self.punched.contains(&key) {
                     self.end_punched(key, "the other side lost the direct path", now);
-                    self.rebuild_routes();
                 }
                 return;
             }
@@ -469,6 +472,7 @@ impl Node {
             );
         }
         self.reschedule(key);
+        self.reroute(key);
         self.mesh.ended(key, why, now);
     }
 
@@ -503,13 +507,45 @@ impl Node {
     /// overlay goes to the first hub that is routable.
     fn rebuild_routes(&mut self) {
         self.routes.clear();
-        for (key, peer) in &self.peers {
-            if peer.is_routable() {
-                for prefix in &peer.config.allowed_ips {
-                    self.routes.insert(*prefix, *key);
-                }
+        self.routed.clear();
+        let keys: Vec<PublicKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.file_routes(key);
+        }
+        self.route_overlay();
+    }
+
+    /// One peer's routability changed (or it is gone): only its prefixes move, and the
+    /// overlay if it is a hub.
+    fn reroute(&mut self, key: PublicKey) {
+        self.file_routes(key);
+        if self.overlay.as_ref().is_some_and(|o| o.via.contains(&key)) {
+            self.route_overlay();
+        }
+    }
+
+    fn file_routes(&mut self, key: PublicKey) {
+        let want: Vec<Prefix> = self
+            .peers
+            .get(&key)
+            .filter(|p| p.is_routable())
+            .map(|p| p.config.allowed_ips.clone())
+            .unwrap_or_default();
+        for old in self.routed.remove(&key).unwrap_or_default() {
+            if !want.contains(&old) {
+                self.routes.remove(old, key);
             }
         }
+        for prefix in &want {
+            self.routes.insert(*prefix, key);
+        }
+        if !want.is_empty() {
+            self.routed.insert(key, want);
+        }
+    }
+
+    /// The overlay prefix to the first hub that is routable.
+    fn route_overlay(&mut self) {
         let Some(overlay) = &self.overlay else {
             self.overlay_via = None;
             return;
@@ -535,8 +571,14 @@ impl Node {
             }
             self.overlay_via = via;
         }
-        if let Some(via) = via {
-            self.routes.insert(overlay.prefix, via);
+        match via {
+            Some(via) => self.routes.insert(overlay.prefix, via),
+            None => {
+                let prefix = overlay.prefix;
+                for hub in overlay.via.clone() {
+                    self.routes.remove(prefix, hub);
+                }
+            }
         }
     }
 
@@ -706,7 +748,7 @@ impl Node {
             }
         };
         if peer.is_routable() != before {
-            self.rebuild_routes();
+            self.reroute(carrier);
         }
         self.reschedule(carrier);
         if let Some(packet) = packet {
@@ -729,7 +771,6 @@ impl Node {
         {
             self.out.events.push_back(Event::NatMapping(mapping));
         }
-        let mut went_down = false;
         let due: Vec<PublicKey> = self
             .timers
             .range(..=(now, PublicKey([0xff; 32])))
@@ -737,7 +778,11 @@ impl Node {
             .collect();
         for key in due {
             if let Some(peer) = self.peers.get_mut(&key) {
-                went_down |= peer.tick(&self.relays, &mut self.out, now);
+                let before = peer.is_routable();
+                peer.tick(&self.relays, &mut self.out, now);
+                if peer.is_routable() != before {
+                    self.reroute(key);
+                }
             }
             self.reschedule(key);
         }
@@ -748,9 +793,6 @@ impl Node {
             .collect();
         for (key, why) in &over {
             self.end_punched(*key, why, now);
-        }
-        if went_down || !over.is_empty() {
-            self.rebuild_routes();
         }
         #[cfg(test)]
         self.check_filed("handle_timeout");

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use crate::keys::PublicKey;
 use crate::prefix::Prefix;
 
-#[derive(Default, Debug)]
+#[derive(Default, Debug, PartialEq)]
 pub struct RouteTable {
     /// Keyed by (is IPv6, prefix length); iterated longest first.
     by_len: BTreeMap<(bool, u8), HashMap<IpAddr, PublicKey>>,
@@ -24,6 +24,20 @@ impl RouteTable {
             .entry((!net.is_ipv4(), net.len()))
             .or_default()
             .insert(net.addr(), peer);
+    }
+
+    /// Removes `prefix` if `peer` owns it.
+    pub fn remove(&mut self, prefix: Prefix, peer: PublicKey) {
+        let net = prefix.network();
+        let at = (!net.is_ipv4(), net.len());
+        if let Some(nets) = self.by_len.get_mut(&at) {
+            if nets.get(&net.addr()) == Some(&peer) {
+                nets.remove(&net.addr());
+            }
+            if nets.is_empty() {
+                self.by_len.remove(&at);
+            }
+        }
     }
 
     pub fn clear(&mut self) {
@@ -60,6 +74,16 @@ mod tests {
         assert_eq!(t.lookup("10.42.128.9".parse().unwrap()), Some(key(3)));
         assert_eq!(t.lookup("10.42.9.9".parse().unwrap()), Some(key(1)));
         assert_eq!(t.lookup("10.43.0.1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn a_prefix_is_removed_only_by_its_owner() {
+        let mut t = RouteTable::default();
+        t.insert("10.42.2.1/32".parse().unwrap(), key(2));
+        t.remove("10.42.2.1/32".parse().unwrap(), key(3));
+        assert_eq!(t.lookup("10.42.2.1".parse().unwrap()), Some(key(2)));
+        t.remove("10.42.2.1/32".parse().unwrap(), key(2));
+        assert_eq!(t.lookup("10.42.2.1".parse().unwrap()), None);
     }
 
     #[test]
