@@ -9,15 +9,18 @@
 #![cfg_attr(not(test), deny(clippy::disallowed_methods))]
 
 mod liveness;
+mod mesh;
 mod node;
 mod outbox;
 mod packet;
 mod path;
 mod paths;
 mod peer;
+mod punch;
 mod reflexive;
 mod routes;
 mod session;
+mod signal;
 pub mod topology;
 
 #[cfg(test)]
@@ -29,3 +32,4 @@ pub use path::{Destination, Path, RelayId, Transmit};
 pub use paths::RelayInfo;
 pub use peer::{Peer, PeerConfig, PeerStats};
 pub use reflexive::{NatMapping, is_stun};
+pub use signal::{Candidate, CandidateKind};

@@ -6,21 +6,24 @@
 //! buffer back with `recycle`), then ask `poll_timeout` when to call `handle_timeout`.
 //! The node never reads the clock: `now` is always an argument.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::keys::{PrivateKey, PublicKey};
 use crate::prefix::Prefix;
 
+use super::mesh::{IDLE_TEARDOWN, Mesh};
 use super::outbox::Outbox;
 use super::packet;
-use super::path::{Path, RelayId, Transmit};
+use super::path::{Destination, Path, RelayId, Transmit};
 use super::paths::RelayInfo;
-use super::peer::{Peer, PeerConfig};
+use super::peer::{Peer, PeerConfig, Punched};
+use super::punch::Punch;
 use super::reflexive::{self, NatMapping, Reflexive};
 use super::routes::RouteTable;
 use super::session::{self, Gate, HandshakeGate, MessageKind};
+use super::signal::{self, Kind};
 
 /// Packets the node dropped, by reason. Each one is also logged at debug.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,6 +37,8 @@ pub struct Drops {
     /// Handshake messages answered with a cookie reply: the node was under load and the
     /// sender had not proven its address (MAC2).
     pub cookie_replies: u64,
+    /// Candidate messages refused (malformed, replayed, or not from the node they name).
+    pub bad_signals: u64,
 }
 
 /// The whole overlay prefix and the hubs that may carry it, most preferred first. The
@@ -88,6 +93,10 @@ pub struct Node {
     gate: HandshakeGate,
     /// Our reflexive addresses and the NAT's mapping, from STUN on the WireGuard socket.
     reflexive: Reflexive,
+    /// Edges of other sites reached directly on demand.
+    mesh: Mesh,
+    /// The peers `mesh` made (not in the manifest's peer list).
+    punched: BTreeSet<PublicKey>,
     events: VecDeque<Event>,
     pub drops: Drops,
 }
@@ -98,6 +107,8 @@ impl Node {
         Node {
             gate: HandshakeGate::new(&key, now),
             reflexive: Reflexive::new(u64::from(index_seed)),
+            mesh: Mesh::new(u64::from(index_seed).rotate_left(32) ^ 0x5eed),
+            punched: BTreeSet::new(),
             events: VecDeque::new(),
             key,
             peers: BTreeMap::new(),
@@ -142,14 +153,18 @@ impl Node {
             .peers
             .keys()
             .filter(|k| !desired.contains_key(k))
+            .filter(|k| !(self.punched.contains(k) && self.mesh.contains(k)))
             .copied()
             .collect();
         for key in gone {
             if let Some(peer) = self.peers.remove(&key) {
                 self.by_index.remove(&peer.index);
+                self.punched.remove(&key);
                 changes.removed.push(peer.config.name);
             }
         }
+        // A manifest peer now (the edge moved to our site): made anew below.
+        self.punched.retain(|k| !desired.contains_key(k));
         for (key, config) in desired {
             match self.peers.get_mut(&key) {
                 Some(peer) if peer.config == config => {}
@@ -188,6 +203,169 @@ impl Node {
         for peer in self.peers.values_mut() {
             peer.renew_session(&self.key, &self.gate, &mut self.out, now);
         }
+    }
+
+    /// The edges of other sites this node may reach directly, made on demand (see
+    /// `mesh.rs`): each with its allowed IPs and preshared key for this pair. Sessions
+    /// made with edges no longer listed end.
+    pub fn set_remote_edges(&mut self, directory: BTreeMap<PublicKey, PeerConfig>, now: Instant) {
+        self.mesh.set_directory(directory);
+        let gone: Vec<PublicKey> = self
+            .punched
+            .iter()
+            .filter(|k| !self.mesh.contains(k))
+            .copied()
+            .collect();
+        for key in gone {
+            self.end_punched(key, "removed from the manifest", now);
+        }
+    }
+
+    /// This node's overlay addresses and WireGuard port: the source of its candidate
+    /// messages and the port of its host candidates.
+    pub fn set_own_addresses(&mut self, addresses: Vec<Prefix>, listen_port: u16) {
+        self.mesh.set_own(addresses, listen_port);
+    }
+
+    /// A packet toward an edge of another site is about to go through a hub: the first
+    /// one starts the exchange of candidates and a session made for that edge alone.
+    fn maybe_start_exchange(&mut self, dst: IpAddr, via: PublicKey, now: Instant) {
+        if self
+            .peers
+            .get(&via)
+            .is_none_or(|p| p.config.role != crate::manifest::Role::Hub)
+        {
+            return;
+        }
+        let Some(key) = self.mesh.exchange_wanted(dst, now) else {
+            return;
+        };
+        if self.peers.contains_key(&key) {
+            return;
+        }
+        let Some(config) = self.mesh.config(&key) else {
+            return;
+        };
+        log::info!(
+            "peer {}: traffic through the hub; offering candidates for a direct path",
+            config.name
+        );
+        self.add_punched(key, config, now);
+        self.send_signal(key, Kind::Offer, now);
+    }
+
+    fn add_punched(&mut self, key: PublicKey, config: PeerConfig, now: Instant) {
+        self.add_peer(key, config, now);
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.punched = Some(Punched {
+                made: now,
+                punch: None,
+                through: None,
+            });
+        }
+        self.punched.insert(key);
+    }
+
+    /// Sends our candidates to `to` through the overlay (the hub that carries it).
+    fn send_signal(&mut self, to: PublicKey, kind: Kind, now: Instant) {
+        let host = self.reflexive.host_addresses().to_vec();
+        let candidates = self.mesh.candidates(&host, &self.reflexive.addresses());
+        let hub_rtt = self.overlay_via().and_then(|p| p.rtt());
+        let from = self.public_key();
+        let Some(packet) = self.mesh.message(&to, kind, from, candidates, hub_rtt) else {
+            log::debug!("no IPv4 overlay address to send candidates from or to");
+            return;
+        };
+        let Some((_, dst)) = packet::addresses(&packet) else {
+            return;
+        };
+        let Some(via) = self.routes.lookup(dst).and_then(|k| self.peers.get_mut(&k)) else {
+            return;
+        };
+        via.send_packet(&packet, &mut self.out, now);
+    }
+
+    /// A candidate message for us, decrypted from `carrier` (a hub that forwarded it).
+    fn take_signal(&mut self, carrier: PublicKey, src: IpAddr, payload: &[u8], now: Instant) {
+        let through_hub = self
+            .peers
+            .get(&carrier)
+            .is_some_and(|p| p.config.role == crate::manifest::Role::Hub);
+        let taken = if through_hub {
+            self.mesh.take(src, payload)
+        } else {
+            Err(signal::SignalError::Malformed("not forwarded by a hub"))
+        };
+        let message = match taken {
+            Ok(m) => m,
+            Err(e) => {
+                self.drops.bad_signals += 1;
+                log::debug!("dropped a candidate message from {src}: {e}");
+                return;
+            }
+        };
+        let key = message.sender;
+        let their_hub_rtt = message.hub_rtt_ms;
+        let open_wait = match message.kind {
+            Kind::Offer => {
+                if !self.peers.contains_key(&key) {
+                    let Some(config) = self.mesh.config(&key) else {
+                        return;
+                    };
+                    self.add_punched(key, config, now);
+                }
+                self.send_signal(key, Kind::Answer, now);
+                let own_rtt = self.overlay_via().and_then(|p| p.rtt());
+                Punch::open_wait(own_rtt, their_hub_rtt)
+            }
+            Kind::Answer => std::time::Duration::ZERO,
+            Kind::Close => {
+                if self.punched.contains(&key) {
+                    self.end_punched(key, "the other side lost the direct path", now);
+                    self.rebuild_routes();
+                }
+                return;
+            }
+        };
+        let Some(peer) = self.peers.get_mut(&key).filter(|p| p.punched.is_some()) else {
+            return;
+        };
+        if peer.path().is_some() {
+            // Already direct: the other side starts over (it restarted, or lost us).
+            return;
+        }
+        log::info!(
+            "peer {}: punching toward {} candidate(s)",
+            peer.config.name,
+            message.candidates.len()
+        );
+        peer.start_punch(message.candidates, open_wait, now);
+    }
+
+    /// Drops a session made on demand; its traffic stays with the hub. When its direct
+    /// path died, the other side hears it through the hub (so it does not wait for its
+    /// own traffic to go unanswered), and our NAT's mapping is learned again: it may be
+    /// what changed.
+    fn end_punched(&mut self, key: PublicKey, why: &str, now: Instant) {
+        if why == "the direct path stopped answering" {
+            self.send_signal(key, Kind::Close, now);
+            self.reflexive.recheck(now);
+        }
+        self.punched.remove(&key);
+        if let Some(peer) = self.peers.remove(&key) {
+            self.by_index.remove(&peer.index);
+            let level = if why == "idle" {
+                log::Level::Debug
+            } else {
+                log::Level::Info
+            };
+            log::log!(
+                level,
+                "peer {}: direct session ended ({why}); through the hub",
+                peer.config.name
+            );
+        }
+        self.mesh.ended(key, why, now);
     }
 
     fn add_peer(&mut self, key: PublicKey, config: PeerConfig, now: Instant) {
@@ -276,12 +454,17 @@ impl Node {
             self.drops.unknown_datagram += 1;
             return;
         };
-        let Some(peer) = self.routes.lookup(dst).and_then(|k| self.peers.get_mut(&k)) else {
+        let Some(via) = self.routes.lookup(dst) else {
             self.drops.no_route += 1;
             log::debug!("no peer routes {dst}: dropped a packet from the TUN device");
             return;
         };
-        peer.send_packet(packet, &mut self.out, now);
+        if Some(via) == self.overlay_via {
+            self.maybe_start_exchange(dst, via, now);
+        }
+        if let Some(peer) = self.peers.get_mut(&via) {
+            peer.send_packet(packet, &mut self.out, now);
+        }
     }
 
     /// A datagram read from the UDP socket: STUN answers to our Binding requests, or
@@ -401,12 +584,28 @@ impl Node {
             return;
         };
         let before = peer.is_routable();
-        if let Err(e) = peer.receive(via, datagram, &mut self.out, now) {
-            self.drops.refused += 1;
-            log::debug!("peer {}: {e} (from {from})", peer.config.name);
-        }
+        let carrier = peer.key;
+        let packet = match peer.receive(via, datagram, &mut self.out, now) {
+            Ok(packet) => packet,
+            Err(e) => {
+                self.drops.refused += 1;
+                log::debug!("peer {}: {e} (from {from})", peer.config.name);
+                None
+            }
+        };
         if peer.is_routable() != before {
             self.rebuild_routes();
+        }
+        if let Some(packet) = packet {
+            let mesh = &self.mesh;
+            match signal::unwrap_v4(&packet, |a| mesh.is_own(a)) {
+                Some((src, payload)) => {
+                    let payload = payload.to_vec();
+                    self.take_signal(carrier, src, &payload, now);
+                    self.out.recycle(packet);
+                }
+                None => self.out.push(Destination::Tun, packet),
+            }
         }
     }
 
@@ -421,7 +620,15 @@ impl Node {
         for peer in self.peers.values_mut() {
             went_down |= peer.tick(&self.relays, &mut self.out, now);
         }
-        if went_down {
+        let over: Vec<(PublicKey, &'static str)> = self
+            .punched
+            .iter()
+            .filter_map(|k| Some((*k, self.peers.get(k)?.punched_is_over(IDLE_TEARDOWN, now)?)))
+            .collect();
+        for (key, why) in &over {
+            self.end_punched(*key, why, now);
+        }
+        if went_down || !over.is_empty() {
             self.rebuild_routes();
         }
     }

@@ -31,9 +31,15 @@ impl Outbox {
     }
 
     pub fn push(&mut self, destination: Destination, payload: Vec<u8>) {
+        self.push_with_ttl(destination, payload, None);
+    }
+
+    /// A datagram that must leave with this IP TTL (a punch meant to die past our NAT).
+    pub fn push_with_ttl(&mut self, destination: Destination, payload: Vec<u8>, ttl: Option<u8>) {
         self.transmits.push_back(Transmit {
             destination,
             payload,
+            ttl,
         });
     }
 }

@@ -12,9 +12,11 @@ use crate::human::Human;
 
 use super::liveness::{Action, Health, Liveness};
 use super::outbox::Outbox;
-use super::path::{Destination, Path, RelayId};
+use super::path::{Path, RelayId};
 use super::paths::{PathSelector, RelayInfo, Switch};
+use super::punch::Punch;
 use super::session::{HandshakeGate, MessageKind, Received, Session, SessionError};
+use super::signal::{Candidate, CandidateKind};
 
 /// While data flows or a handshake is in progress, WireGuard's timers (retransmit after
 /// 5 s, passive keepalive after 10 s, new handshake after 15 s of silence, rekey after
@@ -80,9 +82,23 @@ pub struct Peer {
     /// re-sent on the next path when a new path takes over, so a late answer on the old
     /// one still completes the handshake.
     last_init: Option<(Vec<u8>, Instant)>,
+    /// When we answered the peer's initiation: its first data after that gives the round
+    /// trip on this side too (the initiator confirms a handshake with a keepalive).
+    response_sent: Option<Instant>,
     /// When boringtun's timers must next run; moved earlier by traffic, never later.
     timers_due: Instant,
     next_tick: Instant,
+    /// A session made on demand with an edge of another site (see `node.rs`), and the
+    /// punching toward its candidates while no path is known.
+    pub punched: Option<Punched>,
+}
+
+/// What a peer made on demand carries besides a manifest peer.
+pub struct Punched {
+    pub made: Instant,
+    pub punch: Option<Punch>,
+    /// The candidate the direct path was punched through, once one was.
+    pub through: Option<Candidate>,
 }
 
 impl Peer {
@@ -110,10 +126,62 @@ impl Peer {
             last_data: None,
             handshake_sent: None,
             last_init: None,
+            response_sent: None,
             // A new peer handshakes at once (or waits for its first packet): either way
             // its timers are active from here.
             timers_due: now + ACTIVE_TICK,
             next_tick: now + ACTIVE_TICK,
+            punched: None,
+        }
+    }
+
+    /// Starts (or starts over) punching toward the other side's candidates.
+    pub fn start_punch(&mut self, candidates: Vec<Candidate>, open_wait: Duration, now: Instant) {
+        if let Some(p) = &mut self.punched {
+            p.punch = Some(Punch::start(candidates, open_wait, now));
+        }
+        self.schedule(now);
+    }
+
+    /// A peer made on demand that punching gave up on, that went down, or that has been
+    /// idle past `idle`: the node drops it, and its traffic stays with the hub.
+    pub fn punched_is_over(&self, idle: Duration, now: Instant) -> Option<&'static str> {
+        let p = self.punched.as_ref()?;
+        if p.punch.as_ref().is_some_and(|punch| punch.gave_up(now)) && self.path().is_none() {
+            return Some("no candidate answered");
+        }
+        if self.liveness.health() == Health::Down {
+            return Some("the direct path stopped answering");
+        }
+        let last = self.last_data.unwrap_or(p.made).max(p.made);
+        (now.saturating_duration_since(last) >= idle).then_some("idle")
+    }
+
+    /// Sends the punches that are due.
+    fn punch(&mut self, out: &mut Outbox, now: Instant) {
+        loop {
+            let due = self.punched.as_mut().and_then(|p| p.punch.as_mut());
+            let Some(send) = due.and_then(|punch| punch.poll(now)) else {
+                return;
+            };
+            let fresh = if send.new_initiation {
+                None
+            } else {
+                self.last_init.as_ref().map(|(b, _)| b.clone())
+            };
+            let datagram = match fresh {
+                Some(bytes) => bytes,
+                None => {
+                    let Some(init) = self.session.initiate(out.buffer(), now) else {
+                        return;
+                    };
+                    self.handshake_sent.get_or_insert(now);
+                    self.last_init = Some((init.clone(), now));
+                    init
+                }
+            };
+            self.send_copy(Path::Direct(send.to), &datagram, send.ttl, out);
+            out.recycle(datagram);
         }
     }
 
@@ -166,6 +234,29 @@ impl Peer {
             self.initiate(out, now);
             self.schedule(now);
         }
+    }
+
+    /// How the peer is reached (for `status`): `punched`, `lan` (punched to a host
+    /// candidate), `manifest` on a direct path; `hub` for a session made on demand that
+    /// has no path yet (its traffic goes through the hub); `None` otherwise.
+    pub fn direct_via(&self) -> Option<&'static str> {
+        let Some(path) = self.path() else {
+            return self.punched.as_ref().map(|_| "hub");
+        };
+        if path.relay().is_some() {
+            return None;
+        }
+        Some(match self.punched_through() {
+            Some(c) if c.kind == CandidateKind::Host => "lan",
+            Some(_) => "punched",
+            None if self.punched.is_some() => "punched",
+            None => "manifest",
+        })
+    }
+
+    /// The other side's candidate the direct path was punched through.
+    pub fn punched_through(&self) -> Option<Candidate> {
+        self.punched.as_ref()?.through
     }
 
     /// The smoothed handshake round trip on the active path, once measured.
@@ -288,10 +379,15 @@ impl Peer {
     /// A copy of `datagram` on a path other than the active one; liveness is not told,
     /// since no answer is owed on the active path.
     fn send_on(&mut self, path: Path, datagram: &[u8], out: &mut Outbox) {
+        self.send_copy(path, datagram, None, out);
+    }
+
+    /// `send_on` with an IP TTL (a punch).
+    fn send_copy(&mut self, path: Path, datagram: &[u8], ttl: Option<u8>, out: &mut Outbox) {
         let mut copy = out.buffer();
         copy.extend_from_slice(datagram);
         self.stats.tx_bytes += copy.len() as u64;
-        out.push(path.into(), copy);
+        out.push_with_ttl(path.into(), copy, ttl);
     }
 
     /// Encrypts a packet from the TUN device.
@@ -304,14 +400,16 @@ impl Peer {
         self.schedule(now);
     }
 
-    /// Handles a datagram that names this peer. Returns false when WireGuard refused it.
+    /// Handles a datagram that names this peer. Returns the IP packet it carried, if any
+    /// and if its source is one the peer may send from, for the node to place; an error
+    /// when WireGuard refused the datagram.
     pub fn receive(
         &mut self,
         via: Path,
         datagram: &[u8],
         out: &mut Outbox,
         now: Instant,
-    ) -> Result<(), SessionError> {
+    ) -> Result<Option<Vec<u8>>, SessionError> {
         let kind = MessageKind::of(datagram);
         let mut replies = Vec::new();
         let received = self.session.decapsulate(
@@ -323,8 +421,16 @@ impl Peer {
         )?;
         self.stats.rx_bytes += datagram.len() as u64;
         // Authenticated: WireGuard's roaming follows the sender's address. A cookie reply
-        // proves less, so it moves nothing.
-        if kind != Some(MessageKind::CookieReply) {
+        // proves less, so it moves nothing; nor, on a path still being punched, does an
+        // initiation: it proves their datagrams reach us, not that ours reach them. A
+        // response to ours, or data on a session we answered, proves both ways.
+        let proves_path = self.punched.is_none()
+            || self.paths.active().is_some()
+            || matches!(
+                kind,
+                Some(MessageKind::HandshakeResponse | MessageKind::Data)
+            );
+        if kind != Some(MessageKind::CookieReply) && proves_path {
             self.follow(via);
             if self.liveness.on_answer(now) {
                 log::info!("peer {}: answers again ({via})", self.config.name);
@@ -339,35 +445,50 @@ impl Peer {
                 self.handshake_sent = None;
                 self.stats.handshakes += 1;
             }
-            Some(MessageKind::HandshakeInit) => self.stats.handshakes += 1,
-            Some(MessageKind::Data) if datagram.len() > KEEPALIVE_LEN => {
-                self.handshake_sent = None;
-                self.last_data = Some(now);
+            Some(MessageKind::HandshakeInit) => {
+                self.stats.handshakes += 1;
+                self.response_sent = (!replies.is_empty()).then_some(now);
+            }
+            Some(MessageKind::Data) => {
+                if let Some(sent) = self.response_sent.take() {
+                    self.liveness
+                        .on_handshake_rtt(now.saturating_duration_since(sent));
+                }
+                if datagram.len() > KEEPALIVE_LEN {
+                    self.handshake_sent = None;
+                    self.last_data = Some(now);
+                }
             }
             _ => {}
         }
         for reply in replies {
-            self.send(reply, out, now);
-        }
-        if let Received::Packet(packet, src) = received {
-            let allowed = self
-                .config
-                .allowed_ips
-                .iter()
-                .chain(&self.overlay)
-                .any(|p| p.contains(src));
-            if allowed {
-                out.push(Destination::Tun, packet);
+            if self.paths.active().is_some() {
+                self.send(reply, out, now);
             } else {
-                log::debug!(
-                    "peer {}: dropped a packet from {src}, outside its allowed IPs",
-                    self.config.name
-                );
-                out.recycle(packet);
+                // No path yet (a punch): answer where the initiation came from.
+                self.send_copy(via, &reply, None, out);
+                out.recycle(reply);
             }
         }
         self.schedule(now);
-        Ok(())
+        let Received::Packet(packet, src) = received else {
+            return Ok(None);
+        };
+        let allowed = self
+            .config
+            .allowed_ips
+            .iter()
+            .chain(&self.overlay)
+            .any(|p| p.contains(src));
+        if allowed {
+            return Ok(Some(packet));
+        }
+        log::debug!(
+            "peer {}: dropped a packet from {src}, outside its allowed IPs",
+            self.config.name
+        );
+        out.recycle(packet);
+        Ok(None)
     }
 
     /// WireGuard's roaming, with path selection: see `paths.rs`.
@@ -384,7 +505,20 @@ impl Peer {
                     from.endpoint()
                 )
             }
-            Some(Switch::Learned(path)) => log::info!("peer {name}: endpoint learned: {path}"),
+            Some(Switch::Learned(path)) => match self.punched.as_mut() {
+                Some(p) => {
+                    let through = p
+                        .punch
+                        .take()
+                        .and_then(|punch| punch.candidate(path.endpoint()));
+                    p.through = through;
+                    let how = through.map_or("a peer-reflexive address", |c| c.kind.name());
+                    log::info!(
+                        "peer {name}: path switched to {path}: punched through the NATs ({how}); traffic leaves the hub"
+                    )
+                }
+                None => log::info!("peer {name}: endpoint learned: {path}"),
+            },
             None => {}
         }
     }
@@ -440,6 +574,7 @@ impl Peer {
         {
             self.send(keepalive, out, now);
         }
+        self.punch(out, now);
         if now >= self.timers_due {
             self.run_timers(out, now);
             self.timers_due = self.timers_wanted(now);
@@ -492,7 +627,12 @@ impl Peer {
     /// they still run every second, so rekeys and key expiry happen on time.
     fn schedule(&mut self, now: Instant) {
         self.timers_due = self.timers_due.min(self.timers_wanted(now));
-        self.next_tick = [self.liveness.deadline(), self.paths.deadline()]
+        let punch = self
+            .punched
+            .as_ref()
+            .and_then(|p| p.punch.as_ref())
+            .map(|punch| punch.deadline());
+        self.next_tick = [self.liveness.deadline(), self.paths.deadline(), punch]
             .into_iter()
             .flatten()
             .fold(self.timers_due, Instant::min);

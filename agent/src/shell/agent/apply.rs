@@ -54,6 +54,7 @@ impl super::Agent<'_> {
         if topology.role == Role::Hub {
             warn_if_not_forwarding();
         }
+        self.sync_mesh(&manifest, &topology).await;
         self.sync_relays(&manifest, topology.role);
         self.sync_kernel(&topology.addresses).await;
         self.set_state(format!(
@@ -69,6 +70,7 @@ impl super::Agent<'_> {
     /// Resolves endpoint names again (devices with dynamic addresses publish DNS names)
     /// and moves peers whose addresses changed.
     pub(super) async fn refresh_endpoints(&mut self) {
+        self.refresh_host_addresses();
         let Some(topology) = self.topology.clone() else {
             return;
         };
@@ -86,6 +88,45 @@ impl super::Agent<'_> {
             log::info!("endpoint names resolved anew: {}", describe(&changes));
             self.update_relay_peers();
         }
+    }
+
+    /// What the core needs for direct paths to edges of other sites: our overlay
+    /// addresses and port, the directory of those edges, our interface addresses, and
+    /// the STUN servers (the relays' UDP ports: coturn answers Binding).
+    async fn sync_mesh(&mut self, manifest: &Manifest, topology: &Topology) {
+        let now = clock::now();
+        let port = self.config.listen_port;
+        self.node
+            .set_own_addresses(topology.addresses.clone(), port);
+        let remote = topology
+            .remote
+            .iter()
+            .map(|(k, plan)| (*k, plan.resolve(|_| Vec::new())))
+            .collect();
+        self.node.set_remote_edges(remote, now);
+        self.refresh_host_addresses();
+        let names: Vec<String> = super::super::relay::group(&manifest.relays)
+            .iter()
+            .flat_map(|r| {
+                r.candidates
+                    .iter()
+                    .filter(|c| c.kind == super::super::relay::Kind::Udp)
+                    .map(|c| r.describe(c))
+            })
+            .collect();
+        let servers = if topology.role == Role::Edge && !names.is_empty() {
+            let answers = self.resolver.lookup(names).await;
+            answers.into_values().flatten().flatten().collect()
+        } else {
+            Vec::new()
+        };
+        self.node.set_stun_servers(servers, clock::now());
+    }
+
+    /// Our interfaces' addresses, for host candidates and to notice a changed uplink.
+    pub(super) fn refresh_host_addresses(&mut self) {
+        let host = super::super::ifaddrs::host_addresses(&self.config.interface);
+        self.node.set_host_addresses(host, clock::now());
     }
 
     /// Routes first: the kernel drops an interface's routes with its last address.
