@@ -202,7 +202,7 @@ fn hub(n: usize, pool: &[String]) -> HubFigures {
     edges[0].host().drop_udp_from(&edge_underlay(1));
     edges[1].host().drop_udp_from(&edge_underlay(0));
     for e in &mut edges[..PING_EDGES] {
-        e.start(&url, &key.public);
+        start_edge(e, &url, &key.public);
     }
     let dst = &nodes[real_edge_slot(1)].2;
     if let Err(e) = edges[0].host().ping(dst, T) {
@@ -220,7 +220,7 @@ fn hub(n: usize, pool: &[String]) -> HubFigures {
     // Handshakes: 16 edges at once, until each has one with the hub.
     let (c0, t0) = (cpu_ns(pid), Instant::now());
     for e in &mut edges[PING_EDGES..] {
-        e.start(&url, &key.public);
+        start_edge(e, &url, &key.public);
     }
     let mut counts = [0u64; HANDSHAKE_EDGES];
     wait_for("handshakes of the edges with the hub", T, || {
@@ -308,6 +308,27 @@ fn wireguard_go(n: usize, pool: &[String]) -> Option<WgGoFigures> {
         rss_kb: rss,
         rss_later_kb: rss_kb(pid),
     })
+}
+
+/// Starts an edge in a mount namespace of its own with an empty /run/wireguard. Every
+/// agent's control socket is `/var/run/wireguard/ew0.sock`, shared by all namespaces: an
+/// edge starting would connect to the hub's socket to see whether it is live, and the
+/// hub renders its whole `wg show` answer (10,000 peers) for each such probe.
+fn start_edge(edge: &mut Agent, url: &str, network_key: &str) {
+    let wrapper = [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mkdir -p /run/wireguard && mount -t tmpfs tmpfs /run/wireguard && exec \"$@\"",
+        "sh",
+    ];
+    edge.start_args(
+        &wrapper,
+        &["--manifest-url", url, "--manifest-pubkey", network_key],
+    );
 }
 
 /// An edge with one hub, idle: its wakeups per thread over `window`.
