@@ -6,7 +6,7 @@
 //! buffer back with `recycle`), then ask `poll_timeout` when to call `handle_timeout`.
 //! The node never reads the clock: `now` is always an argument.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -55,6 +55,42 @@ pub struct Overlay {
 pub enum Event {
     /// The NAT in front of the WireGuard socket was classified (anew).
     NatMapping(NatMapping),
+    /// A peer's datagrams take another way now (logged where it happens; this is for
+    /// counting).
+    PathSwitched { peer: String, why: SwitchReason },
+}
+
+/// Why a peer's path changed, as metrics label it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SwitchReason {
+    /// The first path of a peer that reached us first.
+    Learned,
+    /// The peer's address moved (NAT rebinding, a moved device).
+    Roamed,
+    /// A direct probe was answered while relayed.
+    Promoted,
+    /// A direct path was punched through both NATs.
+    Punched,
+    /// The path in use went unanswered: the next one was taken.
+    Failed,
+    /// The relay in use went away.
+    RelayLost,
+    /// A session made on demand ended: the peer's traffic is back on the hub.
+    BackToHub,
+}
+
+impl SwitchReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            SwitchReason::Learned => "learned",
+            SwitchReason::Roamed => "roamed",
+            SwitchReason::Promoted => "promoted",
+            SwitchReason::Punched => "punched",
+            SwitchReason::Failed => "failed",
+            SwitchReason::RelayLost => "relay_lost",
+            SwitchReason::BackToHub => "back_to_hub",
+        }
+    }
 }
 
 /// What `apply` changed, for the log.
@@ -97,7 +133,6 @@ pub struct Node {
     mesh: Mesh,
     /// The peers `mesh` made (not in the manifest's peer list).
     punched: BTreeSet<PublicKey>,
-    events: VecDeque<Event>,
     pub drops: Drops,
 }
 
@@ -109,7 +144,6 @@ impl Node {
             reflexive: Reflexive::new(u64::from(index_seed)),
             mesh: Mesh::new(u64::from(index_seed).rotate_left(32) ^ 0x5eed),
             punched: BTreeSet::new(),
-            events: VecDeque::new(),
             key,
             peers: BTreeMap::new(),
             by_index: HashMap::new(),
@@ -354,6 +388,12 @@ impl Node {
         self.punched.remove(&key);
         if let Some(peer) = self.peers.remove(&key) {
             self.by_index.remove(&peer.index);
+            if peer.path().is_some() {
+                self.out.events.push_back(Event::PathSwitched {
+                    peer: peer.config.name.clone(),
+                    why: SwitchReason::BackToHub,
+                });
+            }
             let level = if why == "idle" {
                 log::Level::Debug
             } else {
@@ -472,7 +512,7 @@ impl Node {
     pub fn handle_udp(&mut self, from: SocketAddr, datagram: &[u8], now: Instant) {
         if reflexive::is_stun(datagram) {
             if let Some(mapping) = self.reflexive.handle(from, datagram, now) {
-                self.events.push_back(Event::NatMapping(mapping));
+                self.out.events.push_back(Event::NatMapping(mapping));
             }
             return;
         }
@@ -502,7 +542,7 @@ impl Node {
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.out.events.pop_front()
     }
 
     /// A datagram a TURN relay forwarded to us from `from`.
@@ -614,7 +654,7 @@ impl Node {
         if self.reflexive.poll_timeout().is_some_and(|t| now >= t)
             && let Some(mapping) = self.reflexive.handle_timeout(now, &mut self.out)
         {
-            self.events.push_back(Event::NatMapping(mapping));
+            self.out.events.push_back(Event::NatMapping(mapping));
         }
         let mut went_down = false;
         for peer in self.peers.values_mut() {

@@ -92,7 +92,8 @@ impl super::Agent<'_> {
 
     /// What the core needs for direct paths to edges of other sites: our overlay
     /// addresses and port, the directory of those edges, our interface addresses, and
-    /// the STUN servers (the relays' UDP ports: coturn answers Binding).
+    /// the STUN servers (the manifest's `stun` list and the relays' UDP ports: coturn
+    /// answers Binding).
     async fn sync_mesh(&mut self, manifest: &Manifest, topology: &Topology) {
         let now = clock::now();
         let port = self.config.listen_port;
@@ -105,15 +106,14 @@ impl super::Agent<'_> {
             .collect();
         self.node.set_remote_edges(remote, now);
         self.refresh_host_addresses();
-        let names: Vec<String> = super::super::relay::group(&manifest.relays)
-            .iter()
-            .flat_map(|r| {
-                r.candidates
-                    .iter()
-                    .filter(|c| c.kind == super::super::relay::Kind::Udp)
-                    .map(|c| r.describe(c))
-            })
-            .collect();
+        let relays = super::super::relay::group(&manifest.relays);
+        let relay_ports = relays.iter().flat_map(|r| {
+            r.candidates
+                .iter()
+                .filter(|c| c.kind == super::super::relay::Kind::Udp)
+                .map(|c| r.describe(c))
+        });
+        let names: Vec<String> = manifest.stun.iter().cloned().chain(relay_ports).collect();
         let servers = if topology.role == Role::Edge && !names.is_empty() {
             let answers = self.resolver.lookup(names).await;
             answers.into_values().flatten().flatten().collect()
