@@ -229,33 +229,14 @@ impl Agent {
     /// Starts `edgewire run` (with `EDGEWIRE_LOG=debug` unless set) with a manifest path
     /// or URL and the pinned network key.
     pub fn start(&mut self, manifest_url: &str, network_pubkey: &str) {
-        assert!(self.proc.is_none(), "agent {} already started", self.name);
-        let bin = edgewire_bin();
-        let bin = bin.to_string_lossy();
-        let state_dir = self.state_dir.to_string_lossy();
-        let port = AGENT_PORT.to_string();
-        let mut cmd = self.host.command(&[
-            &bin,
-            "run",
-            "--config",
-            "/dev/null",
-            "--manifest-url",
-            manifest_url,
-            "--manifest-pubkey",
-            network_pubkey,
-            "--state-dir",
-            &state_dir,
-            "--interface",
-            AGENT_IFACE,
-            "--listen-port",
-            &port,
-        ]);
-        let log_level = std::env::var("EDGEWIRE_LOG").unwrap_or_else(|_| "debug".to_owned());
-        cmd.env("EDGEWIRE_LOG", log_level)
-            .env("RUST_BACKTRACE", "1");
-        self.proc = Some(
-            self.host
-                .spawn_command(&format!("edgewire-{}", self.name), cmd),
+        self.start_args(
+            &[],
+            &[
+                "--manifest-url",
+                manifest_url,
+                "--manifest-pubkey",
+                network_pubkey,
+            ],
         );
     }
 
@@ -268,6 +249,9 @@ impl Agent {
         let bin = bin.to_string_lossy();
         let state_dir = self.state_dir.to_string_lossy();
         let port = AGENT_PORT.to_string();
+        // Every agent of a lab names its interface ew0, and the WireGuard control socket
+        // lives in a directory shared by the whole machine: each agent gets its own.
+        let control_dir = format!("{state_dir}-wg");
         let mut argv: Vec<&str> = wrapper.to_vec();
         argv.extend([
             &*bin,
@@ -281,6 +265,9 @@ impl Agent {
             "--listen-port",
             &port,
         ]);
+        if !args.contains(&"--control-dir") {
+            argv.extend(["--control-dir", &control_dir]);
+        }
         argv.extend_from_slice(args);
         let mut cmd = self.host.command(&argv);
         let log_level = std::env::var("EDGEWIRE_LOG").unwrap_or_else(|_| "debug".to_owned());
