@@ -133,3 +133,83 @@ fn symmetric_to_symmetric_stays_on_the_hub_and_works() {
         "two symmetric NATs cannot be punched"
     );
 }
+
+#[test]
+fn two_devices_behind_one_symmetric_nat_go_direct_on_their_lan_addresses() {
+    require_root!();
+    let lab = Lab::new("nat-hairpin");
+    let world = HubSites::with_nats(&lab, &[NatKind::RandomFully]);
+    let stun = StunPair::start(&lab, &world.wan);
+    let b_host = world.sites[0].host("dev-b", "192.168.10.3/24");
+    let mut hub = Agent::new(&world.hub_host, "hub-1");
+    let mut dev_a = Agent::new(&world.devs[0], "dev-a");
+    let mut dev_b = Agent::new(&b_host, "dev-b");
+    let key = NetworkKey::generate(lab.dir(), "network.key");
+    // Two sites in the manifest, one LAN in fact.
+    let src = hub_and_devs(1, hub.public_key(), &[dev_a.public_key()]).node(NodeSource::edge(
+        "dev-b",
+        dev_b.public_key(),
+        "site-b",
+        &format!("{DEV_B}/32"),
+    ));
+    let manifest = stun.add_to(src).build(&key, lab.dir(), "manifest");
+    let url = manifest.to_string_lossy();
+    for agent in [&mut hub, &mut dev_a, &mut dev_b] {
+        agent.start(&url, &key.public);
+    }
+    dev_a.wait_handshakes(&["hub-1"], T);
+    dev_b.wait_handshakes(&["hub-1"], T);
+    let lan = poll_until(T, || {
+        world.devs[0].ping(DEV_B, T).ok()?;
+        let status = dev_a.status().ok()?;
+        let p = status.peer("dev-b")?;
+        (p.via.as_deref() == Some("lan")).then(|| p.endpoint.clone())
+    });
+    assert_eq!(
+        lan.flatten().as_deref(),
+        Some("192.168.10.3:51820"),
+        "dev-a reaches dev-b on the LAN: {:#?}",
+        dev_a.status()
+    );
+}
+
+#[test]
+fn cone_to_cone_goes_direct_through_a_wireguard_go_hub_too() {
+    require_root!();
+    let lab = Lab::new("nat-wggo-hub");
+    let world = HubSites::new(&lab, 2);
+    let stun = StunPair::start(&lab, &world.wan);
+    let hub = WgDevice::wireguard_go(&world.hub_host, 51820);
+    hub.address("10.42.0.1/16");
+    let mut dev_a = Agent::new(&world.devs[0], "dev-a");
+    let mut dev_b = Agent::new(&world.devs[1], "dev-b");
+    for (key, ip) in [
+        (dev_a.public_key(), "10.42.1.1/32"),
+        (dev_b.public_key(), "10.42.2.1/32"),
+    ] {
+        hub.add_peer(&WgPeerConfig {
+            public_key: key.into(),
+            allowed_ips: vec![ip.into()],
+            ..Default::default()
+        });
+    }
+    let key = NetworkKey::generate(lab.dir(), "network.key");
+    let src = hub_and_devs(
+        1,
+        hub.public_key(),
+        &[dev_a.public_key(), dev_b.public_key()],
+    );
+    let manifest = stun.add_to(src).build(&key, lab.dir(), "manifest");
+    let url = manifest.to_string_lossy();
+    for agent in [&mut dev_a, &mut dev_b] {
+        agent.start(&url, &key.public);
+    }
+    dev_a.wait_handshakes(&["hub-1"], T);
+    dev_b.wait_handshakes(&["hub-1"], T);
+    let punched = poll_until(T, || {
+        world.devs[0].ping(DEV_B, T).ok()?;
+        let status = dev_a.status().ok()?;
+        (status.peer("dev-b")?.via.as_deref() == Some("punched")).then_some(())
+    });
+    assert!(punched.is_some(), "not punched: {:#?}", dev_a.status());
+}
