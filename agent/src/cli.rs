@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 
 use crate::config::{self, RunConfig};
-use settings::{Key, Origin, STATE_DIR, Settings};
+use settings::{INTERFACE, Key, Origin, STATE_DIR, Settings};
 
 #[derive(Debug)]
 pub enum Command {
@@ -35,6 +35,11 @@ pub enum Command {
         json: bool,
     },
     Manifest(ManifestCommand),
+    /// For the systemd unit, run as root before `run`: create the TUN interface and
+    /// hand its descriptor to systemd, which passes it to the agent.
+    OpenTun {
+        interface: String,
+    },
     Version,
     /// Print this text on stdout and exit successfully.
     Help(String),
@@ -125,6 +130,16 @@ pub(crate) fn parse_with(
             })
         }
         "manifest" => parse_manifest(rest),
+        "open-tun" => {
+            let Some(s) = scan(&OPEN_TUN, rest)? else {
+                return Ok(Command::Help(usage()));
+            };
+            let (settings, _) = merge(&OPEN_TUN, &s, env)?;
+            let interface = settings
+                .one(&INTERFACE, run::check_interface)?
+                .unwrap_or_else(|| config::DEFAULT_INTERFACE.to_string());
+            Ok(Command::OpenTun { interface })
+        }
         other => bail!("unknown command {other:?}\n\n{}", usage()),
     }
 }
@@ -235,6 +250,13 @@ const STATUS: Spec = Spec {
     name: "status",
     switches: &["--json"],
     ..KEYGEN
+};
+const OPEN_TUN: Spec = Spec {
+    name: "open-tun",
+    settings: &[&INTERFACE],
+    options: &["--config"],
+    switches: &[],
+    positionals: &[],
 };
 const MANIFEST_KEYGEN: Spec = Spec {
     name: "manifest keygen",
@@ -457,6 +479,8 @@ usage:
   edgewire manifest show MANIFEST [--pubkey KEY|FILE.pub]
   edgewire manifest import-wg FILE --address PREFIX [--public-key KEY]
                                  Kilo's `kgctl showconf peer` as a JSON source
+  edgewire open-tun [--interface NAME]          for the systemd unit (as root, before run):
+                                 create the TUN device and pass it to the agent
   edgewire version | help
 
 Flags beat environment variables, which beat the env file. Options take

@@ -24,6 +24,7 @@ pub fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Manifest(command) => manifest::execute(command),
+        Command::OpenTun { interface } => crate::shell::open_tun_for_systemd(&interface),
         Command::Version => {
             println!("edgewire {}", env!("CARGO_PKG_VERSION"));
             Ok(())

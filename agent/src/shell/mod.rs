@@ -3,6 +3,7 @@
 
 mod agent;
 mod clock;
+mod fdstore;
 mod intake;
 mod netlink;
 mod notify;
@@ -15,6 +16,11 @@ mod udp;
 use smol::LocalExecutor;
 
 use crate::config::RunConfig;
+
+/// `edgewire open-tun`: see `tun.rs`.
+pub fn open_tun_for_systemd(interface: &str) -> anyhow::Result<()> {
+    tun::open_for_systemd(interface)
+}
 
 /// `edgewire run`: runs until SIGTERM or SIGINT.
 pub fn run(config: RunConfig) -> anyhow::Result<()> {
