@@ -1,4 +1,5 @@
-//! Files that must never be seen half-written or too widely readable: keys, manifests.
+//! Files that must never be seen half-written or too widely readable: keys, manifests;
+//! and a manifest file read no further than the size limit.
 //!
 //! A field device loses power at any moment, so a file is written to a temporary name
 //! in the same directory, synced, and renamed over the target; a reader sees the old
@@ -68,6 +69,18 @@ fn write_then_place(
         Err(_) if path.exists() => Err(io::ErrorKind::AlreadyExists.into()),
         Err(_) => fs::rename(tmp, path),
     }
+}
+
+/// Reads a manifest file, at most `manifest::MAX_SIZE + 1` bytes: enough for
+/// `manifest::open` to report `TooLarge` without reading an endless file (a device node,
+/// a FIFO) to the end.
+pub fn read_manifest_file(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    File::open(path)?
+        .take(crate::manifest::MAX_SIZE as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Creates `dir` (and missing parents) 0700, or tightens an existing one that other

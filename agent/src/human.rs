@@ -22,7 +22,7 @@ impl fmt::Display for Human {
         if ms < 10_000 {
             // One decimal below ten seconds: 1.5 s says more than 1 s or 1500 ms.
             let tenths = (ms + 50) / 100;
-            return if tenths % 10 == 0 {
+            return if tenths.is_multiple_of(10) {
                 write!(f, "{} s", tenths / 10)
             } else {
                 write!(f, "{}.{} s", tenths / 10, tenths % 10)

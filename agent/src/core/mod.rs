@@ -1,8 +1,12 @@
 //! The sans-IO core: every decision of the data plane, with no sockets, no clock reads
 //! and no sleeps. Time comes in as an argument, so tests drive it by hand.
 //!
-//! The one exception is inside boringtun: its `Tunn` reads the monotonic clock for its
-//! own WireGuard timers and the wall clock for handshake timestamps (see `session.rs`).
+//! boringtun's timers run on a clock the core sets to `now` before every call (see
+//! `session.rs`); the one clock read left inside it is the wall clock a `Tunn` reads once
+//! when it is made, for its handshake timestamps.
+
+#![deny(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::disallowed_methods))]
 
 mod liveness;
 mod node;
@@ -11,6 +15,7 @@ mod packet;
 mod path;
 mod paths;
 mod peer;
+mod reflexive;
 mod routes;
 mod session;
 pub mod topology;
@@ -19,7 +24,8 @@ pub mod topology;
 mod tests;
 
 pub use liveness::Health;
-pub use node::{Changes, Drops, Node, Overlay};
+pub use node::{Changes, Drops, Event, Node, Overlay};
 pub use path::{Destination, Path, RelayId, Transmit};
 pub use paths::RelayInfo;
 pub use peer::{Peer, PeerConfig, PeerStats};
+pub use reflexive::{NatMapping, is_stun};

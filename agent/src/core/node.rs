@@ -6,8 +6,8 @@
 //! buffer back with `recycle`), then ask `poll_timeout` when to call `handle_timeout`.
 //! The node never reads the clock: `now` is always an argument.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::keys::{PrivateKey, PublicKey};
@@ -18,8 +18,9 @@ use super::packet;
 use super::path::{Path, RelayId, Transmit};
 use super::paths::RelayInfo;
 use super::peer::{Peer, PeerConfig};
+use super::reflexive::{self, NatMapping, Reflexive};
 use super::routes::RouteTable;
-use super::session::{self, MessageKind};
+use super::session::{self, Gate, HandshakeGate, MessageKind};
 
 /// Packets the node dropped, by reason. Each one is also logged at debug.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,6 +31,9 @@ pub struct Drops {
     pub unknown_datagram: u64,
     /// WireGuard refused it (bad MAC, replay, old timestamp, ...).
     pub refused: u64,
+    /// Handshake messages answered with a cookie reply: the node was under load and the
+    /// sender had not proven its address (MAC2).
+    pub cookie_replies: u64,
 }
 
 /// The whole overlay prefix and the hubs that may carry it, most preferred first. The
@@ -38,6 +42,14 @@ pub struct Drops {
 pub struct Overlay {
     pub prefix: Prefix,
     pub via: Vec<PublicKey>,
+}
+
+/// What happened, for logs, `status` and systemd's status line: drain with
+/// `Node::poll_event` after each input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The NAT in front of the WireGuard socket was classified (anew).
+    NatMapping(NatMapping),
 }
 
 /// What `apply` changed, for the log.
@@ -72,13 +84,21 @@ pub struct Node {
     out: Outbox,
     /// Relays with an allocation, as the shell reports them.
     relays: Vec<RelayInfo>,
+    /// MAC1, and MAC2 under load, before any handshake costs an X25519 operation.
+    gate: HandshakeGate,
+    /// Our reflexive addresses and the NAT's mapping, from STUN on the WireGuard socket.
+    reflexive: Reflexive,
+    events: VecDeque<Event>,
     pub drops: Drops,
 }
 
 impl Node {
     /// `index_seed` is random in the shell, fixed in tests: session indexes start there.
-    pub fn new(key: PrivateKey, index_seed: u32) -> Node {
+    pub fn new(key: PrivateKey, index_seed: u32, now: Instant) -> Node {
         Node {
+            gate: HandshakeGate::new(&key, now),
+            reflexive: Reflexive::new(u64::from(index_seed)),
+            events: VecDeque::new(),
             key,
             peers: BTreeMap::new(),
             by_index: HashMap::new(),
@@ -166,7 +186,7 @@ impl Node {
     /// the last one they saw (a board that booted in 1970 and then got NTP time).
     pub fn renew_sessions(&mut self, now: Instant) {
         for peer in self.peers.values_mut() {
-            peer.renew_session(&self.key, &mut self.out, now);
+            peer.renew_session(&self.key, &self.gate, &mut self.out, now);
         }
     }
 
@@ -175,7 +195,7 @@ impl Node {
             self.by_index.remove(&old.index);
         }
         let index = self.allocate_index();
-        let mut peer = Peer::new(&self.key, key, config, index, now);
+        let mut peer = Peer::new(&self.key, key, config, index, &self.gate, now);
         // Handshake at once with every peer we can reach, so the first packet does not
         // wait for one and `status` shows who answers.
         if peer.path().is_some() {
@@ -264,9 +284,42 @@ impl Node {
         peer.send_packet(packet, &mut self.out, now);
     }
 
-    /// A datagram read from the UDP socket.
+    /// A datagram read from the UDP socket: STUN answers to our Binding requests, or
+    /// WireGuard.
     pub fn handle_udp(&mut self, from: SocketAddr, datagram: &[u8], now: Instant) {
+        if reflexive::is_stun(datagram) {
+            if let Some(mapping) = self.reflexive.handle(from, datagram, now) {
+                self.events.push_back(Event::NatMapping(mapping));
+            }
+            return;
+        }
         self.handle_datagram(Path::Direct(from), datagram, now);
+    }
+
+    /// The STUN servers to learn our reflexive addresses from: the manifest's `stun`
+    /// list and its relays' UDP ports (coturn answers Binding).
+    pub fn set_stun_servers(&mut self, servers: Vec<SocketAddr>, now: Instant) {
+        self.reflexive.set_servers(servers, now);
+    }
+
+    /// The addresses of this device's interfaces (not the overlay's): a change means the
+    /// NAT mapping must be learned again.
+    pub fn set_host_addresses(&mut self, addresses: Vec<IpAddr>, now: Instant) {
+        self.reflexive.set_host_addresses(addresses, now);
+    }
+
+    /// The NAT's mapping behaviour, as far as STUN told.
+    pub fn nat_mapping(&self) -> NatMapping {
+        self.reflexive.mapping()
+    }
+
+    /// Our addresses as STUN servers saw them.
+    pub fn reflexive_addresses(&self) -> Vec<SocketAddr> {
+        self.reflexive.addresses()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
     }
 
     /// A datagram a TURN relay forwarded to us from `from`.
@@ -312,7 +365,28 @@ impl Node {
 
     fn handle_datagram(&mut self, via: Path, datagram: &[u8], now: Instant) {
         let from = via.endpoint();
-        let key = match MessageKind::of(datagram) {
+        let kind = MessageKind::of(datagram);
+        if matches!(
+            kind,
+            Some(MessageKind::HandshakeInit | MessageKind::HandshakeResponse)
+        ) {
+            match self.gate.check(from.ip(), datagram, now) {
+                Gate::Pass => {}
+                Gate::Cookie(reply) => {
+                    self.drops.cookie_replies += 1;
+                    let mut buf = self.out.buffer();
+                    buf.extend_from_slice(&reply);
+                    self.out.push(via.into(), buf);
+                    return;
+                }
+                Gate::Drop(e) => {
+                    self.drops.unknown_datagram += 1;
+                    log::debug!("dropped a handshake message from {from}: {e}");
+                    return;
+                }
+            }
+        }
+        let key = match kind {
             Some(MessageKind::HandshakeInit) => session::initiator_of(datagram, &self.key),
             Some(_) => MessageKind::receiver_index(datagram)
                 .and_then(|idx| self.by_index.get(&(idx >> 8)).copied()),
@@ -338,6 +412,11 @@ impl Node {
 
     /// Runs the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.reflexive.poll_timeout().is_some_and(|t| now >= t)
+            && let Some(mapping) = self.reflexive.handle_timeout(now, &mut self.out)
+        {
+            self.events.push_back(Event::NatMapping(mapping));
+        }
         let mut went_down = false;
         for peer in self.peers.values_mut() {
             went_down |= peer.tick(&self.relays, &mut self.out, now);
@@ -356,11 +435,14 @@ impl Node {
         self.out.recycle(buf);
     }
 
-    /// When `handle_timeout` must next run, and for which peer (for logs and tests).
+    /// When `handle_timeout` must next run, and for what: a peer's name, or "stun" (for
+    /// logs and tests).
     pub fn poll_timeout(&self) -> Option<(Instant, &str)> {
+        let stun = self.reflexive.poll_timeout().map(|t| (t, "stun"));
         self.peers
             .values()
             .map(|p| (p.next_tick(), p.config.name.as_str()))
+            .chain(stun)
             .min_by_key(|(t, _)| *t)
     }
 }

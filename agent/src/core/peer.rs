@@ -8,16 +8,19 @@ use crate::keys::{PrivateKey, PublicKey};
 use crate::manifest::Role;
 use crate::prefix::Prefix;
 
+use crate::human::Human;
+
 use super::liveness::{Action, Health, Liveness};
 use super::outbox::Outbox;
 use super::path::{Destination, Path, RelayId};
 use super::paths::{PathSelector, RelayInfo, Switch};
-use super::session::{MessageKind, Received, Session, SessionError};
+use super::session::{HandshakeGate, MessageKind, Received, Session, SessionError};
 
 /// While data flows or a handshake is in progress, WireGuard's timers (retransmit after
-/// 5 s, passive keepalive after 10 s, new handshake after 15 s of silence) need checking
-/// about once a second. boringtun's own loop checks every 250 ms; a second of slack on
-/// these 5–15 s timers costs nothing and saves wakeups.
+/// 5 s, passive keepalive after 10 s, new handshake after 15 s of silence, rekey after
+/// 120 s) need checking about once a second. boringtun's own loop checks every 250 ms; a
+/// second of slack on these timers costs nothing and saves wakeups. The check is due a
+/// second after the last one, whatever the traffic: packets never push it later.
 const ACTIVE_TICK: Duration = Duration::from_secs(1);
 /// Data seen within this window keeps the peer "active": KEEPALIVE (10 s) + REKEY_TIMEOUT
 /// (5 s) + 1 s of slack.
@@ -26,6 +29,9 @@ const ACTIVE_WINDOW: Duration = Duration::from_secs(16);
 const IDLE_TICK: Duration = Duration::from_secs(60);
 /// A data message without payload (a keepalive) is exactly this long.
 const KEEPALIVE_LEN: usize = 32;
+/// A handshake initiation this recent is sent again on a new path rather than replaced:
+/// boringtun retransmits after REKEY_TIMEOUT (5 s) anyway.
+const RESEND_INIT_WITHIN: Duration = Duration::from_secs(5);
 
 /// What the manifest (after name resolution) says about a peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +74,14 @@ pub struct Peer {
     liveness: Liveness,
     last_sent: Option<Instant>,
     last_data: Option<Instant>,
+    /// The first initiation of the handshake in progress.
     handshake_sent: Option<Instant>,
+    /// The latest initiation, and when it went out: answered, it gives the round trip;
+    /// re-sent on the next path when a new path takes over, so a late answer on the old
+    /// one still completes the handshake.
+    last_init: Option<(Vec<u8>, Instant)>,
+    /// When boringtun's timers must next run; moved earlier by traffic, never later.
+    timers_due: Instant,
     next_tick: Instant,
 }
 
@@ -78,9 +91,11 @@ impl Peer {
         key: PublicKey,
         config: PeerConfig,
         index: u32,
+        gate: &HandshakeGate,
         now: Instant,
     ) -> Peer {
-        let session = Session::new(own, key, config.preshared_key, config.keepalive, index);
+        let c = &config;
+        let session = Session::new(own, key, c.preshared_key, c.keepalive, index, gate, now);
         let paths = PathSelector::new(&config.endpoints);
         Peer {
             key,
@@ -94,7 +109,11 @@ impl Peer {
             last_sent: None,
             last_data: None,
             handshake_sent: None,
-            next_tick: now,
+            last_init: None,
+            // A new peer handshakes at once (or waits for its first packet): either way
+            // its timers are active from here.
+            timers_due: now + ACTIVE_TICK,
+            next_tick: now + ACTIVE_TICK,
         }
     }
 
@@ -149,6 +168,11 @@ impl Peer {
         }
     }
 
+    /// The smoothed handshake round trip on the active path, once measured.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.liveness.rtt()
+    }
+
     /// Whether its prefixes belong in the routing table: it has a path and is not down.
     /// Otherwise its traffic falls to a shorter prefix (the overlay, through a hub), which
     /// is how a device reaches a peer it cannot reach itself (one without an endpoint
@@ -162,14 +186,29 @@ impl Peer {
         self.liveness.health()
     }
 
-    pub fn last_handshake(&self) -> Option<Duration> {
-        self.session.time_since_last_handshake()
+    pub fn last_handshake(&self, now: Instant) -> Option<Duration> {
+        self.session.time_since_last_handshake(now)
     }
 
     /// A new session in place of the old one (see `Node::renew_sessions`).
-    pub fn renew_session(&mut self, own: &PrivateKey, out: &mut Outbox, now: Instant) {
+    pub fn renew_session(
+        &mut self,
+        own: &PrivateKey,
+        gate: &HandshakeGate,
+        out: &mut Outbox,
+        now: Instant,
+    ) {
         let c = &self.config;
-        self.session = Session::new(own, self.key, c.preshared_key, c.keepalive, self.index);
+        self.session = Session::new(
+            own,
+            self.key,
+            c.preshared_key,
+            c.keepalive,
+            self.index,
+            gate,
+            now,
+        );
+        self.last_init = None;
         if self.paths.active().is_some() {
             self.initiate(out, now);
         }
@@ -178,15 +217,44 @@ impl Peer {
     /// Starts a handshake now, so the session is ready before the first packet needs it.
     pub fn initiate(&mut self, out: &mut Outbox, now: Instant) {
         let buf = out.buffer();
-        if let Some(datagram) = self.session.initiate(buf) {
+        if let Some(datagram) = self.session.initiate(buf, now) {
             self.send(datagram, out, now);
+        }
+    }
+
+    /// A probe of the active path: a new handshake, sent twice, so one lost datagram on
+    /// the way out does not count as a silent path.
+    fn probe(&mut self, out: &mut Outbox, now: Instant) {
+        if let Some(datagram) = self.session.initiate(out.buffer(), now) {
+            if let Some(path) = self.paths.active() {
+                self.send_on(path, &datagram, out);
+            }
+            self.send(datagram, out, now);
+        }
+    }
+
+    /// The path changed: the handshake in flight goes out again on the new path if it is
+    /// recent (an answer to it, on either path, completes it), else a new one starts.
+    fn resume_on_new_path(&mut self, out: &mut Outbox, now: Instant) {
+        let fresh = self
+            .last_init
+            .as_ref()
+            .filter(|(_, at)| now.saturating_duration_since(*at) < RESEND_INIT_WITHIN)
+            .map(|(bytes, _)| bytes.clone());
+        match fresh {
+            Some(bytes) => {
+                let mut copy = out.buffer();
+                copy.extend_from_slice(&bytes);
+                self.send(copy, out, now);
+            }
+            None => self.initiate(out, now),
         }
     }
 
     /// The first handshake with a new peer goes to every direct address at once: the
     /// first to answer wins, with no waiting on the ones that do not.
     pub fn initiate_everywhere(&mut self, out: &mut Outbox, now: Instant) {
-        let Some(datagram) = self.session.initiate(out.buffer()) else {
+        let Some(datagram) = self.session.initiate(out.buffer(), now) else {
             return;
         };
         let others: Vec<SocketAddr> = self
@@ -206,8 +274,8 @@ impl Peer {
     /// promotes direct. Unanswered within a second, it is followed by a keepalive on the
     /// relay (`tick`): a peer that hears the probe but cannot answer it has roamed to the
     /// dead direct address and must be pointed back.
-    fn probe_direct(&mut self, targets: &[SocketAddr], out: &mut Outbox) {
-        let Some(datagram) = self.session.initiate(out.buffer()) else {
+    fn probe_direct(&mut self, targets: &[SocketAddr], out: &mut Outbox, now: Instant) {
+        let Some(datagram) = self.session.initiate(out.buffer(), now) else {
             return;
         };
         log::debug!("peer {}: probing the direct path", self.config.name);
@@ -229,7 +297,7 @@ impl Peer {
     /// Encrypts a packet from the TUN device.
     pub fn send_packet(&mut self, packet: &[u8], out: &mut Outbox, now: Instant) {
         let buf = out.buffer();
-        if let Some(datagram) = self.session.encapsulate(packet, buf) {
+        if let Some(datagram) = self.session.encapsulate(packet, buf, now) {
             self.send(datagram, out, now);
         }
         self.last_data = Some(now);
@@ -251,6 +319,7 @@ impl Peer {
             datagram,
             || out.buffer(),
             &mut replies,
+            now,
         )?;
         self.stats.rx_bytes += datagram.len() as u64;
         // Authenticated: WireGuard's roaming follows the sender's address. A cookie reply
@@ -263,6 +332,10 @@ impl Peer {
         }
         match kind {
             Some(MessageKind::HandshakeResponse) => {
+                if let Some((_, sent)) = self.last_init.take() {
+                    self.liveness
+                        .on_handshake_rtt(now.saturating_duration_since(sent));
+                }
                 self.handshake_sent = None;
                 self.stats.handshakes += 1;
             }
@@ -326,42 +399,58 @@ impl Peer {
         if now < self.next_tick {
             return false;
         }
-        let (mut action, mut went_down) = self.liveness.on_tick(now);
+        let answered_before = self.liveness.health() == Health::Up;
+        let (action, mut went_down) = self.liveness.on_tick(now);
         if went_down {
             let failed = self.paths.active();
             let why = format!(
-                "no answer{} for {:?}",
+                "no answer{} for {}",
                 failed.map(|p| format!(" on {p}")).unwrap_or_default(),
-                self.liveness.waited()
+                Human(self.liveness.waited())
             );
             match self.paths.on_failure(relays, now) {
                 Some(next) => {
                     log::info!("peer {}: path switched to {next}: {why}", self.config.name);
                     self.liveness.on_path_changed();
                     went_down = false;
-                    action = Action::Probe;
+                    self.resume_on_new_path(out, now);
                 }
+                // A peer that never answered is not news: it may be slow or not up yet.
+                None if !answered_before => log::info!(
+                    "peer {}: not answering yet ({why}); retrying",
+                    self.config.name
+                ),
                 None => log::warn!(
                     "peer {}: down: {why}, and no other path answered",
                     self.config.name
                 ),
             }
-        } else if action == Action::Probe && self.liveness.health() == Health::Down {
-            // Retrying a peer that is down: each retry on the next path in turn.
-            self.paths.rotate(relays, now);
-        }
-        if action == Action::Probe {
-            self.initiate(out, now);
+        } else if action == Action::Probe {
+            if self.liveness.health() == Health::Down {
+                // Retrying a peer that is down: each retry on the next path in turn.
+                self.paths.rotate(relays, now);
+            }
+            self.probe(out, now);
         }
         if let Some(targets) = self.paths.direct_probe_due(now) {
-            self.probe_direct(&targets, out);
+            self.probe_direct(&targets, out, now);
         }
         if self.paths.probe_unanswered(now)
-            && let Some(keepalive) = self.session.encapsulate(&[], out.buffer())
+            && let Some(keepalive) = self.session.encapsulate(&[], out.buffer(), now)
         {
             self.send(keepalive, out, now);
         }
-        match self.session.update_timers(out.buffer()) {
+        if now >= self.timers_due {
+            self.run_timers(out, now);
+            self.timers_due = self.timers_wanted(now);
+        }
+        self.schedule(now);
+        went_down
+    }
+
+    /// boringtun's timers: retransmits, keepalives, rekeys, key expiry.
+    fn run_timers(&mut self, out: &mut Outbox, now: Instant) {
+        match self.session.update_timers(out.buffer(), now) {
             Ok(Some(datagram)) => self.send(datagram, out, now),
             Ok(None) => {}
             Err(SessionError::Expired) => {
@@ -378,17 +467,15 @@ impl Peer {
             }
             Err(_) => {}
         }
-        self.schedule(now);
-        went_down
     }
 
-    /// Picks the next time the timers need a look; see ACTIVE_TICK.
-    fn schedule(&mut self, now: Instant) {
+    /// When boringtun's timers want a look, from what the peer is doing; see ACTIVE_TICK.
+    fn timers_wanted(&self, now: Instant) -> Instant {
         let active = self.handshake_sent.is_some()
             || self
                 .last_data
                 .is_some_and(|t| now.saturating_duration_since(t) < ACTIVE_WINDOW);
-        let timers = if active {
+        if active {
             now + ACTIVE_TICK
         } else if let Some(keepalive) = self.config.keepalive() {
             // boringtun sends the keepalive when `keepalive` has passed since its last one;
@@ -397,11 +484,18 @@ impl Peer {
             due.max(now + Duration::from_millis(10))
         } else {
             now + IDLE_TICK
-        };
+        }
+    }
+
+    /// Picks the next time `tick` must run. Traffic may bring boringtun's timers closer
+    /// (a peer turning active) but never pushes them later: under a steady packet rate
+    /// they still run every second, so rekeys and key expiry happen on time.
+    fn schedule(&mut self, now: Instant) {
+        self.timers_due = self.timers_due.min(self.timers_wanted(now));
         self.next_tick = [self.liveness.deadline(), self.paths.deadline()]
             .into_iter()
             .flatten()
-            .fold(timers, Instant::min);
+            .fold(self.timers_due, Instant::min);
     }
 
     /// Sends on the active path, telling the liveness check what now awaits an answer.
@@ -415,6 +509,10 @@ impl Peer {
             Some(MessageKind::HandshakeInit) => {
                 self.handshake_sent.get_or_insert(now);
                 self.liveness.on_handshake_sent(now);
+                let fresh = self.last_init.as_ref().is_none_or(|(b, _)| *b != datagram);
+                if fresh {
+                    self.last_init = Some((datagram.clone(), now));
+                }
             }
             Some(MessageKind::Data) if datagram.len() > KEEPALIVE_LEN => {
                 self.liveness.on_data_sent(now)

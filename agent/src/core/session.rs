@@ -1,22 +1,114 @@
-//! The WireGuard session with one peer: the only place that touches boringtun's `Tunn`.
+//! The WireGuard session with one peer: the only place that touches boringtun's `Tunn`
+//! (and its rate limiter, the handshake gate in front of every session).
 //!
-//! `Tunn` reads the clock itself (its timers and the handshake timestamp), queues packets
-//! while a handshake is in progress, and panics on a short output buffer. This wrapper
-//! sizes every buffer, drains the queue, and returns owned byte buffers so the rest of
-//! the core never sees a `TunnResult`.
+//! Sharp edges handled here:
+//! - `Tunn` reads a clock for its timers (retransmits, keepalives, rekeys, key expiry).
+//!   It is built with boringtun's `mock-instant` feature, so that clock is a thread-local
+//!   value we set to the core's `now` before every call ([`set_clock`]): the agent runs
+//!   boringtun on the real clock, the tests on simulated time, and nothing in boringtun
+//!   reads the time on its own. The handshake timestamp still comes from the wall clock
+//!   read when a `Tunn` is made (see `Node::renew_sessions`).
+//! - `Tunn` queues packets while a handshake is in progress and panics on a short output
+//!   buffer: every buffer is sized here and the queue is drained.
+//! - Finding which peer sent a handshake initiation costs an X25519 operation: MAC1 (and,
+//!   under load, MAC2 with a cookie) is checked first, by [`HandshakeGate`].
+//!
+//! Results come back as owned byte buffers, so the rest of the core never sees a
+//! `TunnResult`.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
+use mock_instant::MockClock;
 
 use crate::keys::{PrivateKey, PublicKey};
 
-/// WireGuard adds 32 bytes to a data packet; a handshake initiation is 148 bytes.
+/// Where a node's boringtun clock starts: the `now` the node was made with. boringtun's
+/// clock is one thread-local value, but each node (the agent has one; a simulation has
+/// several, made one after another) keeps its own timeline, and the core's `now` only
+/// moves forward, so every `Tunn` only ever sees its clock move forward.
+#[derive(Clone, Copy, Debug)]
+pub struct Epoch(Instant);
+
+/// Sets boringtun's clock to `now` on the node's timeline. Called before every call into
+/// boringtun.
+fn set_clock(epoch: Epoch, now: Instant) {
+    MockClock::set_time(now.saturating_duration_since(epoch.0));
+}
+
+/// Handshake messages accepted per second before the gate asks for cookies. A handshake
+/// costs about 100 µs of X25519 here and ~0.5 ms on a Cortex-A53, so 200/s bounds a
+/// flood of valid-looking initiations to 2 % of a core here (10 % of an A53); a
+/// 10,000-peer hub's steady rekeys are 10,000 / 120 s = 83/s, below it. Over the limit
+/// a sender must prove its address with the cookie (MAC2), as WireGuard specifies.
+pub const HANDSHAKES_PER_SECOND: u64 = 200;
+
+/// The check in front of every handshake message, shared by all sessions of a node:
+/// MAC1 (keyed by our public key, so a random or misdirected datagram is dropped for the
+/// price of a BLAKE2s), and under load MAC2, answered with a cookie reply when missing.
+pub struct HandshakeGate {
+    epoch: Epoch,
+    limiter: RateLimiter,
+    /// What every `Tunn` is given in place of its own rate limiter: it checks MAC1 again
+    /// (cheap) but never engages, since the gate already did.
+    inner: Arc<RateLimiter>,
+}
+
+/// What the gate decided about a handshake message.
+#[derive(Debug)]
+pub enum Gate {
+    /// Go on to the session.
+    Pass,
+    /// Under load and without a valid MAC2: send this cookie reply back, nothing else.
+    Cookie([u8; COOKIE_REPLY_LEN]),
+    /// Not for us, or malformed.
+    Drop(SessionError),
+}
+
+impl HandshakeGate {
+    /// The gate of a node made at `now`, which is also where the node's boringtun clock
+    /// starts.
+    pub fn new(own: &PrivateKey, now: Instant) -> HandshakeGate {
+        let epoch = Epoch(now);
+        set_clock(epoch, now);
+        let public = boringtun::x25519::PublicKey::from(own.secret());
+        HandshakeGate {
+            epoch,
+            limiter: RateLimiter::new(&public, HANDSHAKES_PER_SECOND),
+            inner: Arc::new(RateLimiter::new(&public, u64::MAX)),
+        }
+    }
+
+    /// Checks a handshake initiation or response from `from`.
+    pub fn check(&self, from: IpAddr, datagram: &[u8], now: Instant) -> Gate {
+        set_clock(self.epoch, now);
+        // Resets the count once a second has passed since the last reset: lazily, so an
+        // idle node needs no timer for it.
+        self.limiter.reset_count();
+        let mut reply = [0u8; COOKIE_REPLY_LEN];
+        match self.limiter.verify_packet(Some(from), datagram, &mut reply) {
+            Ok(_) => Gate::Pass,
+            Err(TunnResult::WriteToNetwork(cookie)) if cookie.len() == COOKIE_REPLY_LEN => {
+                let mut out = [0u8; COOKIE_REPLY_LEN];
+                out.copy_from_slice(cookie);
+                Gate::Cookie(out)
+            }
+            Err(TunnResult::Err(e)) => Gate::Drop(SessionError::Refused(kind(&e))),
+            Err(_) => Gate::Drop(SessionError::Refused(WireGuardErrorKind("malformed"))),
+        }
+    }
+}
+
+/// WireGuard adds 32 bytes to a data packet; a handshake initiation is 148 bytes, a
+/// cookie reply 64.
 const OVERHEAD: usize = 32;
 const MIN_BUFFER: usize = 148;
+pub const COOKIE_REPLY_LEN: usize = 64;
 
 /// The kind of a WireGuard message, from its first byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +142,8 @@ impl MessageKind {
     }
 }
 
-/// Finds who sent a handshake initiation, by decrypting its static key with ours.
+/// Finds who sent a handshake initiation, by decrypting its static key with ours. An
+/// X25519 operation: only after [`HandshakeGate::check`] passed.
 pub fn initiator_of(datagram: &[u8], own: &PrivateKey) -> Option<PublicKey> {
     let Ok(Packet::HandshakeInit(init)) = Tunn::parse_incoming_packet(datagram) else {
         return None;
@@ -101,6 +194,7 @@ fn kind(e: &WireGuardError) -> WireGuardErrorKind {
 
 pub struct Session {
     tunn: Tunn,
+    epoch: Epoch,
 }
 
 impl Session {
@@ -112,21 +206,33 @@ impl Session {
         preshared_key: Option<[u8; 32]>,
         keepalive: Option<u16>,
         index: u32,
+        gate: &HandshakeGate,
+        now: Instant,
     ) -> Self {
+        set_clock(gate.epoch, now);
         let tunn = Tunn::new(
             own.secret().clone(),
             boringtun::x25519::PublicKey::from(peer.0),
             preshared_key,
             keepalive.filter(|&k| k > 0),
             index,
-            None,
+            Some(gate.inner.clone()),
         );
-        Session { tunn }
+        Session {
+            tunn,
+            epoch: gate.epoch,
+        }
     }
 
     /// Encrypts an IP packet, or starts a handshake and queues the packet until it is done.
     /// Returns the datagram to send, if any.
-    pub fn encapsulate(&mut self, packet: &[u8], mut out: Vec<u8>) -> Option<Vec<u8>> {
+    pub fn encapsulate(
+        &mut self,
+        packet: &[u8],
+        mut out: Vec<u8>,
+        now: Instant,
+    ) -> Option<Vec<u8>> {
+        set_clock(self.epoch, now);
         out.resize((packet.len() + OVERHEAD).max(MIN_BUFFER), 0);
         let w = match self.tunn.encapsulate(packet, &mut out) {
             TunnResult::WriteToNetwork(d) => written(d),
@@ -144,7 +250,9 @@ impl Session {
         datagram: &[u8],
         mut new_buffer: impl FnMut() -> Vec<u8>,
         replies: &mut Vec<Vec<u8>>,
+        now: Instant,
     ) -> Result<Received, SessionError> {
+        set_clock(self.epoch, now);
         // boringtun panics if the output is shorter than the datagram.
         let mut out = new_buffer();
         out.resize(datagram.len().max(MIN_BUFFER), 0);
@@ -191,7 +299,12 @@ impl Session {
     }
 
     /// Runs WireGuard's timers: retransmits, keepalives, rekeys.
-    pub fn update_timers(&mut self, mut out: Vec<u8>) -> Result<Option<Vec<u8>>, SessionError> {
+    pub fn update_timers(
+        &mut self,
+        mut out: Vec<u8>,
+        now: Instant,
+    ) -> Result<Option<Vec<u8>>, SessionError> {
+        set_clock(self.epoch, now);
         out.resize(MIN_BUFFER.max(OVERHEAD), 0);
         match self.tunn.update_timers(&mut out) {
             TunnResult::WriteToNetwork(d) => {
@@ -206,7 +319,8 @@ impl Session {
 
     /// Starts a new handshake now, even if one is in progress (a path probe, or a
     /// restart after the previous attempt expired).
-    pub fn initiate(&mut self, mut out: Vec<u8>) -> Option<Vec<u8>> {
+    pub fn initiate(&mut self, mut out: Vec<u8>, now: Instant) -> Option<Vec<u8>> {
+        set_clock(self.epoch, now);
         out.resize(MIN_BUFFER, 0);
         let w = match self.tunn.format_handshake_initiation(&mut out, true) {
             TunnResult::WriteToNetwork(d) => written(d),
@@ -216,7 +330,8 @@ impl Session {
         Some(out)
     }
 
-    pub fn time_since_last_handshake(&self) -> Option<Duration> {
+    pub fn time_since_last_handshake(&self, now: Instant) -> Option<Duration> {
+        set_clock(self.epoch, now);
         self.tunn.time_since_last_handshake()
     }
 }

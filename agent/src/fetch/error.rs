@@ -7,6 +7,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::human::Human;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("manifest URL {url}: {detail}")]
@@ -17,9 +19,9 @@ pub enum FetchError {
     )]
     Connect { url: String, detail: String },
     #[error(
-        "the manifest server {url} did not {what} within {secs} s; it is down, \
+        "the manifest server {url} did not {what} within {}; it is down, \
          overloaded, or the link is too slow",
-        secs = after.as_secs_f32()
+        Human(*after)
     )]
     Timeout {
         url: String,

@@ -9,7 +9,8 @@ use std::time::Duration;
 use ureq::tls::{RootCerts, TlsConfig};
 
 use super::body::read_capped;
-use super::{FetchConfig, FetchError, roots};
+use super::redact::scrub;
+use super::{FetchConfig, FetchError, redact_url, roots};
 
 /// A token is a line of text; this bounds a wrong path.
 const MAX_TOKEN: usize = 16 * 1024;
@@ -17,6 +18,8 @@ const MAX_TOKEN: usize = 16 * 1024;
 pub struct Http {
     agent: ureq::Agent,
     url: String,
+    /// `url` as it may be shown (`redact_url`): what every error carries.
+    shown: String,
     token_file: Option<PathBuf>,
     connect_timeout: Duration,
     total_timeout: Duration,
@@ -31,7 +34,7 @@ impl Http {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let roots = match (&config.ca_file, https) {
             (Some(path), _) => roots::from_file(path)?,
-            (None, true) => roots::system(&config.url)?,
+            (None, true) => roots::system(&redact_url(&config.url))?,
             // Plain http never uses them; an empty list keeps ureq from its defaults.
             (None, false) => Vec::new(),
         };
@@ -52,6 +55,7 @@ impl Http {
         Ok(Http {
             agent,
             url: config.url.clone(),
+            shown: redact_url(&config.url),
             token_file: config.token_file.clone(),
             connect_timeout: config.connect_timeout,
             total_timeout: config.read_timeout,
@@ -59,8 +63,9 @@ impl Http {
         })
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
+    /// The URL as it may be shown.
+    pub fn shown(&self) -> &str {
+        &self.shown
     }
 
     pub fn forget(&mut self) {
@@ -82,13 +87,13 @@ impl Http {
             304 if self.etag.is_some() => return Ok(None),
             code => {
                 return Err(FetchError::Status {
-                    url: self.url.clone(),
+                    url: self.shown.clone(),
                     code,
                 });
             }
         }
         let too_large = || FetchError::TooLarge {
-            url: self.url.clone(),
+            url: self.shown.clone(),
             limit: max,
         };
         if response
@@ -112,7 +117,7 @@ impl Http {
     }
 
     fn error(&self, e: ureq::Error) -> FetchError {
-        let url = self.url.clone();
+        let url = self.shown.clone();
         match e {
             ureq::Error::Timeout(which) => FetchError::Timeout {
                 url,
@@ -139,20 +144,26 @@ impl Http {
                 url,
                 detail: detail.into(),
             },
-            ureq::Error::BadUri(detail) => FetchError::BadUrl { url, detail },
+            ureq::Error::BadUri(detail) => FetchError::BadUrl {
+                url,
+                detail: scrub(&detail, &self.url),
+            },
             ureq::Error::RequireHttpsOnly(to) => FetchError::Http {
                 url,
-                detail: format!("redirected to {to}, which is not https; refused"),
+                detail: format!(
+                    "redirected to {}, which is not https; refused",
+                    redact_url(&to)
+                ),
             },
             e => FetchError::Http {
                 url,
-                detail: e.to_string(),
+                detail: scrub(&e.to_string(), &self.url),
             },
         }
     }
 
     fn io_error(&self, e: io::Error) -> FetchError {
-        let url = self.url.clone();
+        let url = self.shown.clone();
         if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
             return FetchError::Tls {
                 url,
@@ -174,7 +185,7 @@ impl Http {
             },
             _ => FetchError::Http {
                 url,
-                detail: e.to_string(),
+                detail: scrub(&e.to_string(), &self.url),
             },
         }
     }
@@ -183,7 +194,7 @@ impl Http {
     fn body_error(&self, e: io::Error) -> FetchError {
         match e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>()) {
             Some(ureq::Error::Timeout(which)) => FetchError::Timeout {
-                url: self.url.clone(),
+                url: self.shown.clone(),
                 what: timeout_what(*which),
                 after: self.total_timeout,
             },

@@ -5,13 +5,15 @@
 //! `If-None-Match`, or the same bytes as last time) or hands over new raw bytes, never
 //! more than `max_size` of them. What the bytes mean (signature, serial, INI) is the
 //! caller's business; here is only transport, with errors that tell its failures apart.
-//! [`Backoff`] says when to try again.
+//! [`Backoff`] says when to try again. A URL is only ever shown through [`redact_url`]:
+//! credentials in it (userinfo, a presigned query) never reach a log line or `status`.
 
 mod backoff;
 mod body;
 mod error;
 mod file;
 mod http;
+mod redact;
 pub(crate) mod roots;
 #[cfg(test)]
 mod tests;
@@ -24,6 +26,7 @@ use std::time::Duration;
 pub use backoff::Backoff;
 pub use body::read_capped;
 pub use error::FetchError;
+pub use redact::redact_url;
 
 use crate::config::RunConfig;
 use crate::manifest;
@@ -102,7 +105,7 @@ impl Fetcher {
             Target::File(PathBuf::from(path))
         } else if config.url.contains("://") {
             return Err(FetchError::BadUrl {
-                url: config.url,
+                url: redact_url(&config.url),
                 detail: "unknown scheme; use https://, http://, file:// or a path".into(),
             });
         } else {
@@ -145,10 +148,10 @@ impl Fetcher {
         }
     }
 
-    /// The URL or path, for log lines and `status`.
+    /// The URL or path, for log lines and `status`: credentials in the URL hidden.
     pub fn describe(&self) -> String {
         match &self.target {
-            Target::Http(http) => http.url().to_string(),
+            Target::Http(http) => http.shown().to_string(),
             Target::File(path) => format!("file://{}", path.display()),
         }
     }

@@ -134,7 +134,7 @@ fn decode_payload(payload: &[u8]) -> Result<Manifest, ManifestError> {
 pub fn seal(manifest: &Manifest, key: &NetworkKeyPair) -> Result<Vec<u8>, ManifestError> {
     let payload =
         postcard::to_stdvec(manifest).map_err(|e| ManifestError::Decode(e.to_string()))?;
-    let too_large = ManifestError::TooLarge(HEADER_LEN + payload.len() + SIGNATURE_LEN);
+    let too_large = ManifestError::TooLargeToSeal(HEADER_LEN + payload.len() + SIGNATURE_LEN);
     if HEADER_LEN + payload.len() + SIGNATURE_LEN > MAX_SIZE {
         return Err(too_large);
     }
@@ -163,6 +163,7 @@ mod tests {
 
     /// Rewrites the golden file when EDGEWIRE_BLESS=1, for a deliberate format change.
     #[test]
+    #[allow(clippy::disallowed_methods)] // test code writes the golden file
     fn sealing_the_lab_manifest_gives_the_golden_bytes() {
         let bytes = seal(&testdata::lab_manifest(), &golden_key()).unwrap();
         if std::env::var_os("EDGEWIRE_BLESS").is_some() {
@@ -331,5 +332,16 @@ mod tests {
         let bytes = seal(&manifest, &key).unwrap();
         let err = open(&bytes, &[key.public_key()]).unwrap_err();
         assert!(matches!(err, ManifestError::Invalid(_)), "{err}");
+    }
+
+    #[test]
+    fn sealing_past_the_size_limit_speaks_of_the_source_not_of_a_url() {
+        let mut manifest = testdata::lab_manifest();
+        manifest.nodes[0].name = "n".repeat(MAX_SIZE);
+        let err = seal(&manifest, &golden_key()).unwrap_err();
+        assert!(matches!(err, ManifestError::TooLargeToSeal(_)), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("over the 4194304 byte limit"), "{text}");
+        assert!(!text.contains("URL"), "{text}");
     }
 }

@@ -4,10 +4,18 @@
 //! envelope and its signature (`envelope`, `signing`), the validation rules (`validate`,
 //! `hostport`), and the human-readable dump (`show`). The agent only ever calls [`open`]:
 //! signature first, then decode, then validate. Around it: which verified manifests may
-//! be put in force (`trust`, `clocktrust`), the copy kept for offline boots (`cache`),
-//! and Kilo's unsigned peer config read as a manifest (`wg`).
+//! be put in force (`trust`, `clocktrust`) and Kilo's unsigned peer config read as a
+//! manifest (`wg`).
+//!
+//! Pure: nothing here reads the clock (`now` is an argument), touches a file or uses
+//! `unsafe`, and the compiler and clippy hold it to that (the lints below, with the list
+//! in `agent/clippy.toml`). The files around manifests are the shell's side: the cache and
+//! the trust record in `state`, reading a manifest file in `fsutil`, whether the clock
+//! is synchronised in `shell/clocktrust.rs`.
 
-pub mod cache;
+#![deny(unsafe_code)]
+#![deny(clippy::disallowed_methods)]
+
 mod clocktrust;
 mod envelope;
 #[cfg(test)]
@@ -29,6 +37,9 @@ use std::str::FromStr;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+/// Reads a manifest file, bounded. Lives in `fsutil` (this module touches no file);
+/// re-exported under its old name for the commands that call it.
+pub use crate::fsutil::read_manifest_file as read_bounded;
 pub use clocktrust::ClockTrust;
 pub use envelope::{Envelope, FORMAT_VERSION, MAGIC, Verified, seal};
 pub use hostport::{Host, RelayUrl, Transport, parse_endpoint, parse_relay_url};
@@ -38,7 +49,7 @@ pub use show::render;
 pub use signing::{NetworkKeyPair, pkcs8_to_pem};
 pub use source::{Mint, from_json, from_json_minting};
 pub use tojson::to_json;
-pub use trust::{Refusal, TrustState, Verdict};
+pub use trust::{NO_SERIAL, Refusal, TrustState, Verdict};
 pub use wg::from_wg;
 
 /// The largest manifest accepted, checked before anything else is done with the bytes.
@@ -78,7 +89,7 @@ impl FromStr for NetworkPublicKey {
 pub enum ManifestError {
     #[error(
         "manifest is {0} bytes, over the {MAX_SIZE} byte limit: \
-         is the URL pointing at a manifest built by `edgewire manifest build`?"
+         is this a manifest built by `edgewire manifest build`?"
     )]
     TooLarge(usize),
     #[error(
@@ -88,7 +99,7 @@ pub enum ManifestError {
     Truncated { have: usize, need: usize },
     #[error(
         "not an edgewire manifest (it does not start with \"EWMF\"): \
-         is the URL pointing at a file built by `edgewire manifest build`?"
+         is this a file built by `edgewire manifest build`?"
     )]
     BadMagic,
     #[error(
@@ -101,6 +112,13 @@ pub enum ManifestError {
          trust, or changed after signing; check --manifest-pubkey"
     )]
     BadSignature,
+    /// Sealing: the source makes a manifest larger than a device accepts.
+    #[error(
+        "the signed manifest would be {0} bytes, over the {MAX_SIZE} byte limit devices \
+         accept: split the network or shorten the source (fewer nodes, endpoints or \
+         allowed IPs)"
+    )]
+    TooLargeToSeal(usize),
     #[error("manifest has {0} unexpected bytes after its signature; rebuild it")]
     TrailingBytes(usize),
     #[error("manifest payload does not decode (format version {FORMAT_VERSION}): {0}")]
@@ -128,15 +146,13 @@ pub fn open(bytes: &[u8], keys: &[NetworkPublicKey]) -> Result<Manifest, Manifes
     Ok(manifest)
 }
 
-/// Reads a manifest file, at most `MAX_SIZE + 1` bytes: enough for [`open`] to report
-/// `TooLarge` without reading an endless file (a device node, a FIFO) to the end.
-pub fn read_bounded(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_SIZE as u64 + 1)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
+/// The lab manifest with `serial`, for tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn test_manifest(serial: u64) -> Manifest {
+    Manifest {
+        serial,
+        ..fixtures::lab_manifest()
+    }
 }
 
 #[cfg(test)]

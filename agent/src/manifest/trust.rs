@@ -1,28 +1,24 @@
 //! Anti-rollback and expiry: which verified manifests the device may put in force.
 //!
-//! The highest accepted serial is kept in the state directory (`manifest.serial`,
-//! with the SHA-256 of the manifest that carried it), written atomically. A lower serial
-//! is a rollback; the same serial with other bytes is a second manifest claiming the
-//! same place in history; both are refused. An expiry is enforced only when the clock is
-//! known to be synchronised ([`ClockTrust`]); otherwise the manifest is accepted with a
-//! warning that says why.
+//! The highest accepted serial is recorded with the SHA-256 of the manifest that carried
+//! it (the shell keeps the record in the state directory, `state/trust.rs`). A lower
+//! serial is a rollback; the same serial with other bytes is a second manifest claiming
+//! the same place in history; both are refused. The record refuses rollbacks; it does not
+//! say what is in force: the recorded manifest arriving while it is not in force (the
+//! cache was lost or damaged) is to be put in force again ([`Verdict::Restore`]). An
+//! expiry is enforced only when the clock is known to be synchronised ([`ClockTrust`]);
+//! otherwise the manifest is accepted with a warning that says why.
 //!
 //! Manifests without a serial (serial 0: Kilo's wg INI, see `wg.rs`) skip the serial
 //! rules and are never recorded; they are judged by their bytes alone.
 //!
 //! Order for the caller, so a power cut never leaves a serial without its manifest:
-//! `cache::save`, then [`TrustState::accept`].
-
-use std::io;
-use std::path::{Path, PathBuf};
+//! save the cache, then record the serial.
 
 use ring::digest::{SHA256, digest};
 
 use super::clocktrust::ClockTrust;
 use super::{Manifest, format_rfc3339};
-use crate::fsutil::{ensure_private_dir, write_atomic};
-
-pub const TRUST_FILE: &str = "manifest.serial";
 
 /// The serial of manifests that have none (the wg format).
 pub const NO_SERIAL: u64 = 0;
@@ -31,9 +27,12 @@ pub const NO_SERIAL: u64 = 0;
 pub enum Verdict {
     /// Put it in force; log each warning.
     Accept { warnings: Vec<String> },
-    /// The same manifest as the one last accepted. Nothing to do while it is in force;
-    /// at boot (from the cache) it is the one to put in force.
+    /// The very bytes already in force: nothing to do.
     Unchanged,
+    /// The manifest the record names (same serial, same SHA-256), while it is not the
+    /// one in force: at boot from the cache, or after the cache was lost or damaged.
+    /// Put it in force (and cache it again); the record needs no change.
+    Restore { warnings: Vec<String> },
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -56,52 +55,30 @@ pub enum Refusal {
     Expired { serial: u64, at: u64 },
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum TrustError {
-    #[error("reading the trust state {}: {error}", path.display())]
-    Io { path: PathBuf, error: io::Error },
-    #[error(
-        "the trust state {} is damaged ({detail}); fix it or, knowing that the device \
-         then accepts any serial once, remove it",
-        path.display()
-    )]
-    Corrupt { path: PathBuf, detail: String },
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Accepted {
     serial: u64,
     sha256: [u8; 32],
 }
 
-#[derive(Debug)]
+/// The record of the highest serial accepted; empty on a new device.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustState {
-    path: PathBuf,
     accepted: Option<Accepted>,
 }
 
 impl TrustState {
-    /// Reads the state; none yet (a new device) is not an error. A damaged file is:
-    /// silently starting over would undo the rollback protection.
-    pub fn load(state_dir: &Path) -> Result<TrustState, TrustError> {
-        let path = state_dir.join(TRUST_FILE);
-        let text = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(TrustState {
-                    path,
-                    accepted: None,
-                });
-            }
-            Err(error) => return Err(TrustError::Io { path, error }),
-        };
-        match parse(&text) {
-            Ok(accepted) => Ok(TrustState {
-                path,
-                accepted: Some(accepted),
-            }),
-            Err(detail) => Err(TrustError::Corrupt { path, detail }),
-        }
+    /// Reads the record from the text of its file (`SERIAL SHA256-HEX`). A damaged
+    /// record is an error, never an empty state: that would undo the rollback protection.
+    pub fn parse(bytes: &[u8]) -> Result<TrustState, String> {
+        parse(bytes).map(|accepted| TrustState {
+            accepted: Some(accepted),
+        })
+    }
+
+    /// The text of the record's file; `None` while nothing is recorded.
+    pub fn to_text(&self) -> Option<String> {
+        self.accepted.as_ref().map(format)
     }
 
     /// The highest serial accepted so far.
@@ -147,7 +124,7 @@ impl TrustState {
             && let Some(have) = self.accepted.as_ref().filter(|a| a.serial == serial)
         {
             return if have.sha256 == sha256(raw) {
-                Ok(Verdict::Unchanged)
+                Ok(Verdict::Restore { warnings })
             } else {
                 Err(Refusal::SameSerialDifferentContent { serial })
             };
@@ -155,26 +132,18 @@ impl TrustState {
         Ok(Verdict::Accept { warnings })
     }
 
-    /// Records an accepted manifest's serial (after `cache::save`). A manifest without
-    /// a serial, or one not above the recorded serial, changes nothing.
-    pub fn accept(&mut self, manifest: &Manifest, raw: &[u8]) -> io::Result<()> {
+    /// The record after accepting `manifest`, or `None` when it does not change: a
+    /// manifest without a serial, or one not above the recorded serial.
+    pub fn after_accepting(&self, manifest: &Manifest, raw: &[u8]) -> Option<TrustState> {
         if manifest.serial == NO_SERIAL || self.highest().is_some_and(|h| h >= manifest.serial) {
-            return Ok(());
+            return None;
         }
-        let accepted = Accepted {
-            serial: manifest.serial,
-            sha256: sha256(raw),
-        };
-        if let Some(dir) = self.path.parent() {
-            ensure_private_dir(dir).map_err(io::Error::other)?;
-        }
-        write_atomic(&self.path, format(&accepted).as_bytes(), 0o600, true)?;
-        self.accepted = Some(accepted);
-        Ok(())
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Some(TrustState {
+            accepted: Some(Accepted {
+                serial: manifest.serial,
+                sha256: sha256(raw),
+            }),
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod agent;
 mod clock;
+mod clocktrust;
 mod fdstore;
 mod intake;
 mod netlink;
@@ -24,6 +25,22 @@ pub fn open_tun_for_systemd(interface: &str) -> anyhow::Result<()> {
 
 /// `edgewire run`: runs until SIGTERM or SIGINT.
 pub fn run(config: RunConfig) -> anyhow::Result<()> {
+    // Before anything of ours is written: what a crash left behind goes first.
+    match crate::state::remove_stale_temporaries(&config.state_dir) {
+        Ok(removed) => {
+            for stale in removed {
+                log::info!(
+                    "removed {}, a temporary file left by process {} (no longer running)",
+                    stale.path.display(),
+                    stale.pid
+                );
+            }
+        }
+        Err(e) => log::warn!(
+            "looking for temporary files left in {}: {e}",
+            config.state_dir.display()
+        ),
+    }
     let key = crate::keys::load_or_create(&config.state_dir)?;
     let ex = LocalExecutor::new();
     smol::block_on(ex.run(async {

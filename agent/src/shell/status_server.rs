@@ -1,7 +1,12 @@
 //! Answers `edgewire status` on a Unix socket in the state directory: one JSON report
 //! per connection, written by a small task so a slow reader never holds up packets.
+//!
+//! The socket is 0600 whatever the umask: `bind` creates it with the umask's mode (0777
+//! under umask 000), so it is changed right after; the 0700 state directory keeps
+//! everyone else out in between.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
@@ -29,7 +34,10 @@ impl StatusServer {
         let _ = std::fs::remove_file(&path);
         let listener = Async::<UnixListener>::bind(&path)
             .with_context(|| format!("listening for status requests on {}", path.display()))?;
-        Ok(StatusServer { listener, path })
+        let server = StatusServer { listener, path };
+        std::fs::set_permissions(&server.path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} private (0600)", server.path.display()))?;
+        Ok(server)
     }
 
     pub async fn accept(&self) -> std::io::Result<Async<UnixStream>> {
@@ -54,5 +62,34 @@ pub async fn answer(stream: Async<UnixStream>, report: Report) {
 impl Drop for StatusServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsutil::TestDir;
+
+    #[test]
+    fn the_socket_is_private_even_under_umask_000() {
+        let dir = TestDir::new("status-umask");
+        // SAFETY: umask only swaps the process's creation mask; it is put back at once.
+        // Other tests creating files meanwhile pass explicit modes or do not check them.
+        let old = unsafe { libc::umask(0) };
+        let server = StatusServer::bind(&dir.0);
+        unsafe { libc::umask(old) };
+        let server = server.unwrap();
+        let mode = std::fs::metadata(&server.path)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        assert!(
+            UnixStream::connect(&server.path).is_ok(),
+            "root still connects"
+        );
+        let path = server.path.clone();
+        drop(server);
+        assert!(!path.exists(), "removed when the agent stops");
     }
 }

@@ -3,8 +3,18 @@
 
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
 
-use smol::Async;
+use smol::{Async, Timer};
+
+use super::clock;
+use crate::human::Human;
+
+/// How long `run` waits for its UDP port while another agent (the one a restart is
+/// replacing) is still exiting: systemd starts the new one as soon as the old one is
+/// signalled, and closing the old one's sockets and TUN takes a moment.
+pub const PORT_WAIT: Duration = Duration::from_secs(5);
+const PORT_RETRY: Duration = Duration::from_millis(100);
 
 pub struct Udp {
     socket: Async<UdpSocket>,
@@ -28,6 +38,40 @@ impl Udp {
                 })
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// [`Udp::bind`], waiting up to `wait` while the port is in use (an agent still
+    /// exiting holds it), then failing with an error that says what to do.
+    pub async fn bind_waiting(port: u16, wait: Duration) -> io::Result<Udp> {
+        let deadline = clock::now() + wait;
+        let mut said = false;
+        loop {
+            match Udp::bind(port) {
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                    if clock::now() >= deadline {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AddrInUse,
+                            format!(
+                                "the port is still in use after waiting {}: another \
+                                 edgewire or WireGuard listens on it; stop it, or give this \
+                                 agent another port with --listen-port",
+                                Human(wait)
+                            ),
+                        ));
+                    }
+                    if !said {
+                        log::info!(
+                            "UDP port {port} is in use (an agent still exiting?); waiting up \
+                             to {} for it",
+                            Human(wait)
+                        );
+                        said = true;
+                    }
+                    Timer::after(PORT_RETRY).await;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -55,4 +99,51 @@ impl Udp {
 /// `::ffff:a.b.c.d` back to `a.b.c.d`, so an IPv4 peer has one address everywhere.
 fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A socket holding a free port the way `Udp::bind` would take it.
+    fn hold_a_port() -> (UdpSocket, u16) {
+        let socket = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))
+            .or_else(|_| UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)))
+            .unwrap();
+        let port = socket.local_addr().unwrap().port();
+        (socket, port)
+    }
+
+    #[test]
+    fn a_port_freed_while_waiting_is_taken() {
+        let (held, port) = hold_a_port();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(held);
+        });
+        let start = Instant::now();
+        let udp = smol::block_on(Udp::bind_waiting(port, Duration::from_secs(5)));
+        releaser.join().unwrap();
+        assert!(udp.is_ok(), "{:?}", udp.err());
+        assert!(start.elapsed() >= Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_port_still_held_after_the_wait_is_a_clear_error() {
+        let (_held, port) = hold_a_port();
+        let start = Instant::now();
+        let err = smol::block_on(Udp::bind_waiting(port, Duration::from_millis(300)))
+            .err()
+            .expect("the port is held");
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("the port is still in use after waiting 300 ms: another edgewire"),
+            "{text}"
+        );
+        assert!(text.contains("--listen-port"), "{text}");
+    }
 }

@@ -133,6 +133,16 @@ impl Exchange {
                     },
                     437 => Reason::AllocationMismatch,
                     486 => Reason::QuotaReached,
+                    // Some servers (pion) answer an Allocate whose MESSAGE-INTEGRITY does
+                    // not verify, a wrong password, with 400 and no reason.
+                    400 if tx.request == Request::Allocate && tx.authenticated => {
+                        match server_error(msg, code) {
+                            Reason::Server { code, reason } => {
+                                Reason::CredentialsRefused { code, reason }
+                            }
+                            other => other,
+                        }
+                    }
                     _ => server_error(msg, code),
                 };
                 self.request_failed(tx.request, reason, now);

@@ -2,7 +2,9 @@
 //! allocation on a server reached over UDP, TCP or TLS, with permissions and channels for
 //! the peers that use it. It never touches a socket, never reads the clock (time is an
 //! argument) and draws transaction ids from a seeded generator, so tests run it with
-//! simulated time.
+//! simulated time. The compiler and clippy hold it to that: `unsafe_code` and
+//! `clippy::disallowed_methods` (the clock and `std::fs`, listed in `agent/clippy.toml`)
+//! are denied below.
 //!
 //! # Call order
 //!
@@ -31,7 +33,10 @@
 //! the TCP/TLS stream reassembly, `auth` the hashes (with `md5`), `transaction` request
 //! timers, `peers` permissions and channels, `client` the state machine.
 
-mod attr;
+#![deny(unsafe_code)]
+#![deny(clippy::disallowed_methods)]
+
+pub mod attr;
 mod auth;
 mod channel;
 mod client;
@@ -42,9 +47,12 @@ mod peers;
 mod stun;
 mod transaction;
 
+// Tests take one `Instant::now()` as the start of simulated time.
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod golden;
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests;
 
 use std::fmt;
@@ -56,8 +64,8 @@ pub use auth::{LongTermKey, rest_credentials};
 pub use channel::ChannelData;
 pub use client::TurnClient;
 pub use framing::MAX_FRAME;
-pub use stun::{Class, Message, Method, Writer};
-pub use transaction::{Request, Timings};
+pub use stun::{Class, MAGIC_COOKIE, Message, Method, TransactionId, Writer};
+pub use transaction::{Request, Rng, Timings};
 
 /// How the client reaches the server. The allocation itself is always UDP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +155,12 @@ pub enum Reason {
         code: u16,
         reason: String,
     },
+    /// An error (400) to an Allocate that carried our credentials: most likely a wrong
+    /// username or password, from a server that does not say so with 401 (pion).
+    CredentialsRefused {
+        code: u16,
+        reason: String,
+    },
     Expired,
     ConnectionLost,
     /// All 4096 channel numbers are in use.
@@ -178,10 +192,56 @@ impl fmt::Display for Reason {
                 )
             }
             Reason::Malformed(what) => write!(f, "malformed answer from the TURN server: {what}"),
-            Reason::Server { code, reason } => write!(f, "TURN error {code} {reason}"),
+            Reason::Server { code, reason } => {
+                write!(f, "TURN error {}", ErrorText(*code, reason))
+            }
+            Reason::CredentialsRefused { code, reason } => write!(
+                f,
+                "the TURN server refused the allocation with our credentials (TURN error {}): \
+                 the username or password is likely wrong; check the relay's credentials in \
+                 the manifest (or the secret they are minted from)",
+                ErrorText(*code, reason)
+            ),
             Reason::Expired => write!(f, "the allocation expired without a successful refresh"),
             Reason::ConnectionLost => write!(f, "the connection to the TURN server was lost"),
             Reason::ChannelsExhausted => write!(f, "all TURN channel numbers are in use"),
+        }
+    }
+}
+
+/// An error code with the server's reason, or the standard phrase when it sent none:
+/// never a trailing space.
+struct ErrorText<'a>(u16, &'a str);
+
+impl fmt::Display for ErrorText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ErrorText(code, reason) = *self;
+        let reason = reason.trim();
+        let reason = if reason.is_empty() {
+            match code {
+                300 => "Try Alternate",
+                400 => "Bad Request",
+                401 => "Unauthorized",
+                403 => "Forbidden",
+                420 => "Unknown Attribute",
+                437 => "Allocation Mismatch",
+                438 => "Stale Nonce",
+                440 => "Address Family not Supported",
+                441 => "Wrong Credentials",
+                442 => "Unsupported Transport Protocol",
+                443 => "Peer Address Family Mismatch",
+                486 => "Allocation Quota Reached",
+                500 => "Server Error",
+                508 => "Insufficient Capacity",
+                _ => "",
+            }
+        } else {
+            reason
+        };
+        if reason.is_empty() {
+            write!(f, "{code}")
+        } else {
+            write!(f, "{code} {reason}")
         }
     }
 }

@@ -279,6 +279,73 @@ fn gives_up_when_the_server_refuses_the_credentials_twice() {
     assert_eq!(s.c.poll_timeout(), None, "a failed client stays idle");
 }
 
+/// pion's TURN server answers a wrong password with 400 and no reason.
+#[test]
+fn a_400_to_the_allocate_with_our_credentials_is_reported_as_a_credentials_problem() {
+    let mut s = Sim::new(Transport::Udp);
+    let first = s.one_sent();
+    s.deliver(&challenge(&first, 401, b"nonce-1"));
+    let second = s.one_sent();
+    // No MESSAGE-INTEGRITY: the server cannot compute it with the key it expected.
+    let refused = respond(
+        &second,
+        Class::Error,
+        &[Attr::ErrorCode {
+            code: 400,
+            reason: b"",
+        }],
+        false,
+    );
+    s.deliver(&refused);
+    let events = s.events();
+    let [TurnEvent::Failed { reason }] = &events[..] else {
+        panic!("{events:?}");
+    };
+    assert!(
+        matches!(reason, Reason::CredentialsRefused { code: 400, .. }),
+        "{reason:?}"
+    );
+    let text = reason.to_string();
+    assert!(text.contains("(TURN error 400 Bad Request)"), "{text}");
+    assert!(text.contains("likely wrong"), "{text}");
+    assert!(!text.contains("  ") && !text.ends_with(' '), "{text:?}");
+}
+
+#[test]
+fn a_400_before_any_credentials_stays_a_plain_server_error() {
+    let mut s = Sim::new(Transport::Udp);
+    let first = s.one_sent();
+    let refused = respond(
+        &first,
+        Class::Error,
+        &[Attr::ErrorCode {
+            code: 400,
+            reason: b"",
+        }],
+        false,
+    );
+    s.deliver(&refused);
+    let events = s.events();
+    let [TurnEvent::Failed { reason }] = &events[..] else {
+        panic!("{events:?}");
+    };
+    assert_eq!(reason.to_string(), "TURN error 400 Bad Request");
+}
+
+#[test]
+fn a_server_error_reads_without_a_trailing_space() {
+    let server = |code, reason: &str| Reason::Server {
+        code,
+        reason: reason.into(),
+    };
+    assert_eq!(server(400, "").to_string(), "TURN error 400 Bad Request");
+    assert_eq!(server(499, "").to_string(), "TURN error 499");
+    assert_eq!(
+        server(403, " Forbidden IP ").to_string(),
+        "TURN error 403 Forbidden IP"
+    );
+}
+
 #[test]
 fn stops_after_three_stale_nonces_in_a_row() {
     let mut s = Sim::new(Transport::Udp);

@@ -2,6 +2,9 @@
 //! NATs and TURN relays, driven by a simulated clock (see `sim.rs`).
 
 mod failover;
+mod nat;
+mod nat_traversal;
 mod overlay;
 mod relay;
+mod reliability;
 mod sim;

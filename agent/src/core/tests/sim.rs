@@ -12,6 +12,7 @@ use crate::manifest::{Manifest, NodeSpec, Role};
 use super::super::packet::ipv4_for_test;
 use super::super::topology;
 use super::super::{Destination, Node, PeerConfig};
+use super::nat::SimNat;
 
 pub struct SimNode {
     pub node: Node,
@@ -19,6 +20,8 @@ pub struct SimNode {
     pub addr: SocketAddr,
     /// The address its datagrams appear from outside (a NAT's mapping), if different.
     pub public: Option<SocketAddr>,
+    /// Behind this RFC 4787 NAT of `Sim::nats` (instead of the fixed `public` mapping).
+    pub nat: Option<usize>,
     /// Packets the node wrote to its TUN device.
     pub tun: Vec<Vec<u8>>,
     /// A hub's kernel forwards packets for other overlay addresses back into the TUN.
@@ -37,6 +40,13 @@ pub struct Sim {
     pub blocked: Vec<(SocketAddr, SocketAddr)>,
     /// TURN relays: each gives node `i` the relayed address `(ip, 50000 + i)`.
     pub relays: Vec<SimRelay>,
+    /// The share of datagrams lost on every link, drawn from a seeded generator.
+    pub loss: f64,
+    /// NATs that nodes sit behind (`SimNode::nat`).
+    pub nats: Vec<SimNat>,
+    /// STUN servers: each answers a Binding request with the address it came from.
+    pub stun: Vec<SocketAddr>,
+    rng: u64,
 }
 
 pub struct SimRelay {
@@ -53,15 +63,37 @@ impl Sim {
             lost: 0,
             blocked: Vec::new(),
             relays: Vec::new(),
+            loss: 0.0,
+            nats: Vec::new(),
+            stun: Vec::new(),
+            rng: 0x9e37_79b9_7f4a_7c15,
         }
+    }
+
+    /// Seeds the loss generator, so a lossy run is the same every time.
+    pub fn seed(&mut self, seed: u64) {
+        self.rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    }
+
+    /// True for a datagram the lossy network drops (xorshift64*).
+    fn lose(&mut self) -> bool {
+        if self.loss <= 0.0 {
+            return false;
+        }
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let draw = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
+        (draw as f64 / (1u64 << 53) as f64) < self.loss
     }
 
     pub fn add(&mut self, key: PrivateKey, addr: &str, own: [u8; 4]) -> usize {
         let seed = self.nodes.len() as u32 * 1000;
         self.nodes.push(SimNode {
-            node: Node::new(key, seed),
+            node: Node::new(key, seed, self.now),
             addr: addr.parse().unwrap(),
             public: None,
+            nat: None,
             tun: Vec::new(),
             forwards: false,
             own: vec![own],
@@ -101,7 +133,7 @@ impl Sim {
                     match t.destination {
                         Destination::Udp(_) if self.nodes[i].cut => self.lost += 1,
                         Destination::Udp(to) => {
-                            let from = self.nodes[i].public.unwrap_or(self.nodes[i].addr);
+                            let from = self.source_toward(i, to);
                             self.deliver(from, to, &t.payload);
                         }
                         Destination::Relay { relay, peer } => {
@@ -134,12 +166,29 @@ impl Sim {
         panic!("the simulated network did not settle in 100 rounds");
     }
 
+    /// Where a datagram from node `i` to `to` appears from: its NAT's mapping, or its own
+    /// address on its LAN (a neighbour behind the same NAT).
+    fn source_toward(&mut self, i: usize, to: SocketAddr) -> SocketAddr {
+        let node = &self.nodes[i];
+        let Some(n) = node.nat else {
+            return node.public.unwrap_or(node.addr);
+        };
+        let lan = self.nodes.iter().any(|o| o.nat == Some(n) && o.addr == to);
+        if lan {
+            node.addr
+        } else {
+            let (addr, now) = (node.addr, self.now);
+            self.nats[n].outbound(addr, to, now)
+        }
+    }
+
     pub fn deliver(&mut self, from: SocketAddr, to: SocketAddr, payload: &[u8]) {
         let now = self.now;
-        if self.blocked.contains(&(from, to)) {
+        if self.blocked.contains(&(from, to)) || self.lose() {
             self.lost += 1;
             return;
         }
+
         // Sent to a relayed address: the relay forwards it to its client.
         if let Some(r) = self.relays.iter().position(|r| r.ip == to.ip()) {
             let client = usize::from(to.port() - 50000);
@@ -152,7 +201,27 @@ impl Sim {
             }
             return;
         }
-        // A node behind a NAT is reached only at its public mapping.
+        if self.stun.contains(&to) {
+            if let Some(answer) = stun_answer(from, payload) {
+                self.deliver(to, from, &answer);
+            }
+            return;
+        }
+        // A public address of an RFC 4787 NAT: its mappings and filter decide.
+        if let Some(n) = self.nats.iter().position(|nat| nat.public == to.ip()) {
+            let inside = self.nats[n].inbound(from, to.port(), now);
+            let node = inside.and_then(|internal| {
+                self.nodes
+                    .iter_mut()
+                    .find(|o| !o.cut && o.nat == Some(n) && o.addr == internal)
+            });
+            match node {
+                Some(o) => o.node.handle_udp(from, payload, now),
+                None => self.lost += 1,
+            }
+            return;
+        }
+        // A node behind a fixed NAT is reached only at its public mapping.
         match self
             .nodes
             .iter_mut()
@@ -175,6 +244,24 @@ impl Sim {
     pub fn handshakes(&self, node: usize, peer: &PublicKey) -> u64 {
         self.nodes[node].node.peer(peer).unwrap().stats.handshakes
     }
+}
+
+/// A STUN server's answer to a Binding request from `from`: where it saw it come from.
+fn stun_answer(from: SocketAddr, request: &[u8]) -> Option<Vec<u8>> {
+    use crate::turn::{Attr, Class, Message, Method, Writer};
+    let message = Message::parse(request).ok()?;
+    if message.method() != Method::BINDING || message.class() != Class::Request {
+        return None;
+    }
+    let mut out = Vec::new();
+    Writer::new(
+        &mut out,
+        Method::BINDING,
+        Class::Success,
+        message.transaction_id(),
+    )
+    .attr(&Attr::XorMappedAddress(from));
+    Some(out)
 }
 
 pub fn spec(key: &PrivateKey, name: &str, role: Role, site: Option<&str>, addr: &str) -> NodeSpec {

@@ -18,7 +18,7 @@ impl super::Agent<'_> {
     pub(super) async fn apply(&mut self, manifest: Manifest) {
         let info = ManifestInfo {
             serial: manifest.serial,
-            source: self.intake.source().to_string(),
+            source: self.intake.in_force_source().to_string(),
             network: manifest.network.clone(),
         };
         let topology = match topology::plan(&manifest, &self.node.public_key()) {

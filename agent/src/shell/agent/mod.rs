@@ -90,13 +90,14 @@ impl<'a> Agent<'a> {
         let tun = tun::create(&config.interface)?;
         let mut netlink = Netlink::open(&config.interface)?;
         netlink.set_mtu_and_up(config.mtu)?;
-        let udp = Udp::bind(config.listen_port)
+        let udp = Udp::bind_waiting(config.listen_port, super::udp::PORT_WAIT)
+            .await
             .with_context(|| format!("binding UDP port {}", config.listen_port))?;
         let status = StatusServer::bind(&config.state_dir)?;
         let signals = signal_pipe(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
         let reload = signal_pipe(&[signal_hook::consts::SIGHUP])?;
         let public = key.public_key();
-        let node = Node::new(key, rand_core::OsRng.next_u32());
+        let node = Node::new(key, rand_core::OsRng.next_u32(), clock::now());
         log::info!(
             "{}: up, MTU {}, UDP port {}, public key {public}",
             config.interface,
@@ -248,8 +249,10 @@ impl<'a> Agent<'a> {
         let now = clock::now();
         if let Some(jump) = self.wall_clock.jumped() {
             log::info!(
-                "the wall clock jumped by {jump} s; renewing WireGuard sessions so their \
-                 handshake timestamps follow it"
+                "the wall clock jumped {} by {}; renewing WireGuard sessions so their \
+                 handshake timestamps follow it",
+                if jump < 0 { "back" } else { "forward" },
+                crate::human::Human(std::time::Duration::from_secs(jump.unsigned_abs()))
             );
             self.node.renew_sessions(now);
         }
@@ -263,20 +266,12 @@ impl<'a> Agent<'a> {
 
     /// A poll of the manifest URL finished.
     async fn on_pulled(&mut self, pulled: Pulled) {
-        let new = match pulled {
-            Pulled::New(raw) => {
-                self.intake.fetched();
-                self.intake.take(raw)
-            }
-            Pulled::NotModified => {
-                self.intake.fetched();
-                None
-            }
-            Pulled::Failed(e) => {
-                self.intake.failed(e);
-                None
-            }
-        };
+        let new = self.intake.pulled(pulled);
+        // A boot from the cache names the cache until the server sends the same bytes.
+        if let Some(info) = self.manifest.as_mut() {
+            info.source.clear();
+            info.source.push_str(self.intake.in_force_source());
+        }
         match new {
             Some(manifest) => self.apply(manifest).await,
             // Names may point elsewhere now, whatever the server said.
@@ -335,7 +330,7 @@ impl<'a> Agent<'a> {
 /// wrote its state; say so, since nothing connects until the clock is set.
 fn warn_if_clock_behind(state_dir: &std::path::Path) {
     let floor = [
-        crate::manifest::cache::path(state_dir),
+        crate::state::cache::path(state_dir),
         crate::keys::key_path(state_dir),
     ]
     .iter()

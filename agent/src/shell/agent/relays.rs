@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::core::RelayId;
+use crate::human::Human;
 use crate::manifest::{Manifest, Role};
 
 use super::super::clock;
@@ -65,9 +66,9 @@ impl super::Agent<'_> {
                     r.up = Some((server, kind));
                 }
                 log::info!(
-                    "relay {server} ({}) is up: relayed address {relayed}, round trip {} ms",
+                    "relay {server} ({}) is up: relayed address {relayed}, round trip {}",
                     kind.name(),
-                    rtt.as_millis()
+                    Human(rtt)
                 );
                 self.node
                     .relay_up(id, rtt.max(Duration::from_micros(1)), now);

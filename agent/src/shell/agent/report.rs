@@ -5,6 +5,7 @@ use crate::status::{DropReport, PeerReport, Report};
 
 impl super::Agent<'_> {
     pub(super) fn report(&self) -> Report {
+        let now = super::clock::now();
         let peers = self
             .node
             .peers()
@@ -20,7 +21,7 @@ impl super::Agent<'_> {
                     endpoint: p.path().map(|path| path.endpoint().to_string()),
                     path: p.path().map(|path| path.kind().to_string()),
                     health: p.health().name().into(),
-                    last_handshake_secs: p.last_handshake().map(|d| d.as_secs()),
+                    last_handshake_secs: p.last_handshake(now).map(|d| d.as_secs()),
                     handshakes: p.stats.handshakes,
                     rx_bytes: p.stats.rx_bytes,
                     tx_bytes: p.stats.tx_bytes,

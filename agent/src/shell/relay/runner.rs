@@ -22,6 +22,7 @@ use rustls::ClientConfig;
 use smol::Timer;
 use smol::channel::{Receiver, Sender};
 
+use crate::human::Human;
 use crate::turn::{Ignored, Received, Timings, Transport, TurnClient, TurnConfig, TurnEvent};
 
 use super::super::clock;
@@ -55,9 +56,10 @@ pub async fn run(
             Ok(won) => won,
             Err(errors) => {
                 log::warn!(
-                    "relay {}: no transport works ({}); retrying in {pause:?}",
+                    "relay {}: no transport works ({}); retrying in {}",
                     spec.host,
-                    errors.join("; ")
+                    errors.join("; "),
+                    Human(pause)
                 );
                 Timer::after(pause).await;
                 pause = (pause * 2).min(RETRY_MAX);
@@ -307,10 +309,10 @@ impl Session<'_> {
         } = established;
         let kind = self.candidate.kind;
         log::info!(
-            "relay {} ({}): allocated {relayed}, round trip {} ms",
+            "relay {} ({}): allocated {relayed}, round trip {}",
             self.spec.describe(self.candidate),
             kind.name(),
-            rtt.as_millis()
+            Human(rtt)
         );
         let mut allocated = Some((relayed, rtt));
         let now = clock::now();

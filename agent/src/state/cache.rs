@@ -10,8 +10,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::MAX_SIZE;
 use crate::fsutil::{ensure_private_dir, write_atomic};
+use crate::manifest::MAX_SIZE;
 
 pub const CACHE_FILE: &str = "manifest.cache";
 

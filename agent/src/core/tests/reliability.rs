@@ -1,0 +1,155 @@
+//! Faults a device must ride out, in simulated time: steady traffic across rekeys, floods
+//! of forged handshakes, and links that lose datagrams.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::keys::PrivateKey;
+
+use super::super::session::{HandshakeGate, MessageKind, Session};
+use super::relay::{path_of, ping_hub, relayed_edge_on};
+use super::sim::*;
+
+#[test]
+pub fn steady_traffic_rekeys_every_two_minutes_and_never_uses_a_key_past_180s() {
+    let (mut sim, _, keys) = hub_and_two_nated_edges();
+    let hub = keys[0].public_key();
+    let dev_a = keys[1].public_key();
+    let (edge_before, hub_before) = (sim.handshakes(1, &hub), sim.handshakes(0, &dev_a));
+    let start = sim.now;
+    let (mut lost, mut oldest) = (0, Duration::ZERO);
+    // Five pings a second each way for ten minutes: the packets are never more than
+    // 200 ms apart, which is what once kept WireGuard's timers from ever running.
+    while sim.now - start < Duration::from_secs(600) {
+        let (hub_got, edge_got) = (sim.nodes[0].tun.len(), sim.nodes[1].tun.len());
+        sim.send_ping(1, [10, 42, 1, 1], [10, 42, 0, 1]);
+        sim.send_ping(0, [10, 42, 0, 1], [10, 42, 1, 1]);
+        sim.run();
+        lost += (sim.nodes[0].tun.len() == hub_got) as u32;
+        lost += (sim.nodes[1].tun.len() == edge_got) as u32;
+        let age = sim.nodes[1]
+            .node
+            .peer(&hub)
+            .unwrap()
+            .last_handshake(sim.now);
+        oldest = oldest.max(age.expect("a handshake happened"));
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(lost, 0, "packets lost across rekeys");
+    let edge = sim.handshakes(1, &hub) - edge_before;
+    let hub_side = sim.handshakes(0, &dev_a) - hub_before;
+    assert!((4..=6).contains(&edge), "{edge} handshakes in 10 min");
+    assert_eq!(edge, hub_side, "both ends count the same handshakes");
+    // Rekey after 120 s, checked every second: never near the 180 s reject limit.
+    assert!(
+        oldest < Duration::from_secs(125),
+        "a key was {oldest:?} old"
+    );
+}
+
+/// `n` handshake initiations toward `to`'s key from strangers, each with a valid MAC1.
+fn stranger_initiations(sim: &Sim, to: &PrivateKey, n: usize) -> Vec<Vec<u8>> {
+    let stranger = PrivateKey::generate();
+    let gate = HandshakeGate::new(&stranger, sim.now);
+    let mut session = Session::new(&stranger, to.public_key(), None, None, 7, &gate, sim.now);
+    (0..n)
+        .map(|_| session.initiate(Vec::new(), sim.now).unwrap())
+        .collect()
+}
+
+fn spoofed(i: usize) -> SocketAddr {
+    SocketAddr::from((
+        [198, 51, 100, (i % 250) as u8 + 1],
+        1024 + (i as u16 % 60000),
+    ))
+}
+
+#[test]
+pub fn random_initiations_are_dropped_at_the_mac_check() {
+    let (mut sim, _, _) = hub_and_two_nated_edges();
+    let now = sim.now;
+    let hub = &mut sim.nodes[0].node;
+    let before = hub.drops;
+    let mut x: u64 = 1;
+    for i in 0..5_000 {
+        let mut d = [0u8; 148];
+        for b in d.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        d[..4].copy_from_slice(&[1, 0, 0, 0]);
+        hub.handle_udp(spoofed(i), &d, now);
+    }
+    assert_eq!(hub.drops.unknown_datagram - before.unknown_datagram, 5_000);
+    assert!(hub.poll_transmit().is_none(), "nothing answers a bad MAC1");
+}
+
+#[test]
+pub fn a_flood_of_valid_looking_initiations_gets_cookies_and_known_peers_still_connect() {
+    let (mut sim, _, keys) = hub_and_two_nated_edges();
+    sim.advance(Duration::from_secs(1));
+    let flood = stranger_initiations(&sim, &keys[0], 600);
+    let send_flood = |sim: &mut Sim, part: &[Vec<u8>]| {
+        let mut cookies = 0;
+        let now = sim.now;
+        for (i, init) in part.iter().enumerate() {
+            sim.nodes[0].node.handle_udp(spoofed(i), init, now);
+        }
+        while let Some(t) = sim.nodes[0].node.poll_transmit() {
+            assert_eq!(MessageKind::of(&t.payload), Some(MessageKind::CookieReply));
+            cookies += 1;
+            sim.nodes[0].node.recycle(t.payload);
+        }
+        cookies
+    };
+    // 300 strangers in one instant: the first 200 cost an X25519 each and are dropped as
+    // unknown; the rest are asked for a cookie and cost nothing more.
+    assert_eq!(send_flood(&mut sim, &flood[..300]), 100);
+    // A known peer that handshakes now, under load, is asked for a cookie too, and gets
+    // through with it on its next attempt while the flood goes on.
+    let hub = keys[0].public_key();
+    let before = sim.handshakes(1, &hub);
+    let now = sim.now;
+    sim.nodes[1].node.renew_sessions(now);
+    sim.run();
+    assert_eq!(
+        sim.handshakes(1, &hub),
+        before,
+        "under load: a cookie first"
+    );
+    assert!(sim.nodes[1].node.peer(&hub).is_some());
+    sim.now += Duration::from_millis(500);
+    assert_eq!(send_flood(&mut sim, &flood[300..]), 300);
+    sim.advance(Duration::ZERO);
+    assert_eq!(
+        sim.handshakes(1, &hub),
+        before + 1,
+        "through with the cookie"
+    );
+    sim.send_ping(1, [10, 42, 1, 1], [10, 42, 0, 1]);
+    sim.run();
+    assert_eq!(sim.nodes[0].tun.len(), 1, "the tunnel works");
+    assert!(sim.nodes[0].node.drops.cookie_replies >= 400);
+}
+
+#[test]
+pub fn twenty_starts_on_a_link_losing_20_percent_each_way_never_take_the_relay() {
+    let mut relayed = Vec::new();
+    for seed in 0..20 {
+        let (mut sim, keys) = relayed_edge_on(false, 0.2, seed);
+        for step in 0..50 {
+            ping_hub(&mut sim, 0.1);
+            if path_of(&sim, 1, &keys[0]).unwrap().relay().is_some() {
+                relayed.push((seed, step));
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        relayed,
+        Vec::<(u64, i32)>::new(),
+        "starts that went to the relay"
+    );
+}
