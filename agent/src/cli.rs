@@ -5,8 +5,11 @@
 //! touches the network or the key files; it only builds a [`Command`].
 
 mod envfile;
+mod help;
 mod run;
 mod settings;
+mod spec;
+mod suggest;
 #[cfg(test)]
 mod tests;
 
@@ -17,12 +20,15 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
-use crate::config::{self, RunConfig};
+use crate::config::{self, OperatorConfig, RunConfig};
 use settings::{INTERFACE, Key, Origin, STATE_DIR, Settings};
+use spec::Spec;
+
+pub use help::version;
 
 #[derive(Debug)]
 pub enum Command {
-    Run(RunConfig),
+    Run(RunConfig, OperatorConfig),
     Keygen {
         state_dir: PathBuf,
         force: bool,
@@ -35,6 +41,11 @@ pub enum Command {
         json: bool,
     },
     Manifest(ManifestCommand),
+    /// Whether the device can join its overlay; `run`'s settings.
+    Netcheck {
+        config: RunConfig,
+        json: bool,
+    },
     /// For the systemd unit, run as root before `run`: create the TUN interface and
     /// hand its descriptor to systemd, which passes it to the agent.
     OpenTun {
@@ -65,6 +76,11 @@ pub enum ManifestCommand {
         manifest: PathBuf,
         pubkey: Option<String>,
     },
+    /// Every edge as a Kilo `Peer`; `keepalive` for edges without one.
+    ExportKilo {
+        source: PathBuf,
+        keepalive: Option<u16>,
+    },
     /// Kilo's `kgctl showconf peer` INI as a JSON source; `public_key` adds this device.
     ImportWg {
         file: PathBuf,
@@ -92,27 +108,46 @@ pub(crate) fn parse_with(
         })
         .collect::<anyhow::Result<Vec<String>>>()?;
     let Some((command, rest)) = args.split_first() else {
-        bail!("no command given\n\n{}", usage());
+        bail!("no command given\n\n{}", help::overview());
     };
     let rest = rest.to_vec();
     match command.as_str() {
-        "help" | "--help" | "-h" => Ok(Command::Help(usage())),
+        "help" | "--help" | "-h" => help_for(&rest),
         "version" | "--version" | "-V" => Ok(Command::Version),
+        // For packagers: the man page and completions come from the same table.
+        "__generate" => match rest.first().map(String::as_str) {
+            Some("man") => Ok(Command::Help(help::man_page())),
+            Some("bash") => Ok(Command::Help(help::bash_completion())),
+            _ => bail!("`edgewire __generate` needs man or bash"),
+        },
         "run" => {
-            let Some(s) = scan(&RUN, rest)? else {
-                return Ok(Command::Help(usage()));
+            let Some(s) = scan(&spec::RUN, rest)? else {
+                return Ok(Command::Help(help::command(&spec::RUN)));
             };
-            let (settings, config_file) = merge(&RUN, &s, env)?;
-            run::run_config(&settings, &config_file).map(Command::Run)
+            let (settings, config_file) = merge(&spec::RUN, &s, env)?;
+            Ok(Command::Run(
+                run::run_config(&settings, &config_file)?,
+                run::operator_config(&settings)?,
+            ))
+        }
+        "netcheck" => {
+            let Some(s) = scan(&spec::NETCHECK, rest)? else {
+                return Ok(Command::Help(help::command(&spec::NETCHECK)));
+            };
+            let (settings, config_file) = merge(&spec::NETCHECK, &s, env)?;
+            Ok(Command::Netcheck {
+                config: run::run_config(&settings, &config_file)?,
+                json: s.switches.contains("--json"),
+            })
         }
         "keygen" | "pubkey" | "status" => {
             let spec = match command.as_str() {
-                "keygen" => &KEYGEN,
-                "pubkey" => &PUBKEY,
-                _ => &STATUS,
+                "keygen" => &spec::KEYGEN,
+                "pubkey" => &spec::PUBKEY,
+                _ => &spec::STATUS,
             };
             let Some(s) = scan(spec, rest)? else {
-                return Ok(Command::Help(usage()));
+                return Ok(Command::Help(help::command(spec)));
             };
             let (settings, _) = merge(spec, &s, env)?;
             let state_dir = settings.one(&STATE_DIR, |v| Ok(PathBuf::from(v)))?;
@@ -131,71 +166,83 @@ pub(crate) fn parse_with(
         }
         "manifest" => parse_manifest(rest),
         "open-tun" => {
-            let Some(s) = scan(&OPEN_TUN, rest)? else {
-                return Ok(Command::Help(usage()));
+            let Some(s) = scan(&spec::OPEN_TUN, rest)? else {
+                return Ok(Command::Help(help::command(&spec::OPEN_TUN)));
             };
-            let (settings, _) = merge(&OPEN_TUN, &s, env)?;
+            let (settings, _) = merge(&spec::OPEN_TUN, &s, env)?;
             let interface = settings
                 .one(&INTERFACE, run::check_interface)?
                 .unwrap_or_else(|| config::DEFAULT_INTERFACE.to_string());
             Ok(Command::OpenTun { interface })
         }
-        other => bail!("unknown command {other:?}\n\n{}", usage()),
+        other => bail!(
+            "unknown command {other:?}{}; `edgewire help` lists the commands",
+            suggest::hint(other, spec::top_words())
+        ),
+    }
+}
+
+/// `edgewire help [COMMAND...]`.
+fn help_for(words: &[String]) -> anyhow::Result<Command> {
+    let name = words.join(" ");
+    if name.is_empty() {
+        return Ok(Command::Help(help::overview()));
+    }
+    if name == "manifest" {
+        return Ok(Command::Help(help::manifest_overview()));
+    }
+    match spec::find(&name) {
+        Some(spec) => Ok(Command::Help(help::command(spec))),
+        None => bail!(
+            "no help for {name:?}{}; `edgewire help` lists the commands",
+            suggest::hint(&name, spec::COMMANDS.iter().map(|c| c.name))
+        ),
     }
 }
 
 fn parse_manifest(args: Vec<String>) -> anyhow::Result<Command> {
+    let subcommands = || spec::manifest_subcommands().collect::<Vec<_>>().join(", ");
     let Some((sub, rest)) = args.split_first() else {
         bail!(
-            "`edgewire manifest` needs keygen, build, show or import-wg\n\n{}",
-            usage()
+            "`edgewire manifest` needs one of {}\n\n{}",
+            subcommands(),
+            help::manifest_overview()
         );
     };
     let rest = rest.to_vec();
+    if matches!(sub.as_str(), "help" | "--help" | "-h") {
+        return Ok(Command::Help(help::manifest_overview()));
+    }
+    let Some(spec) = spec::find(&format!("manifest {sub}")) else {
+        bail!(
+            "unknown manifest command {sub:?}{}; expected {}",
+            suggest::hint(sub, spec::manifest_subcommands()),
+            subcommands()
+        );
+    };
+    let Some(mut s) = scan(spec, rest)? else {
+        return Ok(Command::Help(help::command(spec)));
+    };
     let command = match sub.as_str() {
-        "help" | "--help" | "-h" => return Ok(Command::Help(usage())),
-        "keygen" => {
-            let Some(mut s) = scan(&MANIFEST_KEYGEN, rest)? else {
-                return Ok(Command::Help(usage()));
-            };
-            ManifestCommand::Keygen {
-                out: s.required(&MANIFEST_KEYGEN, "--out")?,
-            }
-        }
-        "build" => {
-            let Some(mut s) = scan(&MANIFEST_BUILD, rest)? else {
-                return Ok(Command::Help(usage()));
-            };
-            ManifestCommand::Build {
-                source: PathBuf::from(s.positionals.remove(0)),
-                key: s.required(&MANIFEST_BUILD, "--key")?,
-                out: s.required(&MANIFEST_BUILD, "--out")?,
-                turn_secret_file: s.options.remove("--turn-secret-file").map(PathBuf::from),
-                turn_ttl: match s.options.remove("--turn-ttl") {
-                    Some(text) => parse_ttl(&text)?,
-                    None => std::time::Duration::from_secs(24 * 3600),
-                },
-            }
-        }
-        "show" => {
-            let Some(mut s) = scan(&MANIFEST_SHOW, rest)? else {
-                return Ok(Command::Help(usage()));
-            };
-            ManifestCommand::Show {
-                manifest: PathBuf::from(s.positionals.remove(0)),
-                pubkey: s.options.remove("--pubkey"),
-            }
-        }
+        "keygen" => ManifestCommand::Keygen {
+            out: s.required(spec, "--out")?,
+        },
+        "build" => ManifestCommand::Build {
+            source: PathBuf::from(s.positionals.remove(0)),
+            key: s.required(spec, "--key")?,
+            out: s.required(spec, "--out")?,
+            turn_secret_file: s.options.remove("--turn-secret-file").map(PathBuf::from),
+            turn_ttl: match s.options.remove("--turn-ttl") {
+                Some(text) => parse_ttl(&text)?,
+                None => std::time::Duration::from_secs(24 * 3600),
+            },
+        },
+        "show" => ManifestCommand::Show {
+            manifest: PathBuf::from(s.positionals.remove(0)),
+            pubkey: s.options.remove("--pubkey"),
+        },
         "import-wg" => {
-            let Some(mut s) = scan(&MANIFEST_IMPORT_WG, rest)? else {
-                return Ok(Command::Help(usage()));
-            };
-            let Some(address) = s.options.remove("--address") else {
-                bail!(
-                    "`edgewire manifest import-wg` needs --address PREFIX (this device's \
-                     overlay address with the overlay's length, as 10.4.0.99/16)"
-                );
-            };
+            let address = s.required_text(spec, "--address")?;
             ManifestCommand::ImportWg {
                 file: PathBuf::from(s.positionals.remove(0)),
                 address: address
@@ -208,81 +255,24 @@ fn parse_manifest(args: Vec<String>) -> anyhow::Result<Command> {
                     .transpose()?,
             }
         }
-        other => {
-            bail!("unknown manifest command {other:?}: expected keygen, build, show or import-wg")
-        }
+        "export-kilo" => ManifestCommand::ExportKilo {
+            source: PathBuf::from(s.positionals.remove(0)),
+            keepalive: s
+                .options
+                .remove("--keepalive")
+                .map(|k| match k.parse::<u16>() {
+                    Ok(k) if k > 0 => Ok(k),
+                    _ => Err(anyhow::anyhow!(
+                        "--keepalive {k:?}: expected seconds from 1 to 65535 (Kilo resets a \
+                         Peer whose keepalive is 0)"
+                    )),
+                })
+                .transpose()?,
+        },
+        other => unreachable!("manifest {other} is in the table but not parsed"),
     };
     Ok(Command::Manifest(command))
 }
-
-/// What a (sub)command accepts.
-struct Spec {
-    name: &'static str,
-    /// Settings that may also come from the environment and the env file.
-    settings: &'static [&'static Key],
-    /// Other options that take a value; `--config` among them reads the env file.
-    options: &'static [&'static str],
-    switches: &'static [&'static str],
-    /// Names of the required positional arguments, for messages.
-    positionals: &'static [&'static str],
-}
-
-const RUN: Spec = Spec {
-    name: "run",
-    settings: settings::KEYS,
-    options: &["--config"],
-    switches: &[],
-    positionals: &[],
-};
-const KEYGEN: Spec = Spec {
-    name: "keygen",
-    settings: &[&STATE_DIR],
-    options: &["--config"],
-    switches: &["--force"],
-    positionals: &[],
-};
-const PUBKEY: Spec = Spec {
-    name: "pubkey",
-    switches: &[],
-    ..KEYGEN
-};
-const STATUS: Spec = Spec {
-    name: "status",
-    switches: &["--json"],
-    ..KEYGEN
-};
-const OPEN_TUN: Spec = Spec {
-    name: "open-tun",
-    settings: &[&INTERFACE],
-    options: &["--config"],
-    switches: &[],
-    positionals: &[],
-};
-const MANIFEST_KEYGEN: Spec = Spec {
-    name: "manifest keygen",
-    settings: &[],
-    options: &["--out"],
-    switches: &[],
-    positionals: &[],
-};
-const MANIFEST_BUILD: Spec = Spec {
-    name: "manifest build",
-    options: &["--key", "--out", "--turn-secret-file", "--turn-ttl"],
-    positionals: &["SOURCE.json"],
-    ..MANIFEST_KEYGEN
-};
-const MANIFEST_IMPORT_WG: Spec = Spec {
-    name: "manifest import-wg",
-    options: &["--address", "--public-key"],
-    positionals: &["FILE (the output of `kgctl showconf peer NAME`)"],
-    ..MANIFEST_KEYGEN
-};
-const MANIFEST_SHOW: Spec = Spec {
-    name: "manifest show",
-    options: &["--pubkey"],
-    positionals: &["MANIFEST"],
-    ..MANIFEST_KEYGEN
-};
 
 #[derive(Debug, Default)]
 struct Scanned {
@@ -293,10 +283,23 @@ struct Scanned {
 }
 
 impl Scanned {
+    /// A required option's value; its absence names the option and what it is for.
     fn required(&mut self, spec: &Spec, option: &str) -> anyhow::Result<PathBuf> {
+        self.required_text(spec, option).map(PathBuf::from)
+    }
+
+    fn required_text(&mut self, spec: &Spec, option: &str) -> anyhow::Result<String> {
         match self.options.remove(option) {
-            Some(value) => Ok(PathBuf::from(value)),
-            None => bail!("`edgewire {}` needs {option} FILE", spec.name),
+            Some(value) => Ok(value),
+            None => {
+                let opt = spec.option(option);
+                bail!(
+                    "`edgewire {}` needs {option} {} ({})",
+                    spec.name,
+                    opt.and_then(|o| o.value).unwrap_or("VALUE"),
+                    opt.map_or("", |o| o.help)
+                )
+            }
         }
     }
 }
@@ -317,28 +320,35 @@ fn scan(spec: &Spec, args: Vec<String>) -> anyhow::Result<Option<Scanned>> {
             out.positionals.push(arg);
             continue;
         }
-        let arg = if arg == "-o" {
-            "--out".to_string()
-        } else {
-            arg
-        };
-        if let Some(switch) = spec.switches.iter().find(|s| **s == arg) {
-            out.switches.insert(switch);
-            continue;
-        }
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
             None => (arg, None),
         };
         let setting = spec.settings.iter().copied().find(|k| k.flag == flag);
-        let option = spec.options.iter().copied().find(|o| *o == flag);
+        let option = spec.option(&flag);
         let name = match (setting, option) {
             (Some(key), _) => key.flag,
-            (None, Some(option)) => option,
-            (None, None) => bail!(
-                "unknown option {flag} for `edgewire {}`; see `edgewire help`",
-                spec.name
-            ),
+            (None, Some(opt)) if opt.value.is_none() => {
+                if inline.is_some() {
+                    bail!("{} takes no value", opt.flag);
+                }
+                out.switches.insert(opt.flag);
+                continue;
+            }
+            (None, Some(opt)) => opt.flag,
+            (None, None) => {
+                let known = spec
+                    .settings
+                    .iter()
+                    .map(|k| k.flag)
+                    .chain(spec.options.iter().map(|o| o.flag));
+                bail!(
+                    "unknown option {flag} for `edgewire {}`{}; see `edgewire {} --help`",
+                    spec.name,
+                    suggest::hint(&flag, known),
+                    spec.name
+                )
+            }
         };
         let value = match inline {
             Some(value) => value,
@@ -356,17 +366,38 @@ fn scan(spec: &Spec, args: Vec<String>) -> anyhow::Result<Option<Scanned>> {
             }
         }
     }
-    if out.positionals.len() != spec.positionals.len() {
-        match spec.positionals.get(out.positionals.len()) {
-            Some(missing) => bail!("`edgewire {}` needs {missing}", spec.name),
-            None => bail!(
-                "unexpected argument {:?} for `edgewire {}`",
-                out.positionals[spec.positionals.len()],
-                spec.name
+    if out.positionals.len() != spec.args.len() {
+        match spec.args.get(out.positionals.len()) {
+            Some(missing) => bail!(
+                "`edgewire {}` needs {} ({})",
+                spec.name,
+                missing.name,
+                missing.help
             ),
+            None => {
+                let extra = &out.positionals[spec.args.len()];
+                bail!(
+                    "unexpected argument {extra:?} for `edgewire {}`{}",
+                    spec.name,
+                    forgotten_dashes(spec, extra)
+                )
+            }
         }
     }
     Ok(Some(out))
+}
+
+/// `status json` was most likely meant as `status --json`.
+fn forgotten_dashes(spec: &Spec, word: &str) -> String {
+    let flags = spec
+        .settings
+        .iter()
+        .map(|k| k.flag)
+        .chain(spec.options.iter().map(|o| o.flag));
+    match suggest::closest(&format!("--{word}"), flags) {
+        Some(flag) => format!(" (did you mean {flag}?)"),
+        None => String::new(),
+    }
 }
 
 /// Layers flags, environment and env file into settings; also returns the env file's
@@ -399,6 +430,11 @@ fn merge(
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => String::new(),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => bail!(
+            "cannot read the env file {} ({e}): it may hold secrets and be open only to \
+             root; run as root, or give the settings as flags with --config /dev/null",
+            path.display()
+        ),
         Err(e) => {
             return Err(e).with_context(|| format!("reading the env file {}", path.display()));
         }
@@ -452,43 +488,6 @@ fn split(key: &Key, value: &str) -> Vec<String> {
     } else {
         vec![value.to_string()]
     }
-}
-
-pub fn usage() -> String {
-    let mut run_options = String::new();
-    for key in settings::KEYS {
-        let flag = format!("{} {}", key.flag, key.value);
-        run_options.push_str(&format!(
-            "      {flag:<27} {}\n      {:<27} env {}\n",
-            key.help, "", key.env
-        ));
-    }
-    format!(
-        "edgewire {version}: a WireGuard overlay agent for field devices
-
-usage:
-  edgewire run [--config FILE] [OPTIONS]
-{run_options}      --config FILE               env file of EDGEWIRE_*=value lines
-                                  (env EDGEWIRE_CONFIG; default {config})
-  edgewire keygen [--state-dir DIR] [--force]   make this device's WireGuard key
-  edgewire pubkey [--state-dir DIR]             print its public key, for enrolment
-  edgewire status [--state-dir DIR] [--json]    ask the running agent
-  edgewire manifest keygen --out FILE           make a network signing key (FILE, FILE.pub)
-  edgewire manifest build SOURCE.json --key FILE -o MANIFEST
-                              [--turn-secret-file FILE [--turn-ttl 24h]]
-  edgewire manifest show MANIFEST [--pubkey KEY|FILE.pub]
-  edgewire manifest import-wg FILE --address PREFIX [--public-key KEY]
-                                 Kilo's `kgctl showconf peer` as a JSON source
-  edgewire open-tun [--interface NAME]          for the systemd unit (as root, before run):
-                                 create the TUN device and pass it to the agent
-  edgewire version | help
-
-Flags beat environment variables, which beat the env file. Options take
-`--flag value` or `--flag=value`.
-",
-        version = env!("CARGO_PKG_VERSION"),
-        config = config::DEFAULT_CONFIG_FILE,
-    )
 }
 
 /// `90s`, `30m`, `24h`, `7d`, or plain seconds.

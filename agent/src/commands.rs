@@ -4,15 +4,17 @@
 //! Output contract (scripts and the lab rely on it): what a command produces (a public
 //! key, a dump) goes to stdout alone; summaries and diagnostics go to stderr.
 
+mod export_kilo;
 mod import_wg;
 mod manifest;
+mod netcheck;
 
 use crate::cli::Command;
 use crate::keys;
 
 pub fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run(config) => crate::shell::run(config),
+        Command::Run(config, ops) => crate::shell::run(config, ops),
         Command::Status { state_dir, json } => crate::status::print(&state_dir, json),
         Command::Keygen { state_dir, force } => {
             let key = keys::create(&state_dir, force)?;
@@ -25,8 +27,15 @@ pub fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::Manifest(command) => manifest::execute(command),
         Command::OpenTun { interface } => crate::shell::open_tun_for_systemd(&interface),
+        Command::Netcheck { config, json } => {
+            if netcheck::run(&config, json)? {
+                Ok(())
+            } else {
+                anyhow::bail!("netcheck: this device cannot join its overlay")
+            }
+        }
         Command::Version => {
-            println!("edgewire {}", env!("CARGO_PKG_VERSION"));
+            println!("{}", crate::cli::version());
             Ok(())
         }
         Command::Help(text) => {

@@ -12,6 +12,10 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/edgewire/edgewire.conf";
 pub const DEFAULT_INTERFACE: &str = "ew0";
 pub const DEFAULT_LISTEN_PORT: u16 = 51820;
 pub const DEFAULT_MTU: u16 = 1420;
+/// How often `--metrics-file` is rewritten: twice per usual 1-minute scrape interval.
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(30);
+/// Where `wg` looks for `IFACE.sock` (wireguard-tools' and wireguard-go's path).
+pub const DEFAULT_CONTROL_DIR: &str = "/var/run/wireguard";
 /// How often the manifest URL is asked for a new manifest (before jitter and backoff).
 pub const DEFAULT_MANIFEST_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -49,4 +53,17 @@ pub struct RunConfig {
     pub interface: String,
     pub listen_port: u16,
     pub mtu: u16,
+}
+
+/// What `run` offers the operator's tools: `wg`'s control socket and the metrics. Kept
+/// apart from [`RunConfig`], which the data path and its tests build by hand.
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    /// The directory of the read-only WireGuard control socket; `None`: no socket.
+    pub control_dir: Option<PathBuf>,
+    /// Prometheus text written here (atomically) every `metrics_interval`.
+    pub metrics_file: Option<PathBuf>,
+    pub metrics_interval: Duration,
+    /// Prometheus text served over HTTP here.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }

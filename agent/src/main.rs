@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    edgewire::logger::init();
+    if let Err(e) = edgewire::logger::init() {
+        eprintln!("edgewire: {e}");
+        return ExitCode::from(2);
+    }
     let command = match edgewire::cli::parse(std::env::args_os().skip(1)) {
         Ok(command) => command,
         Err(err) => {

@@ -12,14 +12,26 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::human::{Bytes, Human};
+
 pub const SOCKET_NAME: &str = "edgewire.sock";
 
 pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join(SOCKET_NAME)
 }
 
+/// Fields added after the first release carry `#[serde(default)]`, so this `status`
+/// still reads an older agent's answer; no field is ever renamed.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Report {
+    /// The agent's `--version` line.
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub uptime_secs: u64,
+    /// Wall-clock start, seconds since 1970 (1970-ish on a board without an RTC).
+    #[serde(default)]
+    pub started_unix: u64,
     pub interface: String,
     /// This node's name in the manifest (null until it finds itself there).
     pub name: Option<String>,
@@ -30,10 +42,45 @@ pub struct Report {
     pub manifest: Option<ManifestInfo>,
     /// What the agent is doing, in a few words (also systemd's STATUS= line).
     pub state: String,
-    /// The hub the overlay prefix goes through now (edges only).
+    /// The hub the overlay prefix goes through now (edges only); null while that hub
+    /// is down, even though the agent keeps sending to it to find out when it is back.
     pub overlay_via: Option<String>,
+    /// The hub the overlay prefix is routed to, with its health, also while it is down.
+    #[serde(default)]
+    pub overlay_hub: Option<HubReport>,
+    #[serde(default)]
+    pub manifest_poll: ManifestPoll,
+    /// The NAT in front of the WireGuard socket, as STUN told the core: `unknown`,
+    /// `none`, `endpoint-independent` or `endpoint-dependent`.
+    #[serde(default)]
+    pub nat_mapping: String,
+    /// This device's addresses as STUN servers saw them.
+    #[serde(default)]
+    pub reflexive_addresses: Vec<String>,
     pub peers: Vec<PeerReport>,
     pub drops: DropReport,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct HubReport {
+    pub name: String,
+    /// `up`, `down` or `unknown`, as for a peer.
+    pub health: String,
+    /// Whether overlay traffic gets through it now (it has a path and is not down).
+    pub carrying: bool,
+}
+
+/// How the polls of the manifest URL went; times are seconds ago.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ManifestPoll {
+    pub interval_secs: u64,
+    pub last_poll_secs: Option<u64>,
+    /// The last poll the server answered (a new manifest or "not modified"): how old
+    /// the agent's knowledge of the manifest is.
+    pub last_success_secs: Option<u64>,
+    /// The last failed poll and why; kept after a later success, with its time.
+    pub last_error: Option<String>,
+    pub last_error_secs: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -63,6 +110,18 @@ pub struct PeerReport {
     pub rx_bytes: u64,
     pub tx_bytes: u64,
     pub allowed_ips: Vec<String>,
+    /// Persistent keepalive in seconds (null when off).
+    #[serde(default)]
+    pub keepalive_secs: Option<u16>,
+    /// How the peer is reached: on a direct path `manifest` (an endpoint it lists, or
+    /// learned from the peer), `punched` (through both NATs, on demand) or `lan` (a host
+    /// address of the other side); `hub` for a session made on demand whose traffic
+    /// still goes through the hub; null on a relay or without a path.
+    #[serde(default)]
+    pub via: Option<String>,
+    /// On a punched path: the other side's candidate in use, as `KIND ADDRESS`.
+    #[serde(default)]
+    pub candidate: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -70,6 +129,9 @@ pub struct DropReport {
     pub no_route: u64,
     pub unknown_datagram: u64,
     pub refused: u64,
+    /// Handshakes answered with a cookie reply (the agent was under load).
+    #[serde(default)]
+    pub cookie_replies: u64,
 }
 
 /// Asks the agent whose state directory is `state_dir` and prints its answer.
@@ -85,13 +147,7 @@ pub fn print(state_dir: &Path, json: bool) -> anyhow::Result<()> {
 
 pub fn query(state_dir: &Path) -> anyhow::Result<Report> {
     let path = socket_path(state_dir);
-    let mut stream = UnixStream::connect(&path).with_context(|| {
-        format!(
-            "cannot reach the agent at {}: is `edgewire run` running with --state-dir {}?",
-            path.display(),
-            state_dir.display()
-        )
-    })?;
+    let mut stream = UnixStream::connect(&path).map_err(|e| connect_error(state_dir, &path, e))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut text = String::new();
     stream
@@ -105,9 +161,39 @@ pub fn query(state_dir: &Path) -> anyhow::Result<Report> {
     })
 }
 
+/// Why `status` cannot ask the agent, and what to do about it.
+fn connect_error(state_dir: &Path, path: &Path, e: std::io::Error) -> anyhow::Error {
+    let (path, dir) = (path.display(), state_dir.display());
+    let advice = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => format!(
+            "the state directory {dir} is open only to the agent's user (it holds the \
+             private key): run `edgewire status` as root or as that user"
+        ),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
+            "is `edgewire run` running with --state-dir {dir}? (`systemctl status \
+             edgewire`)"
+        ),
+        _ => format!("is `edgewire run` running with --state-dir {dir}?"),
+    };
+    anyhow::anyhow!("cannot reach the agent at {path} ({e}): {advice}")
+}
+
 fn human(r: &Report) -> String {
     use std::fmt::Write;
+    let ago = |secs: Option<u64>| {
+        secs.map_or("never".to_string(), |t| {
+            format!("{} ago", Human(Duration::from_secs(t)))
+        })
+    };
     let mut s = String::new();
+    if !r.version.is_empty() {
+        let _ = writeln!(
+            s,
+            "agent:     {}, up {}",
+            r.version,
+            Human(Duration::from_secs(r.uptime_secs))
+        );
+    }
     let _ = writeln!(s, "interface: {}  port {}", r.interface, r.listen_port);
     let _ = writeln!(
         s,
@@ -128,31 +214,232 @@ fn human(r: &Report) -> String {
             let _ = writeln!(s, "manifest:  none yet");
         }
     }
-    let _ = writeln!(s, "state:     {}", r.state);
-    if let Some(via) = &r.overlay_via {
-        let _ = writeln!(s, "overlay:   via {via}");
-    }
-    for p in &r.peers {
-        let handshake = p
-            .last_handshake_secs
-            .map_or("never".to_string(), |t| format!("{t} s ago"));
+    let p = &r.manifest_poll;
+    if p.interval_secs > 0 {
         let _ = writeln!(
             s,
-            "\npeer {} ({}, {}, {})\n  endpoint:  {} ({})\n  handshake: {}\n  transfer:  {} B received, {} B sent\n  allowed:   {}",
+            "           polled {}, last answer {}, every {}",
+            ago(p.last_poll_secs),
+            ago(p.last_success_secs),
+            Human(Duration::from_secs(p.interval_secs))
+        );
+    }
+    if let Some(error) = &p.last_error {
+        let _ = writeln!(
+            s,
+            "           last error {}: {error}",
+            ago(p.last_error_secs)
+        );
+    }
+    let _ = writeln!(s, "state:     {}", r.state);
+    if !r.nat_mapping.is_empty() && r.nat_mapping != "unknown" {
+        let seen = match r.reflexive_addresses.as_slice() {
+            [] => String::new(),
+            all => format!(", seen as {}", all.join(", ")),
+        };
+        let _ = writeln!(s, "nat:       {} mapping{seen}", r.nat_mapping);
+    }
+    match (&r.overlay_hub, &r.overlay_via) {
+        (Some(hub), _) if hub.carrying => {
+            let _ = writeln!(s, "overlay:   via {} ({})", hub.name, hub.health);
+        }
+        (Some(hub), _) => {
+            let _ = writeln!(
+                s,
+                "overlay:   no hub carries it: {} is {}, retrying",
+                hub.name, hub.health
+            );
+        }
+        // An older agent, which does not say whether its hub is up.
+        (None, Some(via)) => {
+            let _ = writeln!(s, "overlay:   via {via}");
+        }
+        (None, None) => {}
+    }
+    for p in &r.peers {
+        let handshake = p.last_handshake_secs.map_or("never".to_string(), |t| {
+            format!("{} ago", Human(Duration::from_secs(t)))
+        });
+        let _ = writeln!(
+            s,
+            "\npeer {} ({}, {}, {})\n  endpoint:  {} ({})\n  handshake: {}\n  transfer:  {} received, {} sent",
             p.name,
             p.role,
             p.health,
             p.public_key,
             p.endpoint.as_deref().unwrap_or("unknown"),
-            match (&p.relay, &p.relay_transport) {
-                (Some(relay), Some(t)) => format!("relay {relay} over {t}"),
+            match (&p.relay, &p.relay_transport, &p.via) {
+                (Some(relay), Some(t), _) => format!("relay {relay} over {t}"),
+                (_, _, Some(via)) if via == "hub" => "through the hub (punching)".into(),
+                (_, _, Some(via)) if via != "manifest" => format!(
+                    "direct, {via}{}",
+                    p.candidate
+                        .as_ref()
+                        .map(|c| format!(" to {c}"))
+                        .unwrap_or_default()
+                ),
                 _ => p.path.clone().unwrap_or_else(|| "no path".into()),
             },
             handshake,
-            p.rx_bytes,
-            p.tx_bytes,
-            p.allowed_ips.join(", ")
+            Bytes(p.rx_bytes),
+            Bytes(p.tx_bytes),
         );
+        if let Some(k) = p.keepalive_secs.filter(|&k| k > 0) {
+            let _ = writeln!(s, "  keepalive: every {k} s");
+        }
+        let _ = writeln!(s, "  allowed:   {}", p.allowed_ips.join(", "));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_denied_says_whose_directory_it_is_and_what_to_do() {
+        let e = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let dir = Path::new("/var/lib/edgewire");
+        let text = connect_error(dir, &socket_path(dir), e).to_string();
+        assert!(
+            text.contains("/var/lib/edgewire is open only to the agent's user")
+                && text.contains("run `edgewire status` as root"),
+            "{text}"
+        );
+        assert!(!text.contains("is `edgewire run` running"), "{text}");
+    }
+
+    fn report() -> Report {
+        Report {
+            version: "edgewire 0.1.0 (commit abc, aarch64-unknown-linux-musl)".into(),
+            uptime_secs: 3 * 3600 + 125,
+            interface: "ew0".into(),
+            listen_port: 51820,
+            name: Some("dev-1".into()),
+            state: "up".into(),
+            overlay_via: Some("hub-1".into()),
+            overlay_hub: Some(HubReport {
+                name: "hub-1".into(),
+                health: "up".into(),
+                carrying: true,
+            }),
+            nat_mapping: "endpoint-dependent".into(),
+            reflexive_addresses: vec!["198.51.100.2:40000".into()],
+            manifest_poll: ManifestPoll {
+                interval_secs: 30,
+                last_poll_secs: Some(12),
+                last_success_secs: Some(12),
+                last_error: Some("cannot reach the manifest server x".into()),
+                last_error_secs: Some(300),
+            },
+            peers: vec![PeerReport {
+                name: "hub-1".into(),
+                role: "hub".into(),
+                health: "up".into(),
+                rx_bytes: 1536,
+                tx_bytes: 230 * 1024 * 1024,
+                keepalive_secs: Some(25),
+                last_handshake_secs: Some(200),
+                ..PeerReport::default()
+            }],
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn the_human_report_scales_bytes_and_times_and_says_version_uptime_and_polls() {
+        let text = human(&report());
+        for want in [
+            "agent:     edgewire 0.1.0 (commit abc, aarch64-unknown-linux-musl), up 3 h 2 min",
+            "polled 12 s ago, last answer 12 s ago, every 30 s",
+            "last error 5 min ago: cannot reach the manifest server x",
+            "nat:       endpoint-dependent mapping, seen as 198.51.100.2:40000",
+            "overlay:   via hub-1 (up)",
+            "transfer:  1.5 KiB received, 230 MiB sent",
+            "handshake: 3 min 20 s ago",
+            "keepalive: every 25 s",
+        ] {
+            assert!(text.contains(want), "{want:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_dead_hub_is_never_shown_as_via() {
+        let mut r = report();
+        r.overlay_via = None;
+        r.overlay_hub = Some(HubReport {
+            name: "hub-1".into(),
+            health: "down".into(),
+            carrying: false,
+        });
+        let text = human(&r);
+        assert!(!text.contains("via hub-1"), "{text}");
+        assert!(
+            text.contains("overlay:   no hub carries it: hub-1 is down, retrying"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_keeps_the_old_field_names_and_reads_an_older_agents_report() {
+        let json = serde_json::to_value(report()).unwrap();
+        for old in [
+            "interface",
+            "name",
+            "public_key",
+            "addresses",
+            "listen_port",
+            "manifest",
+            "state",
+            "overlay_via",
+            "peers",
+            "drops",
+        ] {
+            assert!(json.get(old).is_some(), "{old}");
+        }
+        for new in [
+            "version",
+            "uptime_secs",
+            "overlay_hub",
+            "manifest_poll",
+            "nat_mapping",
+            "reflexive_addresses",
+        ] {
+            assert!(json.get(new).is_some(), "{new}");
+        }
+        let peer = &json["peers"][0];
+        for old in [
+            "name",
+            "public_key",
+            "role",
+            "endpoint",
+            "path",
+            "health",
+            "relay",
+            "relay_transport",
+            "last_handshake_secs",
+            "handshakes",
+            "rx_bytes",
+            "tx_bytes",
+            "allowed_ips",
+            "keepalive_secs",
+            "via",
+            "candidate",
+        ] {
+            assert!(peer.get(old).is_some(), "peer {old}");
+        }
+        let older = r#"{"interface":"ew0","name":null,"public_key":"k","addresses":[],
+            "listen_port":51820,"manifest":null,"state":"starting","overlay_via":"hub-1",
+            "peers":[],"drops":{"no_route":0,"unknown_datagram":0,"refused":0}}"#;
+        let r: Report = serde_json::from_str(older).unwrap();
+        assert!(human(&r).contains("overlay:   via hub-1"));
+    }
+
+    #[test]
+    fn no_socket_asks_whether_the_agent_runs_with_that_state_dir() {
+        let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let dir = Path::new("/tmp/s");
+        let text = connect_error(dir, &socket_path(dir), e).to_string();
+        assert!(text.contains("running with --state-dir /tmp/s"), "{text}");
+    }
 }

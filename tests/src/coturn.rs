@@ -1,10 +1,9 @@
 //! coturn in the lab: Debian's `turnserver` as a non-daemon with its own config file in
 //! the lab directory (long-term users or a TURN REST shared secret, optional TLS on 443
 //! with a certificate from a CA made for the test), `turnutils_peer` as a UDP echo peer,
-//! and [`in_netns`] to open sockets inside a host's namespace from the test process.
+//! and [`crate::netns::in_netns`] to open sockets inside a host's namespace from the test process.
 
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crate::fileserver::TestCa;
@@ -168,27 +167,4 @@ fn listening(host: &Host, flags: &str, port: &str) -> bool {
     let sport = format!(":{port}");
     let out = host.exec(&["ss", flags, "sport", "=", &sport]);
     !out.stdout.trim().is_empty()
-}
-
-/// Runs `f` on a thread that has entered `host`'s network namespace. Sockets it opens
-/// belong to that namespace for their whole life, whichever thread uses them later, so a
-/// test can drive client code with plain std sockets.
-pub fn in_netns<T: Send>(host: &Host, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{}", host.netns());
-    let ns = fs::File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: setns only changes this thread's network namespace; the fd is open.
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(
-                rc,
-                0,
-                "setns into {path}: {}",
-                std::io::Error::last_os_error()
-            );
-            f()
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    })
 }

@@ -27,6 +27,7 @@ mod fileserver;
 mod host;
 mod lab;
 pub mod lifecycle;
+pub mod linkemu;
 mod manifest;
 pub mod manifest_server;
 mod net;
@@ -42,12 +43,14 @@ pub use agent::{
     AGENT_IFACE, AGENT_PORT, Agent, ManifestStatus, PeerStatus, Status, edgewire_bin,
     edgewire_bin_for, find_edgewire_bin, peak_rss_kb, use_edgewire_profile, wait_status_answers,
 };
-pub use coturn::{Coturn, CoturnAuth, CoturnConfig, in_netns, udp_echo_peer};
+pub use coturn::{Coturn, CoturnAuth, CoturnConfig, udp_echo_peer};
 pub use fileserver::{FileServer, TestCa};
 pub use host::{ExecOutput, Host, PingReply};
 pub use lab::Lab;
+pub use linkemu::{Direction, DirectionStats, Impairment, LinkEmulator};
 pub use manifest::{ManifestSource, NetworkKey, NodeSource};
 pub use net::{Link, NatKind, NatSite, Wan};
+pub use netns::in_netns;
 pub use proc::Proc;
 pub use wait::{poll_until, wait_for};
 pub use wg::{KeyPair, WgDevice, WgImpl, WgPeerConfig, WgPeerStat};

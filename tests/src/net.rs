@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use crate::host::Host;
 use crate::lab::Lab;
+use crate::linkemu::{LinkEmulator, disable_tx_offload};
 
 /// How a NAT router maps ports (RFC 4787).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +121,40 @@ impl Wan {
         iface
     }
 
+    /// Like [`Wan::attach`], with a [`LinkEmulator`] on the link: `host`'s interface
+    /// goes to a namespace `<host>-link` whose emulator moves frames to and from the wan
+    /// bridge. Clean until [`LinkEmulator::set`] impairs it; `seed` draws its losses.
+    pub fn attach_impaired(&self, host: &Host, cidr: &str, seed: u64) -> (String, LinkEmulator) {
+        let middle = Host::create(self.router.lab.clone(), &format!("{}-link", host.name()));
+        let (port, middle_wan) = veth(&self.router, "p", &middle, "wan");
+        self.router
+            .run(&["ip", "link", "set", &port, "master", "br0"]);
+        let (middle_site, iface) = veth(&middle, "site", host, "eth");
+        for i in [&middle_wan, &middle_site] {
+            middle.run(&["ip", "link", "set", i, "promisc", "on"]);
+        }
+        // The two neighbours send complete, MTU-sized frames into the emulator.
+        disable_tx_offload(&self.router, &port);
+        disable_tx_offload(host, &iface);
+        let emulator = LinkEmulator::start(&middle, &middle_site, &middle_wan, seed);
+        host.add_addr(&iface, cidr);
+        host.default_route(&gateway_of(cidr).to_string());
+        (iface, emulator)
+    }
+
+    /// A NAT router whose uplink crosses a [`LinkEmulator`] (see
+    /// [`Wan::attach_impaired`]); the emulator is [`NatSite::link`].
+    pub fn impaired_nat_router(
+        &self,
+        name: &str,
+        public_cidr: &str,
+        lan_cidr: &str,
+        kind: NatKind,
+        seed: u64,
+    ) -> NatSite {
+        self.build_nat_router(name, public_cidr, lan_cidr, kind, Some(seed))
+    }
+
     /// A NAT router with public address `public_cidr` on the wan and a LAN bridge with
     /// address `lan_cidr` (its hosts' gateway), masquerading the LAN.
     pub fn nat_router(&self, name: &str, public_cidr: &str, lan_cidr: &str) -> NatSite {
@@ -133,8 +168,26 @@ impl Wan {
         lan_cidr: &str,
         kind: NatKind,
     ) -> NatSite {
+        self.build_nat_router(name, public_cidr, lan_cidr, kind, None)
+    }
+
+    /// A NAT router, its uplink through an emulator seeded with `seed` when given.
+    fn build_nat_router(
+        &self,
+        name: &str,
+        public_cidr: &str,
+        lan_cidr: &str,
+        kind: NatKind,
+        seed: Option<u64>,
+    ) -> NatSite {
         let router = Host::create(self.router.lab.clone(), name);
-        let uplink = self.attach(&router, public_cidr);
+        let (uplink, link) = match seed {
+            Some(seed) => {
+                let (uplink, emulator) = self.attach_impaired(&router, public_cidr, seed);
+                (uplink, Some(emulator))
+            }
+            None => (self.attach(&router, public_cidr), None),
+        };
         bridge(&router, &[lan_cidr]);
         router.nat(&uplink, kind);
         NatSite {
@@ -142,6 +195,7 @@ impl Wan {
             uplink,
             public_addr: addr_of(public_cidr).to_string(),
             lan_gateway: addr_of(lan_cidr).to_string(),
+            link,
         }
     }
 }
@@ -155,6 +209,17 @@ pub struct NatSite {
     pub public_addr: String,
     /// The router's LAN address.
     pub lan_gateway: String,
+    /// The emulator on the uplink, for a router made by [`Wan::impaired_nat_router`].
+    pub link: Option<LinkEmulator>,
+}
+
+impl NatSite {
+    /// The uplink's emulator; panics for a router built without one.
+    pub fn emulator(&self) -> &LinkEmulator {
+        self.link
+            .as_ref()
+            .expect("this NAT router has no link emulator: build it with Wan::impaired_nat_router")
+    }
 }
 
 impl NatSite {

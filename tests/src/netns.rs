@@ -21,24 +21,41 @@ pub fn spawn_in_netns<T: Send + 'static>(
         .name(name.to_owned())
         .spawn(move || {
             let ns = File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
-            // SAFETY: setns on the calling thread only; the fd is open for the call.
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(
-                rc,
-                0,
-                "setns into {path}: {}",
-                std::io::Error::last_os_error()
-            );
+            join_netns(&ns, &path);
             f()
         })
         .expect("spawning a thread")
 }
 
-/// Runs `f` inside `host`'s network namespace and returns its result.
-pub fn in_netns<T: Send + 'static>(host: &Host, f: impl FnOnce() -> T + Send + 'static) -> T {
-    spawn_in_netns(host, "in-netns", f)
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+/// Runs `f` on a thread that has entered `host`'s network namespace and returns its
+/// result. Sockets it opens belong to that namespace for their whole life, whichever
+/// thread uses them later, so a test can drive client code with plain std sockets. `f`
+/// may borrow from the caller (a scoped thread).
+pub fn in_netns<T: Send>(host: &Host, f: impl FnOnce() -> T + Send) -> T {
+    let path = format!("/var/run/netns/{}", host.netns());
+    let ns = File::open(&path).unwrap_or_else(|e| panic!("opening {path}: {e}"));
+    thread::scope(|s| {
+        thread::Builder::new()
+            .name("in-netns".into())
+            .spawn_scoped(s, || {
+                join_netns(&ns, &path);
+                f()
+            })
+            .expect("spawning a thread")
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}
+
+fn join_netns(ns: &File, path: &str) {
+    // SAFETY: setns on the calling thread only; the fd is open for the call.
+    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "setns into {path}: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// A TCP server in `host` on `addr` (`ip:port`) that never accepts: the kernel completes

@@ -1,4 +1,4 @@
-//! The relay-fallback world of issue 4, shared by its end-to-end tests and its figures:
+//! The relay-fallback world, shared by its end-to-end tests and its figures:
 //! an edgewire edge `dev-a` behind a NAT router that is also its firewall, a hub `hub-1`
 //! on the wan (an edgewire agent, or wireguard-go configured with `wg` as a Kilo node
 //! is), and one or two coturns on other "public" addresses, listed in the manifest as
@@ -19,19 +19,16 @@ use crate::agent::{Agent, PeerStatus, Status, run_tool, wait_status_answers};
 use crate::coturn::{Coturn, CoturnConfig};
 use crate::host::Host;
 use crate::lab::Lab;
-use crate::manifest::{ManifestSource, NetworkKey, NodeSource};
+use crate::manifest::{ManifestSource, NetworkKey};
 use crate::net::{NatKind, NatSite, Wan};
 use crate::wait::poll_until;
 use crate::wg::{WgDevice, WgPeerConfig};
 
-pub const HUB_ADDR: &str = "203.0.113.10";
-pub const HUB_OVERLAY: &str = "10.42.0.1";
-pub const DEV_OVERLAY: &str = "10.42.1.1";
-/// The NAT router's public address: where the hub sees the edge on the direct path.
-pub const NAT_PUBLIC: &str = "198.51.100.2";
-pub const DEV_LAN: &str = "192.168.10.2";
-/// The coturns, in manifest order (relay #0, relay #1), on two different wan subnets.
-pub const TURN_ADDRS: [&str; 2] = ["203.0.113.30", "192.0.2.40"];
+use crate::worlds::hub_and_dev_a;
+pub use crate::worlds::{
+    DEV_A_LAN as DEV_LAN, DEV_OVERLAY, HUB_ADDR, HUB_OVERLAY, NAT_A_PUBLIC as NAT_PUBLIC,
+    TURN_ADDRS,
+};
 pub const TURN_USER: &str = "edge";
 pub const TURN_PASS: &str = "correct horse";
 pub const TURN_REALM: &str = "edgewire.test";
@@ -61,6 +58,9 @@ pub struct RelayWorldConfig {
     /// the manifest lists the relays without credentials: `edgewire manifest build
     /// --turn-secret-file` mints them.
     pub rest_secret: Option<String>,
+    /// A [`crate::LinkEmulator`] on the NAT router's uplink, seeded with this (clean
+    /// until the test impairs it through `world.nat.emulator()`).
+    pub impaired_link: Option<u64>,
 }
 
 impl RelayWorldConfig {
@@ -72,7 +72,13 @@ impl RelayWorldConfig {
             nat: NatKind::Masquerade,
             wrong_password_on_first: false,
             rest_secret: None,
+            impaired_link: None,
         }
+    }
+
+    pub fn impaired_link(mut self, seed: u64) -> Self {
+        self.impaired_link = Some(seed);
+        self
     }
 
     pub fn relays(mut self, n: usize) -> Self {
@@ -161,12 +167,21 @@ impl RelayWorld {
         let hub_host = lab.host("hub");
         wan.attach(&hub_host, &format!("{HUB_ADDR}/24"));
         hub_host.enable_forwarding();
-        let nat = wan.nat_router_with(
-            "nat-a",
-            &format!("{NAT_PUBLIC}/24"),
-            "192.168.10.1/24",
-            config.nat,
-        );
+        let nat = match config.impaired_link {
+            Some(seed) => wan.impaired_nat_router(
+                "nat-a",
+                &format!("{NAT_PUBLIC}/24"),
+                "192.168.10.1/24",
+                config.nat,
+                seed,
+            ),
+            None => wan.nat_router_with(
+                "nat-a",
+                &format!("{NAT_PUBLIC}/24"),
+                "192.168.10.1/24",
+                config.nat,
+            ),
+        };
         nat.router.iptables(&["-N", BLOCK_CHAIN]);
         nat.router.iptables(&["-I", "FORWARD", "-j", BLOCK_CHAIN]);
         let dev_host = nat.host("dev-a", &format!("{DEV_LAN}/24"));
@@ -202,18 +217,7 @@ impl RelayWorld {
                 Hub::WireguardGo(wg)
             }
         };
-        let src = ManifestSource::new("lab", 1)
-            .node(
-                NodeSource::hub("hub-1", hub.public_key(), &format!("{HUB_OVERLAY}/32"))
-                    .endpoint(&format!("{HUB_ADDR}:51820"))
-                    .keepalive(25),
-            )
-            .node(NodeSource::edge(
-                "dev-a",
-                dev.public_key(),
-                "site-a",
-                &format!("{DEV_OVERLAY}/32"),
-            ));
+        let src = hub_and_dev_a(1, hub.public_key(), dev.public_key());
         let manifest = build_manifest(&src, &config, &key, lab.dir());
 
         let mut world = RelayWorld {

@@ -1,20 +1,162 @@
-//! The topologies of the manifest-lifecycle tests and figures: [`OneHub`] (a hub, a
-//! device behind a NAT, nginx over HTTPS) and [`TwoHubs`] (two hubs, two devices in two
-//! sites, for failover). Built, not started, except nginx.
+//! The lab's catalogue of worlds and its one set of addresses. [`HubSites`] is the
+//! underlay most worlds stand on (the wan, a hub host, NATed sites with a device each);
+//! [`OneHub`] adds nginx and edgewire agents for the manifest lifecycle, [`TwoHubs`] a
+//! second hub for failover; the relay world (with coturns and a firewall) is in
+//! `relaylab`. Built, not started, except nginx.
 
 use crate::agent::Agent;
+use crate::coturn::{Coturn, CoturnConfig};
 use crate::host::Host;
 use crate::lab::Lab;
 use crate::lifecycle::{as_strs, https_flags, publish_signed, signed_manifest};
 use crate::manifest::{ManifestSource, NetworkKey, NodeSource};
 use crate::manifest_server::ManifestServer;
-use crate::net::Wan;
+use crate::net::{NatKind, NatSite, Wan};
+use crate::relaylab::{TURN_PASS, TURN_REALM, TURN_USER};
 
-/// The manifest server's public address in [`OneHub`].
+// The lab's one set of addresses: every world places its hosts here.
+/// The manifest server (nginx).
 pub const SERVER_ADDR: &str = "203.0.113.20";
+/// hub-1's public address and overlay address.
 pub const HUB_ADDR: &str = "203.0.113.10";
 pub const HUB_OVERLAY: &str = "10.42.0.1";
+/// hub-2's, in the worlds that have a second hub.
+pub const HUB2_ADDR: &str = "203.0.113.11";
+/// dev-a's overlay address.
 pub const DEV_OVERLAY: &str = "10.42.1.1";
+/// Site A's NAT router on the wan (where hubs see dev-a on a direct path) and dev-a's
+/// address on the LAN behind it.
+pub const NAT_A_PUBLIC: &str = "198.51.100.2";
+pub const DEV_A_LAN: &str = "192.168.10.2";
+/// The coturns, in manifest order (relay #0, relay #1), on two different wan subnets.
+pub const TURN_ADDRS: [&str; 2] = ["203.0.113.30", "192.0.2.40"];
+
+/// The sites of [`HubSites`], in order: (router name, its public CIDR, its LAN CIDR,
+/// device name, device CIDR, device overlay address).
+pub const SITES: [(&str, &str, &str, &str, &str, &str); 3] = [
+    (
+        "nat-a",
+        "198.51.100.2/24",
+        "192.168.10.1/24",
+        "dev-a",
+        "192.168.10.2/24",
+        "10.42.1.1",
+    ),
+    (
+        "nat-b",
+        "192.0.2.2/24",
+        "192.168.20.1/24",
+        "dev-b",
+        "192.168.20.2/24",
+        "10.42.2.1",
+    ),
+    (
+        "nat-c",
+        "192.0.2.3/24",
+        "192.168.30.1/24",
+        "dev-c",
+        "192.168.30.2/24",
+        "10.42.3.1",
+    ),
+];
+
+/// The underlay of the hub worlds: the wan; a host `hub` at [`HUB_ADDR`] that forwards;
+/// `n` NAT sites from [`SITES`] (plain MASQUERADE), each with its device host. Nothing
+/// runs on it yet: the test puts edgewire agents or standard WireGuard peers on it.
+pub struct HubSites {
+    pub wan: Wan,
+    pub hub_host: Host,
+    pub sites: Vec<NatSite>,
+    /// The device host of each site (dev-a, dev-b).
+    pub devs: Vec<Host>,
+}
+
+impl HubSites {
+    pub fn new(lab: &Lab, n: usize) -> HubSites {
+        HubSites::with_nats(lab, &vec![NatKind::Masquerade; n])
+    }
+
+    /// The first `nats.len()` sites, each behind a NAT of the kind given.
+    pub fn with_nats(lab: &Lab, nats: &[NatKind]) -> HubSites {
+        let n = nats.len();
+        assert!(n <= SITES.len(), "the catalogue has {} sites", SITES.len());
+        let wan = lab.wan();
+        let hub_host = lab.host("hub");
+        wan.attach(&hub_host, &format!("{HUB_ADDR}/24"));
+        hub_host.enable_forwarding();
+        let mut sites = Vec::new();
+        let mut devs = Vec::new();
+        for ((router, public, lan, dev, dev_cidr, _), kind) in SITES.into_iter().zip(nats) {
+            let site = wan.nat_router_with(router, public, lan, *kind);
+            devs.push(site.host(dev, dev_cidr));
+            sites.push(site);
+        }
+        HubSites {
+            wan,
+            hub_host,
+            sites,
+            devs,
+        }
+    }
+}
+
+/// Two coturns on the wan at [`TURN_ADDRS`] (two addresses, so a device can tell its
+/// NAT's mapping), long-term credentials; with `sites`' manifest they are its relays
+/// and STUN servers.
+pub struct StunPair {
+    pub hosts: Vec<Host>,
+    pub coturns: Vec<Coturn>,
+}
+
+impl StunPair {
+    pub fn start(lab: &Lab, wan: &Wan) -> StunPair {
+        let mut hosts = Vec::new();
+        let mut coturns = Vec::new();
+        for (i, addr) in TURN_ADDRS.iter().enumerate() {
+            let host = lab.host(&format!("turn-{}", i + 1));
+            wan.attach(&host, &format!("{addr}/24"));
+            let config = CoturnConfig::long_term(TURN_USER, TURN_PASS, TURN_REALM);
+            coturns.push(Coturn::start(&host, addr, &config));
+            hosts.push(host);
+        }
+        StunPair { hosts, coturns }
+    }
+
+    /// `src` with both coturns as UDP relays.
+    pub fn add_to(&self, mut src: ManifestSource) -> ManifestSource {
+        for addr in TURN_ADDRS {
+            let url = format!("turn:{addr}:3478?transport=udp");
+            src = src.relay(&url, TURN_USER, TURN_PASS);
+        }
+        src
+    }
+}
+
+/// The manifest of hub-1 (at [`HUB_ADDR`], overlay [`HUB_OVERLAY`], keepalive 25) and
+/// dev-a (site-a, [`DEV_OVERLAY`]) at `serial`; add nodes with `.node(…)`.
+pub fn hub_and_dev_a(serial: u64, hub_key: &str, dev_key: &str) -> ManifestSource {
+    hub_and_devs(serial, hub_key, &[dev_key])
+}
+
+/// hub-1 and the devices of the first `dev_keys.len()` [`SITES`] (dev-a in site-a,
+/// dev-b in site-b, …) with their overlay addresses.
+pub fn hub_and_devs(serial: u64, hub_key: &str, dev_keys: &[&str]) -> ManifestSource {
+    assert!(
+        dev_keys.len() <= SITES.len(),
+        "the catalogue has {} sites",
+        SITES.len()
+    );
+    let mut src = ManifestSource::new("lab", serial).node(
+        NodeSource::hub("hub-1", hub_key, &format!("{HUB_OVERLAY}/32"))
+            .endpoint(&format!("{HUB_ADDR}:51820"))
+            .keepalive(25),
+    );
+    for (key, (.., dev, _, overlay)) in dev_keys.iter().zip(SITES) {
+        let site = format!("site-{}", dev.trim_start_matches("dev-"));
+        src = src.node(NodeSource::edge(dev, key, &site, &format!("{overlay}/32")));
+    }
+    src
+}
 
 /// The smallest world for the manifest lifecycle: the wan; nginx over HTTPS at
 /// [`SERVER_ADDR`]; an edgewire hub `hub-1` at [`HUB_ADDR`] (overlay [`HUB_OVERLAY`]);
@@ -32,15 +174,16 @@ pub struct OneHub {
 impl OneHub {
     /// With `bearer_token`, nginx wants it on every request.
     pub fn new(lab: &Lab, bearer_token: Option<&str>) -> OneHub {
-        let wan = lab.wan();
+        let HubSites {
+            wan,
+            hub_host,
+            mut devs,
+            ..
+        } = HubSites::new(lab, 1);
+        let dev_host = devs.remove(0);
         let server_host = lab.host("www");
         wan.attach(&server_host, &format!("{SERVER_ADDR}/24"));
         let server = ManifestServer::start(&server_host, SERVER_ADDR, bearer_token);
-        let hub_host = lab.host("hub");
-        wan.attach(&hub_host, &format!("{HUB_ADDR}/24"));
-        hub_host.enable_forwarding();
-        let site = wan.nat_router("nat-a", "198.51.100.2/24", "192.168.10.1/24");
-        let dev_host = site.host("dev-a", "192.168.10.2/24");
         OneHub {
             server,
             key: NetworkKey::generate(lab.dir(), "network.key"),
@@ -54,18 +197,7 @@ impl OneHub {
 
     /// hub-1 and dev-a at `serial`.
     pub fn source(&self, serial: u64) -> ManifestSource {
-        ManifestSource::new("lab", serial)
-            .node(
-                NodeSource::hub("hub-1", self.hub.public_key(), &format!("{HUB_OVERLAY}/32"))
-                    .endpoint(&format!("{HUB_ADDR}:51820"))
-                    .keepalive(25),
-            )
-            .node(NodeSource::edge(
-                "dev-a",
-                self.dev.public_key(),
-                "site-a",
-                &format!("{DEV_OVERLAY}/32"),
-            ))
+        hub_and_dev_a(serial, self.hub.public_key(), self.dev.public_key())
     }
 
     /// Signs `src` and publishes it as `/manifest`.
@@ -108,21 +240,23 @@ pub struct TwoHubs {
 
 impl TwoHubs {
     pub fn new(lab: &Lab) -> TwoHubs {
-        let wan = lab.wan();
+        let HubSites {
+            wan,
+            hub_host,
+            mut devs,
+            ..
+        } = HubSites::new(lab, 2);
+        let (a_host, b_host) = (devs.remove(0), devs.remove(0));
         let www = lab.host("www");
         wan.attach(&www, &format!("{SERVER_ADDR}/24"));
         let server = ManifestServer::start(&www, SERVER_ADDR, None);
-        let mut hubs = Vec::new();
-        for (name, addr) in [("hub-1", "203.0.113.10"), ("hub-2", "203.0.113.11")] {
-            let host = lab.host(name);
-            wan.attach(&host, &format!("{addr}/24"));
-            host.enable_forwarding();
-            hubs.push(Agent::new(&host, name));
-        }
-        let site_a = wan.nat_router("nat-a", "198.51.100.2/24", "192.168.10.1/24");
-        let site_b = wan.nat_router("nat-b", "192.0.2.2/24", "192.168.20.1/24");
-        let a_host = site_a.host("dev-a", "192.168.10.2/24");
-        let b_host = site_b.host("dev-b", "192.168.20.2/24");
+        let hub2_host = lab.host("hub-2");
+        wan.attach(&hub2_host, &format!("{HUB2_ADDR}/24"));
+        hub2_host.enable_forwarding();
+        let hubs = vec![
+            Agent::new(&hub_host, "hub-1"),
+            Agent::new(&hub2_host, "hub-2"),
+        ];
         let dev_a = Agent::new(&a_host, "dev-a");
         let dev_b = Agent::new(&b_host, "dev-b");
         let key = NetworkKey::generate(lab.dir(), "network.key");

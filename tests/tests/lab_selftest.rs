@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use edgewire_lab::worlds::HubSites;
 use edgewire_lab::*;
 
 const T: Duration = Duration::from_secs(15);
@@ -12,22 +13,16 @@ const T: Duration = Duration::from_secs(15);
 fn two_wireguard_go_devices_behind_nat_reach_each_other_through_a_wireguard_go_hub() {
     require_root!();
     let lab = Lab::new("selftest-wg-nat");
-    let wan = lab.wan();
-    let hub_host = lab.host("hub");
-    wan.attach(&hub_host, "203.0.113.10/24");
-    hub_host.enable_forwarding();
-    let site_a = wan.nat_router("nat-a", "198.51.100.2/24", "192.168.10.1/24");
-    let site_b = wan.nat_router("nat-b", "192.0.2.2/24", "192.168.20.1/24");
-    let a_host = site_a.host("dev-a", "192.168.10.2/24");
-    let b_host = site_b.host("dev-b", "192.168.20.2/24");
+    let world = HubSites::new(&lab, 2);
+    let (hub_host, a_host, b_host) = (&world.hub_host, &world.devs[0], &world.devs[1]);
 
     // The underlay works and the devices' traffic leaves masqueraded.
     a_host.ping("203.0.113.10", T).unwrap();
     b_host.ping("203.0.113.10", T).unwrap();
 
-    let hub = WgDevice::wireguard_go(&hub_host, 51820);
-    let a = WgDevice::wireguard_go(&a_host, 51820);
-    let b = WgDevice::wireguard_go(&b_host, 51820);
+    let hub = WgDevice::wireguard_go(hub_host, 51820);
+    let a = WgDevice::wireguard_go(a_host, 51820);
+    let b = WgDevice::wireguard_go(b_host, 51820);
     hub.address("10.42.0.1/16");
     a.address("10.42.1.1/16");
     b.address("10.42.2.1/16");

@@ -1,4 +1,4 @@
-//! End-to-end, issue 3: Kilo's peer config as the manifest. The INI is written exactly as
+//! End-to-end: Kilo's peer config as the manifest. The INI is written exactly as
 //! `kgctl showconf peer NAME` prints it — [Peer] sections only, Kilo's key order, one
 //! leader with a preshared key — and served by nginx over HTTPS with a pinned CA. The
 //! device runs `--manifest-format wg --address 10.4.0.99/16` against two wireguard-go

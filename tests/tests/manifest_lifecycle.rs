@@ -1,4 +1,4 @@
-//! End-to-end, issue 3: a device pulling its manifest from a real HTTPS server (nginx,
+//! End-to-end: a device pulling its manifest from a real HTTPS server (nginx,
 //! with a CA made for the test and pinned with --ca-file) — booting from its cache when
 //! the server is down, keeping the last good manifest while the server misbehaves (and
 //! saying so once per change, not once per poll), and a bearer token.

@@ -1,4 +1,4 @@
-//! End-to-end, issue 3: what a running overlay does when the manifest changes under it
+//! End-to-end: what a running overlay does when the manifest changes under it
 //! (a new serial adds one peer and removes another: nothing else re-handshakes) and when
 //! the preferred hub dies (the overlay prefix moves to the next hub and comes back).
 //! Every edgewire node polls nginx over HTTPS every second.

@@ -1,4 +1,4 @@
-//! End-to-end, issue 3: manifests from the HTTPS server that the device must not put in
+//! End-to-end: manifests from the HTTPS server that the device must not put in
 //! force — signed by another network, a rollback, the same serial with other content,
 //! expired while the clock is known to be right — are refused with a message that says
 //! why, once, and the last good manifest stays. An expired manifest on a device whose

@@ -1,4 +1,4 @@
-//! End-to-end: relay fallback (issue 4, item 6) with real coturns, against an edgewire hub
+//! End-to-end: relay fallback with real coturns, against an edgewire hub
 //! and against a wireguard-go hub configured with `wg`. dev-a sits behind a NAT router
 //! whose firewall the tests change (see `edgewire_lab::relaylab`); the hub reports where
 //! it sends dev-a's datagrams, so each test checks that the far side followed too.

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::settings::{
-    ADDRESS, CA_FILE, INTERFACE, Key, LISTEN_PORT, MANIFEST_FORMAT, MANIFEST_INTERVAL,
-    MANIFEST_PUBKEY, MANIFEST_TOKEN_FILE, MANIFEST_URL, STATE_DIR, Settings,
+    ADDRESS, CA_FILE, CONTROL_DIR, INTERFACE, Key, LISTEN_PORT, MANIFEST_FORMAT, MANIFEST_INTERVAL,
+    MANIFEST_PUBKEY, MANIFEST_TOKEN_FILE, MANIFEST_URL, METRICS_FILE, METRICS_INTERVAL,
+    METRICS_LISTEN, STATE_DIR, Settings,
 };
-use crate::config::{self, ManifestFormat, RunConfig};
+use crate::config::{self, ManifestFormat, OperatorConfig, RunConfig};
 use crate::manifest::NetworkPublicKey;
 use crate::prefix::Prefix;
 
@@ -95,6 +96,25 @@ pub(super) fn run_config(s: &Settings, config_file: &Path) -> anyhow::Result<Run
             .one(&LISTEN_PORT, parse_port)?
             .unwrap_or(config::DEFAULT_LISTEN_PORT),
         mtu: config::DEFAULT_MTU,
+    })
+}
+
+/// The settings of the operator's tools around `run` (see [`OperatorConfig`]).
+pub(super) fn operator_config(s: &Settings) -> anyhow::Result<OperatorConfig> {
+    Ok(OperatorConfig {
+        control_dir: match s.one(&CONTROL_DIR, |v| Ok(v.to_string()))? {
+            Some(v) if v == "none" => None,
+            Some(v) => Some(PathBuf::from(v)),
+            None => Some(PathBuf::from(config::DEFAULT_CONTROL_DIR)),
+        },
+        metrics_file: s.one(&METRICS_FILE, |v| Ok(PathBuf::from(v)))?,
+        metrics_interval: s
+            .one(&METRICS_INTERVAL, parse_interval)?
+            .unwrap_or(config::DEFAULT_METRICS_INTERVAL),
+        metrics_listen: s.one(&METRICS_LISTEN, |v| {
+            v.parse()
+                .map_err(|_| format!("{v:?} is not an address and port, such as 127.0.0.1:9586"))
+        })?,
     })
 }
 

@@ -55,7 +55,7 @@ pub const CA_FILE: Key = Key {
     env: "EDGEWIRE_CA_FILE",
     max: 1,
     value: "FILE",
-    help: "PEM CAs pinned for the manifest server and turns: relays (default: system roots)",
+    help: "PEM CAs pinned for the manifest server and TLS relays (default: system roots)",
 };
 pub const MANIFEST_TOKEN_FILE: Key = Key {
     flag: "--manifest-token-file",
@@ -93,7 +93,59 @@ pub const LISTEN_PORT: Key = Key {
     help: "WireGuard UDP port (default 51820)",
 };
 
+pub const CONTROL_DIR: Key = Key {
+    flag: "--control-dir",
+    env: "EDGEWIRE_CONTROL_DIR",
+    max: 1,
+    value: "DIR",
+    help: "where `wg show` finds IFACE.sock, read-only (default /var/run/wireguard; \
+           none: no socket)",
+};
+
+pub const METRICS_FILE: Key = Key {
+    flag: "--metrics-file",
+    env: "EDGEWIRE_METRICS_FILE",
+    max: 1,
+    value: "FILE",
+    help: "write Prometheus metrics here, atomically, for node_exporter's textfile \
+           collector (FILE.prom in its directory)",
+};
+pub const METRICS_INTERVAL: Key = Key {
+    flag: "--metrics-interval",
+    env: "EDGEWIRE_METRICS_INTERVAL",
+    max: 1,
+    value: "SECS",
+    help: "seconds between writes of --metrics-file (default 30)",
+};
+pub const METRICS_LISTEN: Key = Key {
+    flag: "--metrics-listen",
+    env: "EDGEWIRE_METRICS_LISTEN",
+    max: 1,
+    value: "ADDR:PORT",
+    help: "serve Prometheus metrics over HTTP here, as 127.0.0.1:9586 (default: off)",
+};
+
+/// Every setting of `run`.
 pub const KEYS: &[&Key] = &[
+    &MANIFEST_URL,
+    &MANIFEST_PUBKEY,
+    &MANIFEST_FORMAT,
+    &MANIFEST_INTERVAL,
+    &CA_FILE,
+    &MANIFEST_TOKEN_FILE,
+    &ADDRESS,
+    &STATE_DIR,
+    &INTERFACE,
+    &LISTEN_PORT,
+    &CONTROL_DIR,
+    &METRICS_FILE,
+    &METRICS_INTERVAL,
+    &METRICS_LISTEN,
+];
+
+/// The settings that say how to reach the overlay, without the operator's tools
+/// around `run` (control socket, metrics): what `netcheck` reads.
+pub const OVERLAY_KEYS: &[&Key] = &[
     &MANIFEST_URL,
     &MANIFEST_PUBKEY,
     &MANIFEST_FORMAT,

@@ -29,7 +29,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<RunConfig> {
     let mut full = vec!["run"];
     full.extend_from_slice(args);
     match parse_env(&full, env)? {
-        Command::Run(config) => Ok(config),
+        Command::Run(config, _) => Ok(config),
         other => panic!("not a run command: {other:?}"),
     }
 }
@@ -371,23 +371,136 @@ fn unknown_flags_and_missing_values_are_named() {
     assert!(error(&["run", "extra"], &[]).contains("unexpected argument \"extra\""));
 }
 
+fn help(args: &[&str]) -> String {
+    match parse_env(args, &[]).unwrap() {
+        Command::Help(text) => text,
+        other => panic!("{args:?}: {other:?}"),
+    }
+}
+
 #[test]
 fn help_is_available_everywhere() {
-    for args in [
-        &["help"][..],
-        &["--help"],
-        &["run", "--help"],
-        &["manifest", "build", "-h"],
-    ] {
-        let Command::Help(text) = parse_env(args, &[]).unwrap() else {
-            panic!("{args:?}")
-        };
-        assert!(text.contains("EDGEWIRE_MANIFEST_URL") && text.contains("manifest build"));
+    for args in [&["help"][..], &["--help"], &["-h"]] {
+        let text = help(args);
+        assert!(text.contains("commands:") && text.contains("manifest build"));
     }
     assert!(matches!(
         parse_env(&["--version"], &[]).unwrap(),
         Command::Version
     ));
+}
+
+#[test]
+fn each_command_has_its_own_help_with_flags_env_defaults_and_an_example() {
+    let run = help(&["run", "--help"]);
+    assert!(run.starts_with("edgewire run: "), "{run}");
+    assert!(run.contains("--manifest-url URL") && run.contains("env EDGEWIRE_MANIFEST_URL"));
+    assert!(run.contains("(default 51820)") && run.contains("EDGEWIRE_LOG"));
+    assert!(
+        run.contains("example:\n  edgewire run --manifest-url"),
+        "{run}"
+    );
+    assert!(!run.contains("manifest build"), "{run}");
+    let build = help(&["manifest", "build", "-h"]);
+    assert!(build.starts_with("edgewire manifest build: "), "{build}");
+    assert!(build.contains("usage: edgewire manifest build SOURCE.json --key FILE --out"));
+    assert!(build.contains("-o, --out MANIFEST") && build.contains("(default\n      24h)"));
+    assert!(!build.contains("EDGEWIRE_MANIFEST_URL"), "{build}");
+    assert_eq!(help(&["help", "manifest", "build"]), build);
+    assert_eq!(help(&["status", "--help"]), help(&["help", "status"]));
+    assert!(help(&["status", "-h"]).contains("--json"));
+    assert!(help(&["manifest", "--help"]).contains("import-wg"));
+    assert!(error(&["help", "stauts"], &[]).contains("did you mean status?"));
+}
+
+#[test]
+fn every_help_line_fits_80_columns() {
+    let mut texts = vec![help::overview(), help::manifest_overview()];
+    texts.extend(spec::COMMANDS.iter().map(|c| help::command(c)));
+    for text in texts {
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= 80,
+                "{} columns: {line}",
+                line.chars().count()
+            );
+        }
+    }
+}
+
+#[test]
+fn the_table_names_each_flag_once_per_command() {
+    for c in spec::COMMANDS {
+        let mut flags: Vec<&str> = c.settings.iter().map(|k| k.flag).collect();
+        flags.extend(c.options.iter().map(|o| o.flag));
+        flags.extend(c.options.iter().filter_map(|o| o.short));
+        let n = flags.len();
+        flags.sort();
+        flags.dedup();
+        assert_eq!(flags.len(), n, "{}", c.name);
+    }
+}
+
+#[test]
+fn close_misspellings_of_commands_and_flags_get_a_suggestion() {
+    let err = error(&["stauts"], &[]);
+    assert!(
+        err.contains("unknown command \"stauts\" (did you mean status?)"),
+        "{err}"
+    );
+    let err = error(&["manifest", "biuld"], &[]);
+    assert!(err.contains("(did you mean build?)"), "{err}");
+    let err = error(&["run", "--manifest-ur", "/m"], &[]);
+    assert!(err.contains("(did you mean --manifest-url?)"), "{err}");
+    let err = error(&["status", "--jsno"], &[]);
+    assert!(err.contains("(did you mean --json?)"), "{err}");
+    let err = error(&["status", "json"], &[]);
+    assert!(err.contains("(did you mean --json?)"), "{err}");
+    let err = error(&["frobnicate"], &[]);
+    assert!(!err.contains("did you mean"), "{err}");
+}
+
+#[test]
+fn the_version_names_the_commit_and_the_target() {
+    let v = help::version();
+    assert!(
+        v.starts_with(&format!("edgewire {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    assert!(v.ends_with(&format!("{})", env!("EDGEWIRE_TARGET"))), "{v}");
+    assert!(!env!("EDGEWIRE_TARGET").is_empty());
+}
+
+#[test]
+fn the_man_page_and_completions_in_the_tree_are_what_the_table_generates() {
+    let man = include_str!("../../../docs/edgewire.8");
+    let bash = include_str!("../../../docs/edgewire.bash-completion");
+    let fix = "regenerate with `edgewire __generate man > docs/edgewire.8` and \
+               `edgewire __generate bash > docs/edgewire.bash-completion`";
+    assert!(man == help::man_page(), "docs/edgewire.8 is stale: {fix}");
+    assert!(
+        bash == help::bash_completion(),
+        "docs/edgewire.bash-completion is stale: {fix}"
+    );
+    assert_eq!(help(&["__generate", "man"]), help::man_page());
+}
+
+#[test]
+fn the_man_page_documents_every_flag_and_the_completions_offer_it() {
+    let man = help::man_page();
+    let bash = help::bash_completion();
+    for c in spec::COMMANDS {
+        let flags = c
+            .settings
+            .iter()
+            .map(|k| k.flag)
+            .chain(c.options.iter().map(|o| o.flag));
+        for flag in flags {
+            assert!(man.contains(&flag.replace('-', "\\-")), "man: {flag}");
+            assert!(bash.contains(flag), "bash: {flag}");
+        }
+    }
+    assert!(man.starts_with(".\\\"") && man.contains(".TH EDGEWIRE 8"));
 }
 
 #[test]
@@ -480,6 +593,7 @@ fn manifest_subcommands_parse_their_files() {
         error(&["manifest", "build", "--key", "k", "-o", "x"], &[]).contains("needs SOURCE.json")
     );
     assert!(error(&["manifest", "keygen"], &[]).contains("needs --out FILE"));
+    assert!(error(&["status", "--json=yes"], &[]).contains("--json takes no value"));
     assert!(
         error(&["manifest", "keygen", "--out", "a", "--out", "b"], &[]).contains("given twice")
     );
@@ -533,6 +647,67 @@ fn import_wg_takes_a_file_an_address_and_optionally_this_devices_key() {
     );
     assert!(
         err.starts_with("--public-key: \"x\" is not a WireGuard key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn export_kilo_takes_a_source_and_a_keepalive_that_is_not_0() {
+    match parse_env(
+        &["manifest", "export-kilo", "site.json", "--keepalive", "15"],
+        &[],
+    )
+    .unwrap()
+    {
+        Command::Manifest(ManifestCommand::ExportKilo { source, keepalive }) => {
+            assert_eq!((source, keepalive), ("site.json".into(), Some(15)));
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = error(
+        &["manifest", "export-kilo", "s.json", "--keepalive", "0"],
+        &[],
+    );
+    assert!(
+        err.contains("Kilo resets a Peer whose keepalive is 0"),
+        "{err}"
+    );
+    let err = error(&["manifest", "export-kilo"], &[]);
+    assert!(err.contains("needs SOURCE"), "{err}");
+}
+
+#[test]
+fn the_control_socket_and_metrics_settings_have_defaults_and_checks() {
+    let ops = |args: &[&str]| {
+        let mut full = vec!["run", "--manifest-url", "/m", "--manifest-pubkey", KEY_A];
+        full.extend_from_slice(args);
+        match parse_env(&full, &[]) {
+            Ok(Command::Run(_, ops)) => Ok(ops),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    };
+    let default = ops(&[]).unwrap();
+    assert_eq!(
+        default.control_dir,
+        Some(PathBuf::from(config::DEFAULT_CONTROL_DIR))
+    );
+    assert_eq!((default.metrics_file, default.metrics_listen), (None, None));
+    assert_eq!(default.metrics_interval, config::DEFAULT_METRICS_INTERVAL);
+    assert_eq!(ops(&["--control-dir", "none"]).unwrap().control_dir, None);
+    let set = ops(&[
+        "--metrics-file=/var/lib/node_exporter/edgewire.prom",
+        "--metrics-interval",
+        "10",
+        "--metrics-listen",
+        "127.0.0.1:9586",
+    ])
+    .unwrap();
+    assert_eq!(set.metrics_interval, Duration::from_secs(10));
+    assert_eq!(set.metrics_listen, Some("127.0.0.1:9586".parse().unwrap()));
+    let err = ops(&["--metrics-listen", "localhost"]).unwrap_err();
+    assert!(
+        err.starts_with("--metrics-listen: \"localhost\" is not an address and port"),
         "{err}"
     );
 }

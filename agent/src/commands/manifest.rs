@@ -1,5 +1,5 @@
-//! `edgewire manifest keygen|build|show|import-wg`: the operator's side of manifest
-//! trust (import-wg lives in `import_wg.rs`).
+//! `edgewire manifest keygen|build|show|import-wg|export-kilo`: the operator's side of
+//! manifest trust (import-wg and export-kilo live in their own files).
 //! Every error names the file it is about.
 
 use std::io::{self, Read};
@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 
 use crate::cli::ManifestCommand;
 use crate::fsutil::write_atomic;
-use crate::manifest::{self, Envelope, NetworkKeyPair, NetworkPublicKey, Role};
+use crate::manifest::{self, Envelope, ManifestError, NetworkKeyPair, NetworkPublicKey, Role};
 
 pub fn execute(command: ManifestCommand) -> anyhow::Result<()> {
     match command {
@@ -38,6 +38,9 @@ pub fn execute(command: ManifestCommand) -> anyhow::Result<()> {
             address,
             public_key,
         } => super::import_wg::run(&file, address, public_key),
+        ManifestCommand::ExportKilo { source, keepalive } => {
+            super::export_kilo::run(&source, keepalive)
+        }
     }
 }
 
@@ -138,6 +141,24 @@ fn load_network_key(path: &Path) -> anyhow::Result<NetworkKeyPair> {
         .metadata()
         .map(|m| m.permissions().mode() & 0o777)
         .unwrap_or(0);
+    let mut text = String::new();
+    file.take(64 * 1024)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading the network key {}", path.display()))?;
+    // The .pub next to the key is the easy slip; say so before anything about modes,
+    // which only matter for a private key.
+    if text.trim().parse::<NetworkPublicKey>().is_ok() {
+        let hint = match path.to_str().and_then(|p| p.strip_suffix(".pub")) {
+            Some(private) => format!("; the private key is probably {private}"),
+            None => String::new(),
+        };
+        bail!(
+            "{} holds a network public key: --key needs the private key written by              `edgewire manifest keygen`{hint}",
+            path.display()
+        );
+    }
+    let pair = NetworkKeyPair::from_pem(&text)
+        .with_context(|| format!("the network key {}", path.display()))?;
     if mode & 0o077 != 0 {
         // A warning, not a refusal: this runs on an operator's machine, where the key
         // may sit in a vault-mounted or CI path whose mode the operator does not choose.
@@ -148,23 +169,27 @@ fn load_network_key(path: &Path) -> anyhow::Result<NetworkKeyPair> {
             path.display()
         );
     }
-    let mut text = String::new();
-    file.take(64 * 1024)
-        .read_to_string(&mut text)
-        .with_context(|| format!("reading the network key {}", path.display()))?;
-    NetworkKeyPair::from_pem(&text).with_context(|| format!("the network key {}", path.display()))
+    Ok(pair)
 }
 
 fn show(path: &Path, pubkey: Option<&str>) -> anyhow::Result<()> {
     let bytes =
         manifest::read_bounded(path).with_context(|| format!("reading {}", path.display()))?;
-    let envelope = Envelope::parse(&bytes).with_context(|| format!("{}", path.display()))?;
+    let envelope = Envelope::parse(&bytes).map_err(|e| local_file_error(path, &bytes, e))?;
     let (manifest, signature) = match pubkey {
         Some(text) => {
             let key = parse_pubkey(text)?;
-            let verified = envelope
-                .verify(&[key])
-                .with_context(|| format!("{}", path.display()))?;
+            let verified = envelope.verify(&[key]).map_err(|e| match e {
+                ManifestError::BadSignature => anyhow::Error::new(LocalFileError {
+                    what: format!(
+                        "{}: the signature does not match --pubkey {text}: the manifest \
+                         was signed with another network key, or changed after signing",
+                        path.display()
+                    ),
+                    error: e,
+                }),
+                e => local_file_error(path, &bytes, e),
+            })?;
             let manifest = verified
                 .decode()
                 .with_context(|| format!("{}", path.display()))?;
@@ -184,6 +209,52 @@ fn show(path: &Path, pubkey: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The manifest errors speak of "the URL" and "--manifest-pubkey", as the agent sees
+/// them; for a file the operator named on the command line, say it about the file.
+/// The original error stays the source, so callers can still match on it.
+fn local_file_error(path: &Path, bytes: &[u8], e: ManifestError) -> anyhow::Error {
+    let file = path.display();
+    let what = match &e {
+        ManifestError::BadMagic if bytes.trim_ascii_start().starts_with(b"{") => format!(
+            "{file} is a JSON manifest source, not a built manifest: sign it with \
+             `edgewire manifest build {file} --key KEY -o MANIFEST` and show that"
+        ),
+        ManifestError::BadMagic => format!(
+            "{file} is not an edgewire manifest (it does not start with \"EWMF\"): give \
+             a file written by `edgewire manifest build`"
+        ),
+        ManifestError::TooLarge(n) => format!(
+            "{file} is {n} bytes, larger than any manifest: give a file written by \
+             `edgewire manifest build`"
+        ),
+        _ => format!("{file}"),
+    };
+    match &e {
+        ManifestError::BadMagic | ManifestError::TooLarge(_) => {
+            // The manifest module's wording ("is the URL ...") would only confuse here.
+            anyhow::Error::new(LocalFileError { what, error: e })
+        }
+        _ => anyhow::Error::new(e).context(what),
+    }
+}
+
+/// A manifest error restated for a local file. `{:#}` prints only the restatement
+/// (the error is deliberately not a `source()`); tests match on `error`.
+#[derive(Debug)]
+struct LocalFileError {
+    what: String,
+    #[cfg_attr(not(test), allow(dead_code))]
+    error: ManifestError,
+}
+
+impl std::fmt::Display for LocalFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+impl std::error::Error for LocalFileError {}
+
 /// Base64, or the path of a file holding it (such as the `.pub` from `manifest keygen`).
 fn parse_pubkey(text: &str) -> anyhow::Result<NetworkPublicKey> {
     if let Ok(key) = text.parse() {
@@ -202,7 +273,6 @@ fn parse_pubkey(text: &str) -> anyhow::Result<NetworkPublicKey> {
 mod tests {
     use super::*;
     use crate::fsutil::TestDir;
-    use crate::manifest::ManifestError;
 
     const LAB_JSON: &str = include_str!("../manifest/testdata/lab.json");
 
@@ -252,10 +322,86 @@ mod tests {
         let other = NetworkKeyPair::from_seed(&[1; 32]).public_key().to_string();
         let err = show(&dir.path("lab.ewm"), Some(&other)).unwrap_err();
         assert!(matches!(
-            err.downcast_ref::<ManifestError>(),
+            err.downcast_ref::<LocalFileError>().map(|e| &e.error),
             Some(ManifestError::BadSignature)
         ));
-        assert!(format!("{err:#}").contains("lab.ewm"), "{err:#}");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("lab.ewm: the signature does not match --pubkey"),
+            "{text}"
+        );
+        // The agent's setting is not what the operator typed here.
+        assert!(!text.contains("--manifest-pubkey"), "{text}");
+    }
+
+    #[test]
+    fn show_with_another_keys_pub_file_names_that_file() {
+        let dir = TestDir::new("showpubfile");
+        keygen(&dir.path("a.key")).unwrap();
+        keygen(&dir.path("other.key")).unwrap();
+        std::fs::write(dir.path("lab.json"), LAB_JSON).unwrap();
+        build(
+            &dir.path("lab.json"),
+            &dir.path("a.key"),
+            &dir.path("lab.ewm"),
+            None,
+        )
+        .unwrap();
+        let other = dir.path("other.key.pub");
+        let err = format!(
+            "{:#}",
+            show(&dir.path("lab.ewm"), Some(other.to_str().unwrap())).unwrap_err()
+        );
+        assert!(
+            err.contains(&format!("does not match --pubkey {}", other.display())),
+            "{err}"
+        );
+        assert!(!err.contains("--manifest-pubkey"), "{err}");
+    }
+
+    #[test]
+    fn show_of_a_json_source_says_to_build_it_and_never_mentions_a_url() {
+        let dir = TestDir::new("showjson");
+        std::fs::write(dir.path("good.json"), LAB_JSON).unwrap();
+        let err = format!("{:#}", show(&dir.path("good.json"), None).unwrap_err());
+        assert!(
+            err.contains("good.json is a JSON manifest source, not a built manifest")
+                && err.contains("edgewire manifest build"),
+            "{err}"
+        );
+        assert!(!err.contains("URL"), "{err}");
+        std::fs::write(dir.path("junk.bin"), b"\x00\x01junk").unwrap();
+        let err = format!("{:#}", show(&dir.path("junk.bin"), None).unwrap_err());
+        assert!(
+            err.contains("junk.bin is not an edgewire manifest"),
+            "{err}"
+        );
+        assert!(!err.contains("URL"), "{err}");
+    }
+
+    #[test]
+    fn build_with_the_public_key_says_so_and_gives_no_chmod_advice() {
+        let dir = TestDir::new("buildpub");
+        keygen(&dir.path("net.key")).unwrap();
+        std::fs::write(dir.path("lab.json"), LAB_JSON).unwrap();
+        let public = dir.path("net.key.pub");
+        // keygen writes the .pub 0644, the mode the chmod warning was about.
+        let mode = std::fs::metadata(&public).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        let err = format!(
+            "{:#}",
+            build(&dir.path("lab.json"), &public, &dir.path("x.ewm"), None).unwrap_err()
+        );
+        assert!(
+            err.contains("holds a network public key")
+                && err.contains(&format!(
+                    "the private key is probably {}",
+                    dir.path("net.key").display()
+                )),
+            "{err}"
+        );
+        assert!(!err.contains("chmod"), "{err}");
+        assert!(!dir.path("x.ewm").exists());
     }
 
     #[test]

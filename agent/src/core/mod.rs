@@ -9,23 +9,27 @@
 #![cfg_attr(not(test), deny(clippy::disallowed_methods))]
 
 mod liveness;
+mod mesh;
 mod node;
 mod outbox;
 mod packet;
 mod path;
 mod paths;
 mod peer;
+mod punch;
 mod reflexive;
 mod routes;
 mod session;
+mod signal;
 pub mod topology;
 
 #[cfg(test)]
 mod tests;
 
 pub use liveness::Health;
-pub use node::{Changes, Drops, Event, Node, Overlay};
+pub use node::{Changes, Drops, Event, Node, Overlay, SwitchReason};
 pub use path::{Destination, Path, RelayId, Transmit};
 pub use paths::RelayInfo;
 pub use peer::{Peer, PeerConfig, PeerStats};
 pub use reflexive::{NatMapping, is_stun};
+pub use signal::{Candidate, CandidateKind};

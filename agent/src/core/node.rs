@@ -6,21 +6,24 @@
 //! buffer back with `recycle`), then ask `poll_timeout` when to call `handle_timeout`.
 //! The node never reads the clock: `now` is always an argument.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::keys::{PrivateKey, PublicKey};
 use crate::prefix::Prefix;
 
+use super::mesh::{IDLE_TEARDOWN, Mesh};
 use super::outbox::Outbox;
 use super::packet;
-use super::path::{Path, RelayId, Transmit};
+use super::path::{Destination, Path, RelayId, Transmit};
 use super::paths::RelayInfo;
-use super::peer::{Peer, PeerConfig};
+use super::peer::{Peer, PeerConfig, Punched};
+use super::punch::Punch;
 use super::reflexive::{self, NatMapping, Reflexive};
 use super::routes::RouteTable;
 use super::session::{self, Gate, HandshakeGate, MessageKind};
+use super::signal::{self, Kind};
 
 /// Packets the node dropped, by reason. Each one is also logged at debug.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,6 +37,8 @@ pub struct Drops {
     /// Handshake messages answered with a cookie reply: the node was under load and the
     /// sender had not proven its address (MAC2).
     pub cookie_replies: u64,
+    /// Candidate messages refused (malformed, replayed, or not from the node they name).
+    pub bad_signals: u64,
 }
 
 /// The whole overlay prefix and the hubs that may carry it, most preferred first. The
@@ -50,6 +55,42 @@ pub struct Overlay {
 pub enum Event {
     /// The NAT in front of the WireGuard socket was classified (anew).
     NatMapping(NatMapping),
+    /// A peer's datagrams take another way now (logged where it happens; this is for
+    /// counting).
+    PathSwitched { peer: String, why: SwitchReason },
+}
+
+/// Why a peer's path changed, as metrics label it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SwitchReason {
+    /// The first path of a peer that reached us first.
+    Learned,
+    /// The peer's address moved (NAT rebinding, a moved device).
+    Roamed,
+    /// A direct probe was answered while relayed.
+    Promoted,
+    /// A direct path was punched through both NATs.
+    Punched,
+    /// The path in use went unanswered: the next one was taken.
+    Failed,
+    /// The relay in use went away.
+    RelayLost,
+    /// A session made on demand ended: the peer's traffic is back on the hub.
+    BackToHub,
+}
+
+impl SwitchReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            SwitchReason::Learned => "learned",
+            SwitchReason::Roamed => "roamed",
+            SwitchReason::Promoted => "promoted",
+            SwitchReason::Punched => "punched",
+            SwitchReason::Failed => "failed",
+            SwitchReason::RelayLost => "relay_lost",
+            SwitchReason::BackToHub => "back_to_hub",
+        }
+    }
 }
 
 /// What `apply` changed, for the log.
@@ -88,7 +129,14 @@ pub struct Node {
     gate: HandshakeGate,
     /// Our reflexive addresses and the NAT's mapping, from STUN on the WireGuard socket.
     reflexive: Reflexive,
-    events: VecDeque<Event>,
+    /// Edges of other sites reached directly on demand.
+    mesh: Mesh,
+    /// The peers `mesh` made (not in the manifest's peer list).
+    punched: BTreeSet<PublicKey>,
+    /// Every peer's next tick, in time order, so the next deadline and the peers due
+    /// are found without looking at every peer (a hub has thousands).
+    timers: BTreeSet<(Instant, PublicKey)>,
+    scheduled: HashMap<PublicKey, Instant>,
     pub drops: Drops,
 }
 
@@ -98,7 +146,10 @@ impl Node {
         Node {
             gate: HandshakeGate::new(&key, now),
             reflexive: Reflexive::new(u64::from(index_seed)),
-            events: VecDeque::new(),
+            mesh: Mesh::new(u64::from(index_seed).rotate_left(32) ^ 0x5eed),
+            punched: BTreeSet::new(),
+            timers: BTreeSet::new(),
+            scheduled: HashMap::new(),
             key,
             peers: BTreeMap::new(),
             by_index: HashMap::new(),
@@ -142,14 +193,18 @@ impl Node {
             .peers
             .keys()
             .filter(|k| !desired.contains_key(k))
+            .filter(|k| !(self.punched.contains(k) && self.mesh.contains(k)))
             .copied()
             .collect();
         for key in gone {
             if let Some(peer) = self.peers.remove(&key) {
                 self.by_index.remove(&peer.index);
+                self.punched.remove(&key);
                 changes.removed.push(peer.config.name);
             }
         }
+        // A manifest peer now (the edge moved to our site): made anew below.
+        self.punched.retain(|k| !desired.contains_key(k));
         for (key, config) in desired {
             match self.peers.get_mut(&key) {
                 Some(peer) if peer.config == config => {}
@@ -177,6 +232,7 @@ impl Node {
         }
         self.overlay = overlay;
         self.rebuild_routes();
+        self.reschedule_all();
         changes
     }
 
@@ -188,6 +244,232 @@ impl Node {
         for peer in self.peers.values_mut() {
             peer.renew_session(&self.key, &self.gate, &mut self.out, now);
         }
+        self.reschedule_all();
+    }
+
+    /// Files the peer's next tick (or drops it, for a peer that is gone).
+    fn reschedule(&mut self, key: PublicKey) {
+        let next = self.peers.get(&key).map(Peer::next_tick);
+        let old = match next {
+            Some(t) => self.scheduled.insert(key, t),
+            None => self.scheduled.remove(&key),
+        };
+        if old == next {
+            return;
+        }
+        if let Some(old) = old {
+            self.timers.remove(&(old, key));
+        }
+        if let Some(t) = next {
+            self.timers.insert((t, key));
+        }
+    }
+
+    /// Tests: every peer's deadline is filed, and nothing else is.
+    #[cfg(test)]
+    pub(crate) fn check_filed(&self, at: &str) {
+        for (k, p) in &self.peers {
+            let filed = self.scheduled.get(k);
+            assert_eq!(
+                filed,
+                Some(&p.next_tick()),
+                "{at}: {} not filed",
+                p.config.name
+            );
+        }
+        for (t, k) in &self.timers {
+            assert_eq!(self.scheduled.get(k), Some(t), "{at}: a stale deadline");
+            assert!(
+                self.peers.contains_key(k),
+                "{at}: the deadline of a peer that is gone"
+            );
+        }
+    }
+
+    fn reschedule_all(&mut self) {
+        let keys: Vec<PublicKey> = self
+            .peers
+            .keys()
+            .chain(self.scheduled.keys())
+            .copied()
+            .collect();
+        for key in keys {
+            self.reschedule(key);
+        }
+    }
+
+    /// The edges of other sites this node may reach directly, made on demand (see
+    /// `mesh.rs`): each with its allowed IPs and preshared key for this pair. Sessions
+    /// made with edges no longer listed end.
+    pub fn set_remote_edges(&mut self, directory: BTreeMap<PublicKey, PeerConfig>, now: Instant) {
+        self.mesh.set_directory(directory);
+        let gone: Vec<PublicKey> = self
+            .punched
+            .iter()
+            .filter(|k| !self.mesh.contains(k))
+            .copied()
+            .collect();
+        for key in gone {
+            self.end_punched(key, "removed from the manifest", now);
+        }
+    }
+
+    /// This node's overlay addresses and WireGuard port: the source of its candidate
+    /// messages and the port of its host candidates.
+    pub fn set_own_addresses(&mut self, addresses: Vec<Prefix>, listen_port: u16) {
+        self.mesh.set_own(addresses, listen_port);
+    }
+
+    /// A packet toward an edge of another site is about to go through a hub: the first
+    /// one starts the exchange of candidates and a session made for that edge alone.
+    fn maybe_start_exchange(&mut self, dst: IpAddr, via: PublicKey, now: Instant) {
+        if self
+            .peers
+            .get(&via)
+            .is_none_or(|p| p.config.role != crate::manifest::Role::Hub)
+        {
+            return;
+        }
+        let Some(key) = self.mesh.exchange_wanted(dst, now) else {
+            return;
+        };
+        if self.peers.contains_key(&key) {
+            return;
+        }
+        let Some(config) = self.mesh.config(&key) else {
+            return;
+        };
+        log::info!(
+            "peer {}: traffic through the hub; offering candidates for a direct path",
+            config.name
+        );
+        self.add_punched(key, config, now);
+        self.send_signal(key, Kind::Offer, now);
+    }
+
+    fn add_punched(&mut self, key: PublicKey, config: PeerConfig, now: Instant) {
+        self.add_peer(key, config, now);
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.punched = Some(Punched {
+                made: now,
+                punch: None,
+                through: None,
+            });
+        }
+        self.punched.insert(key);
+    }
+
+    /// Sends our candidates to `to` through the overlay (the hub that carries it).
+    fn send_signal(&mut self, to: PublicKey, kind: Kind, now: Instant) {
+        let host = self.reflexive.host_addresses().to_vec();
+        let candidates = self.mesh.candidates(&host, &self.reflexive.addresses());
+        let hub_rtt = self.overlay_via().and_then(|p| p.rtt());
+        let from = self.public_key();
+        let Some(packet) = self.mesh.message(&to, kind, from, candidates, hub_rtt) else {
+            log::debug!("no IPv4 overlay address to send candidates from or to");
+            return;
+        };
+        let Some((_, dst)) = packet::addresses(&packet) else {
+            return;
+        };
+        let Some(via) = self.routes.lookup(dst) else {
+            return;
+        };
+        if let Some(peer) = self.peers.get_mut(&via) {
+            peer.send_packet(&packet, &mut self.out, now);
+        }
+        self.reschedule(via);
+    }
+
+    /// A candidate message for us, decrypted from `carrier` (a hub that forwarded it).
+    fn take_signal(&mut self, carrier: PublicKey, src: IpAddr, payload: &[u8], now: Instant) {
+        let through_hub = self
+            .peers
+            .get(&carrier)
+            .is_some_and(|p| p.config.role == crate::manifest::Role::Hub);
+        let taken = if through_hub {
+            self.mesh.take(src, payload)
+        } else {
+            Err(signal::SignalError::Malformed("not forwarded by a hub"))
+        };
+        let message = match taken {
+            Ok(m) => m,
+            Err(e) => {
+                self.drops.bad_signals += 1;
+                log::debug!("dropped a candidate message from {src}: {e}");
+                return;
+            }
+        };
+        let key = message.sender;
+        let their_hub_rtt = message.hub_rtt_ms;
+        let open_wait = match message.kind {
+            Kind::Offer => {
+                if !self.peers.contains_key(&key) {
+                    let Some(config) = self.mesh.config(&key) else {
+                        return;
+                    };
+                    self.add_punched(key, config, now);
+                }
+                self.send_signal(key, Kind::Answer, now);
+                let own_rtt = self.overlay_via().and_then(|p| p.rtt());
+                Punch::open_wait(own_rtt, their_hub_rtt)
+            }
+            Kind::Answer => std::time::Duration::ZERO,
+            Kind::Close => {
+                if self.punched.contains(&key) {
+                    self.end_punched(key, "the other side lost the direct path", now);
+                    self.rebuild_routes();
+                }
+                return;
+            }
+        };
+        let Some(peer) = self.peers.get_mut(&key).filter(|p| p.punched.is_some()) else {
+            return;
+        };
+        if peer.path().is_some() {
+            // Already direct: the other side starts over (it restarted, or lost us).
+            return;
+        }
+        log::info!(
+            "peer {}: punching toward {} candidate(s)",
+            peer.config.name,
+            message.candidates.len()
+        );
+        peer.start_punch(message.candidates, open_wait, now);
+        self.reschedule(key);
+    }
+
+    /// Drops a session made on demand; its traffic stays with the hub. When its direct
+    /// path died, the other side hears it through the hub (so it does not wait for its
+    /// own traffic to go unanswered), and our NAT's mapping is learned again: it may be
+    /// what changed.
+    fn end_punched(&mut self, key: PublicKey, why: &str, now: Instant) {
+        if why == "the direct path stopped answering" {
+            self.send_signal(key, Kind::Close, now);
+            self.reflexive.recheck(now);
+        }
+        self.punched.remove(&key);
+        if let Some(peer) = self.peers.remove(&key) {
+            self.by_index.remove(&peer.index);
+            if peer.path().is_some() {
+                self.out.events.push_back(Event::PathSwitched {
+                    peer: peer.config.name.clone(),
+                    why: SwitchReason::BackToHub,
+                });
+            }
+            let level = if why == "idle" {
+                log::Level::Debug
+            } else {
+                log::Level::Info
+            };
+            log::log!(
+                level,
+                "peer {}: direct session ended ({why}); through the hub",
+                peer.config.name
+            );
+        }
+        self.reschedule(key);
+        self.mesh.ended(key, why, now);
     }
 
     fn add_peer(&mut self, key: PublicKey, config: PeerConfig, now: Instant) {
@@ -203,6 +485,7 @@ impl Node {
         }
         self.by_index.insert(index, key);
         self.peers.insert(key, peer);
+        self.reschedule(key);
     }
 
     fn allocate_index(&mut self) -> u32 {
@@ -276,12 +559,20 @@ impl Node {
             self.drops.unknown_datagram += 1;
             return;
         };
-        let Some(peer) = self.routes.lookup(dst).and_then(|k| self.peers.get_mut(&k)) else {
+        let Some(via) = self.routes.lookup(dst) else {
             self.drops.no_route += 1;
             log::debug!("no peer routes {dst}: dropped a packet from the TUN device");
             return;
         };
-        peer.send_packet(packet, &mut self.out, now);
+        if Some(via) == self.overlay_via {
+            self.maybe_start_exchange(dst, via, now);
+        }
+        if let Some(peer) = self.peers.get_mut(&via) {
+            peer.send_packet(packet, &mut self.out, now);
+        }
+        self.reschedule(via);
+        #[cfg(test)]
+        self.check_filed("handle_tun");
     }
 
     /// A datagram read from the UDP socket: STUN answers to our Binding requests, or
@@ -289,11 +580,13 @@ impl Node {
     pub fn handle_udp(&mut self, from: SocketAddr, datagram: &[u8], now: Instant) {
         if reflexive::is_stun(datagram) {
             if let Some(mapping) = self.reflexive.handle(from, datagram, now) {
-                self.events.push_back(Event::NatMapping(mapping));
+                self.out.events.push_back(Event::NatMapping(mapping));
             }
             return;
         }
         self.handle_datagram(Path::Direct(from), datagram, now);
+        #[cfg(test)]
+        self.check_filed("handle_udp");
     }
 
     /// The STUN servers to learn our reflexive addresses from: the manifest's `stun`
@@ -319,7 +612,7 @@ impl Node {
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.out.events.pop_front()
     }
 
     /// A datagram a TURN relay forwarded to us from `from`.
@@ -340,6 +633,7 @@ impl Node {
         for peer in self.peers.values_mut() {
             peer.retry_if_down(&self.relays, &mut self.out, now);
         }
+        self.reschedule_all();
     }
 
     /// A relay lost its allocation or its connection: its peers move at once.
@@ -348,6 +642,7 @@ impl Node {
         for peer in self.peers.values_mut() {
             peer.on_relay_lost(relay, &self.relays, &mut self.out, now);
         }
+        self.reschedule_all();
     }
 
     /// Every address a relay must be allowed to forward from: the peers' direct
@@ -401,12 +696,29 @@ impl Node {
             return;
         };
         let before = peer.is_routable();
-        if let Err(e) = peer.receive(via, datagram, &mut self.out, now) {
-            self.drops.refused += 1;
-            log::debug!("peer {}: {e} (from {from})", peer.config.name);
-        }
+        let carrier = peer.key;
+        let packet = match peer.receive(via, datagram, &mut self.out, now) {
+            Ok(packet) => packet,
+            Err(e) => {
+                self.drops.refused += 1;
+                log::debug!("peer {}: {e} (from {from})", peer.config.name);
+                None
+            }
+        };
         if peer.is_routable() != before {
             self.rebuild_routes();
+        }
+        self.reschedule(carrier);
+        if let Some(packet) = packet {
+            let mesh = &self.mesh;
+            match signal::unwrap_v4(&packet, |a| mesh.is_own(a)) {
+                Some((src, payload)) => {
+                    let payload = payload.to_vec();
+                    self.take_signal(carrier, src, &payload, now);
+                    self.out.recycle(packet);
+                }
+                None => self.out.push(Destination::Tun, packet),
+            }
         }
     }
 
@@ -415,15 +727,33 @@ impl Node {
         if self.reflexive.poll_timeout().is_some_and(|t| now >= t)
             && let Some(mapping) = self.reflexive.handle_timeout(now, &mut self.out)
         {
-            self.events.push_back(Event::NatMapping(mapping));
+            self.out.events.push_back(Event::NatMapping(mapping));
         }
         let mut went_down = false;
-        for peer in self.peers.values_mut() {
-            went_down |= peer.tick(&self.relays, &mut self.out, now);
+        let due: Vec<PublicKey> = self
+            .timers
+            .range(..=(now, PublicKey([0xff; 32])))
+            .map(|(_, key)| *key)
+            .collect();
+        for key in due {
+            if let Some(peer) = self.peers.get_mut(&key) {
+                went_down |= peer.tick(&self.relays, &mut self.out, now);
+            }
+            self.reschedule(key);
         }
-        if went_down {
+        let over: Vec<(PublicKey, &'static str)> = self
+            .punched
+            .iter()
+            .filter_map(|k| Some((*k, self.peers.get(k)?.punched_is_over(IDLE_TEARDOWN, now)?)))
+            .collect();
+        for (key, why) in &over {
+            self.end_punched(*key, why, now);
+        }
+        if went_down || !over.is_empty() {
             self.rebuild_routes();
         }
+        #[cfg(test)]
+        self.check_filed("handle_timeout");
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -439,10 +769,10 @@ impl Node {
     /// logs and tests).
     pub fn poll_timeout(&self) -> Option<(Instant, &str)> {
         let stun = self.reflexive.poll_timeout().map(|t| (t, "stun"));
-        self.peers
-            .values()
-            .map(|p| (p.next_tick(), p.config.name.as_str()))
-            .chain(stun)
-            .min_by_key(|(t, _)| *t)
+        let peer = self.timers.first().and_then(|(t, key)| {
+            let name = self.peers.get(key)?.config.name.as_str();
+            Some((*t, name))
+        });
+        [peer, stun].into_iter().flatten().min_by_key(|(t, _)| *t)
     }
 }

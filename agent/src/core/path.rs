@@ -29,7 +29,7 @@ impl Path {
         }
     }
 
-    /// The word `status` shows.
+    /// The word `status` shows: `direct` or `relay`.
     pub fn kind(&self) -> &'static str {
         match self {
             Path::Direct(_) => "direct",
@@ -72,4 +72,6 @@ impl From<Path> for Destination {
 pub struct Transmit {
     pub destination: Destination,
     pub payload: Vec<u8>,
+    /// The IP TTL (hop limit) to send with, when not the system's default.
+    pub ttl: Option<u8>,
 }

@@ -10,11 +10,14 @@ use crate::prefix::Prefix;
 
 use crate::human::Human;
 
-use super::liveness::{Action, Health, Liveness};
+use super::liveness::{Action, Health, Liveness, RETRY_MAX, RETRY_MAX_KEPT};
+use super::node::{Event, SwitchReason};
 use super::outbox::Outbox;
-use super::path::{Destination, Path, RelayId};
+use super::path::{Path, RelayId};
 use super::paths::{PathSelector, RelayInfo, Switch};
+use super::punch::{PUNCH_FOR, Punch};
 use super::session::{HandshakeGate, MessageKind, Received, Session, SessionError};
+use super::signal::{Candidate, CandidateKind};
 
 /// While data flows or a handshake is in progress, WireGuard's timers (retransmit after
 /// 5 s, passive keepalive after 10 s, new handshake after 15 s of silence, rekey after
@@ -29,6 +32,8 @@ const ACTIVE_WINDOW: Duration = Duration::from_secs(16);
 const IDLE_TICK: Duration = Duration::from_secs(60);
 /// A data message without payload (a keepalive) is exactly this long.
 const KEEPALIVE_LEN: usize = 32;
+/// WireGuard's REKEY_AFTER_TIME: an initiator renews its keys this often.
+const REKEY_AFTER: Duration = Duration::from_secs(120);
 /// A handshake initiation this recent is sent again on a new path rather than replaced:
 /// boringtun retransmits after REKEY_TIMEOUT (5 s) anyway.
 const RESEND_INIT_WITHIN: Duration = Duration::from_secs(5);
@@ -80,9 +85,23 @@ pub struct Peer {
     /// re-sent on the next path when a new path takes over, so a late answer on the old
     /// one still completes the handshake.
     last_init: Option<(Vec<u8>, Instant)>,
+    /// When we answered the peer's initiation: its first data after that gives the round
+    /// trip on this side too (the initiator confirms a handshake with a keepalive).
+    response_sent: Option<Instant>,
     /// When boringtun's timers must next run; moved earlier by traffic, never later.
     timers_due: Instant,
     next_tick: Instant,
+    /// A session made on demand with an edge of another site (see `node.rs`), and the
+    /// punching toward its candidates while no path is known.
+    pub punched: Option<Punched>,
+}
+
+/// What a peer made on demand carries besides a manifest peer.
+pub struct Punched {
+    pub made: Instant,
+    pub punch: Option<Punch>,
+    /// The candidate the direct path was punched through, once one was.
+    pub through: Option<Candidate>,
 }
 
 impl Peer {
@@ -97,6 +116,12 @@ impl Peer {
         let c = &config;
         let session = Session::new(own, key, c.preshared_key, c.keepalive, index, gate, now);
         let paths = PathSelector::new(&config.endpoints);
+        // A peer we keep a keepalive toward (an edge's hub) must come back quickly.
+        let retry_max = if config.keepalive().is_some() {
+            RETRY_MAX_KEPT
+        } else {
+            RETRY_MAX
+        };
         Peer {
             key,
             config,
@@ -105,15 +130,75 @@ impl Peer {
             paths,
             stats: PeerStats::default(),
             overlay: None,
-            liveness: Liveness::default(),
+            liveness: Liveness::with_retry_max(retry_max),
             last_sent: None,
             last_data: None,
             handshake_sent: None,
             last_init: None,
+            response_sent: None,
             // A new peer handshakes at once (or waits for its first packet): either way
             // its timers are active from here.
             timers_due: now + ACTIVE_TICK,
             next_tick: now + ACTIVE_TICK,
+            punched: None,
+        }
+    }
+
+    /// Starts (or starts over) punching toward the other side's candidates.
+    pub fn start_punch(&mut self, candidates: Vec<Candidate>, open_wait: Duration, now: Instant) {
+        if let Some(p) = &mut self.punched {
+            p.punch = Some(Punch::start(candidates, open_wait, now));
+        }
+        self.schedule(now);
+    }
+
+    /// A peer made on demand that punching gave up on, that went down, or that has been
+    /// idle past `idle`: the node drops it, and its traffic stays with the hub.
+    pub fn punched_is_over(&self, idle: Duration, now: Instant) -> Option<&'static str> {
+        let p = self.punched.as_ref()?;
+        if self.path().is_none() {
+            match &p.punch {
+                Some(punch) if punch.gave_up(now) => return Some("no candidate answered"),
+                // No answer to our offer at all: the other side is not an edgewire agent
+                // (a standard WireGuard peer behind the same hub), or not up.
+                None if now.saturating_duration_since(p.made) >= PUNCH_FOR => {
+                    return Some("no answer to the offer");
+                }
+                _ => {}
+            }
+        }
+        if self.liveness.health() == Health::Down {
+            return Some("the direct path stopped answering");
+        }
+        let last = self.last_data.unwrap_or(p.made).max(p.made);
+        (now.saturating_duration_since(last) >= idle).then_some("idle")
+    }
+
+    /// Sends the punches that are due.
+    fn punch(&mut self, out: &mut Outbox, now: Instant) {
+        loop {
+            let due = self.punched.as_mut().and_then(|p| p.punch.as_mut());
+            let Some(send) = due.and_then(|punch| punch.poll(now)) else {
+                return;
+            };
+            let fresh = if send.new_initiation {
+                None
+            } else {
+                self.last_init.as_ref().map(|(b, _)| b.clone())
+            };
+            let datagram = match fresh {
+                Some(bytes) => bytes,
+                None => {
+                    let Some(init) = self.session.initiate(out.buffer(), now) else {
+                        return;
+                    };
+                    self.handshake_sent.get_or_insert(now);
+                    self.last_init = Some((init.clone(), now));
+                    init
+                }
+            };
+            self.send_copy(Path::Direct(send.to), &datagram, send.ttl, out);
+            out.recycle(datagram);
         }
     }
 
@@ -162,10 +247,34 @@ impl Peer {
                 "peer {}: path switched to {next}: relay #{relay} is gone",
                 self.config.name
             );
+            self.switched(SwitchReason::RelayLost, out);
             self.liveness.on_path_changed();
             self.initiate(out, now);
             self.schedule(now);
         }
+    }
+
+    /// How the peer is reached (for `status`): `punched`, `lan` (punched to a host
+    /// candidate), `manifest` on a direct path; `hub` for a session made on demand that
+    /// has no path yet (its traffic goes through the hub); `None` otherwise.
+    pub fn direct_via(&self) -> Option<&'static str> {
+        let Some(path) = self.path() else {
+            return self.punched.as_ref().map(|_| "hub");
+        };
+        if path.relay().is_some() {
+            return None;
+        }
+        Some(match self.punched_through() {
+            Some(c) if c.kind == CandidateKind::Host => "lan",
+            Some(_) => "punched",
+            None if self.punched.is_some() => "punched",
+            None => "manifest",
+        })
+    }
+
+    /// The other side's candidate the direct path was punched through.
+    pub fn punched_through(&self) -> Option<Candidate> {
+        self.punched.as_ref()?.through
     }
 
     /// The smoothed handshake round trip on the active path, once measured.
@@ -288,10 +397,15 @@ impl Peer {
     /// A copy of `datagram` on a path other than the active one; liveness is not told,
     /// since no answer is owed on the active path.
     fn send_on(&mut self, path: Path, datagram: &[u8], out: &mut Outbox) {
+        self.send_copy(path, datagram, None, out);
+    }
+
+    /// `send_on` with an IP TTL (a punch).
+    fn send_copy(&mut self, path: Path, datagram: &[u8], ttl: Option<u8>, out: &mut Outbox) {
         let mut copy = out.buffer();
         copy.extend_from_slice(datagram);
         self.stats.tx_bytes += copy.len() as u64;
-        out.push(path.into(), copy);
+        out.push_with_ttl(path.into(), copy, ttl);
     }
 
     /// Encrypts a packet from the TUN device.
@@ -304,14 +418,16 @@ impl Peer {
         self.schedule(now);
     }
 
-    /// Handles a datagram that names this peer. Returns false when WireGuard refused it.
+    /// Handles a datagram that names this peer. Returns the IP packet it carried, if any
+    /// and if its source is one the peer may send from, for the node to place; an error
+    /// when WireGuard refused the datagram.
     pub fn receive(
         &mut self,
         via: Path,
         datagram: &[u8],
         out: &mut Outbox,
         now: Instant,
-    ) -> Result<(), SessionError> {
+    ) -> Result<Option<Vec<u8>>, SessionError> {
         let kind = MessageKind::of(datagram);
         let mut replies = Vec::new();
         let received = self.session.decapsulate(
@@ -323,9 +439,17 @@ impl Peer {
         )?;
         self.stats.rx_bytes += datagram.len() as u64;
         // Authenticated: WireGuard's roaming follows the sender's address. A cookie reply
-        // proves less, so it moves nothing.
-        if kind != Some(MessageKind::CookieReply) {
-            self.follow(via);
+        // proves less, so it moves nothing; nor, on a path still being punched, does an
+        // initiation: it proves their datagrams reach us, not that ours reach them. A
+        // response to ours, or data on a session we answered, proves both ways.
+        let proves_path = self.punched.is_none()
+            || self.paths.active().is_some()
+            || matches!(
+                kind,
+                Some(MessageKind::HandshakeResponse | MessageKind::Data)
+            );
+        if kind != Some(MessageKind::CookieReply) && proves_path {
+            self.follow(via, out);
             if self.liveness.on_answer(now) {
                 log::info!("peer {}: answers again ({via})", self.config.name);
             }
@@ -339,41 +463,72 @@ impl Peer {
                 self.handshake_sent = None;
                 self.stats.handshakes += 1;
             }
-            Some(MessageKind::HandshakeInit) => self.stats.handshakes += 1,
-            Some(MessageKind::Data) if datagram.len() > KEEPALIVE_LEN => {
-                self.handshake_sent = None;
-                self.last_data = Some(now);
+            Some(MessageKind::HandshakeInit) => {
+                self.stats.handshakes += 1;
+                self.response_sent = (!replies.is_empty()).then_some(now);
+            }
+            Some(MessageKind::Data) => {
+                if let Some(sent) = self.response_sent.take() {
+                    self.liveness
+                        .on_handshake_rtt(now.saturating_duration_since(sent));
+                }
+                if datagram.len() > KEEPALIVE_LEN {
+                    self.handshake_sent = None;
+                    self.last_data = Some(now);
+                }
             }
             _ => {}
         }
         for reply in replies {
-            self.send(reply, out, now);
-        }
-        if let Received::Packet(packet, src) = received {
-            let allowed = self
-                .config
-                .allowed_ips
-                .iter()
-                .chain(&self.overlay)
-                .any(|p| p.contains(src));
-            if allowed {
-                out.push(Destination::Tun, packet);
+            if self.paths.active().is_some() {
+                self.send(reply, out, now);
             } else {
-                log::debug!(
-                    "peer {}: dropped a packet from {src}, outside its allowed IPs",
-                    self.config.name
-                );
-                out.recycle(packet);
+                // No path yet (a punch): answer where the initiation came from.
+                self.send_copy(via, &reply, None, out);
+                out.recycle(reply);
             }
         }
         self.schedule(now);
-        Ok(())
+        let Received::Packet(packet, src) = received else {
+            return Ok(None);
+        };
+        let allowed = self
+            .config
+            .allowed_ips
+            .iter()
+            .chain(&self.overlay)
+            .any(|p| p.contains(src));
+        if allowed {
+            return Ok(Some(packet));
+        }
+        log::debug!(
+            "peer {}: dropped a packet from {src}, outside its allowed IPs",
+            self.config.name
+        );
+        out.recycle(packet);
+        Ok(None)
+    }
+
+    fn switched(&self, why: SwitchReason, out: &mut Outbox) {
+        out.events.push_back(Event::PathSwitched {
+            peer: self.config.name.clone(),
+            why,
+        });
     }
 
     /// WireGuard's roaming, with path selection: see `paths.rs`.
-    fn follow(&mut self, via: Path) {
+    fn follow(&mut self, via: Path, out: &mut Outbox) {
+        let switch = self.paths.on_authenticated(via);
+        let why = match switch {
+            Some(Switch::Promoted { .. }) => SwitchReason::Promoted,
+            Some(Switch::Roamed { .. }) => SwitchReason::Roamed,
+            Some(Switch::Learned(_)) if self.punched.is_some() => SwitchReason::Punched,
+            Some(Switch::Learned(_)) => SwitchReason::Learned,
+            None => return,
+        };
+        self.switched(why, out);
         let name = &self.config.name;
-        match self.paths.on_authenticated(via) {
+        match switch {
             Some(Switch::Promoted { from, to }) => {
                 log::info!("peer {name}: path switched to {to}: a probe was answered (was {from})")
             }
@@ -384,7 +539,20 @@ impl Peer {
                     from.endpoint()
                 )
             }
-            Some(Switch::Learned(path)) => log::info!("peer {name}: endpoint learned: {path}"),
+            Some(Switch::Learned(path)) => match self.punched.as_mut() {
+                Some(p) => {
+                    let through = p
+                        .punch
+                        .take()
+                        .and_then(|punch| punch.candidate(path.endpoint()));
+                    p.through = through;
+                    let how = through.map_or("a peer-reflexive address", |c| c.kind.name());
+                    log::info!(
+                        "peer {name}: path switched to {path}: punched through the NATs ({how}); traffic leaves the hub"
+                    )
+                }
+                None => log::info!("peer {name}: endpoint learned: {path}"),
+            },
             None => {}
         }
     }
@@ -411,6 +579,7 @@ impl Peer {
             match self.paths.on_failure(relays, now) {
                 Some(next) => {
                     log::info!("peer {}: path switched to {next}: {why}", self.config.name);
+                    self.switched(SwitchReason::Failed, out);
                     self.liveness.on_path_changed();
                     went_down = false;
                     self.resume_on_new_path(out, now);
@@ -427,10 +596,13 @@ impl Peer {
             }
         } else if action == Action::Probe {
             if self.liveness.health() == Health::Down {
-                // Retrying a peer that is down: each retry on the next path in turn.
+                // Retrying a peer that is down: each retry on the next path in turn, one
+                // datagram (a hub may have thousands of offline peers).
                 self.paths.rotate(relays, now);
+                self.initiate(out, now);
+            } else {
+                self.probe(out, now);
             }
-            self.probe(out, now);
         }
         if let Some(targets) = self.paths.direct_probe_due(now) {
             self.probe_direct(&targets, out, now);
@@ -440,8 +612,13 @@ impl Peer {
         {
             self.send(keepalive, out, now);
         }
+        self.punch(out, now);
         if now >= self.timers_due {
-            self.run_timers(out, now);
+            // While down, the liveness check's backed-off probes are the only retries:
+            // boringtun would retransmit every 5 s and start over for ever.
+            if self.liveness.health() != Health::Down {
+                self.run_timers(out, now);
+            }
             self.timers_due = self.timers_wanted(now);
         }
         self.schedule(now);
@@ -451,6 +628,16 @@ impl Peer {
     /// boringtun's timers: retransmits, keepalives, rekeys, key expiry.
     fn run_timers(&mut self, out: &mut Outbox, now: Instant) {
         match self.session.update_timers(out.buffer(), now) {
+            Ok(Some(datagram)) if self.is_probe_retransmit(&datagram, now) => {
+                // The retransmit of a direct probe goes where the probe went: sent on the
+                // relay it would be answered there, a full handshake every probe. The
+                // relay's keys are renewed when they age, like any session's.
+                let targets = self.paths.direct_candidates().to_vec();
+                for addr in targets {
+                    self.send_copy(Path::Direct(addr), &datagram, None, out);
+                }
+                out.recycle(datagram);
+            }
             Ok(Some(datagram)) => self.send(datagram, out, now),
             Ok(None) => {}
             Err(SessionError::Expired) => {
@@ -467,6 +654,17 @@ impl Peer {
             }
             Err(_) => {}
         }
+    }
+
+    /// Whether boringtun's retransmitted initiation belongs to a direct probe: we are
+    /// relayed and the session's keys are young (a rekey would be due at 120 s).
+    fn is_probe_retransmit(&self, datagram: &[u8], now: Instant) -> bool {
+        let relayed = self.paths.active().is_some_and(|p| p.relay().is_some());
+        let young = self
+            .session
+            .time_since_last_handshake(now)
+            .is_some_and(|age| age < REKEY_AFTER);
+        relayed && young && MessageKind::of(datagram) == Some(MessageKind::HandshakeInit)
     }
 
     /// When boringtun's timers want a look, from what the peer is doing; see ACTIVE_TICK.
@@ -492,7 +690,12 @@ impl Peer {
     /// they still run every second, so rekeys and key expiry happen on time.
     fn schedule(&mut self, now: Instant) {
         self.timers_due = self.timers_due.min(self.timers_wanted(now));
-        self.next_tick = [self.liveness.deadline(), self.paths.deadline()]
+        let punch = self
+            .punched
+            .as_ref()
+            .and_then(|p| p.punch.as_ref())
+            .map(|punch| punch.deadline());
+        self.next_tick = [self.liveness.deadline(), self.paths.deadline(), punch]
             .into_iter()
             .flatten()
             .fold(self.timers_due, Instant::min);

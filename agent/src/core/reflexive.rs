@@ -118,6 +118,11 @@ impl Reflexive {
         self.mapping
     }
 
+    /// The node's own interface addresses, as the shell last told.
+    pub fn host_addresses(&self) -> &[IpAddr] {
+        &self.host
+    }
+
     /// Every distinct reflexive address the last round learned, in server order.
     pub fn addresses(&self) -> Vec<SocketAddr> {
         let mut all: Vec<SocketAddr> = Vec::new();
@@ -147,6 +152,13 @@ impl Reflexive {
         host.dedup();
         if host != self.host {
             self.host = host;
+            self.restart(now);
+        }
+    }
+
+    /// Something suggests the mapping changed (a punched path died): check now.
+    pub fn recheck(&mut self, now: Instant) {
+        if self.pending.is_empty() {
             self.restart(now);
         }
     }

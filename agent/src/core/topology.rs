@@ -30,6 +30,10 @@ pub struct Topology {
     pub peers: BTreeMap<PublicKey, PeerPlan>,
     /// On an edge: the overlay prefix and the hubs that may carry it, in manifest order.
     pub overlay: Option<Overlay>,
+    /// On an edge: the edges it does not peer with (other sites), reached through a hub
+    /// and directly once a path is punched on demand. Never endpoints: a punched path
+    /// comes from the candidate exchange.
+    pub remote: BTreeMap<PublicKey, PeerPlan>,
 }
 
 /// A peer before its endpoint names are resolved.
@@ -103,12 +107,30 @@ pub fn plan(manifest: &Manifest, own: &PublicKey) -> Result<Topology, NotListed>
             (n.public_key, plan)
         })
         .collect();
+    let remote = manifest
+        .nodes
+        .iter()
+        .filter(|n| me.role == Role::Edge && n.role == Role::Edge)
+        .filter(|n| &n.public_key != own && !peers_with(me, n))
+        .map(|n| {
+            let plan = PeerPlan {
+                name: n.name.clone(),
+                role: n.role,
+                allowed_ips: n.addresses.iter().chain(&n.allowed_ips).copied().collect(),
+                endpoints: Vec::new(),
+                keepalive: None,
+                preshared_key: pair_preshared_key(me, n),
+            };
+            (n.public_key, plan)
+        })
+        .collect();
     Ok(Topology {
         name: me.name.clone(),
         role: me.role,
         addresses: me.addresses.clone(),
         peers,
         overlay,
+        remote,
     })
 }
 
@@ -158,6 +180,7 @@ mod tests {
             expires: None,
             nodes,
             relays: vec![],
+            stun: Vec::new(),
         }
     }
 

@@ -3,20 +3,24 @@
 
 mod agent;
 mod clock;
-mod clocktrust;
+pub(crate) mod clocktrust;
+mod control_socket;
 mod fdstore;
+mod ifaddrs;
 mod intake;
+mod metrics_out;
 mod netlink;
 mod notify;
 mod puller;
 mod relay;
+mod resolver;
 mod status_server;
 mod tun;
 mod udp;
 
 use smol::LocalExecutor;
 
-use crate::config::RunConfig;
+use crate::config::{OperatorConfig, RunConfig};
 
 /// `edgewire open-tun`: see `tun.rs`.
 pub fn open_tun_for_systemd(interface: &str) -> anyhow::Result<()> {
@@ -24,7 +28,7 @@ pub fn open_tun_for_systemd(interface: &str) -> anyhow::Result<()> {
 }
 
 /// `edgewire run`: runs until SIGTERM or SIGINT.
-pub fn run(config: RunConfig) -> anyhow::Result<()> {
+pub fn run(config: RunConfig, ops: OperatorConfig) -> anyhow::Result<()> {
     // Before anything of ours is written: what a crash left behind goes first.
     match crate::state::remove_stale_temporaries(&config.state_dir) {
         Ok(removed) => {
@@ -44,7 +48,7 @@ pub fn run(config: RunConfig) -> anyhow::Result<()> {
     let key = crate::keys::load_or_create(&config.state_dir)?;
     let ex = LocalExecutor::new();
     smol::block_on(ex.run(async {
-        let mut agent = agent::Agent::start(config, key, &ex).await?;
+        let mut agent = agent::Agent::start(config, ops, key, &ex).await?;
         agent.run().await
     }))
 }

@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use edgewire_lab::worlds::HubSites;
 use edgewire_lab::*;
 
 const T: Duration = Duration::from_secs(30);
@@ -55,14 +56,14 @@ fn main() {
     let started = Instant::now();
 
     let lab = Lab::new("demo");
-    let wan = lab.wan();
-    let hub_host = lab.host("hub");
-    wan.attach(&hub_host, "203.0.113.10/24");
-    hub_host.enable_forwarding();
-    let site_a = wan.nat_router("nat-a", "198.51.100.2/24", "192.168.10.1/24");
-    let site_b = wan.nat_router("nat-b", "192.0.2.2/24", "192.168.20.1/24");
-    let site_c = wan.nat_router("nat-c", "192.0.2.3/24", "192.168.30.1/24");
-    only_tcp_443_out(&site_c);
+    // The catalogue's hub and three sites; site c lets only TCP 443 out.
+    let HubSites {
+        wan,
+        hub_host,
+        sites,
+        devs,
+    } = HubSites::new(&lab, 3);
+    sites[2].router.allow_only_tcp_out(&sites[2].uplink, 443);
 
     // The manifest server (nginx over HTTPS) and the relay (coturn, TLS on 443), each with
     // a CA made for the demo; the devices trust both.
@@ -87,22 +88,22 @@ fn main() {
             site: "public 203.0.113.10",
         },
         Node {
-            agent: Agent::new(&site_a.host("dev-a1", "192.168.10.2/24"), "dev-a1"),
+            agent: Agent::new(&devs[0], "dev-a1"),
             overlay: "10.42.1.1",
             site: "lab-a, NAT 198.51.100.2",
         },
         Node {
-            agent: Agent::new(&site_a.host("dev-a2", "192.168.10.3/24"), "dev-a2"),
+            agent: Agent::new(&sites[0].host("dev-a2", "192.168.10.3/24"), "dev-a2"),
             overlay: "10.42.1.2",
             site: "lab-a, NAT 198.51.100.2",
         },
         Node {
-            agent: Agent::new(&site_b.host("dev-b1", "192.168.20.2/24"), "dev-b1"),
+            agent: Agent::new(&devs[1], "dev-b1"),
             overlay: "10.42.2.1",
             site: "lab-b, NAT 192.0.2.2",
         },
         Node {
-            agent: Agent::new(&site_c.host("dev-c1", "192.168.30.2/24"), "dev-c1"),
+            agent: Agent::new(&devs[2], "dev-c1"),
             overlay: "10.42.3.1",
             site: "lab-c, only TCP 443 out, NAT 192.0.2.3",
         },
@@ -274,31 +275,5 @@ fn main() {
     drop(lab);
     if failed > 0 {
         std::process::exit(1);
-    }
-}
-
-/// The site's router lets out only TCP to port 443 (and what answers it): a corporate
-/// network that blocks UDP.
-fn only_tcp_443_out(site: &NatSite) {
-    let uplink = site.uplink.as_str();
-    let rules: [&[&str]; 4] = [
-        &["-A", "FORWARD", "-p", "udp", "-j", "DROP"],
-        &[
-            "-A", "FORWARD", "-o", uplink, "-p", "tcp", "--dport", "443", "-j", "ACCEPT",
-        ],
-        &[
-            "-A",
-            "FORWARD",
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "ESTABLISHED,RELATED",
-            "-j",
-            "ACCEPT",
-        ],
-        &["-A", "FORWARD", "-j", "DROP"],
-    ];
-    for rule in rules {
-        site.router.iptables(rule);
     }
 }

@@ -1,4 +1,4 @@
-//! Figures for issue 3's closing note (a benchmark command, not a test), each printed with
+//! Figures for the manifest lifecycle (a benchmark command, not a test), each printed with
 //! how it was measured:
 //!
 //! - a: time from `edgewire run` to the first ping answered over the overlay, booting from

@@ -1,4 +1,4 @@
-//! Figures for issue 4's closing note (a benchmark command, not a test), each printed with
+//! Figures for relay fallback (a benchmark command, not a test), each printed with
 //! how it was measured, in the world of `edgewire_lab::relaylab` (an edge behind a NAT
 //! router that is also its firewall, a hub on the wan, coturn 4.6.1 on another address):
 //!
@@ -13,7 +13,7 @@
 //! - e: the longest gap in a 10/s ping when the relay in use is killed and a second
 //!   relay is there to take over.
 //!
-//! Targets (issue 4): first packet through the relay within 2 s of start; at most 5 s of
+//! Targets: first packet through the relay within 2 s of start; at most 5 s of
 //! lost pings when a direct path dies; back to direct within 30 s of it working again.
 //!
 //! Run as root, after `cargo build --release -p edgewire`:

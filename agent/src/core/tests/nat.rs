@@ -92,6 +92,9 @@ pub struct SimNat {
     pub timeout: Duration,
     /// Linux conntrack's clash: see the module doc.
     pub clash_on_unsolicited: bool,
+    /// Keeps the internal port as the public one when it is free (MASQUERADE does);
+    /// off, every new mapping gets a new port (a NAT that rebinds).
+    pub preserve_port: bool,
     mappings: Vec<Mapping>,
     /// Inbound tuples (remote, public port) no mapping admitted, as conntrack keeps them.
     unsolicited: Vec<(SocketAddr, u16, Instant)>,
@@ -105,6 +108,7 @@ impl SimNat {
             kind,
             timeout: Duration::from_secs(30),
             clash_on_unsolicited: true,
+            preserve_port: true,
             mappings: Vec::new(),
             unsolicited: Vec::new(),
             next_random_port: 40000,
@@ -164,12 +168,17 @@ impl SimNat {
                 .unsolicited
                 .iter()
                 .any(|(r, p, _)| *r == remote && *p == wanted);
-        let keep = self.kind.mapping == EndpointIndependent && !taken(wanted) && !clash;
+        let keep = self.preserve_port
+            && self.kind.mapping == EndpointIndependent
+            && !taken(wanted)
+            && !clash;
         if keep {
             return wanted;
         }
+        // "Random": a stride through 1024–65535, the same every run.
         loop {
-            self.next_random_port = self.next_random_port.wrapping_add(7919).max(1024);
+            let offset = (u32::from(self.next_random_port) - 1024 + 7919) % (65536 - 1024);
+            self.next_random_port = (offset + 1024) as u16;
             if !taken(self.next_random_port) {
                 return self.next_random_port;
             }

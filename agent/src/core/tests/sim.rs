@@ -14,6 +14,9 @@ use super::super::topology;
 use super::super::{Destination, Node, PeerConfig};
 use super::nat::SimNat;
 
+/// A TTL this low dies between the sender's NAT and anyone else's.
+const LOW_TTL_REACH: u8 = 2;
+
 pub struct SimNode {
     pub node: Node,
     /// The address the node's socket is bound to.
@@ -107,12 +110,16 @@ impl Sim {
         let now = self.now;
         for n in &mut self.nodes {
             let t = topology::plan(manifest, &n.node.public_key()).unwrap();
-            let desired: BTreeMap<PublicKey, PeerConfig> = t
-                .peers
-                .iter()
-                .map(|(k, p)| (*k, p.resolve(|e| e.parse().into_iter().collect())))
-                .collect();
-            n.node.apply(desired, t.overlay.clone(), now);
+            let resolve = |plans: &BTreeMap<PublicKey, topology::PeerPlan>| {
+                plans
+                    .iter()
+                    .map(|(k, p)| (*k, p.resolve(|e| e.parse().into_iter().collect())))
+                    .collect::<BTreeMap<PublicKey, PeerConfig>>()
+            };
+            n.node.set_own_addresses(t.addresses.clone(), n.addr.port());
+            n.node.set_host_addresses(vec![n.addr.ip()], now);
+            n.node.set_remote_edges(resolve(&t.remote), now);
+            n.node.apply(resolve(&t.peers), t.overlay.clone(), now);
         }
     }
 
@@ -134,7 +141,14 @@ impl Sim {
                         Destination::Udp(_) if self.nodes[i].cut => self.lost += 1,
                         Destination::Udp(to) => {
                             let from = self.source_toward(i, to);
-                            self.deliver(from, to, &t.payload);
+                            // Every NAT is one hop from its devices and two from the
+                            // other NATs: a low TTL passes the sender's NAT only.
+                            let lan = from == self.nodes[i].addr && self.nodes[i].nat.is_some();
+                            if !lan && t.ttl.is_some_and(|ttl| ttl <= LOW_TTL_REACH) {
+                                self.lost += 1;
+                            } else {
+                                self.deliver(from, to, &t.payload);
+                            }
                         }
                         Destination::Relay { relay, peer } => {
                             let r = &self.relays[usize::from(relay)];
@@ -221,12 +235,16 @@ impl Sim {
             }
             return;
         }
-        // A node behind a fixed NAT is reached only at its public mapping.
-        match self
+        // A node behind a fixed NAT is reached only at its public mapping; one behind an
+        // RFC 4787 NAT at its own address only from its LAN (behind the same NAT).
+        let lan = self
             .nodes
-            .iter_mut()
-            .find(|n| !n.cut && n.public.unwrap_or(n.addr) == to)
-        {
+            .iter()
+            .find(|n| n.addr == from)
+            .and_then(|n| n.nat);
+        match self.nodes.iter_mut().find(|n| {
+            !n.cut && n.public.unwrap_or(n.addr) == to && (n.nat.is_none() || n.nat == lan)
+        }) {
             Some(n) => n.node.handle_udp(from, payload, now),
             None => self.lost += 1,
         }
@@ -239,6 +257,24 @@ impl Sim {
             n.node.handle_timeout(now);
         }
         self.run();
+        // The node files deadlines as they change instead of scanning its peers: the
+        // earliest it files must be the earliest of all its peers, every time.
+        for n in &self.nodes {
+            let scanned = n.node.peers().map(|p| p.next_tick()).min();
+            let filed = n.node.poll_timeout().map(|(t, _)| t);
+            if let Some(scanned) = scanned {
+                let missed: Vec<&str> = n
+                    .node
+                    .peers()
+                    .filter(|p| filed.is_none_or(|f| p.next_tick() < f))
+                    .map(|p| p.config.name.as_str())
+                    .collect();
+                assert!(
+                    missed.is_empty(),
+                    "deadlines not filed: {missed:?} ({scanned:?} / {filed:?})"
+                );
+            }
+        }
     }
 
     pub fn handshakes(&self, node: usize, peer: &PublicKey) -> u64 {
@@ -286,6 +322,7 @@ pub fn manifest(nodes: Vec<NodeSpec>) -> Manifest {
         expires: None,
         nodes,
         relays: vec![],
+        stun: Vec::new(),
     }
 }
 

@@ -2,6 +2,9 @@
 //! request or a signal; hand what came in to the core; send what the core produced.
 
 mod apply;
+mod control;
+mod metrics;
+mod record;
 mod relays;
 mod report;
 
@@ -10,25 +13,28 @@ use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 use anyhow::Context;
-use futures_lite::FutureExt;
 use futures_lite::io::AsyncReadExt;
+use futures_lite::{FutureExt, StreamExt};
 use rand_core::RngCore;
 use smol::{Async, LocalExecutor, Timer};
 use tun_rs::AsyncDevice;
 
-use crate::config::RunConfig;
+use crate::config::{OperatorConfig, RunConfig};
 use crate::core::topology::Topology;
-use crate::core::{Destination, Node};
+use crate::core::{Destination, Event, Node};
 use crate::fetch::{FetchConfig, Fetcher};
 use crate::keys::PrivateKey;
 use crate::status::ManifestInfo;
 
 use super::clock;
+use super::control_socket::ControlSocket;
 use super::intake::Intake;
+use super::metrics_out::MetricsOut;
 use super::netlink::Netlink;
 use super::notify::Notifier;
 use super::puller::{self, Pulled, Puller};
 use super::relay::{self, FromRelay, Relay};
+use super::resolver::Resolver;
 use super::status_server::{self, StatusServer};
 use super::tun;
 use super::udp::Udp;
@@ -46,6 +52,9 @@ enum Wake {
     Pulled(Option<Pulled>),
     Relay(Option<FromRelay>),
     Status(io::Result<Async<UnixStream>>),
+    Control(io::Result<Async<UnixStream>>),
+    MetricsTick,
+    MetricsScrape(io::Result<Async<std::net::TcpStream>>),
     Reload,
     Signal,
 }
@@ -58,6 +67,10 @@ pub struct Agent<'a> {
     udp: Udp,
     netlink: Netlink,
     status: StatusServer,
+    /// `wg show`'s socket; none when it could not be bound or is turned off.
+    control: Option<ControlSocket>,
+    /// `--metrics-file` and `--metrics-listen`, when either is set.
+    metrics: Option<MetricsOut>,
     /// SIGTERM and SIGINT: stop.
     signals: Async<UnixStream>,
     /// SIGHUP: poll the manifest URL now.
@@ -65,6 +78,10 @@ pub struct Agent<'a> {
     intake: Intake,
     puller: Puller,
     relays: Vec<Relay>,
+    /// Endpoint and relay names, resolved off the loop.
+    resolver: Resolver,
+    /// Endpoint names that did not resolve last time (logged once, not every poll).
+    unresolved: std::collections::BTreeSet<String>,
     /// Every relay task reports here.
     relay_tx: smol::channel::Sender<FromRelay>,
     relay_rx: smol::channel::Receiver<FromRelay>,
@@ -78,11 +95,14 @@ pub struct Agent<'a> {
     next_watchdog: Option<Instant>,
     ready: bool,
     wall_clock: clock::WallClockWatch,
+    /// Start time and manifest polls, for the operator (`status`, metrics).
+    record: record::Record,
 }
 
 impl<'a> Agent<'a> {
     pub async fn start(
         config: RunConfig,
+        ops: OperatorConfig,
         key: PrivateKey,
         ex: &'a LocalExecutor<'static>,
     ) -> anyhow::Result<Agent<'a>> {
@@ -94,6 +114,9 @@ impl<'a> Agent<'a> {
             .await
             .with_context(|| format!("binding UDP port {}", config.listen_port))?;
         let status = StatusServer::bind(&config.state_dir)?;
+        let control = (ops.control_dir.as_deref())
+            .and_then(|dir| ControlSocket::bind(dir, &config.interface));
+        let metrics = MetricsOut::new(ops.metrics_file, ops.metrics_interval, ops.metrics_listen)?;
         let signals = signal_pipe(&[signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
         let reload = signal_pipe(&[signal_hook::consts::SIGHUP])?;
         let public = key.public_key();
@@ -119,11 +142,15 @@ impl<'a> Agent<'a> {
             udp,
             netlink,
             status,
+            control,
+            metrics,
             signals,
             reload,
             intake,
             puller,
             relays: Vec::new(),
+            resolver: Resolver::new(),
+            unresolved: Default::default(),
             relay_tx,
             relay_rx,
             topology: None,
@@ -133,6 +160,7 @@ impl<'a> Agent<'a> {
             notify,
             ready: false,
             wall_clock: clock::WallClockWatch::new(),
+            record: record::Record::new(now, clock::unix_now()),
         })
     }
 
@@ -146,6 +174,9 @@ impl<'a> Agent<'a> {
         let mut tun_buf = vec![0u8; RECV_BUFFER];
         let mut udp_buf = vec![0u8; RECV_BUFFER];
         let mut timer = Timer::never();
+        let mut metrics_tick = (self.metrics.as_ref())
+            .filter(|m| m.has_file())
+            .map(|m| Timer::interval_at(Instant::now(), m.interval));
         loop {
             match self.next_deadline() {
                 Some(at) => timer.set_at(at),
@@ -169,6 +200,27 @@ impl<'a> Agent<'a> {
             .or(async { Wake::Relay(self.relay_rx.recv().await.ok()) })
             .or(async { Wake::Status(self.status.accept().await) })
             .or(async {
+                match metrics_tick.as_mut() {
+                    Some(tick) => {
+                        tick.next().await;
+                        Wake::MetricsTick
+                    }
+                    None => std::future::pending().await,
+                }
+            })
+            .or(async {
+                match &self.metrics {
+                    Some(m) => Wake::MetricsScrape(m.accept().await),
+                    None => std::future::pending().await,
+                }
+            })
+            .or(async {
+                match &self.control {
+                    Some(c) => Wake::Control(c.accept().await),
+                    None => std::future::pending().await,
+                }
+            })
+            .or(async {
                 let _ = (&self.reload).read(&mut [0u8; 16]).await;
                 Wake::Reload
             })
@@ -183,7 +235,10 @@ impl<'a> Agent<'a> {
                 Wake::Timer => self.on_timer(),
                 Wake::Pulled(Some(pulled)) => self.on_pulled(pulled).await,
                 Wake::Pulled(None) => anyhow::bail!("the manifest thread stopped"),
-                Wake::Relay(Some(event)) => self.on_relay(event),
+                Wake::Relay(Some(event)) => {
+                    self.record.on_relay(&event);
+                    self.on_relay(event)
+                }
                 // The agent holds a sender itself: the channel never closes.
                 Wake::Relay(None) => {}
                 Wake::Status(Ok(stream)) => {
@@ -192,6 +247,26 @@ impl<'a> Agent<'a> {
                         .detach();
                 }
                 Wake::Status(Err(e)) => log::debug!("status socket: {e}"),
+                Wake::Control(Ok(stream)) => {
+                    let get = crate::uapi::render_get(&self.uapi_device());
+                    if let Some(task) = self.control.as_ref().and_then(|c| c.serve(stream, get)) {
+                        self.ex.spawn(task).detach();
+                    }
+                }
+                Wake::Control(Err(e)) => log::debug!("control socket: {e}"),
+                Wake::MetricsTick => {
+                    let text = self.metrics_text();
+                    if let Some(m) = self.metrics.as_mut() {
+                        m.write_file(&text);
+                    }
+                }
+                Wake::MetricsScrape(Ok(stream)) => {
+                    let text = self.metrics_text();
+                    if let Some(task) = self.metrics.as_ref().and_then(|m| m.serve(stream, text)) {
+                        self.ex.spawn(task).detach();
+                    }
+                }
+                Wake::MetricsScrape(Err(e)) => log::debug!("metrics listener: {e}"),
                 Wake::Reload => {
                     log::info!("SIGHUP: polling {} now", self.intake.source());
                     self.puller.poll_now();
@@ -266,6 +341,8 @@ impl<'a> Agent<'a> {
 
     /// A poll of the manifest URL finished.
     async fn on_pulled(&mut self, pulled: Pulled) {
+        self.record
+            .on_pulled(&pulled, clock::now(), clock::unix_now());
         let new = self.intake.pulled(pulled);
         // A boot from the cache names the cache until the server sends the same bytes.
         if let Some(info) = self.manifest.as_mut() {
@@ -302,10 +379,22 @@ impl<'a> Agent<'a> {
 
     /// Sends everything the core produced, then hands the buffers back.
     async fn flush(&mut self) {
+        while let Some(event) = self.node.poll_event() {
+            match event {
+                Event::NatMapping(mapping) => log::info!(
+                    "NAT in front of UDP port {}: {mapping} mapping (seen as {})",
+                    self.config.listen_port,
+                    describe_addresses(&self.node.reflexive_addresses())
+                ),
+                Event::PathSwitched { why, .. } => {
+                    *self.record.path_switches.entry(why.name()).or_default() += 1;
+                }
+            }
+        }
         while let Some(t) = self.node.poll_transmit() {
             match t.destination {
                 Destination::Udp(to) => {
-                    if let Err(e) = self.udp.send_to(&t.payload, to).await {
+                    if let Err(e) = self.udp.send_to_with_ttl(&t.payload, to, t.ttl).await {
                         log::debug!("UDP send to {to}: {e}");
                     }
                 }
@@ -322,6 +411,15 @@ impl<'a> Agent<'a> {
             }
             self.node.recycle(t.payload);
         }
+    }
+}
+
+fn describe_addresses(addrs: &[std::net::SocketAddr]) -> String {
+    let all: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    if all.is_empty() {
+        "nothing yet".into()
+    } else {
+        all.join(", ")
     }
 }
 

@@ -1,0 +1,435 @@
+//! Metrics in the Prometheus text format (version 0.0.4), rendered from the status
+//! report plus the few things only metrics want (failure counts, relay round trips,
+//! memory). Names follow Prometheus conventions: `edgewire_` prefix, base units
+//! (seconds, bytes), `_total` on counters, and the standard `process_*` names.
+//!
+//! No I/O here: the shell writes the text to `--metrics-file` (for node_exporter's
+//! textfile collector) and serves it on `--metrics-listen`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::status::{PeerReport, Report};
+
+/// What a scrape shows besides the report.
+#[derive(Debug, Default)]
+pub struct Extra<'a> {
+    /// Seconds since 1970, now (for "last handshake" timestamps).
+    pub now_unix: u64,
+    pub rss_bytes: Option<u64>,
+    /// Wall-clock time of the last poll the manifest server answered.
+    pub manifest_last_success_unix: Option<u64>,
+    /// Failed manifest polls by kind (`connect`, `timeout`, `http_status`, ...).
+    pub manifest_failures: Option<&'a BTreeMap<&'static str, u64>>,
+    /// Path switches of all peers by reason (`learned`, `punched`, `failed`, ...).
+    pub path_switches: Option<&'a BTreeMap<&'static str, u64>>,
+    pub relays: Vec<RelayMetric>,
+}
+
+#[derive(Debug, Default)]
+pub struct RelayMetric {
+    /// The relay as the manifest names it (`HOST:PORT`).
+    pub relay: String,
+    /// `udp`, `tcp` or `tls` while up.
+    pub transport: Option<String>,
+    pub rtt: Option<Duration>,
+}
+
+/// The kinds of path a peer's datagrams may take, as `edgewire_peer_path` labels them:
+/// `punched` is a direct path made through both NATs on demand, `hub` a session made on
+/// demand whose traffic still goes through the hub, `none` no path yet.
+const PATHS: [&str; 5] = ["direct", "punched", "relay", "hub", "none"];
+
+/// The `edgewire_peer_path` label of a peer.
+fn path_kind(p: &PeerReport) -> &str {
+    match (p.path.as_deref(), p.via.as_deref()) {
+        (Some("direct"), Some("punched" | "lan")) => "punched",
+        (Some(path), _) => path,
+        (None, Some("hub")) => "hub",
+        (None, _) => "none",
+    }
+}
+
+pub fn render(r: &Report, x: &Extra<'_>) -> String {
+    let mut m = Metrics::default();
+    let version = r.version.split_whitespace().nth(1).unwrap_or("");
+    m.family(
+        "edgewire_build_info",
+        "gauge",
+        "The running agent's version, commit and target.",
+    );
+    m.sample(
+        "edgewire_build_info",
+        &[
+            ("version", version),
+            ("commit", env!("EDGEWIRE_GIT_COMMIT")),
+            ("target", env!("EDGEWIRE_TARGET")),
+        ],
+        1,
+    );
+    m.family(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+    );
+    m.sample("process_start_time_seconds", &[], r.started_unix);
+    if let Some(rss) = x.rss_bytes {
+        m.family(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+        );
+        m.sample("process_resident_memory_bytes", &[], rss);
+    }
+
+    m.family(
+        "edgewire_peer_receive_bytes_total",
+        "counter",
+        "WireGuard datagram bytes received from the peer.",
+    );
+    for p in &r.peers {
+        m.sample("edgewire_peer_receive_bytes_total", &peer(p), p.rx_bytes);
+    }
+    m.family(
+        "edgewire_peer_transmit_bytes_total",
+        "counter",
+        "WireGuard datagram bytes sent to the peer.",
+    );
+    for p in &r.peers {
+        m.sample("edgewire_peer_transmit_bytes_total", &peer(p), p.tx_bytes);
+    }
+    m.family(
+        "edgewire_peer_handshakes_total",
+        "counter",
+        "WireGuard handshakes completed with the peer.",
+    );
+    for p in &r.peers {
+        m.sample("edgewire_peer_handshakes_total", &peer(p), p.handshakes);
+    }
+    m.family(
+        "edgewire_peer_last_handshake_timestamp_seconds",
+        "gauge",
+        "When the last handshake with the peer completed, since unix epoch; 0 before the first.",
+    );
+    for p in &r.peers {
+        let at = p
+            .last_handshake_secs
+            .map_or(0, |ago| x.now_unix.saturating_sub(ago));
+        m.sample(
+            "edgewire_peer_last_handshake_timestamp_seconds",
+            &peer(p),
+            at,
+        );
+    }
+    m.family(
+        "edgewire_peer_up",
+        "gauge",
+        "1 while the peer answers on its path.",
+    );
+    for p in &r.peers {
+        m.sample("edgewire_peer_up", &peer(p), u64::from(p.health == "up"));
+    }
+    m.family(
+        "edgewire_peer_path",
+        "gauge",
+        "1 for the kind of path the peer's datagrams take now (direct, punched, relay, hub, none).",
+    );
+    for p in &r.peers {
+        let now = path_kind(p);
+        for kind in PATHS {
+            let labels = [("peer", p.name.as_str()), ("path", kind)];
+            m.sample("edgewire_peer_path", &labels, u64::from(now == kind));
+        }
+    }
+    if let Some(hub) = &r.overlay_hub {
+        m.family(
+            "edgewire_overlay_carried",
+            "gauge",
+            "1 while the hub the overlay prefix is routed to carries traffic.",
+        );
+        m.sample(
+            "edgewire_overlay_carried",
+            &[("hub", &hub.name)],
+            u64::from(hub.carrying),
+        );
+    }
+
+    if !r.nat_mapping.is_empty() {
+        m.family(
+            "edgewire_nat_mapping",
+            "gauge",
+            "1 for the NAT mapping STUN found in front of the WireGuard socket.",
+        );
+        for kind in [
+            "unknown",
+            "none",
+            "endpoint-independent",
+            "endpoint-dependent",
+        ] {
+            let labels = [("mapping", kind)];
+            m.sample(
+                "edgewire_nat_mapping",
+                &labels,
+                u64::from(r.nat_mapping == kind),
+            );
+        }
+    }
+    if !x.relays.is_empty() {
+        m.family(
+            "edgewire_relay_up",
+            "gauge",
+            "1 while the relay has an allocation.",
+        );
+        for relay in &x.relays {
+            let transport = relay.transport.as_deref().unwrap_or("");
+            let labels = [("relay", relay.relay.as_str()), ("transport", transport)];
+            m.sample(
+                "edgewire_relay_up",
+                &labels,
+                u64::from(relay.transport.is_some()),
+            );
+        }
+        m.family(
+            "edgewire_relay_rtt_seconds",
+            "gauge",
+            "Round trip to the relay, measured when its allocation was made.",
+        );
+        for relay in &x.relays {
+            if let Some(rtt) = relay.rtt {
+                m.sample_f64(
+                    "edgewire_relay_rtt_seconds",
+                    &[("relay", &relay.relay)],
+                    rtt.as_secs_f64(),
+                );
+            }
+        }
+    }
+
+    if let Some(manifest) = &r.manifest {
+        m.family(
+            "edgewire_manifest_serial",
+            "gauge",
+            "Serial of the manifest in force.",
+        );
+        m.sample(
+            "edgewire_manifest_serial",
+            &[("network", &manifest.network)],
+            manifest.serial,
+        );
+    }
+    if let Some(at) = x.manifest_last_success_unix {
+        m.family(
+            "edgewire_manifest_last_success_timestamp_seconds",
+            "gauge",
+            "When the manifest server last answered a poll (new manifest or not modified).",
+        );
+        m.sample("edgewire_manifest_last_success_timestamp_seconds", &[], at);
+    }
+    m.family(
+        "edgewire_manifest_poll_failures_total",
+        "counter",
+        "Failed polls of the manifest URL, by kind.",
+    );
+    for (kind, n) in x.manifest_failures.into_iter().flatten() {
+        m.sample(
+            "edgewire_manifest_poll_failures_total",
+            &[("kind", kind)],
+            *n,
+        );
+    }
+    m.family(
+        "edgewire_path_switches_total",
+        "counter",
+        "Times a peer's datagrams took another way, by reason (learned, roamed, promoted, punched, failed, relay_lost, back_to_hub).",
+    );
+    for (reason, n) in x.path_switches.into_iter().flatten() {
+        m.sample("edgewire_path_switches_total", &[("reason", reason)], *n);
+    }
+
+    m.family(
+        "edgewire_dropped_packets_total",
+        "counter",
+        "Packets and datagrams dropped, by reason.",
+    );
+    let d = &r.drops;
+    for (reason, n) in [
+        ("no_route", d.no_route),
+        ("unknown_datagram", d.unknown_datagram),
+        ("refused", d.refused),
+    ] {
+        m.sample("edgewire_dropped_packets_total", &[("reason", reason)], n);
+    }
+    m.family(
+        "edgewire_cookie_replies_total",
+        "counter",
+        "Handshakes answered with a cookie reply because the agent was under load.",
+    );
+    m.sample("edgewire_cookie_replies_total", &[], d.cookie_replies);
+    m.0
+}
+
+fn peer(p: &crate::status::PeerReport) -> [(&'static str, &str); 2] {
+    [("peer", p.name.as_str()), ("role", p.role.as_str())]
+}
+
+#[derive(Default)]
+struct Metrics(String);
+
+impl Metrics {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.labels(name, labels);
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn sample_f64(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.labels(name, labels);
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn labels(&mut self, name: &str, labels: &[(&str, &str)]) {
+        self.0.push_str(name);
+        if labels.is_empty() {
+            return;
+        }
+        self.0.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                self.0.push(',');
+            }
+            let _ = write!(self.0, "{k}=\"{}\"", escape(v));
+        }
+        self.0.push('}');
+    }
+}
+
+/// Label values escape backslash, double quote and newline (exposition format 0.0.4).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Resident memory from `/proc/self/statm` (its second field, in pages).
+pub fn rss_bytes(statm: &str, page_size: u64) -> Option<u64> {
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{DropReport, HubReport, ManifestInfo, PeerReport};
+
+    fn report() -> Report {
+        Report {
+            version: "edgewire 0.1.0 (commit abc, x)".into(),
+            started_unix: 1_764_400_000,
+            manifest: Some(ManifestInfo {
+                serial: 7,
+                source: "https://m.example/m".into(),
+                network: "lab".into(),
+            }),
+            nat_mapping: "endpoint-independent".into(),
+            overlay_hub: Some(HubReport {
+                name: "hub-1".into(),
+                health: "up".into(),
+                carrying: true,
+            }),
+            peers: vec![PeerReport {
+                name: "hub-1".into(),
+                role: "hub".into(),
+                health: "up".into(),
+                path: Some("relay".into()),
+                rx_bytes: 1536,
+                tx_bytes: 2048,
+                handshakes: 3,
+                last_handshake_secs: Some(10),
+                ..PeerReport::default()
+            }],
+            drops: DropReport {
+                no_route: 4,
+                ..DropReport::default()
+            },
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn peers_relays_manifest_and_drops_are_rendered_with_their_labels() {
+        let failures = BTreeMap::from([("timeout", 2), ("http_status", 1)]);
+        let text = render(
+            &report(),
+            &Extra {
+                now_unix: 1_764_400_100,
+                rss_bytes: Some(4 << 20),
+                manifest_last_success_unix: Some(1_764_400_090),
+                manifest_failures: Some(&failures),
+                path_switches: Some(&BTreeMap::from([("punched", 2)])),
+                relays: vec![RelayMetric {
+                    relay: "198.51.100.1:3478".into(),
+                    transport: Some("tls".into()),
+                    rtt: Some(Duration::from_millis(12)),
+                }],
+            },
+        );
+        for line in [
+            "edgewire_path_switches_total{reason=\"punched\"} 2",
+            "edgewire_peer_receive_bytes_total{peer=\"hub-1\",role=\"hub\"} 1536",
+            "edgewire_peer_transmit_bytes_total{peer=\"hub-1\",role=\"hub\"} 2048",
+            "edgewire_peer_handshakes_total{peer=\"hub-1\",role=\"hub\"} 3",
+            "edgewire_peer_last_handshake_timestamp_seconds{peer=\"hub-1\",role=\"hub\"} 1764400090",
+            "edgewire_peer_up{peer=\"hub-1\",role=\"hub\"} 1",
+            "edgewire_peer_path{peer=\"hub-1\",path=\"relay\"} 1",
+            "edgewire_peer_path{peer=\"hub-1\",path=\"direct\"} 0",
+            "edgewire_overlay_carried{hub=\"hub-1\"} 1",
+            "edgewire_nat_mapping{mapping=\"endpoint-independent\"} 1",
+            "edgewire_nat_mapping{mapping=\"unknown\"} 0",
+            "edgewire_relay_up{relay=\"198.51.100.1:3478\",transport=\"tls\"} 1",
+            "edgewire_relay_rtt_seconds{relay=\"198.51.100.1:3478\"} 0.012",
+            "edgewire_manifest_serial{network=\"lab\"} 7",
+            "edgewire_manifest_last_success_timestamp_seconds 1764400090",
+            "edgewire_manifest_poll_failures_total{kind=\"timeout\"} 2",
+            "edgewire_dropped_packets_total{reason=\"no_route\"} 4",
+            "process_start_time_seconds 1764400000",
+            "process_resident_memory_bytes 4194304",
+            "edgewire_build_info{version=\"0.1.0\",",
+        ] {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn every_sample_belongs_to_a_family_declared_once_before_it() {
+        let text = render(&report(), &Extra::default());
+        let mut declared = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap();
+                assert!(!declared.contains(&name.to_string()), "{name} twice");
+                declared.push(name.to_string());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert_eq!(declared.last().map(String::as_str), Some(name), "{line}");
+                let value = line.rsplit(' ').next().unwrap();
+                assert!(value.parse::<f64>().is_ok(), "{line}");
+            }
+        }
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn rss_is_read_from_statm_in_pages() {
+        assert_eq!(rss_bytes("2345 1024 300 1 0 400 0\n", 4096), Some(4 << 20));
+        assert_eq!(rss_bytes("garbage", 4096), None);
+    }
+}

@@ -1,0 +1,168 @@
+//! The WireGuard control socket `/var/run/wireguard/IFACE.sock`, read-only, so `wg show`
+//! and `wg showconf` work on edgewire as on wireguard-go. The protocol text is in
+//! `crate::uapi`; here are the socket and one small task per client.
+//!
+//! The loop never waits on a client: the answer is rendered when the connection is
+//! accepted, and the task that delivers it gives up after a deadline (a client that
+//! never sends or never reads), on garbage, or past `uapi::MAX_REQUEST` bytes. At most
+//! `MAX_CLIENTS` are served at once; more are closed on accept.
+
+use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::FutureExt;
+use smol::{Async, Timer};
+
+use crate::uapi::{self, Request};
+
+/// `wg` sends its request at once and reads at once: two seconds is generous.
+const DEADLINE: Duration = Duration::from_secs(2);
+const MAX_CLIENTS: usize = 8;
+
+pub struct ControlSocket {
+    listener: Async<UnixListener>,
+    path: PathBuf,
+    clients: Rc<Cell<usize>>,
+}
+
+impl ControlSocket {
+    /// Listens on `DIR/IFACE.sock` as wireguard-go does: the directory 0755, the socket
+    /// 0700 (root's only, as the process runs). `None`, with a warning, when it cannot:
+    /// the agent runs without it (the control socket is for the operator's tools only).
+    pub fn bind(dir: &Path, interface: &str) -> Option<ControlSocket> {
+        let path = dir.join(format!("{interface}.sock"));
+        match Self::try_bind(dir, &path) {
+            Ok(listener) => Some(ControlSocket {
+                listener,
+                path,
+                clients: Rc::new(Cell::new(0)),
+            }),
+            Err(e) => {
+                log::warn!(
+                    "no WireGuard control socket at {}: {e}; `wg show {interface}` will not \
+                     see this agent (`edgewire status` still does)",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    fn try_bind(dir: &Path, path: &Path) -> io::Result<Async<UnixListener>> {
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        }
+        // A live socket belongs to another process (wireguard-go or another agent with
+        // the same interface name): leave it alone. A dead one is ours to replace.
+        if UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "another process answers on it",
+            ));
+        }
+        let _ = std::fs::remove_file(path);
+        // umask rather than a chmod after bind: no moment where others may connect.
+        // SAFETY: umask only swaps the process's file-mode mask; it cannot fail.
+        let old = unsafe { libc::umask(0o077) };
+        let listener = UnixListener::bind(path);
+        // SAFETY: as above, restoring the previous mask.
+        unsafe { libc::umask(old) };
+        Async::new(listener?)
+    }
+
+    pub async fn accept(&self) -> io::Result<Async<UnixStream>> {
+        self.listener.accept().await.map(|(stream, _)| stream)
+    }
+
+    /// The task that answers `stream` with `get` (the rendered `get=1` answer), or
+    /// `None` when too many clients are already being served (the stream is closed).
+    pub fn serve(
+        &self,
+        stream: Async<UnixStream>,
+        get: String,
+    ) -> Option<impl std::future::Future<Output = ()> + 'static> {
+        if self.clients.get() >= MAX_CLIENTS {
+            log::debug!("control socket: {MAX_CLIENTS} clients already; closing one more");
+            return None;
+        }
+        let guard = ClientGuard::new(&self.clients);
+        let path = self.path.clone();
+        Some(async move {
+            let _guard = guard;
+            let work = answer(&stream, &get, &path);
+            work.or(async {
+                Timer::after(DEADLINE).await;
+            })
+            .await;
+        })
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Counts a client while its task lives.
+struct ClientGuard(Rc<Cell<usize>>);
+
+impl ClientGuard {
+    fn new(count: &Rc<Cell<usize>>) -> ClientGuard {
+        count.set(count.get() + 1);
+        ClientGuard(count.clone())
+    }
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+async fn answer(stream: &Async<UnixStream>, get: &str, path: &Path) {
+    let mut request = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match uapi::parse_request(&request) {
+            Request::Incomplete => {}
+            Request::Get => return write_all(stream, get.as_bytes()).await,
+            Request::Set => {
+                log::warn!(
+                    "refused a change through the WireGuard control socket {} (`wg set` or \
+                     `wg setconf`): the signed manifest is the source of truth for this \
+                     agent's peers; change the manifest instead",
+                    path.display()
+                );
+                return write_all(stream, uapi::render_set_refused().as_bytes()).await;
+            }
+            Request::Invalid => {
+                log::debug!(
+                    "control socket {}: dropped a client that sent neither get=1 nor set=1",
+                    path.display()
+                );
+                return;
+            }
+        }
+        let want = chunk.len().min(uapi::MAX_REQUEST - request.len());
+        match stream.read_with(|s| (&*s).read(&mut chunk[..want])).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+async fn write_all(stream: &Async<UnixStream>, mut rest: &[u8]) {
+    while !rest.is_empty() {
+        match stream.write_with(|s| (&*s).write(rest)).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => rest = &rest[n..],
+        }
+    }
+}
