@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 
 use crate::config::{self, OperatorConfig, RunConfig};
-use settings::{Key, Origin, STATE_DIR, Settings};
+use settings::{INTERFACE, Key, Origin, STATE_DIR, Settings};
 use spec::Spec;
 
 pub use help::version;
@@ -45,6 +45,11 @@ pub enum Command {
     Netcheck {
         config: RunConfig,
         json: bool,
+    },
+    /// For the systemd unit, run as root before `run`: create the TUN interface and
+    /// hand its descriptor to systemd, which passes it to the agent.
+    OpenTun {
+        interface: String,
     },
     Version,
     /// Print this text on stdout and exit successfully.
@@ -160,6 +165,16 @@ pub(crate) fn parse_with(
             })
         }
         "manifest" => parse_manifest(rest),
+        "open-tun" => {
+            let Some(s) = scan(&spec::OPEN_TUN, rest)? else {
+                return Ok(Command::Help(help::command(&spec::OPEN_TUN)));
+            };
+            let (settings, _) = merge(&spec::OPEN_TUN, &s, env)?;
+            let interface = settings
+                .one(&INTERFACE, run::check_interface)?
+                .unwrap_or_else(|| config::DEFAULT_INTERFACE.to_string());
+            Ok(Command::OpenTun { interface })
+        }
         other => bail!(
             "unknown command {other:?}{}; `edgewire help` lists the commands",
             suggest::hint(other, spec::top_words())

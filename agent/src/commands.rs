@@ -26,6 +26,7 @@ pub fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Manifest(command) => manifest::execute(command),
+        Command::OpenTun { interface } => crate::shell::open_tun_for_systemd(&interface),
         Command::Netcheck { config, json } => {
             if netcheck::run(&config, json)? {
                 Ok(())

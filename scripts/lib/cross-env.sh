@@ -28,51 +28,43 @@ cross_budget() {
 }
 
 CROSS_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib/host.sh
+. "$CROSS_LIB_DIR/host.sh"
 # shellcheck source=scripts/lib/tools.sh
 . "$CROSS_LIB_DIR/tools.sh"
 
-_sudo() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-
-# Installs Debian packages that are missing (checked with dpkg, so a second run is quiet).
-cross_apt_ensure() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  echo "cross-env: apt-get install ${missing[*]}" >&2
-  _sudo apt-get update -q >&2
-  _sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-}
+# cross_apt_ensure PACKAGE...: installs the missing ones; each must be in scripts/packages.
+cross_apt_ensure() { host_ensure "$@"; }
 
 cross_rustup_target() {
   rustup target list --installed 2>/dev/null | grep -qx "$1" || rustup target add "$1" >&2
 }
 
-# cross_vars TARGET: sets gcc (Debian cross compiler), pkg (its package), linker,
+# cross_vars TARGET: sets gcc (Debian cross compiler), pkgs (its packages: the compiler
+# and its C library, which the compiler only recommends), linker,
 # sysroot (for qemu -L), qemu (the qemu-user binary), cflags, and for the zig fallback
 # zig_target / zig_mcpu (the same CPU baseline as Rust's target).
 cross_vars() {
   cflags="" zig_target="" zig_mcpu=""
   case "$1" in
     aarch64-unknown-linux-gnu)
-      gcc=aarch64-linux-gnu-gcc pkg=gcc-aarch64-linux-gnu linker=$gcc
+      gcc=aarch64-linux-gnu-gcc pkgs="gcc-aarch64-linux-gnu libc6-dev-arm64-cross" linker=$gcc
       sysroot=/usr/aarch64-linux-gnu qemu=qemu-aarch64-static ;;
     aarch64-unknown-linux-musl)
-      gcc=aarch64-linux-gnu-gcc pkg=gcc-aarch64-linux-gnu linker=rust-lld
+      gcc=aarch64-linux-gnu-gcc pkgs="gcc-aarch64-linux-gnu libc6-dev-arm64-cross" linker=rust-lld
       zig_target=aarch64-linux-musl zig_mcpu=generic
       sysroot=/usr/aarch64-linux-gnu qemu=qemu-aarch64-static ;;
     armv7-unknown-linux-gnueabihf)
-      gcc=arm-linux-gnueabihf-gcc pkg=gcc-arm-linux-gnueabihf linker=$gcc
+      gcc=arm-linux-gnueabihf-gcc pkgs="gcc-arm-linux-gnueabihf libc6-dev-armhf-cross" linker=$gcc
       sysroot=/usr/arm-linux-gnueabihf qemu=qemu-arm-static ;;
     armv7-unknown-linux-musleabihf)
-      gcc=arm-linux-gnueabihf-gcc pkg=gcc-arm-linux-gnueabihf linker=rust-lld
+      gcc=arm-linux-gnueabihf-gcc pkgs="gcc-arm-linux-gnueabihf libc6-dev-armhf-cross" linker=rust-lld
       zig_target=arm-linux-musleabihf zig_mcpu=generic+v7a+vfp3d16+thumb2-neon
       sysroot=/usr/arm-linux-gnueabihf qemu=qemu-arm-static ;;
     arm-unknown-linux-musleabihf)
       # Raspberry Pi Zero/1: ARMv6 with VFPv2, hard float. Debian's compiler defaults to
       # ARMv7 Thumb-2, so ring's C and assembly must be told the older architecture.
-      gcc=arm-linux-gnueabihf-gcc pkg=gcc-arm-linux-gnueabihf linker=rust-lld
+      gcc=arm-linux-gnueabihf-gcc pkgs="gcc-arm-linux-gnueabihf libc6-dev-armhf-cross" linker=rust-lld
       cflags="-march=armv6kz -mfpu=vfp -mfloat-abi=hard -marm"
       zig_target=arm-linux-musleabihf zig_mcpu=arm1176jzf_s
       sysroot=/usr/arm-linux-gnueabihf qemu="qemu-arm-static -cpu arm1176" ;;
@@ -102,9 +94,10 @@ cross_std_mode() {
 # for the cargo command) and CROSS_CARGO_ARGS (extra cargo arguments), CROSS_STD_MODE,
 # and CROSS_TARGET_DIR (the cargo target dir to use, given the base one as $2).
 cross_env_setup() {
-  local t=$1 base=${2:-target} up under gcc pkg linker sysroot qemu cflags zig_target zig_mcpu rustflags=""
+  local t=$1 base=${2:-target} up under gcc pkgs linker sysroot qemu cflags zig_target zig_mcpu rustflags=""
   cross_vars "$t"
-  cross_apt_ensure "$pkg" qemu-user-static
+  # shellcheck disable=SC2086 # two package names
+  cross_apt_ensure $pkgs qemu-user-static
   up=$(echo "$t" | tr 'a-z-' 'A-Z_')
   under=${t//-/_}
   CROSS_STD_MODE=$(cross_std_mode "$t")

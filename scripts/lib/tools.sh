@@ -13,8 +13,8 @@ pack_venv_ensure() {
   have=$(cat "$PACK_VENV/.pins" 2>/dev/null || true)
   [ -x "$PACK_VENV/bin/python" ] && [ "$want" = "$have" ] && return 0
   echo "tools: installing ${PACK_PIP_PINS[*]} into $PACK_VENV" >&2
-  command -v python3 >/dev/null || cross_apt_ensure python3 python3-venv
-  python3 -m venv "$PACK_VENV" >&2 || { cross_apt_ensure python3-venv && python3 -m venv "$PACK_VENV" >&2; }
+  cross_apt_ensure python3 python3-venv
+  python3 -m venv "$PACK_VENV" >&2
   "$PACK_VENV/bin/pip" install -q --disable-pip-version-check "${PACK_PIP_PINS[@]}" >&2
   printf '%s\n' "$want" >"$PACK_VENV/.pins"
 }

@@ -186,7 +186,7 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
 }
 
 /// Linux interface names: 1 to 15 bytes, no '/', ':' or whitespace.
-fn check_interface(name: &str) -> Result<String, String> {
+pub(super) fn check_interface(name: &str) -> Result<String, String> {
     let bad = name.is_empty()
         || name.len() > 15
         || name == "."

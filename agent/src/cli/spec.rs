@@ -248,6 +248,14 @@ pub const MANIFEST_EXPORT_KILO: Spec = Spec {
     }],
     example: "edgewire manifest export-kilo site-a.json | kubectl apply -f -",
 };
+pub const OPEN_TUN: Spec = Spec {
+    name: "open-tun",
+    about: "for the systemd unit, as root before run: make the TUN device, pass it on",
+    settings: &[&settings::INTERFACE],
+    options: &[CONFIG],
+    args: &[],
+    example: "edgewire open-tun --interface ew0",
+};
 pub const VERSION: Spec = Spec {
     name: "version",
     about: "print the version, the git commit it was built from and its target",
@@ -277,6 +285,7 @@ pub const COMMANDS: &[&Spec] = &[
     &MANIFEST_SHOW,
     &MANIFEST_IMPORT_WG,
     &MANIFEST_EXPORT_KILO,
+    &OPEN_TUN,
     &VERSION,
     &HELP,
 ];

@@ -504,6 +504,30 @@ fn the_man_page_documents_every_flag_and_the_completions_offer_it() {
 }
 
 #[test]
+fn open_tun_takes_the_interface_like_run_and_ignores_the_other_settings() {
+    let open_tun = |args: &[&str], env: &[(&str, &str)]| match parse_env(args, env).unwrap() {
+        Command::OpenTun { interface } => interface,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(open_tun(&["open-tun"], &[]), config::DEFAULT_INTERFACE);
+    // Under systemd the unit's EnvironmentFile= reaches it as the environment; a bad
+    // value of a setting it does not use is left for `run` to report (exit 2, no retry).
+    let dir = TestDir::new("opentun");
+    let file = dir.path("e.conf");
+    std::fs::write(&file, "EDGEWIRE_INTERFACE=ew7\nEDGEWIRE_LISTEN_PORT=http\n").unwrap();
+    let config = file.to_str().unwrap();
+    assert_eq!(open_tun(&["open-tun", "--config", config], &[]), "ew7");
+    assert_eq!(
+        open_tun(
+            &["open-tun", "--interface", "ew9"],
+            &[("EDGEWIRE_INTERFACE", "ew8")]
+        ),
+        "ew9"
+    );
+    assert!(error(&["open-tun", "--interface", "a/b"], &[]).contains("not an interface name"));
+}
+
+#[test]
 fn keygen_pubkey_and_status_take_the_state_dir_like_run() {
     let env = [("EDGEWIRE_STATE_DIR", "/env/state")];
     match parse_env(&["keygen", "--force"], &env).unwrap() {

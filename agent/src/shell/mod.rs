@@ -5,6 +5,7 @@ mod agent;
 mod clock;
 pub(crate) mod clocktrust;
 mod control_socket;
+mod fdstore;
 mod ifaddrs;
 mod intake;
 mod metrics_out;
@@ -20,6 +21,11 @@ mod udp;
 use smol::LocalExecutor;
 
 use crate::config::{OperatorConfig, RunConfig};
+
+/// `edgewire open-tun`: see `tun.rs`.
+pub fn open_tun_for_systemd(interface: &str) -> anyhow::Result<()> {
+    tun::open_for_systemd(interface)
+}
 
 /// `edgewire run`: runs until SIGTERM or SIGINT.
 pub fn run(config: RunConfig, ops: OperatorConfig) -> anyhow::Result<()> {

@@ -1,19 +1,108 @@
 //! The TUN device. Its address, MTU, routes and link state are set over netlink
 //! (`netlink.rs`); this only creates it and moves packets.
+//!
+//! Creating a TUN interface takes CAP_NET_ADMIN *and* opening `/dev/net/tun`. The unit
+//! gives the agent the capability but runs it as an unprivileged dynamic user, and
+//! where no udev runs (containers, minimal images) the node is `crw------- root`: the
+//! agent cannot open it. So under systemd the device comes ready-made: `edgewire
+//! open-tun`, run by the unit as root before the agent (`ExecStartPre=!`), opens the
+//! node, creates the interface and puts the descriptor in the service's descriptor
+//! store; systemd passes it to the agent (`LISTEN_FDS`), which takes it and removes it
+//! from the store again, so the interface lives exactly as long as the agent, as one
+//! it created itself. Without a passed descriptor (not under systemd, or run by hand)
+//! the agent opens `/dev/net/tun` itself.
 
-use anyhow::Context;
-use tun_rs::{AsyncDevice, DeviceBuilder};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
+
+use anyhow::{Context, bail};
+use tun_rs::{AsyncDevice, DeviceBuilder, SyncDevice};
+
+use super::fdstore;
+
+/// The name of the descriptor in the service's store (`FDNAME=`).
+const FD_NAME: &str = "tun";
 
 pub fn create(name: &str) -> anyhow::Result<AsyncDevice> {
+    if let Some(fd) = fdstore::take(FD_NAME) {
+        let device = adopt(fd, name)?;
+        // Our copy keeps the interface; systemd's would keep it after we exit.
+        if let Err(e) = fdstore::forget(FD_NAME) {
+            log::warn!("{name}: could not remove the TUN descriptor from systemd's store: {e}");
+        }
+        log::info!("{name}: TUN device passed by systemd (made by open-tun)");
+        return Ok(device);
+    }
+    builder(name).build_async().with_context(|| {
+        format!(
+            "creating the TUN device {name}: the agent needs CAP_NET_ADMIN and read-write \
+             access to /dev/net/tun (modprobe tun; under systemd the unit's \
+             `ExecStartPre=!/usr/bin/edgewire open-tun` passes the device instead), and no \
+             other interface may have this name"
+        )
+    })
+}
+
+/// `edgewire open-tun`: creates the interface and hands its descriptor to systemd's
+/// store for the `edgewire run` that follows. Runs as root, for the one `open`.
+pub fn open_for_systemd(name: &str) -> anyhow::Result<()> {
+    let device: SyncDevice = builder(name).build_sync().with_context(|| {
+        format!(
+            "creating the TUN device {name} for the agent: open-tun needs root (to open \
+             /dev/net/tun) and CAP_NET_ADMIN, and no other interface may have this name"
+        )
+    })?;
+    fdstore::store(device.as_fd(), FD_NAME).with_context(|| {
+        format!(
+            "handing the TUN device {name} to systemd: the unit needs NotifyAccess=exec and \
+             FileDescriptorStoreMax=1"
+        )
+    })?;
+    // Closing our copy is fine: systemd's copy keeps the interface until the agent has
+    // its own.
+    Ok(())
+}
+
+fn builder(name: &str) -> DeviceBuilder {
     DeviceBuilder::new()
         .name(name)
         // The agent brings the link up itself once addresses and routes are set.
         .enable(false)
-        .build_async()
-        .with_context(|| {
-            format!(
-                "creating the TUN device {name}: the agent needs CAP_NET_ADMIN and /dev/net/tun \
-                 (modprobe tun), and no other interface may have this name"
-            )
-        })
+}
+
+/// Takes a descriptor systemd passed: it must be a TUN device (no packet information
+/// header, no virtio-net header) attached to the interface `name`.
+fn adopt(fd: OwnedFd, name: &str) -> anyhow::Result<AsyncDevice> {
+    let attached = attached_name(&fd).with_context(|| {
+        format!("the descriptor systemd passed as {FD_NAME:?} is not a TUN device")
+    })?;
+    if attached != name {
+        bail!(
+            "systemd passed the TUN device {attached:?}, but the agent is configured for \
+             {name:?}: open-tun and run must see the same EDGEWIRE_INTERFACE"
+        );
+    }
+    // SAFETY: the descriptor is owned (taken from systemd's hand-over exactly once) and
+    // open; open-tun made it with tun-rs's defaults (IFF_TUN | IFF_NO_PI, no
+    // IFF_VNET_HDR), which from_fd requires and checks again.
+    unsafe { AsyncDevice::from_fd(fd.into_raw_fd()) }
+        .with_context(|| format!("using the TUN device {name} passed by systemd"))
+}
+
+/// TUNGETIFF: the name of the interface a TUN descriptor is attached to.
+fn attached_name(fd: &OwnedFd) -> io::Result<String> {
+    // SAFETY: an all-zero ifreq is a valid argument; TUNGETIFF fills in name and flags.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    // SAFETY: TUNGETIFF writes at most one ifreq into `req`, which lives across the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF, &mut req) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let name: Vec<u8> = req
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok(String::from_utf8_lossy(&name).into_owned())
 }

@@ -10,10 +10,11 @@ SECTION = "net"
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
-PV = "0.1.0+git"
+# A release: PV is the file name's version, agent/Cargo.toml's version at the tag
+# v${PV}, and SRCREV that tag's commit. scripts/release tags a version and moves this
+# recipe (file name, SRCREV, edgewire-crates.inc from the tag's Cargo.lock); CI
+# (scripts/yocto-crates --check) fails when they disagree.
 SRC_URI = "git://github.com/edgewire/edgewire.git;protocol=https;branch=main;destsuffix=git"
-# Pin a commit whose Cargo.lock matches edgewire-crates.inc (scripts/yocto-crates
-# regenerates the .inc from the Cargo.lock it is committed with).
 SRCREV = "9264d925d1d21a9f26401f92719967bde43227d3"
 
 # UNPACKDIR is ${WORKDIR} on scarthgap and a subdirectory from styhead on; an explicit
