@@ -43,6 +43,31 @@ pub fn create(name: &str) -> anyhow::Result<AsyncDevice> {
     })
 }
 
+/// `create`, waiting up to `wait` while the name is busy: an agent restarted at once
+/// (systemd's `Restart=`, an operator) starts while the old one is still exiting and
+/// still holds the interface. Retried every 100 ms, logged once.
+pub async fn create_waiting(name: &str, wait: std::time::Duration) -> anyhow::Result<AsyncDevice> {
+    let start = super::clock::now();
+    let mut logged = false;
+    loop {
+        match create(name) {
+            Err(e) if is_busy(&e) && start.elapsed() < wait => {
+                if !std::mem::replace(&mut logged, true) {
+                    log::info!("{name} is still held (another agent exiting?); waiting for it");
+                }
+                smol::Timer::after(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_busy(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<io::Error>())
+        .any(|io| io.raw_os_error() == Some(libc::EBUSY))
+}
+
 /// `edgewire open-tun`: creates the interface and hands its descriptor to systemd's
 /// store for the `edgewire run` that follows. Runs as root, for the one `open`.
 pub fn open_for_systemd(name: &str) -> anyhow::Result<()> {

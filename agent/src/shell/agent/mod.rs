@@ -107,7 +107,7 @@ impl<'a> Agent<'a> {
         ex: &'a LocalExecutor<'static>,
     ) -> anyhow::Result<Agent<'a>> {
         let fetcher = Fetcher::new(FetchConfig::from_run(&config))?;
-        let tun = tun::create(&config.interface)?;
+        let tun = tun::create_waiting(&config.interface, super::udp::PORT_WAIT).await?;
         let mut netlink = Netlink::open(&config.interface)?;
         netlink.set_mtu_and_up(config.mtu)?;
         let udp = Udp::bind_waiting(config.listen_port, super::udp::PORT_WAIT)
