@@ -66,6 +66,26 @@ impl fmt::Display for Bytes {
     }
 }
 
+/// At most this many items in one listed line, the rest counted: a line a person reads,
+/// far under journald's line limit (48 KiB by default) whatever the fleet's size.
+pub const LIST_SHOWN: usize = 8;
+
+/// `a, b, c`, or the first [`LIST_SHOWN`] items and "and N more".
+pub fn list_capped<T: fmt::Display>(items: impl ExactSizeIterator<Item = T>) -> String {
+    let total = items.len();
+    let mut line = String::new();
+    for (i, item) in items.take(LIST_SHOWN).enumerate() {
+        if i > 0 {
+            line.push_str(", ");
+        }
+        line.push_str(&item.to_string());
+    }
+    if total > LIST_SHOWN {
+        line.push_str(&format!(" and {} more", total - LIST_SHOWN));
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::status::Report;
+use crate::status::{PeerReport, Report};
 
 /// What a scrape shows besides the report.
 #[derive(Debug, Default)]
@@ -34,9 +34,20 @@ pub struct RelayMetric {
     pub rtt: Option<Duration>,
 }
 
-/// The kinds of path a peer's datagrams may take, as `edgewire_peer_path` labels them.
-/// The core reports `direct` and `relay` today; `none` is no path yet.
-const PATHS: [&str; 3] = ["direct", "relay", "none"];
+/// The kinds of path a peer's datagrams may take, as `edgewire_peer_path` labels them:
+/// `punched` is a direct path made through both NATs on demand, `hub` a session made on
+/// demand whose traffic still goes through the hub, `none` no path yet.
+const PATHS: [&str; 5] = ["direct", "punched", "relay", "hub", "none"];
+
+/// The `edgewire_peer_path` label of a peer.
+fn path_kind(p: &PeerReport) -> &str {
+    match (p.path.as_deref(), p.via.as_deref()) {
+        (Some("direct"), Some("punched" | "lan")) => "punched",
+        (Some(path), _) => path,
+        (None, Some("hub")) => "hub",
+        (None, _) => "none",
+    }
+}
 
 pub fn render(r: &Report, x: &Extra<'_>) -> String {
     let mut m = Metrics::default();
@@ -120,10 +131,10 @@ pub fn render(r: &Report, x: &Extra<'_>) -> String {
     m.family(
         "edgewire_peer_path",
         "gauge",
-        "1 for the kind of path the peer's datagrams take now (direct, relay, none).",
+        "1 for the kind of path the peer's datagrams take now (direct, punched, relay, hub, none).",
     );
     for p in &r.peers {
-        let now = p.path.as_deref().unwrap_or("none");
+        let now = path_kind(p);
         for kind in PATHS {
             let labels = [("peer", p.name.as_str()), ("path", kind)];
             m.sample("edgewire_peer_path", &labels, u64::from(now == kind));

@@ -113,6 +113,15 @@ pub struct PeerReport {
     /// Persistent keepalive in seconds (null when off).
     #[serde(default)]
     pub keepalive_secs: Option<u16>,
+    /// How the peer is reached: on a direct path `manifest` (an endpoint it lists, or
+    /// learned from the peer), `punched` (through both NATs, on demand) or `lan` (a host
+    /// address of the other side); `hub` for a session made on demand whose traffic
+    /// still goes through the hub; null on a relay or without a path.
+    #[serde(default)]
+    pub via: Option<String>,
+    /// On a punched path: the other side's candidate in use, as `KIND ADDRESS`.
+    #[serde(default)]
+    pub candidate: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -259,8 +268,16 @@ fn human(r: &Report) -> String {
             p.health,
             p.public_key,
             p.endpoint.as_deref().unwrap_or("unknown"),
-            match (&p.relay, &p.relay_transport) {
-                (Some(relay), Some(t)) => format!("relay {relay} over {t}"),
+            match (&p.relay, &p.relay_transport, &p.via) {
+                (Some(relay), Some(t), _) => format!("relay {relay} over {t}"),
+                (_, _, Some(via)) if via == "hub" => "through the hub (punching)".into(),
+                (_, _, Some(via)) if via != "manifest" => format!(
+                    "direct, {via}{}",
+                    p.candidate
+                        .as_ref()
+                        .map(|c| format!(" to {c}"))
+                        .unwrap_or_default()
+                ),
                 _ => p.path.clone().unwrap_or_else(|| "no path".into()),
             },
             handshake,
@@ -406,6 +423,8 @@ mod tests {
             "tx_bytes",
             "allowed_ips",
             "keepalive_secs",
+            "via",
+            "candidate",
         ] {
             assert!(peer.get(old).is_some(), "peer {old}");
         }

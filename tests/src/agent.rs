@@ -101,6 +101,10 @@ pub struct Status {
     /// The hub that carries the overlay prefix now (edges only).
     #[serde(default)]
     pub overlay_via: Option<String>,
+    /// The NAT in front of the WireGuard socket, as STUN told (`unknown`,
+    /// `endpoint-independent`, `endpoint-dependent`, `none`).
+    #[serde(default)]
+    pub nat_mapping: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +140,10 @@ pub struct PeerStatus {
     pub relay: Option<String>,
     #[serde(default)]
     pub relay_transport: Option<String>,
+    /// How the peer is reached: `manifest`, `punched`, `lan` on a direct path; `hub` for
+    /// a session made on demand that still goes through the hub.
+    #[serde(default)]
+    pub via: Option<String>,
 }
 
 impl Status {

@@ -5,12 +5,14 @@
 //! `relaylab`. Built, not started, except nginx.
 
 use crate::agent::Agent;
+use crate::coturn::{Coturn, CoturnConfig};
 use crate::host::Host;
 use crate::lab::Lab;
 use crate::lifecycle::{as_strs, https_flags, publish_signed, signed_manifest};
 use crate::manifest::{ManifestSource, NetworkKey, NodeSource};
 use crate::manifest_server::ManifestServer;
-use crate::net::{NatSite, Wan};
+use crate::net::{NatKind, NatSite, Wan};
+use crate::relaylab::{TURN_PASS, TURN_REALM, TURN_USER};
 
 // The lab's one set of addresses: every world places its hosts here.
 /// The manifest server (nginx).
@@ -71,6 +73,12 @@ pub struct HubSites {
 
 impl HubSites {
     pub fn new(lab: &Lab, n: usize) -> HubSites {
+        HubSites::with_nats(lab, &vec![NatKind::Masquerade; n])
+    }
+
+    /// The first `nats.len()` sites, each behind a NAT of the kind given.
+    pub fn with_nats(lab: &Lab, nats: &[NatKind]) -> HubSites {
+        let n = nats.len();
         assert!(n <= SITES.len(), "the catalogue has {} sites", SITES.len());
         let wan = lab.wan();
         let hub_host = lab.host("hub");
@@ -78,8 +86,8 @@ impl HubSites {
         hub_host.enable_forwarding();
         let mut sites = Vec::new();
         let mut devs = Vec::new();
-        for (router, public, lan, dev, dev_cidr, _) in SITES.into_iter().take(n) {
-            let site = wan.nat_router(router, public, lan);
+        for ((router, public, lan, dev, dev_cidr, _), kind) in SITES.into_iter().zip(nats) {
+            let site = wan.nat_router_with(router, public, lan, *kind);
             devs.push(site.host(dev, dev_cidr));
             sites.push(site);
         }
@@ -89,6 +97,38 @@ impl HubSites {
             sites,
             devs,
         }
+    }
+}
+
+/// Two coturns on the wan at [`TURN_ADDRS`] (two addresses, so a device can tell its
+/// NAT's mapping), long-term credentials; with `sites`' manifest they are its relays
+/// and STUN servers.
+pub struct StunPair {
+    pub hosts: Vec<Host>,
+    pub coturns: Vec<Coturn>,
+}
+
+impl StunPair {
+    pub fn start(lab: &Lab, wan: &Wan) -> StunPair {
+        let mut hosts = Vec::new();
+        let mut coturns = Vec::new();
+        for (i, addr) in TURN_ADDRS.iter().enumerate() {
+            let host = lab.host(&format!("turn-{}", i + 1));
+            wan.attach(&host, &format!("{addr}/24"));
+            let config = CoturnConfig::long_term(TURN_USER, TURN_PASS, TURN_REALM);
+            coturns.push(Coturn::start(&host, addr, &config));
+            hosts.push(host);
+        }
+        StunPair { hosts, coturns }
+    }
+
+    /// `src` with both coturns as UDP relays.
+    pub fn add_to(&self, mut src: ManifestSource) -> ManifestSource {
+        for addr in TURN_ADDRS {
+            let url = format!("turn:{addr}:3478?transport=udp");
+            src = src.relay(&url, TURN_USER, TURN_PASS);
+        }
+        src
     }
 }
 

@@ -32,3 +32,4 @@ pub use path::{Destination, Path, RelayId, Transmit};
 pub use paths::RelayInfo;
 pub use peer::{Peer, PeerConfig, PeerStats};
 pub use reflexive::{NatMapping, is_stun};
+pub use signal::{Candidate, CandidateKind};

@@ -14,9 +14,9 @@ use super::liveness::{Action, Health, Liveness};
 use super::outbox::Outbox;
 use super::path::{Path, RelayId};
 use super::paths::{PathSelector, RelayInfo, Switch};
-use super::punch::Punch;
+use super::punch::{PUNCH_FOR, Punch};
 use super::session::{HandshakeGate, MessageKind, Received, Session, SessionError};
-use super::signal::Candidate;
+use super::signal::{Candidate, CandidateKind};
 
 /// While data flows or a handshake is in progress, WireGuard's timers (retransmit after
 /// 5 s, passive keepalive after 10 s, new handshake after 15 s of silence, rekey after
@@ -147,8 +147,16 @@ impl Peer {
     /// idle past `idle`: the node drops it, and its traffic stays with the hub.
     pub fn punched_is_over(&self, idle: Duration, now: Instant) -> Option<&'static str> {
         let p = self.punched.as_ref()?;
-        if p.punch.as_ref().is_some_and(|punch| punch.gave_up(now)) && self.path().is_none() {
-            return Some("no candidate answered");
+        if self.path().is_none() {
+            match &p.punch {
+                Some(punch) if punch.gave_up(now) => return Some("no candidate answered"),
+                // No answer to our offer at all: the other side is not an edgewire agent
+                // (a standard WireGuard peer behind the same hub), or not up.
+                None if now.saturating_duration_since(p.made) >= PUNCH_FOR => {
+                    return Some("no answer to the offer");
+                }
+                _ => {}
+            }
         }
         if self.liveness.health() == Health::Down {
             return Some("the direct path stopped answering");
@@ -234,6 +242,29 @@ impl Peer {
             self.initiate(out, now);
             self.schedule(now);
         }
+    }
+
+    /// How the peer is reached (for `status`): `punched`, `lan` (punched to a host
+    /// candidate), `manifest` on a direct path; `hub` for a session made on demand that
+    /// has no path yet (its traffic goes through the hub); `None` otherwise.
+    pub fn direct_via(&self) -> Option<&'static str> {
+        let Some(path) = self.path() else {
+            return self.punched.as_ref().map(|_| "hub");
+        };
+        if path.relay().is_some() {
+            return None;
+        }
+        Some(match self.punched_through() {
+            Some(c) if c.kind == CandidateKind::Host => "lan",
+            Some(_) => "punched",
+            None if self.punched.is_some() => "punched",
+            None => "manifest",
+        })
+    }
+
+    /// The other side's candidate the direct path was punched through.
+    pub fn punched_through(&self) -> Option<Candidate> {
+        self.punched.as_ref()?.through
     }
 
     /// The smoothed handshake round trip on the active path, once measured.

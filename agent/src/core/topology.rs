@@ -180,6 +180,7 @@ mod tests {
             expires: None,
             nodes,
             relays: vec![],
+            stun: Vec::new(),
         }
     }
 

@@ -11,13 +11,16 @@
 
 use ring::signature::{ED25519, UnparsedPublicKey};
 
+use super::model::ManifestV1;
 use super::signing::NetworkKeyPair;
 use super::{MAX_SIZE, Manifest, ManifestError, NetworkPublicKey};
 
 pub const MAGIC: [u8; 4] = *b"EWMF";
-/// The payload layout `model.rs` describes. A new layout gets a new number and its own
-/// decoder next to the old one.
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest payload layout, the one `model.rs` describes. A new layout gets a new
+/// number and its own decoder next to the old ones. Version 1 lacks the `stun` list;
+/// `seal` writes it whenever the list is empty, so agents that know only version 1 keep
+/// reading manifests that do not use STUN servers.
+pub const FORMAT_VERSION: u16 = 2;
 
 const HEADER_LEN: usize = 4 + 2 + 4;
 const SIGNATURE_LEN: usize = 64;
@@ -62,7 +65,7 @@ impl<'a> Envelope<'a> {
             return Err(truncated(HEADER_LEN + SIGNATURE_LEN));
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(ManifestError::UnsupportedVersion(version));
         }
         let payload_len = u32::from_le_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]) as usize;
@@ -100,7 +103,11 @@ impl<'a> Envelope<'a> {
     /// Decodes without a signature check. Only for `edgewire manifest show` without
     /// `--pubkey`, where the operator is told the signature was not checked.
     pub fn decode_unverified(&self) -> Result<Manifest, ManifestError> {
-        decode_payload(&self.signed[HEADER_LEN..])
+        let payload = &self.signed[HEADER_LEN..];
+        match u16::from_le_bytes([self.signed[4], self.signed[5]]) {
+            1 => decode_payload::<ManifestV1>(payload).map(Manifest::from),
+            _ => decode_payload::<Manifest>(payload),
+        }
     }
 }
 
@@ -115,8 +122,8 @@ impl Verified<'_> {
     }
 }
 
-fn decode_payload(payload: &[u8]) -> Result<Manifest, ManifestError> {
-    let (manifest, rest) = postcard::take_from_bytes::<Manifest>(payload)
+fn decode_payload<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, ManifestError> {
+    let (manifest, rest) = postcard::take_from_bytes::<T>(payload)
         .map_err(|e| ManifestError::Decode(e.to_string()))?;
     // postcard stops at the end of the value; leftover payload bytes mean the writer
     // and this reader disagree about the layout.
@@ -132,8 +139,11 @@ fn decode_payload(payload: &[u8]) -> Result<Manifest, ManifestError> {
 /// Encodes `manifest` and signs it. Does not validate: callers validate first so the
 /// operator sees every problem in the source, not an encoding error.
 pub fn seal(manifest: &Manifest, key: &NetworkKeyPair) -> Result<Vec<u8>, ManifestError> {
-    let payload =
-        postcard::to_stdvec(manifest).map_err(|e| ManifestError::Decode(e.to_string()))?;
+    let encoded = match manifest.as_v1() {
+        Some(v1) => postcard::to_stdvec(&v1).map(|p| (1u16, p)),
+        None => postcard::to_stdvec(manifest).map(|p| (FORMAT_VERSION, p)),
+    };
+    let (version, payload) = encoded.map_err(|e| ManifestError::Decode(e.to_string()))?;
     let too_large = ManifestError::TooLargeToSeal(HEADER_LEN + payload.len() + SIGNATURE_LEN);
     if HEADER_LEN + payload.len() + SIGNATURE_LEN > MAX_SIZE {
         return Err(too_large);
@@ -141,7 +151,7 @@ pub fn seal(manifest: &Manifest, key: &NetworkKeyPair) -> Result<Vec<u8>, Manife
     let payload_len = u32::try_from(payload.len()).map_err(|_| too_large)?;
     let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len() + SIGNATURE_LEN);
     bytes.extend_from_slice(&MAGIC);
-    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&version.to_le_bytes());
     bytes.extend_from_slice(&payload_len.to_le_bytes());
     bytes.extend_from_slice(&payload);
     let signature = key.sign(&bytes);
@@ -256,12 +266,34 @@ mod tests {
     }
 
     #[test]
-    fn a_version_two_header_asks_for_an_agent_upgrade() {
+    fn a_version_three_header_asks_for_an_agent_upgrade() {
         let mut bytes = GOLDEN.to_vec();
-        bytes[4] = 2;
+        bytes[4] = 3;
         let err = open(&bytes, &[golden_key().public_key()]).unwrap_err();
-        assert!(matches!(err, ManifestError::UnsupportedVersion(2)));
+        assert!(matches!(err, ManifestError::UnsupportedVersion(3)));
         assert!(err.to_string().contains("upgrade the agent"));
+    }
+
+    #[test]
+    fn a_manifest_without_stun_servers_is_still_version_one_and_one_with_them_version_two() {
+        let key = golden_key();
+        let mut manifest = testdata::lab_manifest();
+        let v1 = seal(&manifest, &key).unwrap();
+        assert_eq!(v1, GOLDEN, "older agents keep reading it");
+        manifest.stun = vec!["stun.example.net:3478".into(), "192.0.2.9:3478".into()];
+        let v2 = seal(&manifest, &key).unwrap();
+        assert_eq!(u16::from_le_bytes([v2[4], v2[5]]), 2);
+        assert_eq!(open(&v2, &[key.public_key()]).unwrap(), manifest);
+        // A version-2 payload under a version-1 header does not decode as version 1.
+        let mut mislabelled = v2.clone();
+        mislabelled[4] = 1;
+        let resigned = {
+            let body = &mislabelled[..mislabelled.len() - 64];
+            let mut b = body.to_vec();
+            b.extend_from_slice(&key.sign(body));
+            b
+        };
+        assert!(open(&resigned, &[key.public_key()]).is_err());
     }
 
     #[test]

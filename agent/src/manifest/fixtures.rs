@@ -55,5 +55,6 @@ pub fn lab_manifest() -> Manifest {
             username: "u".into(),
             password: "p".into(),
         }],
+        stun: Vec::new(),
     }
 }

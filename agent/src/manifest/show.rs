@@ -63,6 +63,9 @@ fn write_all(out: &mut String, m: &Manifest, len: usize, signature: &str) -> std
             writeln!(out, "  {}  user {}", relay.url, relay.username)?;
         }
     }
+    if !m.stun.is_empty() {
+        writeln!(out, "stun servers: {}", m.stun.join(", "))?;
+    }
     let problems = m.problems();
     if problems.is_empty() {
         writeln!(out, "validation: ok")?;

@@ -23,6 +23,8 @@ struct Source {
     expires: Option<String>,
     nodes: Option<Vec<NodeSource>>,
     relays: Option<Vec<RelaySource>>,
+    /// STUN servers as `host:port`; the relays answer Binding too.
+    stun: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +176,7 @@ impl Source {
                 expires,
                 nodes,
                 relays,
+                stun: self.stun.unwrap_or_default(),
             }),
             _ => Err(ManifestError::Invalid(p.0.join("; "))),
         }
@@ -264,6 +267,23 @@ mod tests {
              "addresses": ["10.42.0.1/32"], "endpoints": ["203.0.113.10:51820"]}]}"#;
         let manifest = from_json(json).unwrap();
         assert_eq!((manifest.expires, manifest.relays.len()), (None, 0));
+    }
+
+    #[test]
+    fn stun_servers_are_host_and_port_and_a_bad_one_is_named() {
+        let with = |stun: &str| {
+            LAB_JSON.replacen(
+                "\"serial\": 1,",
+                &format!("\"serial\": 1, \"stun\": {stun},"),
+                1,
+            )
+        };
+        let m = from_json(&with(r#"["stun.example.net:3478", "[2001:db8::9]:3478"]"#)).unwrap();
+        assert_eq!(m.stun, ["stun.example.net:3478", "[2001:db8::9]:3478"]);
+        let err = from_json(&with(r#"["stun.example.net"]"#))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stun[0] \"stun.example.net\""), "{err}");
     }
 
     #[test]

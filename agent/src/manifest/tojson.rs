@@ -19,6 +19,8 @@ struct Source<'a> {
     nodes: Vec<Node<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     relays: Vec<&'a RelaySpec>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stun: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -47,6 +49,7 @@ pub fn to_json(m: &Manifest) -> String {
         expires: m.expires.map(format_rfc3339),
         nodes: m.nodes.iter().map(node).collect(),
         relays: m.relays.iter().collect(),
+        stun: &m.stun,
     };
     // Plain data with string keys: serializing cannot fail.
     serde_json::to_string_pretty(&source).expect("the source serializes") + "\n"

@@ -67,6 +67,11 @@ impl Manifest {
         if self.nodes.is_empty() {
             out.push("field \"nodes\": the manifest lists no nodes".to_string());
         }
+        for (i, server) in self.stun.iter().enumerate() {
+            if let Err(e) = parse_endpoint(server) {
+                out.push(format!("stun[{i}] {server:?}: {e}"));
+            }
+        }
         let mut names = BTreeMap::new();
         let mut keys = BTreeMap::new();
         // Which node first claimed each prefix, for "claimed twice" reports.

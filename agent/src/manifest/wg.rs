@@ -107,6 +107,7 @@ pub fn to_manifest(
         expires: None,
         nodes,
         relays: vec![],
+        stun: Vec::new(),
     })
 }
 

@@ -85,6 +85,40 @@ impl Udp {
         Ok((n, canonical(from)))
     }
 
+    /// `send_to` with an IP TTL (hop limit) for this datagram only: a punch that must
+    /// pass our own NAT and die before the other side's. Rare, so two extra setsockopt
+    /// calls around it cost nothing that matters.
+    pub async fn send_to_with_ttl(
+        &self,
+        buf: &[u8],
+        to: SocketAddr,
+        ttl: Option<u8>,
+    ) -> io::Result<usize> {
+        let Some(ttl) = ttl else {
+            return self.send_to(buf, to).await;
+        };
+        self.set_ttl(i32::from(ttl));
+        let sent = self.send_to(buf, to).await;
+        // -1 is the system's default for both options.
+        self.set_ttl(-1);
+        sent
+    }
+
+    fn set_ttl(&self, ttl: i32) {
+        use std::os::fd::AsRawFd;
+        let fd = self.socket.get_ref().as_raw_fd();
+        let value = &ttl as *const i32 as *const libc::c_void;
+        let len = std::mem::size_of::<i32>() as libc::socklen_t;
+        // SAFETY: a plain int option on our own socket. An IPv4 destination on the
+        // dual-stack socket takes IP_TTL, an IPv6 one IPV6_UNICAST_HOPS: set both.
+        unsafe {
+            libc::setsockopt(fd, libc::IPPROTO_IP, libc::IP_TTL, value, len);
+            if self.dual_stack {
+                libc::setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, value, len);
+            }
+        }
+    }
+
     pub async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
         let to = match to {
             SocketAddr::V4(v4) if self.dual_stack => {

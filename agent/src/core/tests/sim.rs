@@ -304,6 +304,7 @@ pub fn manifest(nodes: Vec<NodeSpec>) -> Manifest {
         expires: None,
         nodes,
         relays: vec![],
+        stun: Vec::new(),
     }
 }
 

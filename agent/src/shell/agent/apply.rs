@@ -1,17 +1,19 @@
 //! Putting a manifest in force: this node's topology, resolved endpoints, the core's
 //! peers as a diff, and the interface's addresses and routes.
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 
 use crate::core::topology::{self, Topology};
 use crate::core::{Changes, PeerConfig};
+use crate::human::{LIST_SHOWN, list_capped};
 use crate::keys::PublicKey;
 use crate::manifest::{Manifest, Role};
 use crate::prefix::Prefix;
 use crate::status::ManifestInfo;
 
 use super::super::clock;
+use super::super::resolver::Resolver;
 
 impl super::Agent<'_> {
     /// Puts a verified manifest in force: peers as a diff, then addresses and routes.
@@ -38,7 +40,7 @@ impl super::Agent<'_> {
                 return;
             }
         };
-        let desired = resolve_peers(&topology).await;
+        let desired = resolve_peers(&self.resolver, &mut self.unresolved, &topology).await;
         let changes = self
             .node
             .apply(desired, topology.overlay.clone(), clock::now());
@@ -52,6 +54,7 @@ impl super::Agent<'_> {
         if topology.role == Role::Hub {
             warn_if_not_forwarding();
         }
+        self.sync_mesh(&manifest, &topology).await;
         self.sync_relays(&manifest, topology.role);
         self.sync_kernel(&topology.addresses).await;
         self.set_state(format!(
@@ -67,6 +70,7 @@ impl super::Agent<'_> {
     /// Resolves endpoint names again (devices with dynamic addresses publish DNS names)
     /// and moves peers whose addresses changed.
     pub(super) async fn refresh_endpoints(&mut self) {
+        self.refresh_host_addresses();
         let Some(topology) = self.topology.clone() else {
             return;
         };
@@ -78,12 +82,51 @@ impl super::Agent<'_> {
         {
             return;
         }
-        let desired = resolve_peers(&topology).await;
+        let desired = resolve_peers(&self.resolver, &mut self.unresolved, &topology).await;
         let changes = self.node.apply(desired, topology.overlay, clock::now());
         if !changes.is_empty() {
             log::info!("endpoint names resolved anew: {}", describe(&changes));
             self.update_relay_peers();
         }
+    }
+
+    /// What the core needs for direct paths to edges of other sites: our overlay
+    /// addresses and port, the directory of those edges, our interface addresses, and
+    /// the STUN servers (the manifest's `stun` list and the relays' UDP ports: coturn
+    /// answers Binding).
+    async fn sync_mesh(&mut self, manifest: &Manifest, topology: &Topology) {
+        let now = clock::now();
+        let port = self.config.listen_port;
+        self.node
+            .set_own_addresses(topology.addresses.clone(), port);
+        let remote = topology
+            .remote
+            .iter()
+            .map(|(k, plan)| (*k, plan.resolve(|_| Vec::new())))
+            .collect();
+        self.node.set_remote_edges(remote, now);
+        self.refresh_host_addresses();
+        let relays = super::super::relay::group(&manifest.relays);
+        let relay_ports = relays.iter().flat_map(|r| {
+            r.candidates
+                .iter()
+                .filter(|c| c.kind == super::super::relay::Kind::Udp)
+                .map(|c| r.describe(c))
+        });
+        let names: Vec<String> = manifest.stun.iter().cloned().chain(relay_ports).collect();
+        let servers = if topology.role == Role::Edge && !names.is_empty() {
+            let answers = self.resolver.lookup(names).await;
+            answers.into_values().flatten().flatten().collect()
+        } else {
+            Vec::new()
+        };
+        self.node.set_stun_servers(servers, clock::now());
+    }
+
+    /// Our interfaces' addresses, for host candidates and to notice a changed uplink.
+    pub(super) fn refresh_host_addresses(&mut self) {
+        let host = super::super::ifaddrs::host_addresses(&self.config.interface);
+        self.node.set_host_addresses(host, clock::now());
     }
 
     /// Routes first: the kernel drops an interface's routes with its last address.
@@ -97,32 +140,62 @@ impl super::Agent<'_> {
     }
 }
 
-/// Every peer's configuration with its endpoint names resolved, off the event loop.
-async fn resolve_peers(topology: &Topology) -> BTreeMap<PublicKey, PeerConfig> {
-    let plans = topology.peers.clone();
-    smol::unblock(move || {
-        plans
-            .iter()
-            .map(|(k, p)| (*k, p.resolve(|e| resolve(&p.name, e))))
-            .collect()
-    })
-    .await
-}
-
-/// Resolves `host:port`; a name that does not resolve is logged and left out, so one bad
-/// endpoint does not stop the others.
-fn resolve(peer: &str, endpoint: &str) -> Vec<SocketAddr> {
-    match endpoint.to_socket_addrs() {
-        Ok(addrs) => addrs.collect(),
-        Err(e) => {
-            log::warn!(
-                "peer {peer}: endpoint {endpoint} does not resolve ({e}); trying the others"
-            );
-            Vec::new()
+/// Every peer's configuration with its endpoint names resolved on the resolver thread.
+/// A name that does not resolve is left out, so one bad endpoint does not stop the
+/// others. It is logged once however many peers list it, and once more when it
+/// resolves again, not at every manifest poll.
+async fn resolve_peers(
+    resolver: &Resolver,
+    unresolved: &mut BTreeSet<String>,
+    topology: &Topology,
+) -> BTreeMap<PublicKey, PeerConfig> {
+    let mut listed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for p in topology.peers.values() {
+        for e in &p.endpoints {
+            listed.entry(e).or_default().push(&p.name);
         }
     }
+    let answers = resolver
+        .lookup(listed.keys().map(|e| e.to_string()).collect())
+        .await;
+    let mut failing = BTreeSet::new();
+    for (endpoint, answer) in &answers {
+        match answer {
+            Err(e) => {
+                if !unresolved.contains(endpoint) {
+                    let peers = listed.get(endpoint.as_str()).map_or(&[][..], |v| &v[..]);
+                    log::warn!(
+                        "endpoint {endpoint} does not resolve ({e}); trying the other \
+                         endpoints of {}",
+                        list_capped(peers.iter())
+                    );
+                }
+                failing.insert(endpoint.clone());
+            }
+            Ok(addrs) if unresolved.contains(endpoint) => {
+                log::info!(
+                    "endpoint {endpoint} resolves again: {}",
+                    list_capped(addrs.iter())
+                );
+            }
+            Ok(_) => {}
+        }
+    }
+    *unresolved = failing;
+    topology
+        .peers
+        .iter()
+        .map(|(k, p)| {
+            let config = p.resolve(|e| match answers.get(e) {
+                Some(Ok(addrs)) => addrs.clone(),
+                _ => Vec::new(),
+            });
+            (*k, config)
+        })
+        .collect()
 }
 
+/// What changed in a diff, names capped per kind ("and N more").
 fn describe(changes: &Changes) -> String {
     if changes.is_empty() {
         return "no peer changed".into();
@@ -134,8 +207,10 @@ fn describe(changes: &Changes) -> String {
         ("updated", &changes.updated),
         ("new session", &changes.rekeyed),
     ] {
-        if !names.is_empty() {
-            parts.push(format!("{what} {}", names.join(", ")));
+        match names.len() {
+            0 => {}
+            n if n <= LIST_SHOWN => parts.push(format!("{what} {}", list_capped(names.iter()))),
+            n => parts.push(format!("{what} {n} peers: {}", list_capped(names.iter()))),
         }
     }
     parts.join("; ")
@@ -148,5 +223,41 @@ fn warn_if_not_forwarding() {
             "this node is a hub but net.ipv4.ip_forward is 0: edges cannot reach each other \
              through it (sysctl -w net.ipv4.ip_forward=1)"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(prefix: &str, n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}-{i}")).collect()
+    }
+
+    #[test]
+    fn a_small_diff_names_every_peer() {
+        let changes = Changes {
+            added: vec!["a3".into()],
+            removed: vec!["a2".into()],
+            ..Changes::default()
+        };
+        assert_eq!(describe(&changes), "added a3; removed a2");
+    }
+
+    #[test]
+    fn a_diff_of_10000_peers_is_counted_and_names_only_a_few() {
+        let changes = Changes {
+            added: names("edge", 10_000),
+            rekeyed: names("hub", 9),
+            ..Changes::default()
+        };
+        let line = describe(&changes);
+        assert!(
+            line.starts_with("added 10000 peers: edge-0, edge-1, "),
+            "{line}"
+        );
+        assert!(line.contains("edge-7 and 9992 more; "), "{line}");
+        assert!(line.ends_with("new session 9 peers: hub-0, hub-1, hub-2, hub-3, hub-4, hub-5, hub-6, hub-7 and 1 more"), "{line}");
+        assert!(line.len() < 300, "{} bytes", line.len());
     }
 }

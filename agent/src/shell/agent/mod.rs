@@ -21,7 +21,7 @@ use tun_rs::AsyncDevice;
 
 use crate::config::{OperatorConfig, RunConfig};
 use crate::core::topology::Topology;
-use crate::core::{Destination, Node};
+use crate::core::{Destination, Event, Node};
 use crate::fetch::{FetchConfig, Fetcher};
 use crate::keys::PrivateKey;
 use crate::status::ManifestInfo;
@@ -34,6 +34,7 @@ use super::netlink::Netlink;
 use super::notify::Notifier;
 use super::puller::{self, Pulled, Puller};
 use super::relay::{self, FromRelay, Relay};
+use super::resolver::Resolver;
 use super::status_server::{self, StatusServer};
 use super::tun;
 use super::udp::Udp;
@@ -77,6 +78,10 @@ pub struct Agent<'a> {
     intake: Intake,
     puller: Puller,
     relays: Vec<Relay>,
+    /// Endpoint and relay names, resolved off the loop.
+    resolver: Resolver,
+    /// Endpoint names that did not resolve last time (logged once, not every poll).
+    unresolved: std::collections::BTreeSet<String>,
     /// Every relay task reports here.
     relay_tx: smol::channel::Sender<FromRelay>,
     relay_rx: smol::channel::Receiver<FromRelay>,
@@ -144,6 +149,8 @@ impl<'a> Agent<'a> {
             intake,
             puller,
             relays: Vec::new(),
+            resolver: Resolver::new(),
+            unresolved: Default::default(),
             relay_tx,
             relay_rx,
             topology: None,
@@ -372,10 +379,19 @@ impl<'a> Agent<'a> {
 
     /// Sends everything the core produced, then hands the buffers back.
     async fn flush(&mut self) {
+        while let Some(event) = self.node.poll_event() {
+            match event {
+                Event::NatMapping(mapping) => log::info!(
+                    "NAT in front of UDP port {}: {mapping} mapping (seen as {})",
+                    self.config.listen_port,
+                    describe_addresses(&self.node.reflexive_addresses())
+                ),
+            }
+        }
         while let Some(t) = self.node.poll_transmit() {
             match t.destination {
                 Destination::Udp(to) => {
-                    if let Err(e) = self.udp.send_to(&t.payload, to).await {
+                    if let Err(e) = self.udp.send_to_with_ttl(&t.payload, to, t.ttl).await {
                         log::debug!("UDP send to {to}: {e}");
                     }
                 }
@@ -392,6 +408,15 @@ impl<'a> Agent<'a> {
             }
             self.node.recycle(t.payload);
         }
+    }
+}
+
+fn describe_addresses(addrs: &[std::net::SocketAddr]) -> String {
+    let all: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    if all.is_empty() {
+        "nothing yet".into()
+    } else {
+        all.join(", ")
     }
 }
 

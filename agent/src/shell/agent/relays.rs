@@ -37,6 +37,7 @@ impl super::Agent<'_> {
                         spec,
                         tls.clone(),
                         self.relay_tx.clone(),
+                        self.resolver.clone(),
                     ));
                 }
             }

@@ -32,6 +32,10 @@ impl super::Agent<'_> {
                     keepalive_secs: p.config.keepalive,
                     relay: relay.as_ref().map(|(server, _)| server.clone()),
                     relay_transport: relay.map(|(_, kind)| kind.to_string()),
+                    via: p.direct_via().map(String::from),
+                    candidate: p
+                        .punched_through()
+                        .map(|c| format!("{} {}", c.kind.name(), c.addr)),
                 }
             })
             .collect();

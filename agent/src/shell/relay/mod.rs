@@ -20,6 +20,8 @@ use smol::channel::{Receiver, Sender};
 
 use crate::core::RelayId;
 
+use super::resolver::Resolver;
+
 pub use link::Kind;
 pub use spec::{RelaySpec, group};
 pub use tls::client_config;
@@ -68,10 +70,18 @@ impl Relay {
         spec: RelaySpec,
         tls: Arc<rustls::ClientConfig>,
         events: Sender<FromRelay>,
+        resolver: Resolver,
     ) -> Relay {
         let (data, data_rx) = smol::channel::bounded(QUEUE);
         let (peers, peers_rx) = smol::channel::unbounded();
-        let task = ex.spawn(runner::run(spec.clone(), tls, data_rx, peers_rx, events));
+        let task = ex.spawn(runner::run(
+            spec.clone(),
+            tls,
+            resolver,
+            data_rx,
+            peers_rx,
+            events,
+        ));
         Relay {
             spec,
             data,

@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -26,6 +26,7 @@ use crate::human::Human;
 use crate::turn::{Ignored, Received, Timings, Transport, TurnClient, TurnConfig, TurnEvent};
 
 use super::super::clock;
+use super::super::resolver::Resolver;
 use super::FromRelay;
 use super::link::{Kind, Link};
 use super::spec::{Candidate, RelaySpec};
@@ -38,6 +39,7 @@ const STAGGER: Duration = Duration::from_millis(500);
 pub async fn run(
     spec: RelaySpec,
     tls: Arc<ClientConfig>,
+    resolver: Resolver,
     data: Receiver<(SocketAddr, Vec<u8>)>,
     peers: Receiver<Vec<SocketAddr>>,
     events: Sender<FromRelay>,
@@ -52,7 +54,7 @@ pub async fn run(
         let order: Vec<usize> = (0..spec.candidates.len())
             .map(|k| (preferred + k) % spec.candidates.len())
             .collect();
-        let (index, established) = match establish_any(&spec, &tls, &order).await {
+        let (index, established) = match establish_any(&spec, &tls, &resolver, &order).await {
             Ok(won) => won,
             Err(errors) => {
                 log::warn!(
@@ -110,6 +112,7 @@ type Attempt<'a, T = Established> = Pin<Box<dyn Future<Output = Result<T, String
 async fn establish_any(
     spec: &RelaySpec,
     tls: &Arc<ClientConfig>,
+    resolver: &Resolver,
     order: &[usize],
 ) -> Result<(usize, Established), Vec<String>> {
     let attempts: Vec<Attempt<'_>> = order
@@ -119,7 +122,7 @@ async fn establish_any(
             let candidate = &spec.candidates[i];
             Box::pin(async move {
                 Timer::after(STAGGER * k as u32).await;
-                establish(spec, candidate, tls)
+                establish(spec, candidate, tls, resolver)
                     .await
                     .map_err(|e| format!("{}: {e}", candidate.kind.name()))
             }) as Attempt<'_>
@@ -158,19 +161,17 @@ async fn establish(
     spec: &RelaySpec,
     candidate: &Candidate,
     tls: &Arc<ClientConfig>,
+    resolver: &Resolver,
 ) -> Result<Established, String> {
-    let host = spec.host.clone();
-    let port = candidate.port;
-    let resolved = smol::unblock(move || {
-        (host.as_str(), port)
-            .to_socket_addrs()
-            .map(|mut a| a.next())
-    })
-    .await;
-    let server = match resolved {
-        Ok(Some(addr)) => addr,
-        Ok(None) => return Err("the name has no address".into()),
-        Err(e) => return Err(format!("cannot resolve the name: {e}")),
+    let name = match spec.host.parse::<std::net::Ipv6Addr>() {
+        Ok(v6) => SocketAddr::from((v6, candidate.port)).to_string(),
+        Err(_) => format!("{}:{}", spec.host, candidate.port),
+    };
+    let mut resolved = resolver.lookup(vec![name]).await;
+    let server = match resolved.pop_first().map(|(_, answer)| answer) {
+        Some(Ok(addrs)) => *addrs.first().ok_or("the name has no address")?,
+        Some(Err(e)) => return Err(format!("cannot resolve the name: {e}")),
+        None => return Err("the name has no address".into()),
     };
     let kind = candidate.kind;
     let mut link = Link::connect(kind, server, &spec.host, tls)
