@@ -22,6 +22,8 @@ pub struct Extra<'a> {
     pub manifest_last_success_unix: Option<u64>,
     /// Failed manifest polls by kind (`connect`, `timeout`, `http_status`, ...).
     pub manifest_failures: Option<&'a BTreeMap<&'static str, u64>>,
+    /// Path switches of all peers by reason (`learned`, `punched`, `failed`, ...).
+    pub path_switches: Option<&'a BTreeMap<&'static str, u64>>,
     pub relays: Vec<RelayMetric>,
 }
 
@@ -236,6 +238,14 @@ pub fn render(r: &Report, x: &Extra<'_>) -> String {
             *n,
         );
     }
+    m.family(
+        "edgewire_path_switches_total",
+        "counter",
+        "Times a peer's datagrams took another way, by reason (learned, roamed, promoted, punched, failed, relay_lost, back_to_hub).",
+    );
+    for (reason, n) in x.path_switches.into_iter().flatten() {
+        m.sample("edgewire_path_switches_total", &[("reason", reason)], *n);
+    }
 
     m.family(
         "edgewire_dropped_packets_total",
@@ -359,6 +369,7 @@ mod tests {
                 rss_bytes: Some(4 << 20),
                 manifest_last_success_unix: Some(1_764_400_090),
                 manifest_failures: Some(&failures),
+                path_switches: Some(&BTreeMap::from([("punched", 2)])),
                 relays: vec![RelayMetric {
                     relay: "198.51.100.1:3478".into(),
                     transport: Some("tls".into()),
@@ -367,6 +378,7 @@ mod tests {
             },
         );
         for line in [
+            "edgewire_path_switches_total{reason=\"punched\"} 2",
             "edgewire_peer_receive_bytes_total{peer=\"hub-1\",role=\"hub\"} 1536",
             "edgewire_peer_transmit_bytes_total{peer=\"hub-1\",role=\"hub\"} 2048",
             "edgewire_peer_handshakes_total{peer=\"hub-1\",role=\"hub\"} 3",

@@ -474,8 +474,9 @@ fn check_hubs(config: &RunConfig, m: &Manifest) -> Vec<Check> {
             Err(_) => node.handle_timeout(Instant::now()),
         }
         while let Some(event) = node.poll_event() {
-            let Event::NatMapping(m) = event;
-            mapping = Some(m);
+            if let Event::NatMapping(m) = event {
+                mapping = Some(m);
+            }
         }
         let now = Instant::now();
         for (k, _) in hubs.iter() {

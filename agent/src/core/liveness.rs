@@ -43,10 +43,13 @@ const PROBE_TIMEOUT_MIN: Duration = Duration::from_secs(1);
 pub const FIRST_PROBE_TIMEOUT: Duration = Duration::from_millis(1900);
 const FIRST_RETRY: Duration = Duration::from_millis(450);
 const FIRST_ATTEMPTS: u8 = 4;
-/// Pauses between probes of a peer that is down: 5 s, doubling up to 30 s. Cheap (a
-/// 148-byte datagram) and fast enough that a returning hub gets its traffic back quickly.
+/// Pauses between probes of a peer that is down: 5 s, doubling up to `RETRY_MAX_KEPT`
+/// for a peer we must stay connected to (one with a keepalive: a hub, for an edge),
+/// which gets its traffic back quickly when it returns; up to `RETRY_MAX` for the rest,
+/// so a hub with a thousand offline peers sends about three initiations a second.
 const RETRY_FIRST: Duration = Duration::from_secs(5);
-const RETRY_MAX: Duration = Duration::from_secs(30);
+pub const RETRY_MAX_KEPT: Duration = Duration::from_secs(30);
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Health {
@@ -92,6 +95,8 @@ pub struct Liveness {
     waited: Duration,
     /// The smoothed handshake round trip on this path, once measured.
     rtt: Option<Duration>,
+    /// The longest pause between probes while down.
+    retry_max: Duration,
 }
 
 impl Default for Liveness {
@@ -106,6 +111,7 @@ impl Default for Liveness {
             one_way: false,
             waited: Duration::ZERO,
             rtt: None,
+            retry_max: RETRY_MAX_KEPT,
         }
     }
 }
@@ -125,10 +131,19 @@ impl Liveness {
         self.rtt
     }
 
+    /// A liveness check whose probes of a down peer back off to `retry_max`.
+    pub fn with_retry_max(retry_max: Duration) -> Liveness {
+        Liveness {
+            retry_max,
+            ..Liveness::default()
+        }
+    }
+
     /// The peer is now reached another way: nothing is known about that way yet.
     pub fn on_path_changed(&mut self) {
         *self = Liveness {
             one_way: self.one_way,
+            retry_max: self.retry_max,
             ..Liveness::default()
         };
     }
@@ -200,6 +215,7 @@ impl Liveness {
             health: Health::Up,
             one_way,
             rtt: self.rtt,
+            retry_max: self.retry_max,
             ..Liveness::default()
         };
         was_down
@@ -211,7 +227,7 @@ impl Liveness {
         if self.health == Health::Down {
             if self.retry_at.is_some_and(|t| now >= t) {
                 self.retry_at = Some(now + self.retry_pause);
-                self.retry_pause = (self.retry_pause * 2).min(RETRY_MAX);
+                self.retry_pause = (self.retry_pause * 2).min(self.retry_max);
                 return (Action::Probe, false);
             }
             return (Action::None, false);
@@ -228,6 +244,7 @@ impl Liveness {
                     one_way: self.one_way,
                     waited: self.waited,
                     rtt: self.rtt,
+                    retry_max: self.retry_max,
                     ..Liveness::default()
                 };
                 return (Action::None, true);
@@ -397,6 +414,28 @@ mod tests {
         assert_eq!(&probes[..5], &[5.0, 15.0, 35.0, 65.0, 95.0]);
         assert!(l.on_answer(t), "the first answer brings it back");
         assert_eq!(l.health(), Health::Up);
+    }
+
+    #[test]
+    fn a_peer_we_need_not_keep_backs_off_to_five_minutes() {
+        let t0 = Instant::now();
+        let mut l = Liveness::with_retry_max(RETRY_MAX);
+        l.on_handshake_sent(t0);
+        let mut t = t0;
+        while !l.on_tick(t).1 {
+            t += secs(0.05);
+        }
+        let mut probes = Vec::new();
+        let end = t + secs(3600.0);
+        while t < end {
+            t += secs(1.0);
+            if l.on_tick(t).0 == Action::Probe {
+                probes.push(t);
+            }
+        }
+        let pauses: Vec<u64> = probes.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+        assert_eq!(&pauses[..6], &[10, 20, 40, 80, 160, 300]);
+        assert!(pauses[6..].iter().all(|&p| p == 300), "{pauses:?}");
     }
 
     #[test]

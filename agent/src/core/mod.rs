@@ -27,7 +27,7 @@ pub mod topology;
 mod tests;
 
 pub use liveness::Health;
-pub use node::{Changes, Drops, Event, Node, Overlay};
+pub use node::{Changes, Drops, Event, Node, Overlay, SwitchReason};
 pub use path::{Destination, Path, RelayId, Transmit};
 pub use paths::RelayInfo;
 pub use peer::{Peer, PeerConfig, PeerStats};

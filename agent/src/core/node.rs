@@ -6,7 +6,7 @@
 //! buffer back with `recycle`), then ask `poll_timeout` when to call `handle_timeout`.
 //! The node never reads the clock: `now` is always an argument.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -55,6 +55,42 @@ pub struct Overlay {
 pub enum Event {
     /// The NAT in front of the WireGuard socket was classified (anew).
     NatMapping(NatMapping),
+    /// A peer's datagrams take another way now (logged where it happens; this is for
+    /// counting).
+    PathSwitched { peer: String, why: SwitchReason },
+}
+
+/// Why a peer's path changed, as metrics label it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SwitchReason {
+    /// The first path of a peer that reached us first.
+    Learned,
+    /// The peer's address moved (NAT rebinding, a moved device).
+    Roamed,
+    /// A direct probe was answered while relayed.
+    Promoted,
+    /// A direct path was punched through both NATs.
+    Punched,
+    /// The path in use went unanswered: the next one was taken.
+    Failed,
+    /// The relay in use went away.
+    RelayLost,
+    /// A session made on demand ended: the peer's traffic is back on the hub.
+    BackToHub,
+}
+
+impl SwitchReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            SwitchReason::Learned => "learned",
+            SwitchReason::Roamed => "roamed",
+            SwitchReason::Promoted => "promoted",
+            SwitchReason::Punched => "punched",
+            SwitchReason::Failed => "failed",
+            SwitchReason::RelayLost => "relay_lost",
+            SwitchReason::BackToHub => "back_to_hub",
+        }
+    }
 }
 
 /// What `apply` changed, for the log.
@@ -97,7 +133,10 @@ pub struct Node {
     mesh: Mesh,
     /// The peers `mesh` made (not in the manifest's peer list).
     punched: BTreeSet<PublicKey>,
-    events: VecDeque<Event>,
+    /// Every peer's next tick, in time order, so the next deadline and the peers due
+    /// are found without looking at every peer (a hub has thousands).
+    timers: BTreeSet<(Instant, PublicKey)>,
+    scheduled: HashMap<PublicKey, Instant>,
     pub drops: Drops,
 }
 
@@ -109,7 +148,8 @@ impl Node {
             reflexive: Reflexive::new(u64::from(index_seed)),
             mesh: Mesh::new(u64::from(index_seed).rotate_left(32) ^ 0x5eed),
             punched: BTreeSet::new(),
-            events: VecDeque::new(),
+            timers: BTreeSet::new(),
+            scheduled: HashMap::new(),
             key,
             peers: BTreeMap::new(),
             by_index: HashMap::new(),
@@ -192,6 +232,7 @@ impl Node {
         }
         self.overlay = overlay;
         self.rebuild_routes();
+        self.reschedule_all();
         changes
     }
 
@@ -202,6 +243,58 @@ impl Node {
     pub fn renew_sessions(&mut self, now: Instant) {
         for peer in self.peers.values_mut() {
             peer.renew_session(&self.key, &self.gate, &mut self.out, now);
+        }
+        self.reschedule_all();
+    }
+
+    /// Files the peer's next tick (or drops it, for a peer that is gone).
+    fn reschedule(&mut self, key: PublicKey) {
+        let next = self.peers.get(&key).map(Peer::next_tick);
+        let old = match next {
+            Some(t) => self.scheduled.insert(key, t),
+            None => self.scheduled.remove(&key),
+        };
+        if old == next {
+            return;
+        }
+        if let Some(old) = old {
+            self.timers.remove(&(old, key));
+        }
+        if let Some(t) = next {
+            self.timers.insert((t, key));
+        }
+    }
+
+    /// Tests: every peer's deadline is filed, and nothing else is.
+    #[cfg(test)]
+    pub(crate) fn check_filed(&self, at: &str) {
+        for (k, p) in &self.peers {
+            let filed = self.scheduled.get(k);
+            assert_eq!(
+                filed,
+                Some(&p.next_tick()),
+                "{at}: {} not filed",
+                p.config.name
+            );
+        }
+        for (t, k) in &self.timers {
+            assert_eq!(self.scheduled.get(k), Some(t), "{at}: a stale deadline");
+            assert!(
+                self.peers.contains_key(k),
+                "{at}: the deadline of a peer that is gone"
+            );
+        }
+    }
+
+    fn reschedule_all(&mut self) {
+        let keys: Vec<PublicKey> = self
+            .peers
+            .keys()
+            .chain(self.scheduled.keys())
+            .copied()
+            .collect();
+        for key in keys {
+            self.reschedule(key);
         }
     }
 
@@ -279,10 +372,13 @@ impl Node {
         let Some((_, dst)) = packet::addresses(&packet) else {
             return;
         };
-        let Some(via) = self.routes.lookup(dst).and_then(|k| self.peers.get_mut(&k)) else {
+        let Some(via) = self.routes.lookup(dst) else {
             return;
         };
-        via.send_packet(&packet, &mut self.out, now);
+        if let Some(peer) = self.peers.get_mut(&via) {
+            peer.send_packet(&packet, &mut self.out, now);
+        }
+        self.reschedule(via);
     }
 
     /// A candidate message for us, decrypted from `carrier` (a hub that forwarded it).
@@ -340,6 +436,7 @@ impl Node {
             message.candidates.len()
         );
         peer.start_punch(message.candidates, open_wait, now);
+        self.reschedule(key);
     }
 
     /// Drops a session made on demand; its traffic stays with the hub. When its direct
@@ -354,6 +451,12 @@ impl Node {
         self.punched.remove(&key);
         if let Some(peer) = self.peers.remove(&key) {
             self.by_index.remove(&peer.index);
+            if peer.path().is_some() {
+                self.out.events.push_back(Event::PathSwitched {
+                    peer: peer.config.name.clone(),
+                    why: SwitchReason::BackToHub,
+                });
+            }
             let level = if why == "idle" {
                 log::Level::Debug
             } else {
@@ -365,6 +468,7 @@ impl Node {
                 peer.config.name
             );
         }
+        self.reschedule(key);
         self.mesh.ended(key, why, now);
     }
 
@@ -381,6 +485,7 @@ impl Node {
         }
         self.by_index.insert(index, key);
         self.peers.insert(key, peer);
+        self.reschedule(key);
     }
 
     fn allocate_index(&mut self) -> u32 {
@@ -465,6 +570,9 @@ impl Node {
         if let Some(peer) = self.peers.get_mut(&via) {
             peer.send_packet(packet, &mut self.out, now);
         }
+        self.reschedule(via);
+        #[cfg(test)]
+        self.check_filed("handle_tun");
     }
 
     /// A datagram read from the UDP socket: STUN answers to our Binding requests, or
@@ -472,11 +580,13 @@ impl Node {
     pub fn handle_udp(&mut self, from: SocketAddr, datagram: &[u8], now: Instant) {
         if reflexive::is_stun(datagram) {
             if let Some(mapping) = self.reflexive.handle(from, datagram, now) {
-                self.events.push_back(Event::NatMapping(mapping));
+                self.out.events.push_back(Event::NatMapping(mapping));
             }
             return;
         }
         self.handle_datagram(Path::Direct(from), datagram, now);
+        #[cfg(test)]
+        self.check_filed("handle_udp");
     }
 
     /// The STUN servers to learn our reflexive addresses from: the manifest's `stun`
@@ -502,7 +612,7 @@ impl Node {
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.out.events.pop_front()
     }
 
     /// A datagram a TURN relay forwarded to us from `from`.
@@ -523,6 +633,7 @@ impl Node {
         for peer in self.peers.values_mut() {
             peer.retry_if_down(&self.relays, &mut self.out, now);
         }
+        self.reschedule_all();
     }
 
     /// A relay lost its allocation or its connection: its peers move at once.
@@ -531,6 +642,7 @@ impl Node {
         for peer in self.peers.values_mut() {
             peer.on_relay_lost(relay, &self.relays, &mut self.out, now);
         }
+        self.reschedule_all();
     }
 
     /// Every address a relay must be allowed to forward from: the peers' direct
@@ -596,6 +708,7 @@ impl Node {
         if peer.is_routable() != before {
             self.rebuild_routes();
         }
+        self.reschedule(carrier);
         if let Some(packet) = packet {
             let mesh = &self.mesh;
             match signal::unwrap_v4(&packet, |a| mesh.is_own(a)) {
@@ -614,11 +727,19 @@ impl Node {
         if self.reflexive.poll_timeout().is_some_and(|t| now >= t)
             && let Some(mapping) = self.reflexive.handle_timeout(now, &mut self.out)
         {
-            self.events.push_back(Event::NatMapping(mapping));
+            self.out.events.push_back(Event::NatMapping(mapping));
         }
         let mut went_down = false;
-        for peer in self.peers.values_mut() {
-            went_down |= peer.tick(&self.relays, &mut self.out, now);
+        let due: Vec<PublicKey> = self
+            .timers
+            .range(..=(now, PublicKey([0xff; 32])))
+            .map(|(_, key)| *key)
+            .collect();
+        for key in due {
+            if let Some(peer) = self.peers.get_mut(&key) {
+                went_down |= peer.tick(&self.relays, &mut self.out, now);
+            }
+            self.reschedule(key);
         }
         let over: Vec<(PublicKey, &'static str)> = self
             .punched
@@ -631,6 +752,8 @@ impl Node {
         if went_down || !over.is_empty() {
             self.rebuild_routes();
         }
+        #[cfg(test)]
+        self.check_filed("handle_timeout");
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -646,10 +769,10 @@ impl Node {
     /// logs and tests).
     pub fn poll_timeout(&self) -> Option<(Instant, &str)> {
         let stun = self.reflexive.poll_timeout().map(|t| (t, "stun"));
-        self.peers
-            .values()
-            .map(|p| (p.next_tick(), p.config.name.as_str()))
-            .chain(stun)
-            .min_by_key(|(t, _)| *t)
+        let peer = self.timers.first().and_then(|(t, key)| {
+            let name = self.peers.get(key)?.config.name.as_str();
+            Some((*t, name))
+        });
+        [peer, stun].into_iter().flatten().min_by_key(|(t, _)| *t)
     }
 }

@@ -1,13 +1,16 @@
-//! Output buffers and the transmit queue, kept apart from the peers so a peer can fill
-//! them while it is borrowed. Buffers are reused: the hot path allocates nothing.
+//! Output buffers, the transmit queue and the events, kept apart from the peers so a peer
+//! can fill them while it is borrowed. Buffers are reused: the hot path allocates nothing.
 
 use std::collections::VecDeque;
 
+use super::node::Event;
 use super::path::{Destination, Transmit};
 
 #[derive(Default)]
 pub struct Outbox {
     pub transmits: VecDeque<Transmit>,
+    /// What happened, for `Node::poll_event`.
+    pub events: VecDeque<Event>,
     pool: Vec<Vec<u8>>,
 }
 

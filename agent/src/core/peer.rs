@@ -10,7 +10,8 @@ use crate::prefix::Prefix;
 
 use crate::human::Human;
 
-use super::liveness::{Action, Health, Liveness};
+use super::liveness::{Action, Health, Liveness, RETRY_MAX, RETRY_MAX_KEPT};
+use super::node::{Event, SwitchReason};
 use super::outbox::Outbox;
 use super::path::{Path, RelayId};
 use super::paths::{PathSelector, RelayInfo, Switch};
@@ -31,6 +32,8 @@ const ACTIVE_WINDOW: Duration = Duration::from_secs(16);
 const IDLE_TICK: Duration = Duration::from_secs(60);
 /// A data message without payload (a keepalive) is exactly this long.
 const KEEPALIVE_LEN: usize = 32;
+/// WireGuard's REKEY_AFTER_TIME: an initiator renews its keys this often.
+const REKEY_AFTER: Duration = Duration::from_secs(120);
 /// A handshake initiation this recent is sent again on a new path rather than replaced:
 /// boringtun retransmits after REKEY_TIMEOUT (5 s) anyway.
 const RESEND_INIT_WITHIN: Duration = Duration::from_secs(5);
@@ -113,6 +116,12 @@ impl Peer {
         let c = &config;
         let session = Session::new(own, key, c.preshared_key, c.keepalive, index, gate, now);
         let paths = PathSelector::new(&config.endpoints);
+        // A peer we keep a keepalive toward (an edge's hub) must come back quickly.
+        let retry_max = if config.keepalive().is_some() {
+            RETRY_MAX_KEPT
+        } else {
+            RETRY_MAX
+        };
         Peer {
             key,
             config,
@@ -121,7 +130,7 @@ impl Peer {
             paths,
             stats: PeerStats::default(),
             overlay: None,
-            liveness: Liveness::default(),
+            liveness: Liveness::with_retry_max(retry_max),
             last_sent: None,
             last_data: None,
             handshake_sent: None,
@@ -238,6 +247,7 @@ impl Peer {
                 "peer {}: path switched to {next}: relay #{relay} is gone",
                 self.config.name
             );
+            self.switched(SwitchReason::RelayLost, out);
             self.liveness.on_path_changed();
             self.initiate(out, now);
             self.schedule(now);
@@ -439,7 +449,7 @@ impl Peer {
                 Some(MessageKind::HandshakeResponse | MessageKind::Data)
             );
         if kind != Some(MessageKind::CookieReply) && proves_path {
-            self.follow(via);
+            self.follow(via, out);
             if self.liveness.on_answer(now) {
                 log::info!("peer {}: answers again ({via})", self.config.name);
             }
@@ -499,10 +509,26 @@ impl Peer {
         Ok(None)
     }
 
+    fn switched(&self, why: SwitchReason, out: &mut Outbox) {
+        out.events.push_back(Event::PathSwitched {
+            peer: self.config.name.clone(),
+            why,
+        });
+    }
+
     /// WireGuard's roaming, with path selection: see `paths.rs`.
-    fn follow(&mut self, via: Path) {
+    fn follow(&mut self, via: Path, out: &mut Outbox) {
+        let switch = self.paths.on_authenticated(via);
+        let why = match switch {
+            Some(Switch::Promoted { .. }) => SwitchReason::Promoted,
+            Some(Switch::Roamed { .. }) => SwitchReason::Roamed,
+            Some(Switch::Learned(_)) if self.punched.is_some() => SwitchReason::Punched,
+            Some(Switch::Learned(_)) => SwitchReason::Learned,
+            None => return,
+        };
+        self.switched(why, out);
         let name = &self.config.name;
-        match self.paths.on_authenticated(via) {
+        match switch {
             Some(Switch::Promoted { from, to }) => {
                 log::info!("peer {name}: path switched to {to}: a probe was answered (was {from})")
             }
@@ -553,6 +579,7 @@ impl Peer {
             match self.paths.on_failure(relays, now) {
                 Some(next) => {
                     log::info!("peer {}: path switched to {next}: {why}", self.config.name);
+                    self.switched(SwitchReason::Failed, out);
                     self.liveness.on_path_changed();
                     went_down = false;
                     self.resume_on_new_path(out, now);
@@ -569,10 +596,13 @@ impl Peer {
             }
         } else if action == Action::Probe {
             if self.liveness.health() == Health::Down {
-                // Retrying a peer that is down: each retry on the next path in turn.
+                // Retrying a peer that is down: each retry on the next path in turn, one
+                // datagram (a hub may have thousands of offline peers).
                 self.paths.rotate(relays, now);
+                self.initiate(out, now);
+            } else {
+                self.probe(out, now);
             }
-            self.probe(out, now);
         }
         if let Some(targets) = self.paths.direct_probe_due(now) {
             self.probe_direct(&targets, out, now);
@@ -584,7 +614,11 @@ impl Peer {
         }
         self.punch(out, now);
         if now >= self.timers_due {
-            self.run_timers(out, now);
+            // While down, the liveness check's backed-off probes are the only retries:
+            // boringtun would retransmit every 5 s and start over for ever.
+            if self.liveness.health() != Health::Down {
+                self.run_timers(out, now);
+            }
             self.timers_due = self.timers_wanted(now);
         }
         self.schedule(now);
@@ -594,6 +628,16 @@ impl Peer {
     /// boringtun's timers: retransmits, keepalives, rekeys, key expiry.
     fn run_timers(&mut self, out: &mut Outbox, now: Instant) {
         match self.session.update_timers(out.buffer(), now) {
+            Ok(Some(datagram)) if self.is_probe_retransmit(&datagram, now) => {
+                // The retransmit of a direct probe goes where the probe went: sent on the
+                // relay it would be answered there, a full handshake every probe. The
+                // relay's keys are renewed when they age, like any session's.
+                let targets = self.paths.direct_candidates().to_vec();
+                for addr in targets {
+                    self.send_copy(Path::Direct(addr), &datagram, None, out);
+                }
+                out.recycle(datagram);
+            }
             Ok(Some(datagram)) => self.send(datagram, out, now),
             Ok(None) => {}
             Err(SessionError::Expired) => {
@@ -610,6 +654,17 @@ impl Peer {
             }
             Err(_) => {}
         }
+    }
+
+    /// Whether boringtun's retransmitted initiation belongs to a direct probe: we are
+    /// relayed and the session's keys are young (a rekey would be due at 120 s).
+    fn is_probe_retransmit(&self, datagram: &[u8], now: Instant) -> bool {
+        let relayed = self.paths.active().is_some_and(|p| p.relay().is_some());
+        let young = self
+            .session
+            .time_since_last_handshake(now)
+            .is_some_and(|age| age < REKEY_AFTER);
+        relayed && young && MessageKind::of(datagram) == Some(MessageKind::HandshakeInit)
     }
 
     /// When boringtun's timers want a look, from what the peer is doing; see ACTIVE_TICK.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::keys::PrivateKey;
 use crate::manifest::Role;
 
-use super::super::{Event, NatMapping};
+use super::super::{Event, NatMapping, SwitchReason};
 use super::nat::{Dependence, NatType, SimNat, direct_possible};
 use super::sim::*;
 
@@ -34,7 +34,10 @@ fn edge_behind(kind: NatType) -> Sim {
 
 fn learned(sim: &mut Sim, node: usize) -> Vec<NatMapping> {
     std::iter::from_fn(|| sim.nodes[node].node.poll_event())
-        .map(|Event::NatMapping(m)| m)
+        .filter_map(|e| match e {
+            Event::NatMapping(m) => Some(m),
+            _ => None,
+        })
         .collect()
 }
 
@@ -216,6 +219,17 @@ pub fn the_first_packet_goes_through_the_hub_and_the_direct_path_takes_over_with
     let took = took.expect("went direct");
     assert!(took <= Duration::from_secs(1), "direct after {took:?}");
     assert_eq!(lost, 0, "pings lost while switching");
+    let switches: Vec<SwitchReason> = std::iter::from_fn(|| sim.nodes[1].node.poll_event())
+        .filter_map(|e| match e {
+            Event::PathSwitched { peer, why } if peer == "dev-b" => Some(why),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        switches,
+        [SwitchReason::Punched],
+        "counted once, with its reason"
+    );
 }
 
 #[test]

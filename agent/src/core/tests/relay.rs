@@ -183,3 +183,24 @@ pub fn a_silently_dead_relay_is_noticed_from_the_data_path_too() {
     assert!(got.first().is_some_and(|&t| t <= 5.0), "resumed at {got:?}");
     assert_eq!(path_of(&sim, 1, &keys[0]).unwrap().relay(), Some(1));
 }
+
+#[test]
+pub fn a_relayed_peer_handshakes_on_the_relay_only_when_its_keys_age() {
+    let (mut sim, keys) = relayed_edge(true);
+    ping_hub(&mut sim, 3.0);
+    assert_eq!(path_of(&sim, 1, &keys[0]).unwrap().relay(), Some(0));
+    let before = sim.handshakes(1, &keys[0].public_key());
+    // Ten minutes on the relay with a ping every 100 ms; direct is probed every 20 s.
+    let got = ping_hub(&mut sim, 600.0);
+    let handshakes = sim.handshakes(1, &keys[0].public_key()) - before;
+    assert!(
+        got.len() >= 5990,
+        "traffic flowed on the relay: {}",
+        got.len()
+    );
+    // A rekey every 2 minutes, not a handshake per probe (30 in ten minutes).
+    assert!(
+        (4..=7).contains(&handshakes),
+        "{handshakes} handshakes in 10 minutes"
+    );
+}

@@ -153,3 +153,45 @@ pub fn twenty_starts_on_a_link_losing_20_percent_each_way_never_take_the_relay()
         "starts that went to the relay"
     );
 }
+
+#[test]
+pub fn a_hub_with_offline_peers_backs_off_to_one_initiation_each_five_minutes() {
+    let keys: Vec<PrivateKey> = (0..101).map(|_| PrivateKey::generate()).collect();
+    let mut sim = Sim::new();
+    sim.add(keys[0].clone(), "203.0.113.10:51820", [10, 42, 0, 1]);
+    let mut hub = spec(
+        &keys[0],
+        "hub",
+        crate::manifest::Role::Hub,
+        None,
+        "10.42.0.1/32",
+    );
+    hub.endpoints = vec!["203.0.113.10:51820".into()];
+    let mut nodes = vec![hub];
+    // 100 edges that list an endpoint but never answer (nobody is at the address).
+    for (i, key) in keys[1..].iter().enumerate() {
+        let mut edge = spec(
+            key,
+            &format!("dev-{i}"),
+            crate::manifest::Role::Edge,
+            Some(&format!("site-{i}")),
+            &format!("10.42.{}.{}/32", 1 + i / 200, 1 + i % 200),
+        );
+        edge.endpoints = vec![format!("198.51.100.{}:51820", 1 + i)];
+        nodes.push(edge);
+    }
+    sim.apply(&manifest(nodes));
+    let count = |sim: &mut Sim, secs: u64| {
+        let lost_before = sim.lost;
+        for _ in 0..secs {
+            sim.advance(Duration::from_secs(1));
+        }
+        sim.lost - lost_before
+    };
+    count(&mut sim, 600);
+    let sent = count(&mut sim, 600);
+    // 100 peers, one initiation per peer every 300 s: 200 in ten minutes, 0.33/s (a
+    // thousand peers: 3.3/s, under the target of 4).
+    assert!(sent <= 240, "{sent} initiations in 10 minutes");
+    assert!(sent >= 150, "still retried: {sent}");
+}

@@ -257,6 +257,24 @@ impl Sim {
             n.node.handle_timeout(now);
         }
         self.run();
+        // The node files deadlines as they change instead of scanning its peers: the
+        // earliest it files must be the earliest of all its peers, every time.
+        for n in &self.nodes {
+            let scanned = n.node.peers().map(|p| p.next_tick()).min();
+            let filed = n.node.poll_timeout().map(|(t, _)| t);
+            if let Some(scanned) = scanned {
+                let missed: Vec<&str> = n
+                    .node
+                    .peers()
+                    .filter(|p| filed.is_none_or(|f| p.next_tick() < f))
+                    .map(|p| p.config.name.as_str())
+                    .collect();
+                assert!(
+                    missed.is_empty(),
+                    "deadlines not filed: {missed:?} ({scanned:?} / {filed:?})"
+                );
+            }
+        }
     }
 
     pub fn handshakes(&self, node: usize, peer: &PublicKey) -> u64 {

@@ -28,6 +28,7 @@ impl super::Agent<'_> {
                 rss_bytes: rss,
                 manifest_last_success_unix: self.record.last_success_unix,
                 manifest_failures: Some(&self.record.failures),
+                path_switches: Some(&self.record.path_switches),
                 relays,
             },
         )

@@ -386,6 +386,9 @@ impl<'a> Agent<'a> {
                     self.config.listen_port,
                     describe_addresses(&self.node.reflexive_addresses())
                 ),
+                Event::PathSwitched { why, .. } => {
+                    *self.record.path_switches.entry(why.name()).or_default() += 1;
+                }
             }
         }
         while let Some(t) = self.node.poll_transmit() {

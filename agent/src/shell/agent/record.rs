@@ -21,6 +21,8 @@ pub(super) struct Record {
     pub last_error: Option<(Instant, String)>,
     /// Failed polls, by [`fetch_error_kind`].
     pub failures: BTreeMap<&'static str, u64>,
+    /// Path switches of all peers, by reason (`SwitchReason::name`).
+    pub path_switches: BTreeMap<&'static str, u64>,
     /// Wall-clock seconds of `last_success`, for the metrics.
     pub last_success_unix: Option<u64>,
     /// Each relay's round trip when its allocation was last made.
@@ -36,6 +38,7 @@ impl Record {
             last_success: None,
             last_error: None,
             failures: BTreeMap::new(),
+            path_switches: BTreeMap::new(),
             last_success_unix: None,
             relay_rtt: BTreeMap::new(),
         }
