@@ -184,14 +184,10 @@ fn temporary_files_left_by_a_crash_are_removed_at_start() {
     assert!(left.is_empty(), "still in {}: {left:?}", state.display());
 }
 
-/// NEEDS THE RESTART FIX (`run` waits a few seconds for the UDP port
-/// while another agent still holds it — and for the TUN name: today the new agent fails
-/// first with "creating the TUN device ew0 … Device or resource busy"); fails before it.
-/// The old agent is frozen (SIGSTOP) while the new one starts, so the overlap is certain,
-/// then let go with SIGTERM. About 30 s.
+/// `run` waits a few seconds for its TUN name and its UDP port while another agent still
+/// holds them. The old agent is frozen (SIGSTOP) while the new one starts, so the overlap
+/// is certain, then let go with SIGTERM.
 #[test]
-#[ignore = "needs the agent to wait for its TUN name as it now waits for its UDP port; \
-            run with --ignored"]
 fn a_new_agent_started_while_the_old_one_is_exiting_comes_up() {
     require_root!();
     let lab = Lab::new("fault-restart-overlap");
