@@ -20,6 +20,31 @@ struct Mesh {
     dev_b: Agent,
 }
 
+/// Signs `src` with the coturns as relays, starts `agents` on it and waits until each
+/// edge among them has a handshake with hub-1.
+fn start(lab: &Lab, stun: &StunPair, src: ManifestSource, agents: &mut [&mut Agent]) {
+    let key = NetworkKey::generate(lab.dir(), "network.key");
+    let manifest = stun.add_to(src).build(&key, lab.dir(), "manifest");
+    let url = manifest.to_string_lossy();
+    for agent in agents.iter_mut() {
+        agent.start(&url, &key.public);
+    }
+    for agent in agents.iter().filter(|a| a.name() != "hub-1") {
+        agent.wait_handshakes(&["hub-1"], T);
+    }
+}
+
+/// Pings dev-b from `from` until `dev_a` reaches it `via` (`punched`, `lan`); the peer's
+/// status then.
+fn wait_via(from: &Host, dev_a: &Agent, via: &str) -> Option<PeerStatus> {
+    poll_until(T, || {
+        from.ping(DEV_B, T).ok()?;
+        let status = dev_a.status().ok()?;
+        let peer = status.peer("dev-b")?;
+        (peer.via.as_deref() == Some(via)).then(|| peer.clone())
+    })
+}
+
 fn mesh(name: &str, nats: [NatKind; 2]) -> Mesh {
     let lab = Lab::new(name);
     let world = HubSites::with_nats(&lab, &nats);
@@ -27,19 +52,12 @@ fn mesh(name: &str, nats: [NatKind; 2]) -> Mesh {
     let mut hub = Agent::new(&world.hub_host, "hub-1");
     let mut dev_a = Agent::new(&world.devs[0], "dev-a");
     let mut dev_b = Agent::new(&world.devs[1], "dev-b");
-    let key = NetworkKey::generate(lab.dir(), "network.key");
     let src = hub_and_devs(
         1,
         hub.public_key(),
         &[dev_a.public_key(), dev_b.public_key()],
     );
-    let manifest = stun.add_to(src).build(&key, lab.dir(), "manifest");
-    let url = manifest.to_string_lossy();
-    for agent in [&mut hub, &mut dev_a, &mut dev_b] {
-        agent.start(&url, &key.public);
-    }
-    dev_a.wait_handshakes(&["hub-1"], T);
-    dev_b.wait_handshakes(&["hub-1"], T);
+    start(&lab, &stun, src, &mut [&mut hub, &mut dev_a, &mut dev_b]);
     // Each edge learns its NAT's mapping from the two STUN servers before traffic flows.
     for edge in [&dev_a, &dev_b] {
         let mapped = poll_until(T, || {
@@ -144,7 +162,6 @@ fn two_devices_behind_one_symmetric_nat_go_direct_on_their_lan_addresses() {
     let mut hub = Agent::new(&world.hub_host, "hub-1");
     let mut dev_a = Agent::new(&world.devs[0], "dev-a");
     let mut dev_b = Agent::new(&b_host, "dev-b");
-    let key = NetworkKey::generate(lab.dir(), "network.key");
     // Two sites in the manifest, one LAN in fact.
     let src = hub_and_devs(1, hub.public_key(), &[dev_a.public_key()]).node(NodeSource::edge(
         "dev-b",
@@ -152,21 +169,10 @@ fn two_devices_behind_one_symmetric_nat_go_direct_on_their_lan_addresses() {
         "site-b",
         &format!("{DEV_B}/32"),
     ));
-    let manifest = stun.add_to(src).build(&key, lab.dir(), "manifest");
-    let url = manifest.to_string_lossy();
-    for agent in [&mut hub, &mut dev_a, &mut dev_b] {
-        agent.start(&url, &key.public);
-    }
-    dev_a.wait_handshakes(&["hub-1"], T);
-    dev_b.wait_handshakes(&["hub-1"], T);
-    let lan = poll_until(T, || {
-        world.devs[0].ping(DEV_B, T).ok()?;
-        let status = dev_a.status().ok()?;
-        let p = status.peer("dev-b")?;
-        (p.via.as_deref() == Some("lan")).then(|| p.endpoint.clone())
-    });
+    start(&lab, &stun, src, &mut [&mut hub, &mut dev_a, &mut dev_b]);
+    let lan = wait_via(&world.devs[0], &dev_a, "lan").and_then(|p| p.endpoint);
     assert_eq!(
-        lan.flatten().as_deref(),
+        lan.as_deref(),
         Some("192.168.10.3:51820"),
         "dev-a reaches dev-b on the LAN: {:#?}",
         dev_a.status()
@@ -193,23 +199,12 @@ fn cone_to_cone_goes_direct_through_a_wireguard_go_hub_too() {
             ..Default::default()
         });
     }
-    let key = NetworkKey::generate(lab.dir(), "network.key");
     let src = hub_and_devs(
         1,
         hub.public_key(),
         &[dev_a.public_key(), dev_b.public_key()],
     );
-    let manifest = stun.add_to(src).build(&key, lab.dir(), "manifest");
-    let url = manifest.to_string_lossy();
-    for agent in [&mut dev_a, &mut dev_b] {
-        agent.start(&url, &key.public);
-    }
-    dev_a.wait_handshakes(&["hub-1"], T);
-    dev_b.wait_handshakes(&["hub-1"], T);
-    let punched = poll_until(T, || {
-        world.devs[0].ping(DEV_B, T).ok()?;
-        let status = dev_a.status().ok()?;
-        (status.peer("dev-b")?.via.as_deref() == Some("punched")).then_some(())
-    });
+    start(&lab, &stun, src, &mut [&mut dev_a, &mut dev_b]);
+    let punched = wait_via(&world.devs[0], &dev_a, "punched");
     assert!(punched.is_some(), "not punched: {:#?}", dev_a.status());
 }
