@@ -34,6 +34,36 @@ const RETRY_MAX: Duration = Duration::from_secs(600);
 /// A direct path that died is punched again sooner: the NATs may simply have rebound.
 const RETRY_AFTER_DOWN: Duration = Duration::from_secs(5);
 
+/// Why a session made on demand ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// No data either way for `IDLE_TEARDOWN`.
+    Idle,
+    /// The punched path stopped answering.
+    PathDied,
+    /// The other side said its direct path died.
+    OtherSideClosed,
+    /// Punching gave up: no candidate answered.
+    NoCandidateAnswered,
+    /// Nobody answered the offer (a standard WireGuard peer, or one that is down).
+    NoAnswer,
+    /// The edge left the manifest's directory.
+    Removed,
+}
+
+impl Ended {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Ended::Idle => "idle",
+            Ended::PathDied => "the direct path stopped answering",
+            Ended::OtherSideClosed => "the other side lost the direct path",
+            Ended::NoCandidateAnswered => "no candidate answered",
+            Ended::NoAnswer => "no answer to the offer",
+            Ended::Removed => "removed from the manifest",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Backoff {
     until: Instant,
@@ -110,11 +140,11 @@ impl Mesh {
     }
 
     /// A session made on demand ended; `why` decides how long until the next try.
-    pub fn ended(&mut self, key: PublicKey, why: &str, now: Instant) {
+    pub fn ended(&mut self, key: PublicKey, why: Ended, now: Instant) {
         let pause = match why {
-            "idle" => Duration::ZERO,
-            "the direct path stopped answering" => RETRY_AFTER_DOWN,
-            _ => {
+            Ended::Idle | Ended::Removed => Duration::ZERO,
+            Ended::PathDied | Ended::OtherSideClosed => RETRY_AFTER_DOWN,
+            Ended::NoCandidateAnswered | Ended::NoAnswer => {
                 let last = self.backoff.get(&key).map(|b| b.pause);
                 last.map_or(RETRY_FIRST, |p| (p * 2).clamp(RETRY_FIRST, RETRY_MAX))
             }

@@ -13,17 +13,19 @@ use std::time::Instant;
 use crate::keys::{PrivateKey, PublicKey};
 use crate::prefix::Prefix;
 
-use super::mesh::{IDLE_TEARDOWN, Mesh};
+use super::mesh::{Ended, IDLE_TEARDOWN, Mesh};
 use super::outbox::Outbox;
 use super::packet;
 use super::path::{Destination, Path, RelayId, Transmit};
 use super::paths::RelayInfo;
-use super::peer::{Peer, PeerConfig, Punched};
-use super::punch::Punch;
+use super::peer::{Peer, PeerConfig};
 use super::reflexive::{self, NatMapping, Reflexive};
 use super::routes::RouteTable;
 use super::session::{self, Gate, HandshakeGate, MessageKind};
-use super::signal::{self, Kind};
+use super::signal;
+
+mod filing;
+mod ondemand;
 
 /// Packets the node dropped, by reason. Each one is also logged at debug.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -250,232 +252,6 @@ impl Node {
         self.reschedule_all();
     }
 
-    /// Files the peer's next tick (or drops it, for a peer that is gone).
-    fn reschedule(&mut self, key: PublicKey) {
-        let next = self.peers.get(&key).map(Peer::next_tick);
-        let old = match next {
-            Some(t) => self.scheduled.insert(key, t),
-            None => self.scheduled.remove(&key),
-        };
-        if old == next {
-            return;
-        }
-        if let Some(old) = old {
-            self.timers.remove(&(old, key));
-        }
-        if let Some(t) = next {
-            self.timers.insert((t, key));
-        }
-    }
-
-    /// Tests: every peer's deadline is filed, and nothing else is; the routes are those
-    /// of the peers that are routable now.
-    #[cfg(test)]
-    pub(crate) fn check_filed(&self, at: &str) {
-        for (k, p) in &self.peers {
-            let filed = self.scheduled.get(k);
-            assert_eq!(
-                filed,
-                Some(&p.next_tick()),
-                "{at}: {} not filed",
-                p.config.name
-            );
-        }
-        for (t, k) in &self.timers {
-            assert_eq!(self.scheduled.get(k), Some(t), "{at}: a stale deadline");
-            assert!(
-                self.peers.contains_key(k),
-                "{at}: the deadline of a peer that is gone"
-            );
-        }
-    }
-
-    fn reschedule_all(&mut self) {
-        let keys: Vec<PublicKey> = self
-            .peers
-            .keys()
-            .chain(self.scheduled.keys())
-            .copied()
-            .collect();
-        for key in keys {
-            self.reschedule(key);
-        }
-    }
-
-    /// The edges of other sites this node may reach directly, made on demand (see
-    /// `mesh.rs`): each with its allowed IPs and preshared key for this pair. Sessions
-    /// made with edges no longer listed end.
-    pub fn set_remote_edges(&mut self, directory: BTreeMap<PublicKey, PeerConfig>, now: Instant) {
-        self.mesh.set_directory(directory);
-        let gone: Vec<PublicKey> = self
-            .punched
-            .iter()
-            .filter(|k| !self.mesh.contains(k))
-            .copied()
-            .collect();
-        for key in gone {
-            self.end_punched(key, "removed from the manifest", now);
-        }
-    }
-
-    /// This node's overlay addresses and WireGuard port: the source of its candidate
-    /// messages and the port of its host candidates.
-    pub fn set_own_addresses(&mut self, addresses: Vec<Prefix>, listen_port: u16) {
-        self.mesh.set_own(addresses, listen_port);
-    }
-
-    /// A packet toward an edge of another site is about to go through a hub: the first
-    /// one starts the exchange of candidates and a session made for that edge alone.
-    fn maybe_start_exchange(&mut self, dst: IpAddr, via: PublicKey, now: Instant) {
-        if self
-            .peers
-            .get(&via)
-            .is_none_or(|p| p.config.role != crate::manifest::Role::Hub)
-        {
-            return;
-        }
-        let Some(key) = self.mesh.exchange_wanted(dst, now) else {
-            return;
-        };
-        if self.peers.contains_key(&key) {
-            return;
-        }
-        let Some(config) = self.mesh.config(&key) else {
-            return;
-        };
-        log::info!(
-            "peer {}: traffic through the hub; offering candidates for a direct path",
-            config.name
-        );
-        self.add_punched(key, config, now);
-        self.send_signal(key, Kind::Offer, now);
-    }
-
-    fn add_punched(&mut self, key: PublicKey, config: PeerConfig, now: Instant) {
-        self.add_peer(key, config, now);
-        if let Some(peer) = self.peers.get_mut(&key) {
-            peer.punched = Some(Punched {
-                made: now,
-                punch: None,
-                through: None,
-            });
-        }
-        self.punched.insert(key);
-    }
-
-    /// Sends our candidates to `to` through the overlay (the hub that carries it).
-    fn send_signal(&mut self, to: PublicKey, kind: Kind, now: Instant) {
-        let host = self.reflexive.host_addresses().to_vec();
-        let candidates = self.mesh.candidates(&host, &self.reflexive.addresses());
-        let hub_rtt = self.overlay_via().and_then(|p| p.rtt());
-        let from = self.public_key();
-        let Some(packet) = self.mesh.message(&to, kind, from, candidates, hub_rtt) else {
-            log::debug!("no IPv4 overlay address to send candidates from or to");
-            return;
-        };
-        let Some((_, dst)) = packet::addresses(&packet) else {
-            return;
-        };
-        let Some(via) = self.routes.lookup(dst) else {
-            return;
-        };
-        if let Some(peer) = self.peers.get_mut(&via) {
-            peer.send_packet(&packet, &mut self.out, now);
-        }
-        self.reschedule(via);
-    }
-
-    /// A candidate message for us, decrypted from `carrier` (a hub that forwarded it).
-    fn take_signal(&mut self, carrier: PublicKey, src: IpAddr, payload: &[u8], now: Instant) {
-        let through_hub = self
-            .peers
-            .get(&carrier)
-            .is_some_and(|p| p.config.role == crate::manifest::Role::Hub);
-        let taken = if through_hub {
-            self.mesh.take(src, payload)
-        } else {
-            Err(signal::SignalError::Malformed("not forwarded by a hub"))
-        };
-        let message = match taken {
-            Ok(m) => m,
-            Err(e) => {
-                self.drops.bad_signals += 1;
-                log::debug!("dropped a candidate message from {src}: {e}");
-                return;
-            }
-        };
-        let key = message.sender;
-        let their_hub_rtt = message.hub_rtt_ms;
-        let open_wait = match message.kind {
-            Kind::Offer => {
-                if !self.peers.contains_key(&key) {
-                    let Some(config) = self.mesh.config(&key) else {
-                        return;
-                    };
-                    self.add_punched(key, config, now);
-                }
-                self.send_signal(key, Kind::Answer, now);
-                let own_rtt = self.overlay_via().and_then(|p| p.rtt());
-                Punch::open_wait(own_rtt, their_hub_rtt)
-            }
-            Kind::Answer => std::time::Duration::ZERO,
-            Kind::Close => {
-                if self.punched.contains(&key) {
-                    self.end_punched(key, "the other side lost the direct path", now);
-                }
-                return;
-            }
-        };
-        let Some(peer) = self.peers.get_mut(&key).filter(|p| p.punched.is_some()) else {
-            return;
-        };
-        if peer.path().is_some() {
-            // Already direct: the other side starts over (it restarted, or lost us).
-            return;
-        }
-        log::info!(
-            "peer {}: punching toward {} candidate(s)",
-            peer.config.name,
-            message.candidates.len()
-        );
-        peer.start_punch(message.candidates, open_wait, now);
-        self.reschedule(key);
-    }
-
-    /// Drops a session made on demand; its traffic stays with the hub. When its direct
-    /// path died, the other side hears it through the hub (so it does not wait for its
-    /// own traffic to go unanswered), and our NAT's mapping is learned again: it may be
-    /// what changed.
-    fn end_punched(&mut self, key: PublicKey, why: &str, now: Instant) {
-        if why == "the direct path stopped answering" {
-            self.send_signal(key, Kind::Close, now);
-            self.reflexive.recheck(now);
-        }
-        self.punched.remove(&key);
-        if let Some(peer) = self.peers.remove(&key) {
-            self.by_index.remove(&peer.index);
-            if peer.path().is_some() {
-                self.out.events.push_back(Event::PathSwitched {
-                    peer: peer.config.name.clone(),
-                    why: SwitchReason::BackToHub,
-                });
-            }
-            let level = if why == "idle" {
-                log::Level::Debug
-            } else {
-                log::Level::Info
-            };
-            log::log!(
-                level,
-                "peer {}: direct session ended ({why}); through the hub",
-                peer.config.name
-            );
-        }
-        self.reschedule(key);
-        self.reroute(key);
-        self.mesh.ended(key, why, now);
-    }
-
     fn add_peer(&mut self, key: PublicKey, config: PeerConfig, now: Instant) {
         if let Some(old) = self.peers.remove(&key) {
             self.by_index.remove(&old.index);
@@ -498,86 +274,6 @@ impl Node {
             self.next_index = (self.next_index + 1) & 0x00ff_ffff;
             if !self.by_index.contains_key(&index) {
                 return index;
-            }
-        }
-    }
-
-    /// Routes every prefix to its peer, leaving out peers without a path or that are down,
-    /// so their traffic falls back to a shorter prefix (the overlay, through a hub); the
-    /// overlay goes to the first hub that is routable.
-    fn rebuild_routes(&mut self) {
-        self.routes.clear();
-        self.routed.clear();
-        let keys: Vec<PublicKey> = self.peers.keys().copied().collect();
-        for key in keys {
-            self.file_routes(key);
-        }
-        self.route_overlay();
-    }
-
-    /// One peer's routability changed (or it is gone): only its prefixes move, and the
-    /// overlay if it is a hub.
-    fn reroute(&mut self, key: PublicKey) {
-        self.file_routes(key);
-        if self.overlay.as_ref().is_some_and(|o| o.via.contains(&key)) {
-            self.route_overlay();
-        }
-    }
-
-    fn file_routes(&mut self, key: PublicKey) {
-        let want: Vec<Prefix> = self
-            .peers
-            .get(&key)
-            .filter(|p| p.is_routable())
-            .map(|p| p.config.allowed_ips.clone())
-            .unwrap_or_default();
-        for old in self.routed.remove(&key).unwrap_or_default() {
-            if !want.contains(&old) {
-                self.routes.remove(old, key);
-            }
-        }
-        for prefix in &want {
-            self.routes.insert(*prefix, key);
-        }
-        if !want.is_empty() {
-            self.routed.insert(key, want);
-        }
-    }
-
-    /// The overlay prefix to the first hub that is routable.
-    fn route_overlay(&mut self) {
-        let Some(overlay) = &self.overlay else {
-            self.overlay_via = None;
-            return;
-        };
-        let hubs = || overlay.via.iter().filter(|k| self.peers.contains_key(k));
-        // With every hub down, keep sending to the preferred one: that is what retries.
-        let via = hubs()
-            .find(|k| self.peers[k].is_routable())
-            .or_else(|| hubs().next())
-            .copied();
-        if via != self.overlay_via {
-            let name = |k: Option<PublicKey>| {
-                k.and_then(|k| self.peers.get(&k))
-                    .map_or("nobody".to_string(), |p| p.config.name.clone())
-            };
-            if self.overlay_via.is_some() {
-                log::info!(
-                    "overlay {} now via {} (was {})",
-                    overlay.prefix,
-                    name(via),
-                    name(self.overlay_via)
-                );
-            }
-            self.overlay_via = via;
-        }
-        match via {
-            Some(via) => self.routes.insert(overlay.prefix, via),
-            None => {
-                let prefix = overlay.prefix;
-                for hub in overlay.via.clone() {
-                    self.routes.remove(prefix, hub);
-                }
             }
         }
     }
@@ -786,13 +482,13 @@ impl Node {
             }
             self.reschedule(key);
         }
-        let over: Vec<(PublicKey, &'static str)> = self
+        let over: Vec<(PublicKey, Ended)> = self
             .punched
             .iter()
             .filter_map(|k| Some((*k, self.peers.get(k)?.punched_is_over(IDLE_TEARDOWN, now)?)))
             .collect();
-        for (key, why) in &over {
-            self.end_punched(*key, why, now);
+        for (key, why) in over {
+            self.end_punched(key, why, now);
         }
         #[cfg(test)]
         self.check_filed("handle_timeout");

@@ -11,6 +11,7 @@ use crate::prefix::Prefix;
 use crate::human::Human;
 
 use super::liveness::{Action, Health, Liveness, RETRY_MAX, RETRY_MAX_KEPT};
+use super::mesh::Ended;
 use super::node::{Event, SwitchReason};
 use super::outbox::Outbox;
 use super::path::{Path, RelayId};
@@ -154,24 +155,24 @@ impl Peer {
 
     /// A peer made on demand that punching gave up on, that went down, or that has been
     /// idle past `idle`: the node drops it, and its traffic stays with the hub.
-    pub fn punched_is_over(&self, idle: Duration, now: Instant) -> Option<&'static str> {
+    pub fn punched_is_over(&self, idle: Duration, now: Instant) -> Option<Ended> {
         let p = self.punched.as_ref()?;
         if self.path().is_none() {
             match &p.punch {
-                Some(punch) if punch.gave_up(now) => return Some("no candidate answered"),
+                Some(punch) if punch.gave_up(now) => return Some(Ended::NoCandidateAnswered),
                 // No answer to our offer at all: the other side is not an edgewire agent
                 // (a standard WireGuard peer behind the same hub), or not up.
                 None if now.saturating_duration_since(p.made) >= PUNCH_FOR => {
-                    return Some("no answer to the offer");
+                    return Some(Ended::NoAnswer);
                 }
                 _ => {}
             }
         }
         if self.liveness.health() == Health::Down {
-            return Some("the direct path stopped answering");
+            return Some(Ended::PathDied);
         }
         let last = self.last_data.unwrap_or(p.made).max(p.made);
-        (now.saturating_duration_since(last) >= idle).then_some("idle")
+        (now.saturating_duration_since(last) >= idle).then_some(Ended::Idle)
     }
 
     /// Sends the punches that are due.
