@@ -13,6 +13,7 @@ use crate::manifest::{ManifestSource, NetworkKey, NodeSource};
 use crate::manifest_server::ManifestServer;
 use crate::net::{NatKind, NatSite, Wan};
 use crate::relaylab::{TURN_PASS, TURN_REALM, TURN_USER};
+use crate::wg::{WgDevice, WgPeerConfig};
 
 // The lab's one set of addresses: every world places its hosts here.
 /// The manifest server (nginx).
@@ -130,6 +131,21 @@ impl StunPair {
         }
         src
     }
+}
+
+/// A wireguard-go hub on `host` (overlay [`HUB_OVERLAY`]/16) that knows its peers by key
+/// and allowed IPs only: they come to it, as to a Kilo leader.
+pub fn wireguard_go_hub(host: &Host, peers: &[(&str, &str)]) -> WgDevice {
+    let hub = WgDevice::wireguard_go(host, 51820);
+    hub.address(&format!("{HUB_OVERLAY}/16"));
+    for (key, ip) in peers {
+        hub.add_peer(&WgPeerConfig {
+            public_key: (*key).into(),
+            allowed_ips: vec![(*ip).into()],
+            ..Default::default()
+        });
+    }
+    hub
 }
 
 /// The manifest of hub-1 (at [`HUB_ADDR`], overlay [`HUB_OVERLAY`], keepalive 25) and

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use edgewire_lab::pingstream::PingStream;
-use edgewire_lab::worlds::{HubSites, StunPair, hub_and_devs};
+use edgewire_lab::worlds::{HubSites, StunPair, hub_and_devs, wireguard_go_hub};
 use edgewire_lab::*;
 
 const T: Duration = Duration::from_secs(20);
@@ -185,20 +185,15 @@ fn cone_to_cone_goes_direct_through_a_wireguard_go_hub_too() {
     let lab = Lab::new("nat-wggo-hub");
     let world = HubSites::new(&lab, 2);
     let stun = StunPair::start(&lab, &world.wan);
-    let hub = WgDevice::wireguard_go(&world.hub_host, 51820);
-    hub.address("10.42.0.1/16");
     let mut dev_a = Agent::new(&world.devs[0], "dev-a");
     let mut dev_b = Agent::new(&world.devs[1], "dev-b");
-    for (key, ip) in [
-        (dev_a.public_key(), "10.42.1.1/32"),
-        (dev_b.public_key(), "10.42.2.1/32"),
-    ] {
-        hub.add_peer(&WgPeerConfig {
-            public_key: key.into(),
-            allowed_ips: vec![ip.into()],
-            ..Default::default()
-        });
-    }
+    let hub = wireguard_go_hub(
+        &world.hub_host,
+        &[
+            (dev_a.public_key(), "10.42.1.1/32"),
+            (dev_b.public_key(), "10.42.2.1/32"),
+        ],
+    );
     let src = hub_and_devs(
         1,
         hub.public_key(),

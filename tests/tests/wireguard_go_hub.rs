@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use edgewire_lab::worlds::{HubSites, hub_and_devs};
+use edgewire_lab::worlds::{HubSites, hub_and_devs, wireguard_go_hub};
 use edgewire_lab::*;
 
 const T: Duration = Duration::from_secs(20);
@@ -15,23 +15,16 @@ fn an_edge_behind_nat_reaches_a_wireguard_go_device_through_a_wireguard_go_hub()
     let world = HubSites::new(&lab, 2);
     let (hub_host, a_host, b_host) = (&world.hub_host, &world.devs[0], &world.devs[1]);
 
-    let hub = WgDevice::wireguard_go(hub_host, 51820);
-    hub.address("10.42.0.1/16");
     let dev_b = WgDevice::wireguard_go(b_host, 51820);
     dev_b.address("10.42.2.1/16");
     let mut dev_a = Agent::new(a_host, "dev-a");
-
-    // The hub knows its peers by key and allowed IPs only; they come to it.
-    for (key, ip) in [
-        (dev_a.public_key(), "10.42.1.1/32"),
-        (dev_b.public_key(), "10.42.2.1/32"),
-    ] {
-        hub.add_peer(&WgPeerConfig {
-            public_key: key.into(),
-            allowed_ips: vec![ip.into()],
-            ..Default::default()
-        });
-    }
+    let hub = wireguard_go_hub(
+        hub_host,
+        &[
+            (dev_a.public_key(), "10.42.1.1/32"),
+            (dev_b.public_key(), "10.42.2.1/32"),
+        ],
+    );
     dev_b.add_peer(&WgPeerConfig {
         public_key: hub.public_key().into(),
         allowed_ips: vec!["10.42.0.0/16".into()],
