@@ -247,7 +247,7 @@ impl Node {
     /// the last one they saw (a board that booted in 1970 and then got NTP time).
     pub fn renew_sessions(&mut self, now: Instant) {
         for peer in self.peers.values_mut() {
-            peer.renew_session(&self.key, &self.gate, &mut self.out, now);
+            peer.renew_session(&mut self.out, now);
         }
         self.reschedule_all();
     }
@@ -257,7 +257,7 @@ impl Node {
             self.by_index.remove(&old.index);
         }
         let index = self.allocate_index();
-        let mut peer = Peer::new(&self.key, key, config, index, &self.gate, now);
+        let mut peer = Peer::new(key, config, index, &self.gate);
         // Handshake at once with every peer we can reach, so the first packet does not
         // wait for one and `status` shows who answers.
         if peer.path().is_some() {

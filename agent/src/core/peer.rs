@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::keys::{PrivateKey, PublicKey};
+use crate::keys::PublicKey;
 use crate::manifest::Role;
 use crate::prefix::Prefix;
 
@@ -90,8 +90,9 @@ pub struct Peer {
     /// trip on this side too (the initiator confirms a handshake with a keepalive).
     response_sent: Option<Instant>,
     /// When boringtun's timers must next run; moved earlier by traffic, never later.
-    timers_due: Instant,
-    next_tick: Instant,
+    /// `None` while the session has no state (see `session.rs`): nothing to run.
+    timers_due: Option<Instant>,
+    next_tick: Option<Instant>,
     /// A session made on demand with an edge of another site (see `node.rs`), and the
     /// punching toward its candidates while no path is known.
     pub punched: Option<Punched>,
@@ -106,16 +107,11 @@ pub struct Punched {
 }
 
 impl Peer {
-    pub fn new(
-        own: &PrivateKey,
-        key: PublicKey,
-        config: PeerConfig,
-        index: u32,
-        gate: &HandshakeGate,
-        now: Instant,
-    ) -> Peer {
+    /// A peer costs its configuration and path state; its WireGuard session state is
+    /// made when it is first needed.
+    pub fn new(key: PublicKey, config: PeerConfig, index: u32, gate: &HandshakeGate) -> Peer {
         let c = &config;
-        let session = Session::new(own, key, c.preshared_key, c.keepalive, index, gate, now);
+        let session = Session::new(key, c.preshared_key, c.keepalive, index, gate);
         let paths = PathSelector::new(&config.endpoints);
         // A peer we keep a keepalive toward (an edge's hub) must come back quickly.
         let retry_max = if config.keepalive().is_some() {
@@ -137,10 +133,8 @@ impl Peer {
             handshake_sent: None,
             last_init: None,
             response_sent: None,
-            // A new peer handshakes at once (or waits for its first packet): either way
-            // its timers are active from here.
-            timers_due: now + ACTIVE_TICK,
-            next_tick: now + ACTIVE_TICK,
+            timers_due: None,
+            next_tick: None,
             punched: None,
         }
     }
@@ -296,32 +290,24 @@ impl Peer {
         self.liveness.health()
     }
 
+    /// Whether the WireGuard session holds state now (see `session.rs`): false for a
+    /// peer that has not talked, or not for a while.
+    pub fn has_session_state(&self) -> bool {
+        self.session.is_live()
+    }
+
     pub fn last_handshake(&self, now: Instant) -> Option<Duration> {
         self.session.time_since_last_handshake(now)
     }
 
     /// A new session in place of the old one (see `Node::renew_sessions`).
-    pub fn renew_session(
-        &mut self,
-        own: &PrivateKey,
-        gate: &HandshakeGate,
-        out: &mut Outbox,
-        now: Instant,
-    ) {
-        let c = &self.config;
-        self.session = Session::new(
-            own,
-            self.key,
-            c.preshared_key,
-            c.keepalive,
-            self.index,
-            gate,
-            now,
-        );
+    pub fn renew_session(&mut self, out: &mut Outbox, now: Instant) {
+        self.session.reset();
         self.last_init = None;
         if self.paths.active().is_some() {
             self.initiate(out, now);
         }
+        self.schedule(now);
     }
 
     /// Starts a handshake now, so the session is ready before the first packet needs it.
@@ -330,6 +316,7 @@ impl Peer {
         if let Some(datagram) = self.session.initiate(buf, now) {
             self.send(datagram, out, now);
         }
+        self.schedule(now);
     }
 
     /// A probe of the active path: a new handshake, sent twice, so one lost datagram on
@@ -378,6 +365,7 @@ impl Peer {
             self.send_on(Path::Direct(addr), &datagram, out);
         }
         self.send(datagram, out, now);
+        self.schedule(now);
     }
 
     /// While relayed: a handshake straight to the direct addresses. Its answer, if any,
@@ -558,14 +546,16 @@ impl Peer {
         }
     }
 
-    pub fn next_tick(&self) -> Instant {
+    /// When `tick` must next run; `None` for a peer with nothing to do until a packet
+    /// comes either way (a hub's offline edges).
+    pub fn next_tick(&self) -> Option<Instant> {
         self.next_tick
     }
 
     /// Runs the liveness check, path selection and WireGuard's timers when they are due.
     /// Returns true when the peer just went down (no path answers).
     pub fn tick(&mut self, relays: &[RelayInfo], out: &mut Outbox, now: Instant) -> bool {
-        if now < self.next_tick {
+        if self.next_tick.is_none_or(|t| now < t) {
             return false;
         }
         let answered_before = self.liveness.health() == Health::Up;
@@ -614,11 +604,17 @@ impl Peer {
             self.send(keepalive, out, now);
         }
         self.punch(out, now);
-        if now >= self.timers_due {
+        if self.timers_due.is_some_and(|t| now >= t) {
             // While down, the liveness check's backed-off probes are the only retries:
             // boringtun would retransmit every 5 s and start over for ever.
             if self.liveness.health() != Health::Down {
                 self.run_timers(out, now);
+            }
+            if self.session.release_if_idle(now) {
+                // The handshake in flight went with it.
+                self.handshake_sent = None;
+                self.last_init = None;
+                self.response_sent = None;
             }
             self.timers_due = self.timers_wanted(now);
         }
@@ -668,13 +664,17 @@ impl Peer {
         relayed && young && MessageKind::of(datagram) == Some(MessageKind::HandshakeInit)
     }
 
-    /// When boringtun's timers want a look, from what the peer is doing; see ACTIVE_TICK.
-    fn timers_wanted(&self, now: Instant) -> Instant {
+    /// When boringtun's timers want a look, from what the peer is doing (see
+    /// ACTIVE_TICK); never while the session holds no state.
+    fn timers_wanted(&self, now: Instant) -> Option<Instant> {
+        if !self.session.is_live() {
+            return None;
+        }
         let active = self.handshake_sent.is_some()
             || self
                 .last_data
                 .is_some_and(|t| now.saturating_duration_since(t) < ACTIVE_WINDOW);
-        if active {
+        Some(if active {
             now + ACTIVE_TICK
         } else if let Some(keepalive) = self.config.keepalive() {
             // boringtun sends the keepalive when `keepalive` has passed since its last one;
@@ -682,24 +682,33 @@ impl Peer {
             let due = self.last_sent.unwrap_or(now) + keepalive + Duration::from_millis(10);
             due.max(now + Duration::from_millis(10))
         } else {
+            // Key expiry, and letting the session go once it is idle.
             now + IDLE_TICK
-        }
+        })
     }
 
     /// Picks the next time `tick` must run. Traffic may bring boringtun's timers closer
     /// (a peer turning active) but never pushes them later: under a steady packet rate
     /// they still run every second, so rekeys and key expiry happen on time.
     fn schedule(&mut self, now: Instant) {
-        self.timers_due = self.timers_due.min(self.timers_wanted(now));
+        self.timers_due = [self.timers_due, self.timers_wanted(now)]
+            .into_iter()
+            .flatten()
+            .min();
         let punch = self
             .punched
             .as_ref()
             .and_then(|p| p.punch.as_ref())
             .map(|punch| punch.deadline());
-        self.next_tick = [self.liveness.deadline(), self.paths.deadline(), punch]
-            .into_iter()
-            .flatten()
-            .fold(self.timers_due, Instant::min);
+        self.next_tick = [
+            self.timers_due,
+            self.liveness.deadline(),
+            self.paths.deadline(),
+            punch,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
     }
 
     /// Sends on the active path, telling the liveness check what now awaits an answer.

@@ -12,6 +12,10 @@
 //!   buffer: every buffer is sized here and the queue is drained.
 //! - Finding which peer sent a handshake initiation costs an X25519 operation: MAC1 (and,
 //!   under load, MAC2 with a cookie) is checked first, by [`HandshakeGate`].
+//! - A `Tunn` is 11 KB (eight key slots inline): a hub with 10,000 peers cannot hold one
+//!   per peer. A [`Session`] makes its `Tunn` when there is something to send or a
+//!   handshake initiation arrives, and lets it go once its keys are past WireGuard's
+//!   reject time and nothing has passed for a while (see [`Session::release_if_idle`]).
 //!
 //! Results come back as owned byte buffers, so the rest of the core never sees a
 //! `TunnResult`.
@@ -52,9 +56,15 @@ pub const HANDSHAKES_PER_SECOND: u64 = 200;
 /// MAC1 (keyed by our public key, so a random or misdirected datagram is dropped for the
 /// price of a BLAKE2s), and under load MAC2, answered with a cookie reply when missing.
 pub struct HandshakeGate {
-    epoch: Epoch,
     limiter: RateLimiter,
-    /// What every `Tunn` is given in place of its own rate limiter: it checks MAC1 again
+    maker: Arc<Maker>,
+}
+
+/// What every `Tunn` of a node is made with, shared by its sessions.
+struct Maker {
+    own: boringtun::x25519::StaticSecret,
+    epoch: Epoch,
+    /// Given to every `Tunn` in place of its own rate limiter: it checks MAC1 again
     /// (cheap) but never engages, since the gate already did.
     inner: Arc<RateLimiter>,
 }
@@ -78,15 +88,18 @@ impl HandshakeGate {
         set_clock(epoch, now);
         let public = boringtun::x25519::PublicKey::from(own.secret());
         HandshakeGate {
-            epoch,
             limiter: RateLimiter::new(&public, HANDSHAKES_PER_SECOND),
-            inner: Arc::new(RateLimiter::new(&public, u64::MAX)),
+            maker: Arc::new(Maker {
+                own: own.secret().clone(),
+                epoch,
+                inner: Arc::new(RateLimiter::new(&public, u64::MAX)),
+            }),
         }
     }
 
     /// Checks a handshake initiation or response from `from`.
     pub fn check(&self, from: IpAddr, datagram: &[u8], now: Instant) -> Gate {
-        set_clock(self.epoch, now);
+        set_clock(self.maker.epoch, now);
         // Resets the count once a second has passed since the last reset: lazily, so an
         // idle node needs no timer for it.
         self.limiter.reset_count();
@@ -192,36 +205,106 @@ fn kind(e: &WireGuardError) -> WireGuardErrorKind {
     })
 }
 
+/// A `Tunn` whose keys are older than this cannot carry data: WireGuard's
+/// REJECT_AFTER_TIME.
+const REJECT_AFTER: Duration = Duration::from_secs(180);
+/// A `Tunn` without live keys is let go after this long without a datagram through it.
+/// Longer than a handshake takes to be answered, retransmits included (REKEY_TIMEOUT is
+/// 5 s); an initiation answered later than this is answered to a `Tunn` that is gone
+/// and refused, and the next one starts afresh.
+const QUIET_BEFORE_RELEASE: Duration = Duration::from_secs(15);
+
+/// The WireGuard session with one peer, its `Tunn` made only while it is needed.
 pub struct Session {
-    tunn: Tunn,
-    epoch: Epoch,
+    tunn: Option<Box<Tunn>>,
+    maker: Arc<Maker>,
+    peer: PublicKey,
+    preshared_key: Option<[u8; 32]>,
+    keepalive: Option<u16>,
+    index: u32,
+    /// When a datagram last went through the `Tunn`, either way.
+    last_used: Option<Instant>,
+    /// When the last handshake completed: boringtun forgets it when the keys expire,
+    /// `status` and the decision to let the `Tunn` go do not.
+    handshake_at: Option<Instant>,
 }
 
 impl Session {
     /// `index` must be unique among this node's sessions: the upper 24 bits of every
-    /// receiver index the peer sends us are this value.
+    /// receiver index the peer sends us are this value. Costs no `Tunn` until one is
+    /// needed.
     pub fn new(
-        own: &PrivateKey,
         peer: PublicKey,
         preshared_key: Option<[u8; 32]>,
         keepalive: Option<u16>,
         index: u32,
         gate: &HandshakeGate,
-        now: Instant,
     ) -> Self {
-        set_clock(gate.epoch, now);
-        let tunn = Tunn::new(
-            own.secret().clone(),
-            boringtun::x25519::PublicKey::from(peer.0),
-            preshared_key,
-            keepalive.filter(|&k| k > 0),
-            index,
-            Some(gate.inner.clone()),
-        );
         Session {
-            tunn,
-            epoch: gate.epoch,
+            tunn: None,
+            maker: gate.maker.clone(),
+            peer,
+            preshared_key,
+            keepalive,
+            index,
+            last_used: None,
+            handshake_at: None,
         }
+    }
+
+    /// Whether a `Tunn` exists now (it has state worth timers).
+    pub fn is_live(&self) -> bool {
+        self.tunn.is_some()
+    }
+
+    /// The `Tunn`, made now if there is none, with boringtun's clock set to `now`.
+    fn tunn(&mut self, now: Instant) -> &mut Tunn {
+        set_clock(self.maker.epoch, now);
+        self.last_used = Some(now);
+        let maker = &self.maker;
+        let (peer, psk, keepalive, index) =
+            (self.peer, self.preshared_key, self.keepalive, self.index);
+        self.tunn.get_or_insert_with(|| {
+            Box::new(Tunn::new(
+                maker.own.clone(),
+                boringtun::x25519::PublicKey::from(peer.0),
+                psk,
+                keepalive.filter(|&k| k > 0),
+                index,
+                Some(maker.inner.clone()),
+            ))
+        })
+    }
+
+    /// The existing `Tunn`, with boringtun's clock set to `now`.
+    fn existing(&mut self, now: Instant) -> Option<&mut Tunn> {
+        set_clock(self.maker.epoch, now);
+        self.tunn.as_deref_mut()
+    }
+
+    /// Lets the `Tunn` go when it holds nothing worth its 11 KB: its keys are past the
+    /// reject time (or it never had any) and no datagram went through it for
+    /// `QUIET_BEFORE_RELEASE`. The next packet or initiation makes a new one. Returns
+    /// true when it was let go: a handshake in flight is forgotten with it.
+    ///
+    /// What is lost is the peer's last handshake timestamp, so one replay of an old
+    /// initiation would be answered by the new `Tunn`; with no live keys there is no
+    /// session for the replay to displace, and the answer is useless to its sender.
+    pub fn release_if_idle(&mut self, now: Instant) -> bool {
+        let quiet = self
+            .last_used
+            .is_none_or(|t| now.saturating_duration_since(t) >= QUIET_BEFORE_RELEASE);
+        let age = self.time_since_last_handshake(now);
+        if self.tunn.is_none() || !quiet || age.is_some_and(|a| a < REJECT_AFTER) {
+            return false;
+        }
+        self.tunn = None;
+        true
+    }
+
+    /// A new `Tunn` from the next use on (see `Node::renew_sessions`).
+    pub fn reset(&mut self) {
+        self.tunn = None;
     }
 
     /// Encrypts an IP packet, or starts a handshake and queues the packet until it is done.
@@ -232,9 +315,8 @@ impl Session {
         mut out: Vec<u8>,
         now: Instant,
     ) -> Option<Vec<u8>> {
-        set_clock(self.epoch, now);
         out.resize((packet.len() + OVERHEAD).max(MIN_BUFFER), 0);
-        let w = match self.tunn.encapsulate(packet, &mut out) {
+        let w = match self.tunn(now).encapsulate(packet, &mut out) {
             TunnResult::WriteToNetwork(d) => written(d),
             _ => return None,
         };
@@ -252,11 +334,28 @@ impl Session {
         replies: &mut Vec<Vec<u8>>,
         now: Instant,
     ) -> Result<Received, SessionError> {
-        set_clock(self.epoch, now);
+        // Only an initiation makes a `Tunn`: anything else names keys a missing one
+        // cannot have.
+        let tunn = match (MessageKind::of(datagram), self.tunn.is_some()) {
+            (_, true) | (Some(MessageKind::HandshakeInit), false) => self.tunn(now),
+            _ => {
+                return Err(SessionError::Refused(WireGuardErrorKind(
+                    "no session (let go while idle)",
+                )));
+            }
+        };
         // boringtun panics if the output is shorter than the datagram.
         let mut out = new_buffer();
         out.resize(datagram.len().max(MIN_BUFFER), 0);
-        let received = match self.tunn.decapsulate(Some(from), datagram, &mut out) {
+        let result = tunn.decapsulate(Some(from), datagram, &mut out);
+        if let Some(since) = self
+            .tunn
+            .as_ref()
+            .and_then(|t| t.time_since_last_handshake())
+        {
+            self.handshake_at = now.checked_sub(since);
+        }
+        let received = match result {
             TunnResult::Done => Received::Nothing,
             TunnResult::Err(e) => return Err(SessionError::Refused(kind(&e))),
             TunnResult::WriteToNetwork(d) => {
@@ -282,12 +381,15 @@ impl Session {
 
     /// Sends what boringtun queued: after a handshake completes, packets that waited.
     fn flush(&mut self, new_buffer: &mut impl FnMut() -> Vec<u8>, replies: &mut Vec<Vec<u8>>) {
+        let Some(tunn) = self.tunn.as_deref_mut() else {
+            return;
+        };
         loop {
             let mut out = new_buffer();
             // Queued packets came from the TUN device; leave room for any MTU it may have.
             // This runs once per handshake, so the size costs nothing that matters.
             out.resize(u16::MAX as usize + OVERHEAD, 0);
-            match self.tunn.decapsulate(None, &[], &mut out) {
+            match tunn.decapsulate(None, &[], &mut out) {
                 TunnResult::WriteToNetwork(d) => {
                     let w = written(d);
                     keep(&mut out, w);
@@ -304,12 +406,15 @@ impl Session {
         mut out: Vec<u8>,
         now: Instant,
     ) -> Result<Option<Vec<u8>>, SessionError> {
-        set_clock(self.epoch, now);
         out.resize(MIN_BUFFER.max(OVERHEAD), 0);
-        match self.tunn.update_timers(&mut out) {
+        let Some(tunn) = self.existing(now) else {
+            return Ok(None);
+        };
+        match tunn.update_timers(&mut out) {
             TunnResult::WriteToNetwork(d) => {
                 let w = written(d);
                 keep(&mut out, w);
+                self.last_used = Some(now);
                 Ok(Some(out))
             }
             TunnResult::Err(WireGuardError::ConnectionExpired) => Err(SessionError::Expired),
@@ -320,9 +425,8 @@ impl Session {
     /// Starts a new handshake now, even if one is in progress (a path probe, or a
     /// restart after the previous attempt expired).
     pub fn initiate(&mut self, mut out: Vec<u8>, now: Instant) -> Option<Vec<u8>> {
-        set_clock(self.epoch, now);
         out.resize(MIN_BUFFER, 0);
-        let w = match self.tunn.format_handshake_initiation(&mut out, true) {
+        let w = match self.tunn(now).format_handshake_initiation(&mut out, true) {
             TunnResult::WriteToNetwork(d) => written(d),
             _ => return None,
         };
@@ -330,9 +434,9 @@ impl Session {
         Some(out)
     }
 
+    /// How long ago the last handshake completed, even if its keys have expired since.
     pub fn time_since_last_handshake(&self, now: Instant) -> Option<Duration> {
-        set_clock(self.epoch, now);
-        self.tunn.time_since_last_handshake()
+        self.handshake_at.map(|t| now.saturating_duration_since(t))
     }
 }
 

@@ -13,7 +13,7 @@ use super::Node;
 impl Node {
     /// Files the peer's next tick (or drops it, for a peer that is gone).
     pub(super) fn reschedule(&mut self, key: PublicKey) {
-        let next = self.peers.get(&key).map(Peer::next_tick);
+        let next = self.peers.get(&key).and_then(Peer::next_tick);
         let old = match next {
             Some(t) => self.scheduled.insert(key, t),
             None => self.scheduled.remove(&key),
@@ -37,7 +37,7 @@ impl Node {
             let filed = self.scheduled.get(k);
             assert_eq!(
                 filed,
-                Some(&p.next_tick()),
+                p.next_tick().as_ref(),
                 "{at}: {} not filed",
                 p.config.name
             );

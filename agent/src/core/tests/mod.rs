@@ -7,4 +7,5 @@ mod nat_traversal;
 mod overlay;
 mod relay;
 mod reliability;
+mod sessions;
 mod sim;

@@ -51,7 +51,7 @@ pub fn steady_traffic_rekeys_every_two_minutes_and_never_uses_a_key_past_180s() 
 fn stranger_initiations(sim: &Sim, to: &PrivateKey, n: usize) -> Vec<Vec<u8>> {
     let stranger = PrivateKey::generate();
     let gate = HandshakeGate::new(&stranger, sim.now);
-    let mut session = Session::new(&stranger, to.public_key(), None, None, 7, &gate, sim.now);
+    let mut session = Session::new(to.public_key(), None, None, 7, &gate);
     (0..n)
         .map(|_| session.initiate(Vec::new(), sim.now).unwrap())
         .collect()

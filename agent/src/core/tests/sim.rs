@@ -260,13 +260,13 @@ impl Sim {
         // The node files deadlines as they change instead of scanning its peers: the
         // earliest it files must be the earliest of all its peers, every time.
         for n in &self.nodes {
-            let scanned = n.node.peers().map(|p| p.next_tick()).min();
+            let scanned = n.node.peers().filter_map(|p| p.next_tick()).min();
             let filed = n.node.poll_timeout().map(|(t, _)| t);
             if let Some(scanned) = scanned {
                 let missed: Vec<&str> = n
                     .node
                     .peers()
-                    .filter(|p| filed.is_none_or(|f| p.next_tick() < f))
+                    .filter(|p| p.next_tick().is_some_and(|t| filed.is_none_or(|f| t < f)))
                     .map(|p| p.config.name.as_str())
                     .collect();
                 assert!(
