@@ -201,6 +201,9 @@ impl Node {
             .filter(|k| !(self.punched.contains(k) && self.mesh.contains(k)))
             .copied()
             .collect();
+        // Only the peers that changed are routed and filed again: a hub of 10,000 peers
+        // applies serial+1 in the time of its diff, not of its peer count.
+        let mut touched = gone.clone();
         for key in gone {
             if let Some(peer) = self.peers.remove(&key) {
                 self.by_index.remove(&peer.index);
@@ -212,7 +215,7 @@ impl Node {
         self.punched.retain(|k| !desired.contains_key(k));
         for (key, config) in desired {
             match self.peers.get_mut(&key) {
-                Some(peer) if peer.config == config => {}
+                Some(peer) if peer.config == config => continue,
                 Some(peer) if !peer.needs_new_session(&config) => {
                     changes.updated.push(config.name.clone());
                     if peer.update(config) {
@@ -230,14 +233,36 @@ impl Node {
                     }
                 }
             }
+            touched.push(key);
         }
-        for peer in self.peers.values_mut() {
-            let carries = overlay.as_ref().filter(|o| o.via.contains(&peer.key));
-            peer.overlay = carries.map(|o| o.prefix.network());
+        if overlay != self.overlay {
+            for peer in self.peers.values_mut() {
+                let carries = overlay.as_ref().filter(|o| o.via.contains(&peer.key));
+                peer.overlay = carries.map(|o| o.prefix.network());
+            }
+            if let Some(old) = self.overlay.take() {
+                for hub in &old.via {
+                    self.routes.remove(old.prefix, *hub);
+                }
+            }
+            self.overlay = overlay;
+            self.overlay_via = None;
+        } else {
+            // Peers made anew above: whether they carry the overlay.
+            for key in &touched {
+                let carries = self.overlay.as_ref().filter(|o| o.via.contains(key));
+                if let Some(peer) = self.peers.get_mut(key) {
+                    peer.overlay = carries.map(|o| o.prefix.network());
+                }
+            }
         }
-        self.overlay = overlay;
-        self.rebuild_routes();
-        self.reschedule_all();
+        for key in touched {
+            self.file_routes(key);
+            self.reschedule(key);
+        }
+        self.route_overlay();
+        #[cfg(test)]
+        self.check_filed("apply");
         changes
     }
 

@@ -23,7 +23,6 @@ use crate::prefix::Prefix;
 use crate::state::cache;
 use crate::state::trust::TrustFile;
 
-use super::puller::Pulled;
 use super::{clock, clocktrust};
 
 pub struct Intake {
@@ -66,11 +65,6 @@ impl Intake {
             #[cfg(test)]
             said: Vec::new(),
         })
-    }
-
-    /// Where manifests come from, for logs.
-    pub fn source(&self) -> &str {
-        &self.source
     }
 
     /// Where the manifest in force came from, for logs and `status`: the cache file
@@ -224,25 +218,8 @@ impl Intake {
         self.in_force_source = self.source.clone();
     }
 
-    /// One poll's outcome: the manifest to put in force, if any. New bytes settle a
-    /// fetch problem in [`Intake::take`], so "fine again" is never logged for a fetch
-    /// whose bytes are then refused.
-    pub fn pulled(&mut self, pulled: Pulled) -> Option<Manifest> {
-        match pulled {
-            Pulled::New(raw) => self.take(raw),
-            Pulled::NotModified => {
-                self.fetched();
-                None
-            }
-            Pulled::Failed(e) => {
-                self.failed(e);
-                None
-            }
-        }
-    }
-
     /// The puller could not fetch.
-    pub fn failed(&mut self, error: FetchError) {
+    pub fn failed(&mut self, error: &FetchError) {
         let keeping = if self.in_force.is_some() {
             "keeping the manifest in force"
         } else {
@@ -468,15 +445,13 @@ mod tests {
     fn a_fetch_problem_ending_in_refused_bytes_is_not_fine_again() {
         let world = World::new("intake-fine-again");
         let mut intake = world.start();
-        let down = || {
-            Pulled::Failed(FetchError::Connect {
-                url: SOURCE.into(),
-                detail: "the connection failed".into(),
-            })
+        let down = FetchError::Connect {
+            url: SOURCE.into(),
+            detail: "the connection failed".into(),
         };
-        assert!(intake.pulled(down()).is_none());
+        intake.failed(&down);
         let m5 = world.signed(5);
-        assert!(intake.pulled(Pulled::New(m5[..20].to_vec())).is_none());
+        assert!(intake.take(m5[..20].to_vec()).is_none());
         let lines: Vec<&str> = intake.said.iter().map(|(_, l)| l.as_str()).collect();
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].starts_with("cannot reach"), "{lines:?}");
@@ -486,11 +461,11 @@ mod tests {
         );
         assert!(lines[1].contains("truncated"), "{lines:?}");
         // Good bytes end the problem, with one line saying so.
-        assert!(intake.pulled(Pulled::New(m5)).is_some());
+        assert!(intake.take(m5).is_some());
         assert_eq!(said_with(&intake, "is fine again").len(), 1);
         // A fetch failure then a 304: fine again.
-        assert!(intake.pulled(down()).is_none());
-        assert!(intake.pulled(Pulled::NotModified).is_none());
+        intake.failed(&down);
+        intake.fetched();
         assert_eq!(said_with(&intake, "is fine again").len(), 2);
     }
 
@@ -498,8 +473,8 @@ mod tests {
     fn no_line_shows_the_credentials_of_the_manifest_url() {
         let world = World::new("intake-redacted");
         let mut intake = world.start();
-        intake.pulled(Pulled::New(b"garbage".to_vec()));
-        intake.pulled(Pulled::New(world.signed(5)));
+        intake.take(b"garbage".to_vec());
+        intake.take(world.signed(5));
         assert!(intake.said.len() >= 2);
         for (_, line) in &intake.said {
             assert!(!line.contains("pw") && !line.contains("sig=1"), "{line}");

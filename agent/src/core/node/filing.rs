@@ -74,19 +74,6 @@ impl Node {
         }
     }
 
-    /// Routes every prefix to its peer, leaving out peers without a path or that are down,
-    /// so their traffic falls back to a shorter prefix (the overlay, through a hub); the
-    /// overlay goes to the first hub that is routable.
-    pub(super) fn rebuild_routes(&mut self) {
-        self.routes.clear();
-        self.routed.clear();
-        let keys: Vec<PublicKey> = self.peers.keys().copied().collect();
-        for key in keys {
-            self.file_routes(key);
-        }
-        self.route_overlay();
-    }
-
     /// One peer's routability changed (or it is gone): only its prefixes move, and the
     /// overlay if it is a hub.
     pub(super) fn reroute(&mut self, key: PublicKey) {
@@ -96,6 +83,8 @@ impl Node {
         }
     }
 
+    /// Routes the peer's prefixes to it, or none of them when it has no path or is down,
+    /// so its traffic falls back to a shorter prefix (the overlay, through a hub).
     pub(super) fn file_routes(&mut self, key: PublicKey) {
         let want: Vec<Prefix> = self
             .peers

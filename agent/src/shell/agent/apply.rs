@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
-use crate::core::topology::{self, Topology};
+use crate::core::topology::Topology;
 use crate::core::{Changes, PeerConfig};
 use crate::human::{LIST_SHOWN, list_capped};
 use crate::keys::PublicKey;
@@ -13,17 +13,20 @@ use crate::prefix::Prefix;
 use crate::status::ManifestInfo;
 
 use super::super::clock;
+use super::super::puller::Accepted;
 use super::super::resolver::Resolver;
 
 impl super::Agent<'_> {
-    /// Puts a verified manifest in force: peers as a diff, then addresses and routes.
-    pub(super) async fn apply(&mut self, manifest: Manifest) {
+    /// Puts a verified manifest in force, planned for this node on the manifest thread:
+    /// peers as a diff, then addresses and routes. `source` is where it came from.
+    pub(super) async fn apply(&mut self, accepted: Accepted, source: &str) {
+        let Accepted { manifest, topology } = accepted;
         let info = ManifestInfo {
             serial: manifest.serial,
-            source: self.intake.in_force_source().to_string(),
+            source: source.to_string(),
             network: manifest.network.clone(),
         };
-        let topology = match topology::plan(&manifest, &self.node.public_key()) {
+        let topology = match topology {
             Ok(t) => t,
             Err(e) => {
                 log::warn!(

@@ -32,7 +32,7 @@ use super::intake::Intake;
 use super::metrics_out::MetricsOut;
 use super::netlink::Netlink;
 use super::notify::Notifier;
-use super::puller::{self, Pulled, Puller};
+use super::puller::{self, Accepted, Polled, Puller};
 use super::relay::{self, FromRelay, Relay};
 use super::resolver::Resolver;
 use super::status_server::{self, StatusServer};
@@ -49,7 +49,7 @@ enum Wake {
     Tun,
     Udp,
     Timer,
-    Pulled(Option<Pulled>),
+    Pulled(Option<Box<Polled>>),
     Relay(Option<FromRelay>),
     Status(io::Result<Async<UnixStream>>),
     Control(io::Result<Async<UnixStream>>),
@@ -75,7 +75,10 @@ pub struct Agent<'a> {
     signals: Async<UnixStream>,
     /// SIGHUP: poll the manifest URL now.
     reload: Async<UnixStream>,
-    intake: Intake,
+    /// The manifest URL or path as it may be shown (credentials hidden).
+    source: String,
+    /// The cached manifest the agent boots on, until `run` puts it in force.
+    booted: Option<Accepted>,
     puller: Puller,
     relays: Vec<Relay>,
     /// Endpoint and relay names, resolved off the loop.
@@ -127,8 +130,12 @@ impl<'a> Agent<'a> {
             config.mtu,
             config.listen_port
         );
-        let intake = Intake::new(&config, public, fetcher.describe())?;
-        let puller = Puller::start(fetcher, puller::schedule(config.manifest_interval))
+        let source = fetcher.describe();
+        let mut intake = Intake::new(&config, public, source.clone())?;
+        // The cached manifest is read before the manifest thread takes the intake over.
+        let booted = intake.boot().map(|m| Accepted::plan(m, &public));
+        let schedule = puller::schedule(config.manifest_interval);
+        let puller = Puller::start(fetcher, schedule, intake, public)
             .context("starting the manifest thread")?;
         warn_if_clock_behind(&config.state_dir);
         let (relay_tx, relay_rx) = relay::events();
@@ -146,7 +153,8 @@ impl<'a> Agent<'a> {
             metrics,
             signals,
             reload,
-            intake,
+            source,
+            booted,
             puller,
             relays: Vec::new(),
             resolver: Resolver::new(),
@@ -166,8 +174,9 @@ impl<'a> Agent<'a> {
 
     pub async fn run(&mut self) -> anyhow::Result<()> {
         // The cached manifest first: the overlay comes up without waiting for the server.
-        if let Some(manifest) = self.intake.boot() {
-            self.apply(manifest).await;
+        if let Some(booted) = self.booted.take() {
+            let source = super::super::state::cache::path(&self.config.state_dir);
+            self.apply(booted, &source.display().to_string()).await;
             self.flush().await;
             self.mark_ready();
         }
@@ -196,7 +205,7 @@ impl<'a> Agent<'a> {
                 (&mut timer).await;
                 Wake::Timer
             })
-            .or(async { Wake::Pulled(self.puller.recv().await) })
+            .or(async { Wake::Pulled(self.puller.recv().await.map(Box::new)) })
             .or(async { Wake::Relay(self.relay_rx.recv().await.ok()) })
             .or(async { Wake::Status(self.status.accept().await) })
             .or(async {
@@ -233,7 +242,7 @@ impl<'a> Agent<'a> {
                 Wake::Tun => self.read_tun(&mut tun_buf),
                 Wake::Udp => self.read_udp(&mut udp_buf),
                 Wake::Timer => self.on_timer(),
-                Wake::Pulled(Some(pulled)) => self.on_pulled(pulled).await,
+                Wake::Pulled(Some(polled)) => self.on_pulled(*polled).await,
                 Wake::Pulled(None) => anyhow::bail!("the manifest thread stopped"),
                 Wake::Relay(Some(event)) => {
                     self.record.on_relay(&event);
@@ -268,7 +277,7 @@ impl<'a> Agent<'a> {
                 }
                 Wake::MetricsScrape(Err(e)) => log::debug!("metrics listener: {e}"),
                 Wake::Reload => {
-                    log::info!("SIGHUP: polling {} now", self.intake.source());
+                    log::info!("SIGHUP: polling {} now", self.source);
                     self.puller.poll_now();
                 }
                 Wake::Signal => {
@@ -340,17 +349,16 @@ impl<'a> Agent<'a> {
     }
 
     /// A poll of the manifest URL finished.
-    async fn on_pulled(&mut self, pulled: Pulled) {
+    async fn on_pulled(&mut self, polled: Polled) {
         self.record
-            .on_pulled(&pulled, clock::now(), clock::unix_now());
-        let new = self.intake.pulled(pulled);
+            .on_pulled(&polled.fetched, clock::now(), clock::unix_now());
         // A boot from the cache names the cache until the server sends the same bytes.
         if let Some(info) = self.manifest.as_mut() {
             info.source.clear();
-            info.source.push_str(self.intake.in_force_source());
+            info.source.push_str(&polled.in_force_source);
         }
-        match new {
-            Some(manifest) => self.apply(manifest).await,
+        match polled.accepted {
+            Some(accepted) => self.apply(accepted, &polled.in_force_source).await,
             // Names may point elsewhere now, whatever the server said.
             None => self.refresh_endpoints().await,
         }

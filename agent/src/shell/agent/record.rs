@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use crate::core::RelayId;
 use crate::fetch::FetchError;
 
-use super::super::puller::Pulled;
 use super::super::relay::FromRelay;
 
 pub(super) struct Record {
@@ -56,14 +55,14 @@ impl Record {
         }
     }
 
-    pub fn on_pulled(&mut self, pulled: &Pulled, now: Instant, unix_now: u64) {
+    pub fn on_pulled(&mut self, fetched: &Result<(), FetchError>, now: Instant, unix_now: u64) {
         self.last_poll = Some(now);
-        match pulled {
-            Pulled::New(_) | Pulled::NotModified => {
+        match fetched {
+            Ok(()) => {
                 self.last_success = Some(now);
                 self.last_success_unix = Some(unix_now);
             }
-            Pulled::Failed(e) => {
+            Err(e) => {
                 *self.failures.entry(fetch_error_kind(e)).or_default() += 1;
                 self.last_error = Some((now, e.to_string()));
             }
@@ -105,7 +104,7 @@ mod tests {
     fn a_failed_poll_is_remembered_with_its_kind_and_a_later_success_keeps_it() {
         let t0 = Instant::now();
         let mut r = Record::new(t0, 1_700_000_000);
-        let failed = Pulled::Failed(FetchError::Status {
+        let failed = Err(FetchError::Status {
             url: "https://m.example/m".into(),
             code: 503,
         });
@@ -115,7 +114,7 @@ mod tests {
         let (at, text) = r.last_error.clone().unwrap();
         assert_eq!(at, t0 + Duration::from_secs(5));
         assert!(text.contains("HTTP 503"), "{text}");
-        r.on_pulled(&Pulled::NotModified, t0 + Duration::from_secs(35), 35);
+        r.on_pulled(&Ok(()), t0 + Duration::from_secs(35), 35);
         assert_eq!(r.last_success_unix, Some(35));
         assert_eq!(r.last_success, Some(t0 + Duration::from_secs(35)));
         assert_eq!(r.last_poll, r.last_success);
