@@ -39,6 +39,8 @@ pub enum Command {
     Status {
         state_dir: PathBuf,
         json: bool,
+        /// Every peer, not only the ones that are not idle.
+        all: bool,
     },
     Manifest(ManifestCommand),
     /// Whether the device can join its overlay; `run`'s settings.
@@ -161,6 +163,7 @@ pub(crate) fn parse_with(
                 _ => Command::Status {
                     state_dir,
                     json: s.switches.contains("--json"),
+                    all: s.switches.contains("--all"),
                 },
             })
         }

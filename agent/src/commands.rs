@@ -15,7 +15,11 @@ use crate::keys;
 pub fn execute(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(config, ops) => crate::shell::run(config, ops),
-        Command::Status { state_dir, json } => crate::status::print(&state_dir, json),
+        Command::Status {
+            state_dir,
+            json,
+            all,
+        } => crate::status::print(&state_dir, json, all),
         Command::Keygen { state_dir, force } => {
             let key = keys::create(&state_dir, force)?;
             println!("{}", key.public_key());

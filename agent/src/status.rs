@@ -135,14 +135,49 @@ pub struct DropReport {
 }
 
 /// Asks the agent whose state directory is `state_dir` and prints its answer.
-pub fn print(state_dir: &Path, json: bool) -> anyhow::Result<()> {
+/// Without `all`, the human report lists only the peers worth a look (see
+/// [`PeerReport::is_idle`]) after counts of all of them: a hub has thousands.
+pub fn print(state_dir: &Path, json: bool, all: bool) -> anyhow::Result<()> {
     let report = query(state_dir)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", human(&report));
+        print!("{}", human(&report, all));
     }
     Ok(())
+}
+
+/// A peer whose last handshake is older than this, or that never had one, is idle:
+/// WireGuard's keys expire after 180 s (REJECT_AFTER_TIME), so nothing has moved.
+const IDLE_AFTER_SECS: u64 = 180;
+
+impl PeerReport {
+    /// No handshake within the last three minutes, and not a hub (hubs are always
+    /// shown: the overlay depends on them).
+    pub fn is_idle(&self) -> bool {
+        self.role != "hub"
+            && self
+                .last_handshake_secs
+                .is_none_or(|t| t >= IDLE_AFTER_SECS)
+    }
+}
+
+/// One line of counts: how many peers, by health, and how many are not listed.
+fn peer_counts(peers: &[PeerReport], hidden: usize) -> String {
+    let count = |h: &str| peers.iter().filter(|p| p.health == h).count();
+    let mut line = format!(
+        "peers:     {} ({} up, {} down, {} unknown)",
+        peers.len(),
+        count("up"),
+        count("down"),
+        count("unknown")
+    );
+    if hidden > 0 {
+        line.push_str(&format!(
+            "; {hidden} idle not listed (`status --all` lists them)"
+        ));
+    }
+    line
 }
 
 pub fn query(state_dir: &Path) -> anyhow::Result<Report> {
@@ -178,7 +213,7 @@ fn connect_error(state_dir: &Path, path: &Path, e: std::io::Error) -> anyhow::Er
     anyhow::anyhow!("cannot reach the agent at {path} ({e}): {advice}")
 }
 
-fn human(r: &Report) -> String {
+fn human(r: &Report, all: bool) -> String {
     use std::fmt::Write;
     let ago = |secs: Option<u64>| {
         secs.map_or("never".to_string(), |t| {
@@ -256,7 +291,9 @@ fn human(r: &Report) -> String {
         }
         (None, None) => {}
     }
-    for p in &r.peers {
+    let listed: Vec<&PeerReport> = r.peers.iter().filter(|p| all || !p.is_idle()).collect();
+    let _ = writeln!(s, "{}", peer_counts(&r.peers, r.peers.len() - listed.len()));
+    for p in listed {
         let handshake = p.last_handshake_secs.map_or("never".to_string(), |t| {
             format!("{} ago", Human(Duration::from_secs(t)))
         });
@@ -348,7 +385,7 @@ mod tests {
 
     #[test]
     fn the_human_report_scales_bytes_and_times_and_says_version_uptime_and_polls() {
-        let text = human(&report());
+        let text = human(&report(), false);
         for want in [
             "agent:     edgewire 0.1.0 (commit abc, aarch64-unknown-linux-musl), up 3 h 2 min",
             "polled 12 s ago, last answer 12 s ago, every 30 s",
@@ -372,7 +409,7 @@ mod tests {
             health: "down".into(),
             carrying: false,
         });
-        let text = human(&r);
+        let text = human(&r, false);
         assert!(!text.contains("via hub-1"), "{text}");
         assert!(
             text.contains("overlay:   no hub carries it: hub-1 is down, retrying"),
@@ -432,7 +469,40 @@ mod tests {
             "listen_port":51820,"manifest":null,"state":"starting","overlay_via":"hub-1",
             "peers":[],"drops":{"no_route":0,"unknown_datagram":0,"refused":0}}"#;
         let r: Report = serde_json::from_str(older).unwrap();
-        assert!(human(&r).contains("overlay:   via hub-1"));
+        assert!(human(&r, false).contains("overlay:   via hub-1"));
+    }
+
+    #[test]
+    fn a_hub_of_thousands_lists_counts_and_only_the_peers_not_idle_unless_all() {
+        let mut r = report();
+        let edge = |i: usize, handshake: Option<u64>, health: &str| PeerReport {
+            name: format!("dev-{i}"),
+            role: "edge".into(),
+            health: health.into(),
+            last_handshake_secs: handshake,
+            ..PeerReport::default()
+        };
+        r.peers.push(edge(0, Some(30), "up"));
+        r.peers.push(edge(1, Some(600), "unknown"));
+        r.peers
+            .extend((2..5000).map(|i| edge(i, None, if i % 2 == 0 { "unknown" } else { "down" })));
+        let text = human(&r, false);
+        assert!(
+            text.contains(
+                "peers:     5001 (2 up, 2499 down, 2500 unknown); 4999 idle not listed \
+                 (`status --all` lists them)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("peer hub-1 ") && text.contains("peer dev-0 "),
+            "{text}"
+        );
+        assert!(!text.contains("peer dev-1 "), "{text}");
+        assert!(text.lines().count() < 40, "{} lines", text.lines().count());
+        let all = human(&r, true);
+        assert!(all.contains("peer dev-4999 ") && all.contains("peer dev-1 "));
+        assert!(!all.contains("not listed"), "nothing hidden with --all");
     }
 
     #[test]

@@ -142,6 +142,10 @@ pub const STATUS: Spec = Spec {
             "--json",
             "print the report as JSON (field names are kept across versions)",
         ),
+        switch(
+            "--all",
+            "list every peer (by default: counts, hubs and the peers not idle)",
+        ),
     ],
     example: "edgewire status --json",
     ..KEYGEN

@@ -541,9 +541,14 @@ fn keygen_pubkey_and_status_take_the_state_dir_like_run() {
         other => panic!("{other:?}"),
     }
     match parse_env(&["status", "--json"], &[]).unwrap() {
-        Command::Status { state_dir, json } => {
-            assert_eq!((state_dir, json), (config::DEFAULT_STATE_DIR.into(), true))
-        }
+        Command::Status {
+            state_dir,
+            json,
+            all,
+        } => assert_eq!(
+            (state_dir, json, all),
+            (config::DEFAULT_STATE_DIR.into(), true, false)
+        ),
         other => panic!("{other:?}"),
     }
 }
