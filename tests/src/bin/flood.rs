@@ -1,12 +1,17 @@
-//! Benchmark (not a test): a flood of forged WireGuard handshake initiations (148 random
-//! bytes behind the type-1 header, so MAC1 is wrong) from an attacker on the wan against
-//! a hub, while an edgewire edge behind NAT pings the hub through the overlay. Prints the
-//! pings lost during the flood and the hub's CPU, for an edgewire hub and for a
-//! boringtun-cli hub in one run.
+//! Benchmark (not a test): a flood of forged WireGuard handshake initiations from an
+//! attacker on the wan against a hub, while an edgewire edge behind NAT pings the hub
+//! through the overlay. Prints the pings lost during the flood, the hub's CPU and its
+//! RSS before and after, for an edgewire hub and for a boringtun-cli hub in one run.
+//!
+//! Two kinds of forgery: 148 random bytes behind the type-1 header (MAC1 wrong: dropped
+//! for a BLAKE2s), or `--valid-mac1`: real initiations from 10,000 strangers who know the
+//! hub's public key, from 64 source ports, cycled (MAC1 right: under load the hub must
+//! ask for cookies, and it must keep no state per unknown sender).
 //!
 //! Run as root: `cargo run --release -p edgewire-lab --bin flood -- [--rate N]
-//! [--seconds N] [--profile release|debug] [--only edgewire,boringtun-cli]`. The edgewire
-//! binary of the chosen cargo profile must be built (`cargo build --release -p edgewire`).
+//! [--seconds N] [--valid-mac1] [--profile release|debug] [--only edgewire,boringtun-cli]`.
+//! The edgewire binary of the chosen cargo profile must be built
+//! (`cargo build --release -p edgewire`).
 
 use std::fs;
 use std::net::UdpSocket;
@@ -27,6 +32,7 @@ const PING_EVERY: Duration = Duration::from_millis(10);
 struct Args {
     rate: u64,
     seconds: u64,
+    valid_mac1: bool,
     profile: &'static str,
     only: Vec<String>,
 }
@@ -39,6 +45,8 @@ struct Outcome {
     /// The longest time between two answered pings.
     longest_silence: Duration,
     hub_cpu_percent: f64,
+    rss_before_kb: u64,
+    rss_after_kb: u64,
 }
 
 fn main() {
@@ -73,19 +81,29 @@ fn main() {
         outcomes.push(run(hub, &args));
     }
     println!(
-        "{:<14} {:>12} {:>10} {:>8} {:>8} {:>9} {:>10}",
-        "hub", "flood sent", "flood/s", "pings", "lost", "hub CPU", "silence"
+        "{:<14} {:>12} {:>10} {:>8} {:>8} {:>9} {:>10} {:>10} {:>10}",
+        "hub",
+        "flood sent",
+        "flood/s",
+        "pings",
+        "lost",
+        "hub CPU",
+        "silence",
+        "RSS before",
+        "RSS after"
     );
     for o in &outcomes {
         println!(
-            "{:<14} {:>12} {:>10.0} {:>8} {:>7.2}% {:>8.1}% {:>8.0}ms",
+            "{:<14} {:>12} {:>10.0} {:>8} {:>7.2}% {:>8.1}% {:>8.0}ms {:>8}KB {:>8}KB",
             o.hub,
             o.sent_flood,
             o.sent_flood as f64 / args.seconds as f64,
             o.pings_sent,
             100.0 * o.pings_lost as f64 / o.pings_sent.max(1) as f64,
             o.hub_cpu_percent,
-            o.longest_silence.as_secs_f64() * 1e3
+            o.longest_silence.as_secs_f64() * 1e3,
+            o.rss_before_kb,
+            o.rss_after_kb
         );
     }
 }
@@ -94,6 +112,7 @@ fn parse_args() -> Args {
     let mut args = Args {
         rate: 30_000,
         seconds: 30,
+        valid_mac1: false,
         profile: "release",
         only: vec!["edgewire".into(), "boringtun-cli".into()],
     };
@@ -103,6 +122,7 @@ fn parse_args() -> Args {
         match arg.as_str() {
             "--rate" => args.rate = value().parse().expect("--rate takes a number"),
             "--seconds" => args.seconds = value().parse().expect("--seconds takes a number"),
+            "--valid-mac1" => args.valid_mac1 = true,
             "--profile" => {
                 args.profile = match value().as_str() {
                     "debug" => "debug",
@@ -170,12 +190,24 @@ fn run(hub_kind: &'static str, args: &Args) -> Outcome {
         .ping(HUB_OVERLAY, T)
         .unwrap_or_else(|e| panic!("{hub_kind}: the overlay does not work before the flood: {e}"));
 
+    let forged = if args.valid_mac1 {
+        strangers_initiations(&hub_key, 10_000)
+    } else {
+        Vec::new()
+    };
     let pings = PingStream::start(dev_host, HUB_OVERLAY, PING_EVERY);
+    let rss_before_kb = rss_kb(hub.pid());
     let cpu_before = cpu_ticks(hub.pid());
     let t0 = Instant::now();
-    let sent = flood(&attacker, args.rate, Duration::from_secs(args.seconds));
+    let sent = flood(
+        &attacker,
+        args.rate,
+        Duration::from_secs(args.seconds),
+        forged,
+    );
     let elapsed = t0.elapsed();
     let cpu_after = cpu_ticks(hub.pid());
+    let rss_after_kb = rss_kb(hub.pid());
     let record = pings.stop(Duration::from_secs(2));
     let end = Instant::now();
     // SAFETY: sysconf has no preconditions.
@@ -190,7 +222,65 @@ fn run(hub_kind: &'static str, args: &Args) -> Outcome {
             .longest_silence()
             .map_or(Duration::ZERO, |(gap, _)| gap),
         hub_cpu_percent: 100.0 * cpu / elapsed.as_secs_f64(),
+        rss_before_kb,
+        rss_after_kb,
     }
+}
+
+/// Resident memory of a process, in KB.
+fn rss_kb(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `count` handshake initiations to the hub whose public key is `hub_key` (base64), each
+/// from a stranger of its own: MAC1 is right, the sender is in no manifest.
+fn strangers_initiations(hub_key: &str, count: usize) -> Vec<Vec<u8>> {
+    use boringtun::noise::{Tunn, TunnResult};
+    use boringtun::x25519::{PublicKey, StaticSecret};
+    let hub: [u8; 32] = decode_key(hub_key);
+    let mut random = fs::File::open("/dev/urandom").expect("opening /dev/urandom");
+    (0..count)
+        .map(|i| {
+            let mut secret = [0u8; 32];
+            std::io::Read::read_exact(&mut random, &mut secret).expect("reading /dev/urandom");
+            let mut tunn = Tunn::new(
+                StaticSecret::from(secret),
+                PublicKey::from(hub),
+                None,
+                None,
+                i as u32,
+                None,
+            );
+            let mut out = vec![0u8; 148];
+            match tunn.format_handshake_initiation(&mut out, false) {
+                TunnResult::WriteToNetwork(d) => d.to_vec(),
+                _ => panic!("boringtun made no initiation"),
+            }
+        })
+        .collect()
+}
+
+/// A WireGuard key from its base64 text.
+fn decode_key(text: &str) -> [u8; 32] {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut have = 0;
+    let mut out = Vec::with_capacity(32);
+    for c in text.trim().bytes().take_while(|&c| c != b'=') {
+        let v = ALPHABET.iter().position(|&a| a == c).expect("a base64 key") as u32;
+        bits = (bits << 6) | v;
+        have += 6;
+        if have >= 8 {
+            have -= 8;
+            out.push((bits >> have) as u8);
+        }
+    }
+    out.try_into().expect("a 32-byte key")
 }
 
 /// utime + stime of a process (all its threads), in clock ticks.
@@ -211,13 +301,16 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 /// Sends forged initiations from `attacker` to the hub at `rate` per second for `time`,
-/// in bursts every millisecond; returns how many left the socket.
-fn flood(attacker: &Host, rate: u64, time: Duration) -> u64 {
+/// in bursts every millisecond; returns how many left the socket. With `forged` empty,
+/// random bytes behind the type-1 header; else those messages in turn, from 64 ports.
+fn flood(attacker: &Host, rate: u64, time: Duration, forged: Vec<Vec<u8>>) -> u64 {
     let sent = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (s, st) = (sent.clone(), stop.clone());
     let thread = spawn_in_netns(attacker, "flood", move || {
-        let socket = UdpSocket::bind("0.0.0.0:0").expect("binding the flood socket");
+        let sockets: Vec<UdpSocket> = (0..64)
+            .map(|_| UdpSocket::bind("0.0.0.0:0").expect("binding a flood socket"))
+            .collect();
         let target = format!("{HUB_ADDR}:51820");
         let mut rng = 0x2545_f491_4f6c_dd1d_u64;
         let mut packet = [0u8; 148];
@@ -236,7 +329,12 @@ fn flood(attacker: &Host, rate: u64, time: Duration) -> u64 {
                 }
                 // Type 1 (handshake initiation) and three reserved zero bytes.
                 packet[..4].copy_from_slice(&[1, 0, 0, 0]);
-                if socket.send_to(&packet, &target).is_ok() {
+                let i = due as usize;
+                let message = match forged.get(i % forged.len().max(1)) {
+                    Some(m) => &m[..],
+                    None => &packet[..],
+                };
+                if sockets[i % sockets.len()].send_to(message, &target).is_ok() {
                     s.fetch_add(1, Ordering::Relaxed);
                 }
                 due += 1;
