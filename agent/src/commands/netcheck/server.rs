@@ -245,11 +245,14 @@ fn handshake(mut tcp: TcpStream, host: &str, ca_file: Option<&Path>) -> Result<H
     }
     let seen = recorder.seen.lock().map(|s| s.clone()).unwrap_or(None);
     let cert = seen.as_deref().and_then(CertSummary::parse);
-    let version = conn.protocol_version().filter(|_| result.is_ok()).map(|v| {
-        format!("{v:?}")
-            .replace("_", "v")
-            .replace("TLSv1v", "TLSv1.")
-    });
+    let version = conn
+        .protocol_version()
+        .filter(|_| result.is_ok())
+        .map(|v| match v {
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+            other => format!("{other:?}"),
+        });
     match result {
         Ok(()) => Ok(Handshake {
             cert,

@@ -24,7 +24,9 @@ use smol::Timer;
 use smol::channel::{Receiver, Sender};
 
 use crate::human::Human;
-use crate::turn::{Ignored, Received, Timings, Transport, TurnClient, TurnConfig, TurnEvent};
+use crate::turn::{
+    Ignored, Reason, Received, Timings, Transport, TurnClient, TurnConfig, TurnEvent,
+};
 
 use super::super::clock;
 use super::super::resolver::Resolver;
@@ -220,6 +222,12 @@ pub(super) async fn establish(
                         relayed,
                         rtt,
                     });
+                }
+                // Answers came, none of them TURN: "no answer" would mislead.
+                TurnEvent::Failed {
+                    reason: Reason::Timeout,
+                } if not_turn.get() > 0 => {
+                    return Err(with_not_turn("no TURN answer", not_turn));
                 }
                 TurnEvent::Failed { reason } => return Err(with_not_turn(reason, not_turn)),
                 _ => {}
