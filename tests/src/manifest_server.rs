@@ -174,6 +174,11 @@ impl ManifestServer {
         format!("https://{}/{name}", self.addr)
     }
 
+    /// The served directory (what nginx's ETag is computed from).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn addr(&self) -> &str {
         &self.addr
     }

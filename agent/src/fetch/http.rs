@@ -10,7 +10,7 @@ use ureq::tls::{RootCerts, TlsConfig};
 
 use super::body::read_capped;
 use super::redact::scrub;
-use super::{FetchConfig, FetchError, redact_url, roots};
+use super::{Answer, FetchConfig, FetchError, redact_url, roots};
 
 /// A token is a line of text; this bounds a wrong path.
 const MAX_TOKEN: usize = 16 * 1024;
@@ -24,6 +24,8 @@ pub struct Http {
     connect_timeout: Duration,
     total_timeout: Duration,
     etag: Option<String>,
+    /// The status and ETag of the last response, whatever its status.
+    answer: Option<Answer>,
 }
 
 impl Http {
@@ -60,6 +62,7 @@ impl Http {
             connect_timeout: config.connect_timeout,
             total_timeout: config.read_timeout,
             etag: None,
+            answer: None,
         })
     }
 
@@ -72,6 +75,10 @@ impl Http {
         self.etag = None;
     }
 
+    pub fn answer(&self) -> Option<&Answer> {
+        self.answer.as_ref()
+    }
+
     /// `None` for 304 Not Modified.
     pub fn get(&mut self, max: usize) -> Result<Option<Vec<u8>>, FetchError> {
         let mut request = self.agent.get(&self.url);
@@ -81,7 +88,17 @@ impl Http {
         if let Some(path) = &self.token_file {
             request = request.header("Authorization", format!("Bearer {}", read_token(path)?));
         }
+        self.answer = None;
         let mut response = request.call().map_err(|e| self.error(e))?;
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        self.answer = Some(Answer {
+            status: response.status().as_u16(),
+            etag: etag.clone(),
+        });
         match response.status().as_u16() {
             200 => {}
             304 if self.etag.is_some() => return Ok(None),
@@ -103,11 +120,6 @@ impl Http {
         {
             return Err(too_large());
         }
-        let etag = response
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
         let body = response.body_mut().as_reader();
         let bytes = read_capped(body, max)
             .map_err(|e| self.body_error(e))?

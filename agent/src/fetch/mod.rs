@@ -19,6 +19,7 @@ pub(crate) mod roots;
 mod tests;
 #[cfg(test)]
 mod testserver;
+pub mod x509;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -72,6 +73,14 @@ impl FetchConfig {
                 + Duration::from_secs(5),
         }
     }
+}
+
+/// What the server said to the last request, for `netcheck`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    /// As sent, quotes included; `to_str` already kept it to visible ASCII.
+    pub etag: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -145,6 +154,14 @@ impl Fetcher {
         self.last = None;
         if let Target::Http(http) = &mut self.target {
             http.forget();
+        }
+    }
+
+    /// The HTTP status and ETag of the last answer (`None` before one, or for a file).
+    pub fn last_answer(&self) -> Option<&Answer> {
+        match &self.target {
+            Target::Http(http) => http.answer(),
+            Target::File(_) => None,
         }
     }
 

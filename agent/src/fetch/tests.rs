@@ -55,6 +55,29 @@ fn an_unchanged_manifest_costs_a_304_after_the_first_fetch() {
 }
 
 #[test]
+fn the_last_answer_keeps_the_status_and_etag_whatever_the_status() {
+    let server = TestServer::start(vec![
+        ok(b"one", Some("\"v1\"")),
+        Reply::Raw(
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n".to_vec(),
+        ),
+        status(404),
+    ]);
+    let mut f = fetcher(server.url("/m"));
+    assert_eq!(f.last_answer(), None);
+    f.fetch().unwrap();
+    let answer = |status, etag: Option<&str>| Answer {
+        status,
+        etag: etag.map(str::to_string),
+    };
+    assert_eq!(f.last_answer(), Some(&answer(200, Some("\"v1\""))));
+    f.fetch().unwrap();
+    assert_eq!(f.last_answer(), Some(&answer(304, Some("\"v1\""))));
+    f.fetch().unwrap_err();
+    assert_eq!(f.last_answer(), Some(&answer(404, None)));
+}
+
+#[test]
 fn the_same_bytes_again_from_a_server_without_etags_are_not_modified() {
     let server = TestServer::start(vec![ok(b"one", None), ok(b"one", None), ok(b"two", None)]);
     let mut f = fetcher(server.url("/m"));

@@ -22,6 +22,18 @@ use smol::LocalExecutor;
 
 use crate::config::{OperatorConfig, RunConfig};
 
+pub use relay::{Allocation as RelayAllocation, Kind as RelayKind, Probe as RelayProbe};
+
+/// `edgewire netcheck`: one allocation per relay URL, see `relay/probe.rs`.
+pub fn probe_relays(
+    relays: &[crate::manifest::RelaySpec],
+    ca_file: Option<&std::path::Path>,
+    deadline: std::time::Duration,
+    done: &mut dyn FnMut(&RelayProbe),
+) -> Vec<RelayProbe> {
+    relay::probe_all(relays, ca_file, deadline, done)
+}
+
 /// `edgewire open-tun`: see `tun.rs`.
 pub fn open_tun_for_systemd(interface: &str) -> anyhow::Result<()> {
     tun::open_for_systemd(interface)

@@ -7,6 +7,7 @@
 //! Relays are allocated at start, so the relay is warm when a direct path fails.
 
 mod link;
+mod probe;
 mod runner;
 mod spec;
 mod tls;
@@ -23,6 +24,7 @@ use crate::core::RelayId;
 use super::resolver::Resolver;
 
 pub use link::Kind;
+pub use probe::{Allocation, Probe, probe_all};
 pub use spec::{RelaySpec, group};
 pub use tls::client_config;
 

@@ -8,6 +8,7 @@
 //! Racing the transports is what lets a device behind a UDP-blocking firewall have its
 //! relay over TLS up in well under the 1 s the direct path gets before falling back.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -23,7 +24,9 @@ use smol::Timer;
 use smol::channel::{Receiver, Sender};
 
 use crate::human::Human;
-use crate::turn::{Ignored, Received, Timings, Transport, TurnClient, TurnConfig, TurnEvent};
+use crate::turn::{
+    Ignored, Reason, Received, Timings, Transport, TurnClient, TurnConfig, TurnEvent,
+};
 
 use super::super::clock;
 use super::super::resolver::Resolver;
@@ -97,12 +100,12 @@ pub async fn run(
 }
 
 /// A connection with an allocation on it.
-struct Established {
-    link: Link,
-    client: TurnClient,
-    server: SocketAddr,
-    relayed: SocketAddr,
-    rtt: Duration,
+pub(super) struct Established {
+    pub(super) link: Link,
+    pub(super) client: TurnClient,
+    pub(super) server: SocketAddr,
+    pub(super) relayed: SocketAddr,
+    pub(super) rtt: Duration,
 }
 
 /// A future that succeeds with a `T` or fails with a reason.
@@ -122,9 +125,16 @@ async fn establish_any(
             let candidate = &spec.candidates[i];
             Box::pin(async move {
                 Timer::after(STAGGER * k as u32).await;
-                establish(spec, candidate, tls, resolver)
-                    .await
-                    .map_err(|e| format!("{}: {e}", candidate.kind.name()))
+                establish(
+                    spec,
+                    candidate,
+                    tls,
+                    resolver,
+                    Timings::default(),
+                    &Cell::new(0),
+                )
+                .await
+                .map_err(|e| format!("{}: {e}", candidate.kind.name()))
             }) as Attempt<'_>
         })
         .collect();
@@ -156,12 +166,16 @@ async fn first_ok<T>(mut futures: Vec<Attempt<'_, T>>) -> Result<(usize, T), Vec
     .await
 }
 
-/// Connects to one candidate and allocates.
-async fn establish(
+/// Connects to one candidate and allocates. `not_turn` counts what the server sent that
+/// is no TURN answer (a web server or an echo on the relay's port): a caller that gives
+/// up first can still say so.
+pub(super) async fn establish(
     spec: &RelaySpec,
     candidate: &Candidate,
     tls: &Arc<ClientConfig>,
     resolver: &Resolver,
+    timings: Timings,
+    not_turn: &Cell<u32>,
 ) -> Result<Established, String> {
     let name = match spec.host.parse::<std::net::Ipv6Addr>() {
         Ok(v6) => SocketAddr::from((v6, candidate.port)).to_string(),
@@ -187,7 +201,7 @@ async fn establish(
         username: candidate.username.clone(),
         password: candidate.password.clone(),
         software: "edgewire".into(),
-        timings: Timings::default(),
+        timings,
     };
     let mut client = TurnClient::new(config, rand_core::OsRng.next_u64(), clock::now());
     let mut buf = vec![0u8; 4096];
@@ -209,7 +223,13 @@ async fn establish(
                         rtt,
                     });
                 }
-                TurnEvent::Failed { reason } => return Err(reason.to_string()),
+                // Answers came, none of them TURN: "no answer" would mislead.
+                TurnEvent::Failed {
+                    reason: Reason::Timeout,
+                } if not_turn.get() > 0 => {
+                    return Err(with_not_turn("no TURN answer", not_turn));
+                }
+                TurnEvent::Failed { reason } => return Err(with_not_turn(reason, not_turn)),
                 _ => {}
             }
         }
@@ -226,21 +246,45 @@ async fn establish(
         let now = clock::now();
         match readable {
             None => client.handle_timeout(now),
-            Some(Err(e)) => return Err(format!("connection: {e}")),
-            Some(Ok(())) => read(&mut link, &mut client, &mut buf, now, &mut |_, _| {})?,
+            Some(Err(e)) => return Err(with_not_turn(format!("connection: {e}"), not_turn)),
+            Some(Ok(())) => read(
+                &mut link,
+                &mut client,
+                &mut buf,
+                now,
+                not_turn,
+                &mut |_, _| {},
+            )
+            .map_err(|e| with_not_turn(e, not_turn))?,
         }
     }
 }
 
+/// `why`, and when the server sent something that is not TURN, that this is the
+/// likelier cause.
+pub(super) fn with_not_turn(why: impl std::fmt::Display, not_turn: &Cell<u32>) -> String {
+    match not_turn.get() {
+        0 => why.to_string(),
+        n => format!(
+            "{why}; it answered {n} time{} with something that is not TURN: check that the \
+             relay URL's host and port are a TURN server's",
+            if n == 1 { "" } else { "s" }
+        ),
+    }
+}
+
 /// Drains what the connection has into the client; relayed data goes to `deliver`.
+/// Counts in `not_turn` the inputs the client dropped as not TURN.
 fn read(
     link: &mut Link,
     client: &mut TurnClient,
     buf: &mut [u8],
     now: Instant,
+    not_turn: &Cell<u32>,
     deliver: &mut dyn FnMut(SocketAddr, &[u8]),
 ) -> Result<(), String> {
     let stream = client.config().transport.is_stream();
+    let count = |why: Ignored| not_turn.set(not_turn.get() + u32::from(is_not_turn(why)));
     loop {
         let n = match link.try_recv(buf) {
             Ok(0) if stream => return Err("the server closed the connection".into()),
@@ -265,15 +309,30 @@ fn read(
                 match received {
                     Received::Data { from, payload } => deliver(from, payload),
                     Received::Ignored(Ignored::StreamCorrupt) => {
+                        count(Ignored::StreamCorrupt);
                         return Err("the stream from the server is corrupt".into());
                     }
-                    _ => {}
+                    Received::Ignored(why) => count(why),
+                    Received::Control => {}
                 }
             }
-        } else if let Received::Data { from, payload } = client.handle_datagram(&buf[..n], now) {
-            deliver(from, payload);
+        } else {
+            match client.handle_datagram(&buf[..n], now) {
+                Received::Data { from, payload } => deliver(from, payload),
+                Received::Ignored(why) => count(why),
+                Received::Control => {}
+            }
         }
     }
+}
+
+/// Inputs a TURN server would not send. A bad MESSAGE-INTEGRITY or data on a channel we
+/// dropped can come from a real TURN server, so they do not count.
+fn is_not_turn(why: Ignored) -> bool {
+    matches!(
+        why,
+        Ignored::Malformed | Ignored::Unexpected | Ignored::TooLarge | Ignored::StreamCorrupt
+    )
 }
 
 enum Wake {
@@ -377,7 +436,15 @@ impl Session<'_> {
                 Wake::Readable(Err(e)) => return Some(format!("connection: {e}")),
                 Wake::Readable(Ok(())) => {
                     let mut deliver = |from, payload: &[u8]| self.deliver(from, payload);
-                    if let Err(why) = read(&mut link, &mut client, &mut buf, now, &mut deliver) {
+                    let not_turn = &Cell::new(0);
+                    if let Err(why) = read(
+                        &mut link,
+                        &mut client,
+                        &mut buf,
+                        now,
+                        not_turn,
+                        &mut deliver,
+                    ) {
                         return Some(why);
                     }
                 }

@@ -1,0 +1,189 @@
+//! End-to-end: `edgewire netcheck` allocates on every relay URL of the manifest against
+//! real coturns (UDP, TCP and TLS each working on one, each refused on the other, which
+//! the manifest gives a wrong password), fails on its own each URL that points at
+//! something that is not TURN (nginx on 443, a UDP echo on 3478), and shows the
+//! manifest server's certificate, HTTP status and ETag as nginx serves them — all in
+//! under ten seconds.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use edgewire_lab::manifest_server::ManifestServer;
+use edgewire_lab::relaylab::{HubKind, RelayWorld, RelayWorldConfig, TURN_ADDRS};
+use edgewire_lab::worlds::SERVER_ADDR;
+use edgewire_lab::*;
+use serde_json::Value;
+
+/// The relay world's manifest (coturn #0 with a wrong password, #1 right, both with
+/// UDP, TCP and TLS) plus two URLs on nginx's host that are not TURN, signed and
+/// published on nginx as `/manifest`.
+fn publish_with_garbage_relays(world: &RelayWorld, lab: &Lab, server: &ManifestServer) {
+    let source = lab.dir().join("manifest.json");
+    let mut json: Value = serde_json::from_str(&fs::read_to_string(&source).unwrap()).unwrap();
+    for url in [
+        format!("turn:{SERVER_ADDR}:3478?transport=udp"),
+        format!("turns:{SERVER_ADDR}:443"),
+    ] {
+        json["relays"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"url": url, "username": "edge", "password": "x"}));
+    }
+    let with_garbage = lab.dir().join("manifest-garbage.json");
+    fs::write(&with_garbage, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let out = lab.dir().join("manifest-garbage");
+    let status = Command::new(edgewire_bin())
+        .arg("manifest")
+        .arg("build")
+        .arg(&with_garbage)
+        .arg("--key")
+        .arg(&world.key.path)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "edgewire manifest build");
+    server.publish("manifest", &fs::read(&out).unwrap());
+}
+
+fn relay<'a>(report: &'a Value, target: &str, transport: &str) -> &'a Value {
+    report["relays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["target"] == target && r["transport"] == transport)
+        .unwrap_or_else(|| panic!("no relay {target} {transport} in {report:#}"))
+}
+
+#[test]
+fn netcheck_reports_each_relay_transport_and_the_manifest_servers_certificate_and_etag() {
+    require_root!();
+    let lab = Lab::new("nc-relays");
+    let config = RelayWorldConfig::new(HubKind::WireguardGo)
+        .relays(2)
+        .wrong_password_on_first();
+    let world = RelayWorld::new(&lab, config);
+    let www = lab.host("www");
+    world.wan.attach(&www, &format!("{SERVER_ADDR}/24"));
+    let server = ManifestServer::start(&www, SERVER_ADDR, None);
+    let _echo = udp_echo_peer(&www, SERVER_ADDR, 3478);
+    publish_with_garbage_relays(&world, &lab, &server);
+    // netcheck, like the agent, checks the manifest server and the TLS relays against
+    // the one --ca-file.
+    let cas = lab.dir().join("all-cas.pem");
+    let bundle = fs::read_to_string(&world.ca_file).unwrap()
+        + &fs::read_to_string(&server.ca().ca_cert).unwrap();
+    fs::write(&cas, bundle).unwrap();
+
+    let bin = edgewire_bin().to_string_lossy().into_owned();
+    let state_dir = world.dev.state_dir().to_string_lossy().into_owned();
+    let url = server.https_url("manifest");
+    let ca = cas.to_string_lossy().into_owned();
+    let start = Instant::now();
+    let out = world.dev_host.exec(&[
+        &bin,
+        "netcheck",
+        "--config",
+        "/dev/null",
+        "--state-dir",
+        &state_dir,
+        "--manifest-url",
+        &url,
+        "--manifest-pubkey",
+        &world.key.public,
+        "--ca-file",
+        &ca,
+        "--json",
+    ]);
+    let took = start.elapsed();
+    let report: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", out.stdout, out.stderr));
+    assert!(took < Duration::from_secs(10), "netcheck took {took:?}");
+    assert!(out.success(), "the hub answers: {report:#}\n{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("netcheck: allocating on the relays (up to 3 s)"),
+        "progress: {}",
+        out.stderr
+    );
+
+    // Coturn #1, the right password: every transport allocates, with its round trip.
+    for (transport, port) in [("udp", 3478), ("tcp", 3478), ("tls", 443)] {
+        let r = relay(&report, &format!("{}:{port}", TURN_ADDRS[1]), transport);
+        assert_eq!(r["ok"], true, "{r:#}");
+        assert!(r["rtt_ms"].as_f64().unwrap() > 0.0, "{r:#}");
+        let relayed = r["relayed"].as_str().unwrap();
+        assert!(relayed.starts_with(&format!("{}:", TURN_ADDRS[1])), "{r:#}");
+    }
+    // Coturn #0, a wrong password: each check fails on its own, naming relay and
+    // transport and saying what to check.
+    for (transport, port) in [("udp", 3478), ("tcp", 3478), ("tls", 443)] {
+        let target = format!("{}:{port}", TURN_ADDRS[0]);
+        let r = relay(&report, &target, transport);
+        assert_eq!(r["ok"], false, "{r:#}");
+        let check = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == format!("relay {target} {transport}"))
+            .unwrap();
+        assert_eq!(check["outcome"], "fail");
+        let detail = check["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with(&format!("relay {target} over {transport}: ")),
+            "{detail}"
+        );
+        assert!(
+            detail
+                .contains("refused the credentials (401): check the relay's username and password"),
+            "{detail}"
+        );
+    }
+    // Not TURN at all: nginx's HTTPS port and a UDP echo.
+    for (target, transport) in [
+        (format!("{SERVER_ADDR}:443"), "tls"),
+        (format!("{SERVER_ADDR}:3478"), "udp"),
+    ] {
+        let r = relay(&report, &target, transport);
+        assert_eq!(r["ok"], false, "{r:#}");
+        let error = r["error"].as_str().unwrap();
+        assert!(
+            error.contains("with something that is not TURN: check that the relay URL's host"),
+            "{error}"
+        );
+        assert!(!error.contains("no answer"), "it did answer: {error}");
+        assert!(r["millis"].as_u64().unwrap() <= 3_600, "{r:#}");
+    }
+
+    // The manifest server: its certificate as the lab's CA issued it (valid two days),
+    // the status and the ETag nginx computes from the file's mtime and size.
+    let s = &report["manifest_server"];
+    assert_eq!(s["url"], url.as_str());
+    let tls = &s["tls"];
+    assert_eq!(tls["issuer"], "CN=edgewire lab CA", "{s:#}");
+    assert_eq!(tls["subject"], format!("CN={SERVER_ADDR}"), "{s:#}");
+    assert_eq!(tls["trusted"], true, "{s:#}");
+    let left = tls["expires_in_secs"].as_u64().unwrap();
+    assert!((86_400..=2 * 86_400).contains(&left), "{s:#}");
+    assert_eq!(s["http_status"], 200, "{s:#}");
+    let published = fs::metadata(server.root().join("manifest")).unwrap();
+    let etag = format!("\"{:x}-{:x}\"", published.mtime(), published.len());
+    assert_eq!(s["etag"], etag.as_str(), "{s:#}");
+    let tls_check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "manifest TLS")
+        .unwrap();
+    assert_eq!(tls_check["outcome"], "ok", "{tls_check:#}");
+    assert!(
+        tls_check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("issued by CN=edgewire lab CA to CN=203.0.113.20, expires "),
+        "{tls_check:#}"
+    );
+    assert_eq!(report["cached_manifest"], Value::Null);
+}
