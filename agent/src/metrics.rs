@@ -257,6 +257,7 @@ pub fn render(r: &Report, x: &Extra<'_>) -> String {
         ("no_route", d.no_route),
         ("unknown_datagram", d.unknown_datagram),
         ("refused", d.refused),
+        ("handshake_flood", d.shed_handshakes),
     ] {
         m.sample("edgewire_dropped_packets_total", &[("reason", reason)], n);
     }

@@ -132,6 +132,10 @@ pub struct DropReport {
     /// Handshakes answered with a cookie reply (the agent was under load).
     #[serde(default)]
     pub cookie_replies: u64,
+    /// Handshakes dropped unanswered: under load and past the cookie replies a second
+    /// allows (a flood).
+    #[serde(default)]
+    pub shed_handshakes: u64,
 }
 
 /// Asks the agent whose state directory is `state_dir` and prints its answer.

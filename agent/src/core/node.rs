@@ -39,6 +39,9 @@ pub struct Drops {
     /// Handshake messages answered with a cookie reply: the node was under load and the
     /// sender had not proven its address (MAC2).
     pub cookie_replies: u64,
+    /// Handshake messages dropped unanswered: under load, without MAC2, and past the
+    /// cookie replies a second allows (a flood).
+    pub shed: u64,
     /// Candidate messages refused (malformed, replayed, or not from the node they name).
     pub bad_signals: u64,
 }
@@ -435,6 +438,10 @@ impl Node {
                     let mut buf = self.out.buffer();
                     buf.extend_from_slice(&reply);
                     self.out.push(via.into(), buf);
+                    return;
+                }
+                Gate::Shed => {
+                    self.drops.shed += 1;
                     return;
                 }
                 Gate::Drop(e) => {

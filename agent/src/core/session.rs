@@ -51,6 +51,13 @@ fn set_clock(epoch: Epoch, now: Instant) {
 /// 10,000-peer hub's steady rekeys are 10,000 / 120 s = 83/s, below it. Over the limit
 /// a sender must prove its address with the cookie (MAC2), as WireGuard specifies.
 pub const HANDSHAKES_PER_SECOND: u64 = 200;
+/// Cookie replies sent per second at most. Past the handshake limit every forged
+/// initiation with a valid MAC1 earns a reply; under a flood of 50,000/s the `send_to`
+/// of each one took most of the one thread, and a known peer's data waited behind them
+/// in the socket's queue until the kernel dropped it. A peer that needs a cookie retries
+/// its initiation within REKEY_TIMEOUT (5 s) and gets one then: 2,000/s leaves room for a
+/// 10,000-peer hub's peers to all be answered within those 5 s.
+pub const COOKIE_REPLIES_PER_SECOND: u32 = 2_000;
 
 /// The check in front of every handshake message, shared by all sessions of a node:
 /// MAC1 (keyed by our public key, so a random or misdirected datagram is dropped for the
@@ -58,6 +65,8 @@ pub const HANDSHAKES_PER_SECOND: u64 = 200;
 pub struct HandshakeGate {
     limiter: RateLimiter,
     maker: Arc<Maker>,
+    /// Cookie replies sent in the current second: (when it started, how many).
+    replies: std::cell::Cell<(Instant, u32)>,
 }
 
 /// What every `Tunn` of a node is made with, shared by its sessions.
@@ -76,6 +85,8 @@ pub enum Gate {
     Pass,
     /// Under load and without a valid MAC2: send this cookie reply back, nothing else.
     Cookie([u8; COOKIE_REPLY_LEN]),
+    /// Under load, without a valid MAC2, and over the cookie-reply budget: drop it.
+    Shed,
     /// Not for us, or malformed.
     Drop(SessionError),
 }
@@ -94,6 +105,7 @@ impl HandshakeGate {
                 epoch,
                 inner: Arc::new(RateLimiter::new(&public, u64::MAX)),
             }),
+            replies: std::cell::Cell::new((now, 0)),
         }
     }
 
@@ -107,6 +119,9 @@ impl HandshakeGate {
         match self.limiter.verify_packet(Some(from), datagram, &mut reply) {
             Ok(_) => Gate::Pass,
             Err(TunnResult::WriteToNetwork(cookie)) if cookie.len() == COOKIE_REPLY_LEN => {
+                if !self.take_reply(now) {
+                    return Gate::Shed;
+                }
                 let mut out = [0u8; COOKIE_REPLY_LEN];
                 out.copy_from_slice(cookie);
                 Gate::Cookie(out)
@@ -114,6 +129,21 @@ impl HandshakeGate {
             Err(TunnResult::Err(e)) => Gate::Drop(SessionError::Refused(kind(&e))),
             Err(_) => Gate::Drop(SessionError::Refused(WireGuardErrorKind("malformed"))),
         }
+    }
+}
+
+impl HandshakeGate {
+    /// Whether one more cookie reply fits this second's budget (and counts it).
+    fn take_reply(&self, now: Instant) -> bool {
+        let (since, sent) = self.replies.get();
+        let (since, sent) = if now.saturating_duration_since(since) >= Duration::from_secs(1) {
+            (now, 0)
+        } else {
+            (since, sent)
+        };
+        let ok = sent < COOKIE_REPLIES_PER_SECOND;
+        self.replies.set((since, sent + u32::from(ok)));
+        ok
     }
 }
 

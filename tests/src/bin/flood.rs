@@ -47,6 +47,7 @@ struct Outcome {
     hub_cpu_percent: f64,
     rss_before_kb: u64,
     rss_after_kb: u64,
+    receive_drops: u64,
 }
 
 fn main() {
@@ -94,7 +95,7 @@ fn main() {
     );
     for o in &outcomes {
         println!(
-            "{:<14} {:>12} {:>10.0} {:>8} {:>7.2}% {:>8.1}% {:>8.0}ms {:>8}KB {:>8}KB",
+            "{:<14} {:>12} {:>10.0} {:>8} {:>7.2}% {:>8.1}% {:>8.0}ms {:>8}KB {:>8}KB {:>12}",
             o.hub,
             o.sent_flood,
             o.sent_flood as f64 / args.seconds as f64,
@@ -103,7 +104,8 @@ fn main() {
             o.hub_cpu_percent,
             o.longest_silence.as_secs_f64() * 1e3,
             o.rss_before_kb,
-            o.rss_after_kb
+            o.rss_after_kb,
+            o.receive_drops
         );
     }
 }
@@ -197,6 +199,7 @@ fn run(hub_kind: &'static str, args: &Args) -> Outcome {
     };
     let pings = PingStream::start(dev_host, HUB_OVERLAY, PING_EVERY);
     let rss_before_kb = rss_kb(hub.pid());
+    let drops_before = receive_buffer_drops(hub_host);
     let cpu_before = cpu_ticks(hub.pid());
     let t0 = Instant::now();
     let sent = flood(
@@ -208,6 +211,7 @@ fn run(hub_kind: &'static str, args: &Args) -> Outcome {
     let elapsed = t0.elapsed();
     let cpu_after = cpu_ticks(hub.pid());
     let rss_after_kb = rss_kb(hub.pid());
+    let receive_drops = receive_buffer_drops(hub_host).saturating_sub(drops_before);
     let record = pings.stop(Duration::from_secs(2));
     let end = Instant::now();
     // SAFETY: sysconf has no preconditions.
@@ -224,7 +228,24 @@ fn run(hub_kind: &'static str, args: &Args) -> Outcome {
         hub_cpu_percent: 100.0 * cpu / elapsed.as_secs_f64(),
         rss_before_kb,
         rss_after_kb,
+        receive_drops,
     }
+}
+
+/// Datagrams the kernel dropped in the hub's namespace because a UDP socket's receive
+/// buffer was full (`Udp: RcvbufErrors` of /proc/net/snmp): the hub fell behind.
+fn receive_buffer_drops(host: &Host) -> u64 {
+    let snmp = host.run(&["cat", "/proc/net/snmp"]);
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Resident memory of a process, in KB.

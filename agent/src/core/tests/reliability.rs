@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::keys::PrivateKey;
 
-use super::super::session::{HandshakeGate, MessageKind, Session};
+use super::super::session::{COOKIE_REPLIES_PER_SECOND, HandshakeGate, MessageKind, Session};
 use super::relay::{path_of, ping_hub, relayed_edge_on};
 use super::sim::*;
 
@@ -132,6 +132,34 @@ pub fn a_flood_of_valid_looking_initiations_gets_cookies_and_known_peers_still_c
     sim.run();
     assert_eq!(sim.nodes[0].tun.len(), 1, "the tunnel works");
     assert!(sim.nodes[0].node.drops.cookie_replies >= 400);
+}
+
+#[test]
+pub fn past_the_cookie_budget_a_flood_is_dropped_unanswered_until_the_next_second() {
+    let (mut sim, _, keys) = hub_and_two_nated_edges();
+    sim.advance(Duration::from_secs(1));
+    let flood = stranger_initiations(&sim, &keys[0], 300);
+    let send = |sim: &mut Sim, n: usize| {
+        let now = sim.now;
+        for i in 0..n {
+            sim.nodes[0]
+                .node
+                .handle_udp(spoofed(i), &flood[i % flood.len()], now);
+        }
+        let mut cookies = 0;
+        while let Some(t) = sim.nodes[0].node.poll_transmit() {
+            cookies += usize::from(MessageKind::of(&t.payload) == Some(MessageKind::CookieReply));
+            sim.nodes[0].node.recycle(t.payload);
+        }
+        cookies
+    };
+    // 200 pass the limiter (and are dropped as strangers), 2,000 get a cookie, the rest
+    // of this second's flood gets nothing.
+    assert_eq!(send(&mut sim, 2_700), COOKIE_REPLIES_PER_SECOND as usize);
+    assert_eq!(sim.nodes[0].node.drops.shed, 500);
+    // A second later the limiter and the budget start again.
+    sim.now += Duration::from_secs(1);
+    assert_eq!(send(&mut sim, 300), 100);
 }
 
 #[test]

@@ -116,6 +116,11 @@ impl<'a> Agent<'a> {
         let udp = Udp::bind_waiting(config.listen_port, super::udp::PORT_WAIT)
             .await
             .with_context(|| format!("binding UDP port {}", config.listen_port))?;
+        log::debug!(
+            "UDP port {}: receive buffer {} KiB",
+            config.listen_port,
+            udp.receive_buffer() / 1024
+        );
         let status = StatusServer::bind(&config.state_dir)?;
         let control = (ops.control_dir.as_deref())
             .and_then(|dir| ControlSocket::bind(dir, &config.interface));

@@ -83,6 +83,7 @@ impl super::Agent<'_> {
                 unknown_datagram: drops.unknown_datagram,
                 refused: drops.refused,
                 cookie_replies: drops.cookie_replies,
+                shed_handshakes: drops.shed,
             },
         }
     }
