@@ -213,9 +213,18 @@ impl Host {
         self.run(&argv);
     }
 
-    /// Source-NATs everything leaving through `uplink` (also turns forwarding on).
+    /// Makes this host a site router of `kind` toward `uplink` (also turns forwarding
+    /// on): source-NATs what leaves through it, or, for the kinds that do not translate,
+    /// routes a public LAN (and filters, for [`NatKind::Firewall`]).
     pub fn nat(&self, uplink: &str, kind: NatKind) {
         self.enable_forwarding();
+        if !kind.translates() {
+            self.answer_arp_for_lan(uplink);
+            if kind == NatKind::Firewall {
+                self.drop_unsolicited_udp(uplink);
+            }
+            return;
+        }
         let mut rule = vec![
             "-t",
             "nat",
@@ -230,6 +239,60 @@ impl Host {
             rule.push("--random-fully");
         }
         self.iptables(&rule);
+    }
+
+    /// A public LAN carved from the uplink's subnet is reached without a route on every
+    /// wan host: the router answers ARP on `uplink` for the addresses it routes elsewhere
+    /// (proxy ARP), at once (the default delays each answer by up to 0.8 s).
+    fn answer_arp_for_lan(&self, uplink: &str) {
+        self.sysctl(&format!("net.ipv4.conf.{uplink}.proxy_arp"), "1");
+        self.sysctl(&format!("net.ipv4.neigh.{uplink}.proxy_delay"), "0");
+    }
+
+    /// A stateful firewall on `uplink`: UDP coming in is forwarded only when conntrack
+    /// knows it as the answer to something that left (ESTABLISHED). Nothing is
+    /// translated; ICMP passes (the lab pings through it).
+    fn drop_unsolicited_udp(&self, uplink: &str) {
+        self.iptables(&[
+            "-A",
+            "FORWARD",
+            "-i",
+            uplink,
+            "-p",
+            "udp",
+            "-m",
+            "conntrack",
+            "!",
+            "--ctstate",
+            "ESTABLISHED",
+            "-j",
+            "DROP",
+        ]);
+    }
+
+    /// Starts counting the IPv4 packets this router forwards between addresses `a` and
+    /// `b`, both ways: two FORWARD rules without a target, so nothing changes but their
+    /// counters, which [`Host::forwarded_bytes`] reads.
+    pub fn count_forwarded(&self, a: &str, b: &str) {
+        for (src, dst) in [(a, b), (b, a)] {
+            self.iptables(&["-A", "FORWARD", "-s", src, "-d", dst]);
+        }
+    }
+
+    /// The bytes (IP packets, headers included) forwarded between `a` and `b` since
+    /// [`Host::count_forwarded`].
+    pub fn forwarded_bytes(&self, a: &str, b: &str) -> u64 {
+        // `-v -S` prints each rule with `-c PACKETS BYTES` after its matches.
+        let rules = self.run(&["iptables", "-w", "-v", "-S", "FORWARD"]);
+        let counters = |src: &str, dst: &str| {
+            let rule = format!("-A FORWARD -s {src}/32 -d {dst}/32 -c ");
+            rules
+                .lines()
+                .find_map(|l| l.strip_prefix(&rule))
+                .and_then(|c| c.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{}: no counter for {src} → {dst}:\n{rules}", self.name))
+        };
+        counters(a, b) + counters(b, a)
     }
 
     /// Drops UDP arriving from `src` (an address or prefix), forwarded or local.

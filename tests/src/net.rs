@@ -1,6 +1,6 @@
 //! Topology building blocks: veth links, the "internet" (a router with a bridge holding
-//! the gateways of the documentation ranges), and NAT routers with a LAN bridge behind
-//! them.
+//! the gateways of the documentation ranges), and site routers with a LAN bridge behind
+//! them: NATs of the kinds RFC 4787 tells apart, a firewall, or no NAT at all.
 
 use std::net::Ipv4Addr;
 
@@ -8,7 +8,8 @@ use crate::host::Host;
 use crate::lab::Lab;
 use crate::linkemu::{LinkEmulator, disable_tx_offload};
 
-/// How a NAT router maps ports (RFC 4787).
+/// What a site's router does to its LAN's traffic: how it maps ports (RFC 4787), or
+/// that it does not translate at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NatKind {
     /// Plain MASQUERADE: keeps the source port when it can (endpoint-independent mapping
@@ -16,6 +17,20 @@ pub enum NatKind {
     Masquerade,
     /// MASQUERADE `--random-fully`: a random port per connection, close to a symmetric NAT.
     RandomFully,
+    /// No translation: the LAN has public addresses, and a stateful firewall admits only
+    /// the answers to what left (conntrack ESTABLISHED): inbound UDP nobody asked for is
+    /// dropped. A corporate firewall, or a cellular APN with public addresses.
+    Firewall,
+    /// No NAT and no filter: the router only routes, so the device has a public address
+    /// anyone can reach.
+    Public,
+}
+
+impl NatKind {
+    /// Whether the LAN behind it has private addresses (the router translates them).
+    pub fn translates(self) -> bool {
+        matches!(self, NatKind::Masquerade | NatKind::RandomFully)
+    }
 }
 
 /// A veth pair between two hosts; the names are those inside each namespace.
@@ -161,6 +176,9 @@ impl Wan {
         self.nat_router_with(name, public_cidr, lan_cidr, NatKind::Masquerade)
     }
 
+    /// A site router of `kind` (see [`NatKind`]). For the kinds that do not translate,
+    /// `lan_cidr` must be a public prefix inside `public_cidr`'s subnet (a /28 of it, say):
+    /// the router answers ARP for it on the wan, so every wan host reaches it.
     pub fn nat_router_with(
         &self,
         name: &str,
@@ -192,6 +210,7 @@ impl Wan {
         router.nat(&uplink, kind);
         NatSite {
             router,
+            kind,
             uplink,
             public_addr: addr_of(public_cidr).to_string(),
             lan_gateway: addr_of(lan_cidr).to_string(),
@@ -200,12 +219,13 @@ impl Wan {
     }
 }
 
-/// A LAN behind a NAT router.
+/// A LAN behind a site router (a NAT, a firewall, or a router that only routes).
 pub struct NatSite {
     pub router: Host,
+    pub kind: NatKind,
     /// The router's interface toward the wan.
     pub uplink: String,
-    /// The router's public address, the source the outside sees.
+    /// The router's address on the wan: the source the outside sees when it translates.
     pub public_addr: String,
     /// The router's LAN address.
     pub lan_gateway: String,
@@ -223,6 +243,53 @@ impl NatSite {
 }
 
 impl NatSite {
+    /// The NAT rebinds: it forgets every mapping it holds and maps the LAN's flows to
+    /// source port `port` from now on, as a carrier NAT does when its mapping expired or
+    /// it restarted and the old port went to someone else. The device sees nothing
+    /// change; its peers see its packets come from a new port, and theirs to the old one
+    /// are dropped. Plain MASQUERADE only (`port` keeps it endpoint-independent: one port
+    /// toward every destination).
+    pub fn rebind(&self, port: u16) {
+        assert_eq!(
+            self.kind,
+            NatKind::Masquerade,
+            "only a plain MASQUERADE NAT rebinds to one port"
+        );
+        // The rules first (they only decide new flows), then the flush: the rebinding
+        // happens at one instant, the flush. A port needs `-p udp`, so UDP gets its own
+        // rule in place of rule 1 (the one `Host::nat` added) and the rest keeps a plain
+        // MASQUERADE, appended before the replacement so something masquerades at every
+        // moment.
+        let (uplink, port) = (self.uplink.as_str(), port.to_string());
+        self.router.iptables(&[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-o",
+            uplink,
+            "-j",
+            "MASQUERADE",
+        ]);
+        self.router.iptables(&[
+            "-t",
+            "nat",
+            "-R",
+            "POSTROUTING",
+            "1",
+            "-o",
+            uplink,
+            "-p",
+            "udp",
+            "-j",
+            "MASQUERADE",
+            "--to-ports",
+            &port,
+        ]);
+        // The conntrack tool is a lab package (scripts/packages); iptables cannot flush.
+        self.router.run(&["conntrack", "-F"]);
+    }
+
     /// A new host on this LAN with address `cidr` and a default route via the router.
     pub fn host(&self, name: &str, cidr: &str) -> Host {
         let host = Host::create(self.router.lab.clone(), name);

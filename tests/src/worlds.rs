@@ -61,9 +61,20 @@ pub const SITES: [(&str, &str, &str, &str, &str, &str); 3] = [
     ),
 ];
 
+/// Where a site's router does not translate ([`NatKind::Firewall`], [`NatKind::Public`]),
+/// its LAN is public: a /28 of the router's own wan subnet, per site of [`SITES`]:
+/// (router's LAN CIDR, device CIDR). The device's address is then the one the outside
+/// sees.
+pub const PUBLIC_LANS: [(&str, &str); 3] = [
+    ("198.51.100.113/28", "198.51.100.114/28"),
+    ("192.0.2.113/28", "192.0.2.114/28"),
+    ("192.0.2.129/28", "192.0.2.130/28"),
+];
+
 /// The underlay of the hub worlds: the wan; a host `hub` at [`HUB_ADDR`] that forwards;
-/// `n` NAT sites from [`SITES`] (plain MASQUERADE), each with its device host. Nothing
-/// runs on it yet: the test puts edgewire agents or standard WireGuard peers on it.
+/// `n` sites from [`SITES`] (plain MASQUERADE unless given other [`NatKind`]s), each
+/// with its device host. Nothing runs on it yet: the test puts edgewire agents or
+/// standard WireGuard peers on it.
 pub struct HubSites {
     pub wan: Wan,
     pub hub_host: Host,
@@ -77,7 +88,8 @@ impl HubSites {
         HubSites::with_nats(lab, &vec![NatKind::Masquerade; n])
     }
 
-    /// The first `nats.len()` sites, each behind a NAT of the kind given.
+    /// The first `nats.len()` sites, each behind a router of the kind given: a NAT over
+    /// the site's private LAN, or (firewall, no NAT) a router of its [`PUBLIC_LANS`].
     pub fn with_nats(lab: &Lab, nats: &[NatKind]) -> HubSites {
         let n = nats.len();
         assert!(n <= SITES.len(), "the catalogue has {} sites", SITES.len());
@@ -87,7 +99,13 @@ impl HubSites {
         hub_host.enable_forwarding();
         let mut sites = Vec::new();
         let mut devs = Vec::new();
-        for ((router, public, lan, dev, dev_cidr, _), kind) in SITES.into_iter().zip(nats) {
+        let sites_and_lans = SITES.into_iter().zip(PUBLIC_LANS).zip(nats);
+        for (((router, public, lan, dev, dev_cidr, _), public_lan), kind) in sites_and_lans {
+            let (lan, dev_cidr) = if kind.translates() {
+                (lan, dev_cidr)
+            } else {
+                public_lan
+            };
             let site = wan.nat_router_with(router, public, lan, *kind);
             devs.push(site.host(dev, dev_cidr));
             sites.push(site);

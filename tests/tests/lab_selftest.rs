@@ -1,6 +1,9 @@
 //! Self-tests of the lab with standard WireGuard peers only (no edgewire): NAT routers,
-//! a wireguard-go hub forwarding between two wireguard-go devices, cleanup, file serving.
+//! a wireguard-go hub forwarding between two wireguard-go devices, cleanup, file serving,
+//! and the site kinds of the catalogue (firewall, public, a NAT that rebinds) checked
+//! with plain UDP sockets, so an agent test that fails is not a lab that lies.
 
+use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
@@ -220,4 +223,88 @@ fn the_file_server_serves_over_https_with_etags_to_another_namespace() {
         "openssl s_client: {}",
         verify.stderr
     );
+}
+
+/// A UDP socket on `addr` inside `host`, waiting at most `T` for each datagram.
+fn udp(host: &Host, addr: &str) -> UdpSocket {
+    in_netns(host, || {
+        let s = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("binding {addr}: {e}"));
+        s.set_read_timeout(Some(T)).unwrap();
+        s
+    })
+}
+
+/// The next datagram on `socket`: (its text, where it came from).
+fn recv(socket: &UdpSocket) -> (String, SocketAddr) {
+    let mut buf = [0u8; 64];
+    let (n, from) = socket
+        .recv_from(&mut buf)
+        .expect("a datagram within the timeout");
+    (String::from_utf8_lossy(&buf[..n]).into_owned(), from)
+}
+
+#[test]
+fn a_firewall_admits_only_answers_and_a_public_device_is_reached_by_anyone() {
+    require_root!();
+    let lab = Lab::new("selftest-nat-kinds");
+    let world = HubSites::with_nats(&lab, &[NatKind::Firewall, NatKind::Public]);
+    let (fw_dev_addr, public_dev_addr) = ("198.51.100.114:4000", "192.0.2.114:4000");
+    let server = udp(&world.hub_host, "203.0.113.10:4000");
+    let fw_dev = udp(&world.devs[0], fw_dev_addr);
+    let public_dev = udp(&world.devs[1], public_dev_addr);
+
+    server.send_to(b"unsolicited", fw_dev_addr).unwrap();
+    server.send_to(b"unsolicited", public_dev_addr).unwrap();
+    let (text, from) = recv(&public_dev);
+    assert_eq!(
+        (text.as_str(), from.to_string().as_str()),
+        ("unsolicited", "203.0.113.10:4000"),
+        "a public device is reached by anyone, untranslated"
+    );
+
+    fw_dev.send_to(b"out", "203.0.113.10:4000").unwrap();
+    let (_, seen_as) = recv(&server);
+    assert_eq!(
+        seen_as.to_string(),
+        fw_dev_addr,
+        "a firewall translates nothing"
+    );
+    server.send_to(b"answer", seen_as).unwrap();
+    // Had the unsolicited datagram crossed the firewall, it would be read first.
+    assert_eq!(
+        recv(&fw_dev).0,
+        "answer",
+        "the firewall admits answers only"
+    );
+}
+
+#[test]
+fn a_rebinding_nat_gives_the_device_a_new_port_and_drops_what_goes_to_the_old_one() {
+    require_root!();
+    let lab = Lab::new("selftest-rebind");
+    let world = HubSites::new(&lab, 1);
+    let server = udp(&world.hub_host, "203.0.113.10:4000");
+    let dev = udp(&world.devs[0], "192.168.10.2:51820");
+
+    dev.send_to(b"before", "203.0.113.10:4000").unwrap();
+    let (_, before) = recv(&server);
+    assert_eq!(
+        before.to_string(),
+        "198.51.100.2:51820",
+        "MASQUERADE keeps the port"
+    );
+
+    world.sites[0].rebind(51821);
+    server.send_to(b"to the old mapping", before).unwrap();
+    dev.send_to(b"after", "203.0.113.10:4000").unwrap();
+    let (_, after) = recv(&server);
+    assert_eq!(
+        after.to_string(),
+        "198.51.100.2:51821",
+        "the flow has a new port"
+    );
+    server.send_to(b"to the new mapping", after).unwrap();
+    // What went to the old port is dropped: the first datagram the device reads is the
+    // one sent to the new port.
+    assert_eq!(recv(&dev).0, "to the new mapping");
 }

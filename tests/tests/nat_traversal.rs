@@ -1,6 +1,8 @@
 //! End to end: edges of different sites, each behind its own NAT router, reach each other
 //! through an edgewire hub, and go direct on demand when their NATs allow it (two coturns
-//! serve as STUN servers); a symmetric NAT keeps the pair on the hub, working.
+//! serve as STUN servers): cone NATs, a firewall, a public address; a symmetric NAT keeps
+//! the pair on the hub, working; a NAT that rebinds sends the pair back to the hub until
+//! it is punched again. Each test prints its figures (`--nocapture` shows them).
 
 use std::time::{Duration, Instant};
 
@@ -9,13 +11,16 @@ use edgewire_lab::worlds::{HubSites, StunPair, hub_and_devs, wireguard_go_hub};
 use edgewire_lab::*;
 
 const T: Duration = Duration::from_secs(20);
+const DEV_A: &str = "10.42.1.1";
 const DEV_B: &str = "10.42.2.1";
 
 struct Mesh {
-    lab: Lab,
+    /// Owns the namespaces and processes: held until the test ends.
+    _lab: Lab,
     world: HubSites,
     _stun: StunPair,
-    hub: Agent,
+    /// Runs until the test ends; the hub host's counters tell what it forwards.
+    _hub: Agent,
     dev_a: Agent,
     dev_b: Agent,
 }
@@ -58,6 +63,9 @@ fn mesh(name: &str, nats: [NatKind; 2]) -> Mesh {
         &[dev_a.public_key(), dev_b.public_key()],
     );
     start(&lab, &stun, src, &mut [&mut hub, &mut dev_a, &mut dev_b]);
+    // The hub's agent hands the pair's packets to the kernel, which routes them back
+    // into the overlay: counted there, they are what the hub forwards for the pair.
+    world.hub_host.count_forwarded(DEV_A, DEV_B);
     // Each edge learns its NAT's mapping from the two STUN servers before traffic flows.
     for edge in [&dev_a, &dev_b] {
         let mapped = poll_until(T, || {
@@ -67,17 +75,20 @@ fn mesh(name: &str, nats: [NatKind; 2]) -> Mesh {
         assert!(mapped.is_some(), "{}: no NAT mapping learned", edge.name());
     }
     Mesh {
-        lab,
+        _lab: lab,
         world,
         _stun: stun,
-        hub,
+        _hub: hub,
         dev_a,
         dev_b,
     }
 }
 
-/// How dev-a reaches dev-b now: (path, via).
-fn path_to_b(m: &Mesh) -> (Option<String>, Option<String>) {
+/// A peer's (path, via), as status says them.
+type PathVia = (Option<String>, Option<String>);
+
+/// How dev-a reaches dev-b now.
+fn path_to_b(m: &Mesh) -> PathVia {
     let Ok(status) = m.dev_a.status() else {
         return (None, None);
     };
@@ -88,50 +99,229 @@ fn path_to_b(m: &Mesh) -> (Option<String>, Option<String>) {
     )
 }
 
-/// Bytes the hub has received from dev-a.
-fn hub_rx_from_a(m: &Mesh) -> u64 {
-    let status = m.hub.status().expect("the hub answers");
-    status.peer("dev-a").map_or(0, |p| p.rx_bytes)
+/// Bytes of the pair's packets the hub host has forwarded (see `mesh`): pings, answers
+/// and candidate messages, not the devices' keepalives and handshakes with the hub.
+fn hub_forwarded(m: &Mesh) -> u64 {
+    m.world.hub_host.forwarded_bytes(DEV_A, DEV_B)
+}
+
+/// Whether dev-a reaches dev-b on a punched direct path now.
+fn punched(m: &Mesh) -> bool {
+    let (path, via) = path_to_b(m);
+    path.as_deref() == Some("direct") && via.as_deref() == Some("punched")
+}
+
+/// What going direct cost: measured on a 10 ms ping stream from dev-a to dev-b.
+struct Switch {
+    /// From the first packet to dev-a's status showing the punched path.
+    took: Duration,
+    /// Bytes of the pair's packets the hub forwarded before (the candidate messages, the
+    /// first pings: proof the counter counts) and during 100 pings (1 s) once direct.
+    hub_bytes_before: u64,
+    hub_bytes: u64,
+    /// Pings lost over the whole stream (the hub, the switch, the direct path).
+    lost: usize,
+    judged: usize,
+}
+
+/// Pings dev-b from dev-a until the pair is punched, then 200 more; what it cost.
+fn goes_direct(m: &Mesh) -> Switch {
+    let a = &m.world.devs[0];
+    // The first packet of the stream starts the exchange.
+    let pings = PingStream::start(a, DEV_B, Duration::from_millis(10));
+    let start = Instant::now();
+    let direct = poll_until(T, || punched(m).then_some(()));
+    let took = start.elapsed();
+    assert!(direct.is_some(), "never went direct: {:?}", path_to_b(m));
+    // Pings in flight on the hub path when the status changed are answered within
+    // 50 pings; the next 100 tell whether the hub still carries the pair.
+    let answered = |n| {
+        let switched = start + took;
+        poll_until(T, || {
+            (pings.snapshot().answers_after(switched) >= n).then_some(())
+        })
+        .unwrap_or_else(|| panic!("{n} pings answered on the direct path"))
+    };
+    answered(50);
+    let before = hub_forwarded(m);
+    answered(150);
+    let hub_bytes = hub_forwarded(m) - before;
+    answered(200);
+    let record = pings.stop(Duration::from_secs(1));
+    let end = Instant::now();
+    let grace = Duration::from_secs(1);
+    Switch {
+        took,
+        hub_bytes_before: before,
+        hub_bytes,
+        lost: record.lost(end, grace),
+        judged: record.judged(end, grace),
+    }
+}
+
+/// Prints what going direct cost and asserts its bounds: the hub no longer carries the
+/// pair and no ping is lost (both targets of issue 9), within a generous 3 s.
+fn check_switch(what: &str, s: &Switch) {
+    eprintln!(
+        "{what}: first packet → direct path {} ms; the hub forwarded {} bytes of the \
+         pair's before, {} in 1 s of pings once direct; pings lost {} of {}",
+        s.took.as_millis(),
+        s.hub_bytes_before,
+        s.hub_bytes,
+        s.lost,
+        s.judged
+    );
+    assert!(s.hub_bytes_before > 0, "the hub's counter saw nothing");
+    assert_eq!(s.hub_bytes, 0, "the hub still forwards the pair's traffic");
+    assert_eq!(s.lost, 0, "pings lost while switching");
+    assert!(
+        s.took <= Duration::from_secs(3),
+        "took {:?} to go direct",
+        s.took
+    );
 }
 
 #[test]
 fn cone_to_cone_goes_direct_within_a_second_and_the_hub_stops_carrying_the_pair() {
     require_root!();
     let m = mesh("nat-cone-cone", [NatKind::Masquerade, NatKind::Masquerade]);
-    let a = &m.world.devs[0];
-    // A 10 ms ping stream from dev-a to dev-b: the first packet starts the exchange.
-    let pings = PingStream::start(a, DEV_B, Duration::from_millis(10));
-    let start = Instant::now();
-    let direct = poll_until(T, || {
-        let (path, via) = path_to_b(&m);
-        (path.as_deref() == Some("direct") && via.as_deref() == Some("punched")).then_some(())
+    check_switch("cone↔cone", &goes_direct(&m));
+}
+
+#[test]
+fn a_device_behind_a_firewall_and_a_device_behind_a_cone_nat_go_direct() {
+    require_root!();
+    // The firewall admits only answers: dev-a's own punch opens it, as a NAT's would.
+    let m = mesh("nat-fw-cone", [NatKind::Firewall, NatKind::Masquerade]);
+    check_switch("firewall↔cone", &goes_direct(&m));
+}
+
+#[test]
+fn a_device_with_a_public_address_and_a_device_behind_a_cone_nat_go_direct() {
+    require_root!();
+    let m = mesh("nat-public-cone", [NatKind::Public, NatKind::Masquerade]);
+    let status = m.dev_a.status().unwrap();
+    assert_eq!(status.nat_mapping.as_deref(), Some("none"));
+    check_switch("public↔cone", &goes_direct(&m));
+}
+
+/// What a rebinding NAT cost, each time from the rebinding (the conntrack flush).
+#[derive(Debug, Default)]
+struct Rebinding {
+    /// dev-a's status no longer shows the punched path, and what it shows instead.
+    left_direct: Option<(Duration, PathVia)>,
+    /// The first answer to a ping sent after the rebinding: traffic flows again.
+    resumed: Option<Duration>,
+    /// dev-a's status shows a punched path again.
+    punched_again: Option<Duration>,
+}
+
+/// How long a rebound pair may take to be punched again: the agent waits 5 s after a
+/// direct path died, and a Linux NAT forgets an unreplied flow (which the rebound side's
+/// own sends toward the other NAT may have left there) after 30 s; one 10 s punch more.
+const REPUNCH_WITHIN: Duration = Duration::from_secs(60);
+
+/// Watches dev-a's status and the ping stream from `rebound` until traffic flows again
+/// and the pair is punched again, or [`REPUNCH_WITHIN`] has passed.
+fn watch_rebinding(m: &Mesh, pings: &PingStream, rebound: Instant) -> Rebinding {
+    let mut seen = Rebinding::default();
+    poll_until(REPUNCH_WITHIN, || {
+        let now = rebound.elapsed();
+        if seen.resumed.is_none() {
+            let record = pings.snapshot();
+            let after = record.sent.iter().zip(&record.answered);
+            seen.resumed = after
+                .filter(|(sent, _)| **sent > rebound)
+                .filter_map(|(_, answered)| *answered)
+                .min()
+                .map(|t| t - rebound);
+        }
+        let direct = punched(m);
+        match (&seen.left_direct, direct) {
+            (None, false) => seen.left_direct = Some((now, path_to_b(m))),
+            (Some(_), true) if seen.punched_again.is_none() => seen.punched_again = Some(now),
+            _ => {}
+        }
+        (seen.resumed.is_some() && seen.punched_again.is_some()).then_some(())
     });
-    let took = start.elapsed();
-    assert!(direct.is_some(), "never went direct: {:?}", path_to_b(&m));
-    eprintln!("first packet → direct path: {} ms", took.as_millis());
-    // Once direct, the hub carries nothing of the pair's traffic (keepalives aside).
-    let switched = Instant::now();
+    seen
+}
+
+// Ignored because the agent fails it (core code, not the lab), two ways. Traffic comes
+// back after 6.3 s, not 3: the dead punched path is tried through both relays (1.9 s
+// each) before the session ends and the hub takes the traffic, and a relay cannot reach
+// an edge behind a port-restricted NAT. And the pair is never punched again: after the
+// rebinding, dev-a's own sends from its new port leave an unreplied conntrack entry on
+// dev-b's NAT (198.51.100.2:51821 → 192.0.2.2:51820) that clashes with dev-b's punch
+// toward that port (SNAT then takes a random port: the deadlock of FACTS.md). Every
+// retry (one each 40 s: the 30 s pause, as long as conntrack keeps an unreplied entry,
+// and the 10 s punch) found it there, and dev-a's punches refresh it.
+// Deleting that one entry by hand once the session ended let the pair punch again 11.4
+// s after the rebinding with no ping lost. Rebinding dev-b's NAT instead fails the same.
+#[test]
+#[ignore = "the agent never punches again after a rebinding (observed: four punches in \
+            150 s, each \"no candidate answered\"): run with --ignored once core is fixed"]
+fn a_nat_that_rebinds_mid_stream_falls_back_to_the_hub_and_punches_again() {
+    require_root!();
+    let m = mesh("nat-rebind", [NatKind::Masquerade, NatKind::Masquerade]);
+    let a = &m.world.devs[0];
+    let pings = PingStream::start(a, DEV_B, Duration::from_millis(10));
+    let direct = poll_until(T, || punched(&m).then_some(Instant::now()));
+    let direct = direct.unwrap_or_else(|| panic!("never went direct: {:?}", path_to_b(&m)));
     poll_until(T, || {
-        (pings.snapshot().answers_after(switched) >= 50).then_some(())
+        (pings.snapshot().answers_after(direct) >= 100).then_some(())
     })
     .expect("pings answered on the direct path");
-    let before = hub_rx_from_a(&m);
-    poll_until(T, || {
-        (pings.snapshot().answers_after(switched) >= 150).then_some(())
-    })
-    .expect("pings answered on the direct path");
-    let after = hub_rx_from_a(&m);
+
+    // Site A's NAT forgets its mappings and gives dev-a's socket port 51821 from now
+    // on; dev-a notices nothing, dev-b's packets to the old port are dropped. The flush
+    // ends `rebind`, so the instant after it is the rebinding (a few ms late at most).
+    m.world.sites[0].rebind(51821);
+    let rebound = Instant::now();
+    let seen = watch_rebinding(&m, &pings, rebound);
+    if let Some(again) = seen.punched_again {
+        let again = rebound + again;
+        poll_until(T, || {
+            (pings.snapshot().answers_after(again) >= 150).then_some(())
+        });
+    }
     let record = pings.stop(Duration::from_secs(1));
-    let end = Instant::now();
-    assert!(
-        after - before < 200,
-        "the hub still got {} bytes from dev-a",
-        after - before
+    let end = Instant::now() - Duration::from_secs(1);
+    let resumed_at = seen.resumed.map_or(end, |t| rebound + t);
+    let lost_between = |from: Instant, to: Instant| {
+        let sent = record.sent.iter().zip(&record.answered);
+        sent.filter(|(s, a)| **s >= from && **s < to && a.is_none())
+            .count()
+    };
+    let ms = |d: Option<Duration>| d.map_or("never".into(), |d| format!("{} ms", d.as_millis()));
+    let then = seen.left_direct.as_ref().map(|(_, (path, via))| {
+        let word = |w: &Option<String>| w.clone().unwrap_or_else(|| "none".into());
+        format!("path {}, via {}", word(path), word(via))
+    });
+    eprintln!(
+        "rebinding → off the punched path {} (then {}); → traffic flowing again {}; → \
+         punched again {}",
+        ms(seen.left_direct.as_ref().map(|l| l.0)),
+        then.unwrap_or_default(),
+        ms(seen.resumed),
+        ms(seen.punched_again)
     );
-    let lost = record.lost(end, Duration::from_secs(1));
-    assert_eq!(lost, 0, "pings lost while switching");
-    assert!(took <= Duration::from_secs(3), "took {took:?} to go direct");
-    let _ = (&m.lab, &m.dev_b);
+    eprintln!(
+        "pings lost: {} from the rebinding to the first answer, {} after it (the switch \
+         back to direct included), of {} sent",
+        lost_between(rebound, resumed_at),
+        lost_between(resumed_at, end),
+        record.sent.len()
+    );
+    for (agent, peer) in [(&m.dev_a, "dev-b"), (&m.dev_b, "dev-a")] {
+        let needle = format!("peer {peer}:");
+        for line in agent.log().lines().filter(|l| l.contains(&needle)) {
+            eprintln!("{}: {line}", agent.name());
+        }
+    }
+    let resumed = seen.resumed.expect("traffic never flowed again");
+    assert!(resumed < Duration::from_secs(10), "back after {resumed:?}");
+    assert!(seen.punched_again.is_some(), "never punched again");
 }
 
 #[test]
