@@ -247,20 +247,16 @@ fn watch_rebinding(m: &Mesh, pings: &PingStream, rebound: Instant) -> Rebinding 
     seen
 }
 
-// Ignored because the agent fails it (core code, not the lab), two ways. Traffic comes
-// back after 6.3 s, not 3: the dead punched path is tried through both relays (1.9 s
-// each) before the session ends and the hub takes the traffic, and a relay cannot reach
-// an edge behind a port-restricted NAT. And the pair is never punched again: after the
-// rebinding, dev-a's own sends from its new port leave an unreplied conntrack entry on
-// dev-b's NAT (198.51.100.2:51821 → 192.0.2.2:51820) that clashes with dev-b's punch
-// toward that port (SNAT then takes a random port: the deadlock of FACTS.md). Every
-// retry (one each 40 s: the 30 s pause, as long as conntrack keeps an unreplied entry,
-// and the 10 s punch) found it there, and dev-a's punches refresh it.
-// Deleting that one entry by hand once the session ended let the pair punch again 11.4
-// s after the rebinding with no ping lost. Rebinding dev-b's NAT instead fails the same.
+// A real rebinding: site A's NAT forgets every mapping and gives dev-a's socket a new
+// port; dev-a sees no change, only dev-b does. The session made on demand must leave
+// the dead path for the hub (never a relay: a relay cannot reach an edge behind a NAT
+// that admits only replies) within 3 s, and punch again once dev-b's NAT has forgotten
+// the unreplied entry dev-a's sends from the new port left there (30 s in Linux
+// conntrack; before that dev-b's punch toward the new port clashes with it and leaves
+// from a random port, the deadlock of FACTS.md). Found with this test: the agent tried
+// both relays first (back after 6.3 s) and retried every 30-40 s into that entry, so
+// it never punched again; deleting the entry by hand let it punch again at once.
 #[test]
-#[ignore = "the agent never punches again after a rebinding (observed: four punches in \
-            150 s, each \"no candidate answered\"): run with --ignored once core is fixed"]
 fn a_nat_that_rebinds_mid_stream_falls_back_to_the_hub_and_punches_again() {
     require_root!();
     let m = mesh("nat-rebind", [NatKind::Masquerade, NatKind::Masquerade]);

@@ -27,12 +27,20 @@ pub const IDLE_TEARDOWN: Duration = Duration::from_secs(180);
 /// (Linux conntrack 30 s unreplied / 120 s assured, many home and carrier NATs 30–60 s):
 /// 25 s, WireGuard's usual NAT keepalive.
 pub const PUNCHED_KEEPALIVE: u16 = 25;
-/// Pauses before trying a pair again after a failed punch: 30 s doubling to 10 minutes.
+/// Pauses before trying a pair again after a failed punch: 35 s doubling to 10 minutes.
 /// A pair that cannot be punched costs one offer and ten seconds of punches per pause.
-const RETRY_FIRST: Duration = Duration::from_secs(30);
+/// Never shorter than RETRY_AFTER_DOWN, for the same reason.
+const RETRY_FIRST: Duration = Duration::from_secs(35);
 const RETRY_MAX: Duration = Duration::from_secs(600);
-/// A direct path that died is punched again sooner: the NATs may simply have rebound.
-const RETRY_AFTER_DOWN: Duration = Duration::from_secs(5);
+/// A direct path that died (a NAT rebound, an uplink changed) is punched again after
+/// the other side's NAT has forgotten us: our packets from the new mapping, dropped by
+/// its filtering, left an unreplied conntrack entry there (its address and port to our
+/// new one), and its own punch toward our new mapping then clashes with that entry and
+/// is sent from another port, which our NAT drops — a deadlock while both keep sending.
+/// Linux forgets an unreplied UDP entry after 30 s of silence
+/// (`nf_conntrack_udp_timeout`); measured in the lab: retried after 5 s and then every
+/// 30 s the pair never punched again, with that entry deleted by hand it did at once.
+const RETRY_AFTER_DOWN: Duration = Duration::from_secs(35);
 
 /// Why a session made on demand ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -223,6 +223,7 @@ impl Peer {
     /// A relay became available: a peer that is down tries it now rather than at its
     /// next retry.
     pub fn retry_if_down(&mut self, relays: &[RelayInfo], out: &mut Outbox, now: Instant) {
+        let relays = self.relays_for_me(relays);
         if self.liveness.health() == Health::Down && self.paths.rotate(relays, now).is_some() {
             self.initiate(out, now);
             self.schedule(now);
@@ -546,6 +547,15 @@ impl Peer {
         }
     }
 
+    /// The relays this peer's traffic may take. None for a session made on demand: its
+    /// fallback is the hub, which already carries the other side, while a relay path to
+    /// an edge behind a NAT that admits only replies never answers (and our allocation
+    /// may be tied to a NAT mapping that just changed). Relayed candidates in the
+    /// exchange would change that; until then a dead punched path goes to the hub.
+    fn relays_for_me<'r>(&self, relays: &'r [RelayInfo]) -> &'r [RelayInfo] {
+        if self.punched.is_some() { &[] } else { relays }
+    }
+
     /// When `tick` must next run; `None` for a peer with nothing to do until a packet
     /// comes either way (a hub's offline edges).
     pub fn next_tick(&self) -> Option<Instant> {
@@ -558,6 +568,7 @@ impl Peer {
         if self.next_tick.is_none_or(|t| now < t) {
             return false;
         }
+        let relays = self.relays_for_me(relays);
         let answered_before = self.liveness.health() == Health::Up;
         let (action, mut went_down) = self.liveness.on_tick(now);
         if went_down {

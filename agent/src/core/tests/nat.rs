@@ -136,6 +136,13 @@ impl SimNat {
             .mappings
             .iter()
             .position(|m| m.internal == internal && mapping.same(m.toward, remote));
+        // Conntrack keeps the port per flow: a new flow whose tuple an unsolicited
+        // inbound entry already holds gets a port of its own, even when the socket's
+        // other flows keep theirs.
+        let found = found.filter(|&at| {
+            let m = &self.mappings[at];
+            m.sent_to.contains(&remote) || !self.clashes(remote, m.public_port)
+        });
         let at = match found {
             Some(at) => at,
             None => {
@@ -163,11 +170,7 @@ impl SimNat {
     /// an unsolicited entry for exactly this tuple (the clash).
     fn new_port(&mut self, wanted: u16, remote: SocketAddr) -> u16 {
         let taken = |p: u16| self.mappings.iter().any(|m| m.public_port == p);
-        let clash = self.clash_on_unsolicited
-            && self
-                .unsolicited
-                .iter()
-                .any(|(r, p, _)| *r == remote && *p == wanted);
+        let clash = self.clashes(remote, wanted);
         let keep = self.preserve_port
             && self.kind.mapping == EndpointIndependent
             && !taken(wanted)
@@ -183,6 +186,16 @@ impl SimNat {
                 return self.next_random_port;
             }
         }
+    }
+
+    /// Whether conntrack holds an unsolicited entry from `remote` to our `port`, which an
+    /// outbound flow of the same tuple would clash with.
+    fn clashes(&self, remote: SocketAddr, port: u16) -> bool {
+        self.clash_on_unsolicited
+            && self
+                .unsolicited
+                .iter()
+                .any(|(r, p, _)| *r == remote && *p == port)
     }
 
     /// The internal destination of a datagram from `remote` to our `public_port`, if a
