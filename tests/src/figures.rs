@@ -1,5 +1,5 @@
-//! What the figures commands (`figures_manifest`, `figures_relay`) share: the line that
-//! says what machine the numbers come from, and min/median/max of repeated runs.
+//! What the figures and benchmark commands share: the line that says what machine the
+//! numbers come from, min/median/max of repeated runs, and a process's resident memory.
 
 use std::time::Duration;
 
@@ -21,6 +21,16 @@ pub fn host_line() -> String {
 pub fn min_median_max(mut runs: Vec<Duration>) -> (Duration, Duration, Duration) {
     runs.sort();
     (runs[0], runs[runs.len() / 2], runs[runs.len() - 1])
+}
+
+/// VmRSS of a process in kB (0 when it is gone).
+pub fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

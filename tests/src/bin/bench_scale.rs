@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use edgewire_lab::figures::rss_kb;
 use edgewire_lab::pingstream::PingStream;
 use edgewire_lab::*;
 
@@ -440,16 +441,6 @@ fn public_keys(count: usize) -> Vec<String> {
         fs::write(&path, keys.join("\n") + "\n").expect("caching the public keys");
     }
     keys
-}
-
-/// VmRSS of a process in kB.
-fn rss_kb(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// `(tid, name, voluntary + involuntary context switches)` of every thread.

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use edgewire_lab::figures::rss_kb;
 use edgewire_lab::netns::spawn_in_netns;
 use edgewire_lab::pingstream::PingStream;
 use edgewire_lab::worlds::{HUB_ADDR, HUB_OVERLAY, HubSites, hub_and_dev_a};
@@ -245,16 +246,6 @@ fn receive_buffer_drops(host: &Host) -> u64 {
         .zip(values.split_whitespace())
         .find(|(name, _)| *name == "RcvbufErrors")
         .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Resident memory of a process, in KB.
-fn rss_kb(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
 

@@ -16,23 +16,7 @@ fn hub_with_silent_edges(edges: usize) -> (Sim, Vec<PrivateKey>) {
     let mut sim = Sim::new();
     let hub = sim.add(keys[0].clone(), "203.0.113.10:51820", [10, 42, 0, 1]);
     sim.nodes[hub].forwards = true;
-    let mut hub_spec = spec(&keys[0], "hub", Role::Hub, None, "10.42.0.1/32");
-    hub_spec.endpoints = vec!["203.0.113.10:51820".into()];
-    // No keepalive toward the hub: an edge that stops sending goes quiet.
-    hub_spec.keepalive = Some(0);
-    let mut nodes = vec![hub_spec];
-    for (i, key) in keys[1..].iter().enumerate() {
-        let site = format!("site-{i}");
-        let addr = format!("10.42.1.{}/32", i + 1);
-        nodes.push(spec(
-            key,
-            &format!("dev-{i}"),
-            Role::Edge,
-            Some(&site),
-            &addr,
-        ));
-    }
-    sim.apply(&manifest(nodes));
+    sim.apply(&hub_and_edges_manifest(&keys));
     sim.run();
     (sim, keys)
 }
@@ -64,7 +48,7 @@ pub fn the_first_initiation_makes_the_session_and_an_idle_one_is_let_go_then_mad
     sim.nodes.truncate(1);
     let edge = sim.add(keys[1].clone(), "192.168.1.10:51820", [10, 42, 1, 1]);
     sim.nodes[edge].public = Some("198.51.100.2:40001".parse().unwrap());
-    sim.apply(&hub_and_one_talking_edge_manifest(&keys));
+    sim.apply(&hub_and_edges_manifest(&keys));
     sim.send_ping(edge, [10, 42, 1, 1], [10, 42, 0, 1]);
     sim.run();
     assert_eq!(sim.nodes[0].tun.len(), 1, "the first ping arrived");
@@ -105,7 +89,9 @@ pub fn the_first_initiation_makes_the_session_and_an_idle_one_is_let_go_then_mad
     assert!(hub_peer(&sim));
 }
 
-fn hub_and_one_talking_edge_manifest(keys: &[PrivateKey]) -> crate::manifest::Manifest {
+/// The hub (`keys[0]`) and an edge of its own site for each other key. No keepalive
+/// toward the hub: an edge that stops sending goes quiet.
+fn hub_and_edges_manifest(keys: &[PrivateKey]) -> crate::manifest::Manifest {
     let mut hub_spec = spec(&keys[0], "hub", Role::Hub, None, "10.42.0.1/32");
     hub_spec.endpoints = vec!["203.0.113.10:51820".into()];
     hub_spec.keepalive = Some(0);
