@@ -15,7 +15,7 @@ LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 # recipe (file name, SRCREV, edgewire-crates.inc from the tag's Cargo.lock); CI
 # (scripts/yocto-crates --check) fails when they disagree.
 SRC_URI = "git://github.com/edgewire/edgewire.git;protocol=https;branch=main;destsuffix=git"
-SRCREV = "9264d925d1d21a9f26401f92719967bde43227d3"
+SRCREV = "ac2d2fce07e0dfbe5d0ae85cb82cda709da02b3c"
 
 # UNPACKDIR is ${WORKDIR} on scarthgap and a subdirectory from styhead on; an explicit
 # destsuffix keeps the checkout in the same place on every release.
