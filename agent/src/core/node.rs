@@ -196,16 +196,33 @@ impl Node {
         overlay: Option<Overlay>,
         now: Instant,
     ) -> Changes {
-        let mut changes = Changes::default();
         let gone: Vec<PublicKey> = self
             .peers
             .keys()
             .filter(|k| !desired.contains_key(k))
-            .filter(|k| !(self.punched.contains(k) && self.mesh.contains(k)))
             .copied()
             .collect();
-        // Only the peers that changed are routed and filed again: a hub of 10,000 peers
-        // applies serial+1 in the time of its diff, not of its peer count.
+        self.apply_diff(gone, desired, overlay, now)
+    }
+
+    /// [`Node::apply`] given only what changed, as the shell knows it from the previous
+    /// manifest: `removed` peers leave, `changed` ones are added or updated (one whose
+    /// configuration is the same keeps everything). Peers in neither stay as they are, so
+    /// a hub of 10,000 peers applies serial+1 in the time of its diff.
+    pub fn apply_diff(
+        &mut self,
+        removed: Vec<PublicKey>,
+        desired: BTreeMap<PublicKey, PeerConfig>,
+        overlay: Option<Overlay>,
+        now: Instant,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        // An edge that moved to another site stays as a session made on demand.
+        let gone: Vec<PublicKey> = removed
+            .into_iter()
+            .filter(|k| !(self.punched.contains(k) && self.mesh.contains(k)))
+            .collect();
+        // Only the peers that changed are routed and filed again.
         let mut touched = gone.clone();
         for key in gone {
             if let Some(peer) = self.peers.remove(&key) {

@@ -5,6 +5,7 @@
 //! loop over a channel; the thread then sleeps until the next poll (the schedule decides:
 //! interval with jitter, backoff on failure), or until the loop asks for a poll now.
 
+use std::collections::BTreeSet;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -30,12 +31,47 @@ pub struct Polled {
 pub struct Accepted {
     pub manifest: Manifest,
     pub topology: Result<Topology, NotListed>,
+    /// The peers whose plan differs from the one sent before (`None` for the first, or
+    /// after one that did not list this node): the loop applies only these.
+    pub diff: Option<PlanDiff>,
+}
+
+/// Which peers of this node's plan changed since the plan sent before.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PlanDiff {
+    pub removed: Vec<PublicKey>,
+    /// Added or changed.
+    pub changed: BTreeSet<PublicKey>,
+}
+
+impl PlanDiff {
+    pub fn between(before: &Topology, after: &Topology) -> PlanDiff {
+        PlanDiff {
+            removed: (before.peers.keys())
+                .filter(|k| !after.peers.contains_key(k))
+                .copied()
+                .collect(),
+            changed: (after.peers.iter())
+                .filter(|(k, p)| before.peers.get(k) != Some(p))
+                .map(|(k, _)| *k)
+                .collect(),
+        }
+    }
 }
 
 impl Accepted {
-    pub fn plan(manifest: Manifest, own: &PublicKey) -> Accepted {
+    /// Plans `manifest` for this node, and what changed since `before`.
+    pub fn plan(manifest: Manifest, own: &PublicKey, before: Option<&Topology>) -> Accepted {
         let topology = topology::plan(&manifest, own);
-        Accepted { manifest, topology }
+        let diff = match (before, &topology) {
+            (Some(b), Ok(t)) => Some(PlanDiff::between(b, t)),
+            _ => None,
+        };
+        Accepted {
+            manifest,
+            topology,
+            diff,
+        }
     }
 }
 
@@ -50,11 +86,14 @@ pub struct Puller {
 impl Puller {
     /// Starts the thread, which takes the intake over (boot from the cache before); the
     /// first poll happens at once. The thread ends when the `Puller` is dropped.
+    /// `in_force` is the plan the loop runs on now (from the cached manifest), so the
+    /// next one is sent as a diff against it.
     pub fn start(
         mut fetcher: Fetcher,
         mut schedule: Schedule,
         mut intake: Intake,
         own: PublicKey,
+        mut in_force: Option<Topology>,
     ) -> std::io::Result<Puller> {
         let (tx, results) = smol::channel::bounded(1);
         let (wake, woken) = mpsc::channel::<()>();
@@ -74,9 +113,14 @@ impl Puller {
                         }
                     };
                     let ok = fetched.is_ok();
+                    let accepted = accepted.map(|m| {
+                        let a = Accepted::plan(m, &own, in_force.as_ref());
+                        in_force = a.topology.as_ref().ok().cloned();
+                        a
+                    });
                     let polled = Polled {
                         fetched,
-                        accepted: accepted.map(|m| Accepted::plan(m, &own)),
+                        accepted,
                         in_force_source: intake.in_force_source().to_string(),
                     };
                     if tx.send_blocking(polled).is_err() {
@@ -110,4 +154,59 @@ pub fn schedule(interval: Duration) -> Schedule {
         failures = if ok { 0 } else { failures.saturating_add(1) };
         backoff.next_delay(failures, &mut rand_core::OsRng)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::PrivateKey;
+    use crate::manifest::{Role, test_manifest};
+
+    #[test]
+    fn the_diff_names_the_peers_removed_added_and_changed_and_nothing_else() {
+        let mut m = test_manifest(1);
+        // A hub peers with every other node.
+        let own = m
+            .nodes
+            .iter()
+            .find(|n| n.role == Role::Hub)
+            .unwrap()
+            .public_key;
+        let before = topology::plan(&m, &own).unwrap();
+        assert!(
+            before.peers.len() >= 2,
+            "the lab manifest has peers to drop and keep"
+        );
+        let (kept, dropped) = {
+            let mut keys = before.peers.keys();
+            (*keys.next().unwrap(), *keys.next().unwrap())
+        };
+        let template = m
+            .nodes
+            .iter()
+            .find(|n| n.public_key == kept)
+            .unwrap()
+            .clone();
+        m.nodes.retain(|n| n.public_key != dropped);
+        let added = PrivateKey::generate().public_key();
+        let mut new = template;
+        new.public_key = added;
+        new.name = "dev-new".into();
+        new.addresses = vec!["10.42.99.1/32".parse().unwrap()];
+        new.endpoints.clear();
+        m.nodes.push(new);
+        let after = topology::plan(&m, &own).unwrap();
+        let diff = PlanDiff::between(&before, &after);
+        assert_eq!(diff.removed, vec![dropped]);
+        assert!(diff.changed.contains(&added));
+        assert!(
+            !diff.changed.contains(&kept),
+            "an unchanged peer is not in the diff"
+        );
+        assert_eq!(
+            PlanDiff::between(&after, &after),
+            PlanDiff::default(),
+            "the same plan twice: nothing"
+        );
+    }
 }

@@ -193,6 +193,56 @@ pub fn reapplying_a_manifest_keeps_unchanged_sessions_and_updates_the_rest() {
 }
 
 #[test]
+pub fn a_diff_of_the_changed_peers_only_does_what_the_whole_manifest_would() {
+    let (mut sim, mut m, keys) = hub_and_two_nated_edges();
+    let hub_key = keys[0].public_key();
+    // Serial 2: dev-b leaves, dev-c joins, dev-a is unchanged (and is not in the diff).
+    let dev_c = PrivateKey::generate();
+    m.serial = 2;
+    m.nodes.pop();
+    m.nodes.push(spec(
+        &dev_c,
+        "dev-c",
+        Role::Edge,
+        Some("site-c"),
+        "10.42.3.1/32",
+    ));
+    let t = topology::plan(&m, &hub_key).unwrap();
+    let c = dev_c.public_key();
+    let desired = [(c, t.peers[&c].resolve(|_| vec![]))].into_iter().collect();
+    let now = sim.now;
+    let changes =
+        sim.nodes[0]
+            .node
+            .apply_diff(vec![keys[2].public_key()], desired, t.overlay.clone(), now);
+    assert_eq!(changes.removed, vec!["dev-b".to_string()]);
+    assert_eq!(changes.added, vec!["dev-c".to_string()]);
+    assert!(changes.updated.is_empty() && changes.rekeyed.is_empty());
+    let hub = &sim.nodes[0].node;
+    let names: Vec<&str> = hub.peers().map(|p| p.config.name.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"dev-a") && names.contains(&"dev-c"));
+    // The same prefixes as the whole manifest gives (test builds also check the routes
+    // against ones made from scratch after every apply).
+    let mut whole = hub_and_two_nated_edges().0;
+    let full = t
+        .peers
+        .iter()
+        .map(|(k, p)| (*k, p.resolve(|_| vec![])))
+        .collect();
+    whole.nodes[0].node.apply(full, t.overlay.clone(), now);
+    assert_eq!(
+        sim.nodes[0].node.routed_prefixes(),
+        whole.nodes[0].node.routed_prefixes()
+    );
+    // dev-a kept its session: traffic flows with no new handshake.
+    sim.send_ping(1, [10, 42, 1, 1], [10, 42, 0, 1]);
+    sim.run();
+    assert_eq!(sim.nodes[0].tun.len(), 1);
+    assert_eq!(sim.handshakes(0, &keys[1].public_key()), 1);
+}
+
+#[test]
 pub fn a_new_preshared_key_rebuilds_only_that_session() {
     let (mut sim, mut m, keys) = hub_and_two_nated_edges();
     m.nodes[1].preshared_key = Some([7; 32]);

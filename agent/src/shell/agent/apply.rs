@@ -20,7 +20,11 @@ impl super::Agent<'_> {
     /// Puts a verified manifest in force, planned for this node on the manifest thread:
     /// peers as a diff, then addresses and routes. `source` is where it came from.
     pub(super) async fn apply(&mut self, accepted: Accepted, source: &str) {
-        let Accepted { manifest, topology } = accepted;
+        let Accepted {
+            manifest,
+            topology,
+            diff,
+        } = accepted;
         let info = ManifestInfo {
             serial: manifest.serial,
             source: source.to_string(),
@@ -43,10 +47,23 @@ impl super::Agent<'_> {
                 return;
             }
         };
-        let desired = resolve_peers(&self.resolver, &mut self.unresolved, &topology).await;
-        let changes = self
-            .node
-            .apply(desired, topology.overlay.clone(), clock::now());
+        // A diff against the plan in force: only the peers that changed are resolved and
+        // compared (the loop's share of serial+1 on a 10,000-peer hub).
+        let overlay = topology.overlay.clone();
+        let changes = match diff.filter(|_| self.topology.is_some()) {
+            Some(diff) => {
+                let only = Some(&diff.changed);
+                let desired =
+                    resolve_peers(&self.resolver, &mut self.unresolved, &topology, only).await;
+                self.node
+                    .apply_diff(diff.removed, desired, overlay, clock::now())
+            }
+            None => {
+                let desired =
+                    resolve_peers(&self.resolver, &mut self.unresolved, &topology, None).await;
+                self.node.apply(desired, overlay, clock::now())
+            }
+        };
         log::info!(
             "manifest {} serial {} applied as node {}: {}",
             info.source,
@@ -74,18 +91,18 @@ impl super::Agent<'_> {
     /// and moves peers whose addresses changed.
     pub(super) async fn refresh_endpoints(&mut self) {
         self.refresh_host_addresses();
+        let named = |e: &String| e.parse::<SocketAddr>().is_err();
+        // Looked at in place: a hub's 10,000 peers are not copied at every poll.
+        let any_named = (self.topology.iter())
+            .flat_map(|t| t.peers.values())
+            .any(|p| p.endpoints.iter().any(named));
+        if !any_named {
+            return;
+        }
         let Some(topology) = self.topology.clone() else {
             return;
         };
-        let named = |e: &String| e.parse::<SocketAddr>().is_err();
-        if !topology
-            .peers
-            .values()
-            .any(|p| p.endpoints.iter().any(named))
-        {
-            return;
-        }
-        let desired = resolve_peers(&self.resolver, &mut self.unresolved, &topology).await;
+        let desired = resolve_peers(&self.resolver, &mut self.unresolved, &topology, None).await;
         let changes = self.node.apply(desired, topology.overlay, clock::now());
         if !changes.is_empty() {
             log::info!("endpoint names resolved anew: {}", describe(&changes));
@@ -143,17 +160,20 @@ impl super::Agent<'_> {
     }
 }
 
-/// Every peer's configuration with its endpoint names resolved on the resolver thread.
-/// A name that does not resolve is left out, so one bad endpoint does not stop the
-/// others. It is logged once however many peers list it, and once more when it
-/// resolves again, not at every manifest poll.
+/// Every peer's configuration (or, with `only`, those peers') with its endpoint names
+/// resolved on the resolver thread. A name that does not resolve is left out, so one bad
+/// endpoint does not stop the others. It is logged once however many peers list it, and
+/// once more when it resolves again, not at every manifest poll.
 async fn resolve_peers(
     resolver: &Resolver,
     unresolved: &mut BTreeSet<String>,
     topology: &Topology,
+    only: Option<&BTreeSet<PublicKey>>,
 ) -> BTreeMap<PublicKey, PeerConfig> {
+    let wanted = |k: &PublicKey| only.is_none_or(|o| o.contains(k));
+    let peers = || topology.peers.iter().filter(|(k, _)| wanted(k));
     let mut listed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for p in topology.peers.values() {
+    for (_, p) in peers() {
         for e in &p.endpoints {
             listed.entry(e).or_default().push(&p.name);
         }
@@ -184,10 +204,14 @@ async fn resolve_peers(
             Ok(_) => {}
         }
     }
-    *unresolved = failing;
-    topology
-        .peers
-        .iter()
+    if only.is_some() {
+        // Names not looked up this time keep what was known of them.
+        unresolved.retain(|name| !answers.contains_key(name));
+        unresolved.extend(failing);
+    } else {
+        *unresolved = failing;
+    }
+    peers()
         .map(|(k, p)| {
             let config = p.resolve(|e| match answers.get(e) {
                 Some(Ok(addrs)) => addrs.clone(),

@@ -138,9 +138,12 @@ impl<'a> Agent<'a> {
         let source = fetcher.describe();
         let mut intake = Intake::new(&config, public, source.clone())?;
         // The cached manifest is read before the manifest thread takes the intake over.
-        let booted = intake.boot().map(|m| Accepted::plan(m, &public));
+        let booted = intake.boot().map(|m| Accepted::plan(m, &public, None));
+        let in_force = booted
+            .as_ref()
+            .and_then(|b| b.topology.as_ref().ok().cloned());
         let schedule = puller::schedule(config.manifest_interval);
-        let puller = Puller::start(fetcher, schedule, intake, public)
+        let puller = Puller::start(fetcher, schedule, intake, public, in_force)
             .context("starting the manifest thread")?;
         warn_if_clock_behind(&config.state_dir);
         let (relay_tx, relay_rx) = relay::events();
