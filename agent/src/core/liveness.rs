@@ -89,14 +89,52 @@ pub struct Liveness {
     /// While down: when to probe again, and the pause after that.
     retry_at: Option<Instant>,
     retry_pause: Duration,
+    /// Retries since the peer went down, to draw each one's spread afresh.
+    retries: u32,
     /// Whether data is answered promptly (request/response) or only by keepalives.
     one_way: bool,
     /// How long the last failure went unanswered, for the log.
     waited: Duration,
     /// The smoothed handshake round trip on this path, once measured.
     rtt: Option<Duration>,
-    /// The longest pause between probes while down.
-    retry_max: Duration,
+    /// How far apart probes of a down peer get.
+    backoff: Backoff,
+}
+
+/// The pauses between probes of a down peer: doubling up to `max`, each spread by
+/// `spread`. A hub's offline peers all fail at its start; without the spread they would
+/// be retried in one burst every five minutes for ever (1,000 initiations at once), and a
+/// hub back from a restart would meet all its edges in the same instant.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    pub max: Duration,
+    /// A number fixed per peer (from its key), so the spread is deterministic: the same
+    /// peer is retried on the same schedule in the simulation and in the agent. `None`
+    /// retries on the exact doubling schedule.
+    pub spread: Option<u64>,
+}
+
+impl Backoff {
+    /// `pause` stretched or shrunk by a fraction drawn afresh for each retry of each
+    /// peer: within ±20 % while the pauses grow, so a returning peer is still found
+    /// soon; within ±50 % once they reach `max`, so the peers that failed together are
+    /// spread over the whole period by the first long pause.
+    fn spread(self, pause: Duration, retry: u32) -> Duration {
+        let Some(seed) = self.spread else {
+            return pause;
+        };
+        let width: u32 = if pause >= self.max { 500 } else { 200 };
+        let draw = mix(seed ^ mix(u64::from(retry))) % u64::from(2 * width + 1);
+        let draw = draw as u32;
+        pause * (1000 - width + draw) / 1000
+    }
+}
+
+/// SplitMix64's finaliser: neighbouring inputs give unrelated outputs.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 impl Default for Liveness {
@@ -108,10 +146,14 @@ impl Default for Liveness {
             attempts: 0,
             retry_at: None,
             retry_pause: RETRY_FIRST,
+            retries: 0,
             one_way: false,
             waited: Duration::ZERO,
             rtt: None,
-            retry_max: RETRY_MAX_KEPT,
+            backoff: Backoff {
+                max: RETRY_MAX_KEPT,
+                spread: None,
+            },
         }
     }
 }
@@ -131,10 +173,10 @@ impl Liveness {
         self.rtt
     }
 
-    /// A liveness check whose probes of a down peer back off to `retry_max`.
-    pub fn with_retry_max(retry_max: Duration) -> Liveness {
+    /// A liveness check whose probes of a down peer back off as `backoff` says.
+    pub fn with_backoff(backoff: Backoff) -> Liveness {
         Liveness {
-            retry_max,
+            backoff,
             ..Liveness::default()
         }
     }
@@ -143,7 +185,7 @@ impl Liveness {
     pub fn on_path_changed(&mut self) {
         *self = Liveness {
             one_way: self.one_way,
-            retry_max: self.retry_max,
+            backoff: self.backoff,
             ..Liveness::default()
         };
     }
@@ -215,7 +257,7 @@ impl Liveness {
             health: Health::Up,
             one_way,
             rtt: self.rtt,
-            retry_max: self.retry_max,
+            backoff: self.backoff,
             ..Liveness::default()
         };
         was_down
@@ -226,8 +268,9 @@ impl Liveness {
     pub fn on_tick(&mut self, now: Instant) -> (Action, bool) {
         if self.health == Health::Down {
             if self.retry_at.is_some_and(|t| now >= t) {
-                self.retry_at = Some(now + self.retry_pause);
-                self.retry_pause = (self.retry_pause * 2).min(self.retry_max);
+                self.retries += 1;
+                self.retry_at = Some(now + self.backoff.spread(self.retry_pause, self.retries));
+                self.retry_pause = (self.retry_pause * 2).min(self.backoff.max);
                 return (Action::Probe, false);
             }
             return (Action::None, false);
@@ -239,12 +282,12 @@ impl Liveness {
                 self.waited = now.saturating_duration_since(since);
                 *self = Liveness {
                     health: Health::Down,
-                    retry_at: Some(now + RETRY_FIRST),
+                    retry_at: Some(now + self.backoff.spread(RETRY_FIRST, 0)),
                     retry_pause: RETRY_FIRST * 2,
                     one_way: self.one_way,
                     waited: self.waited,
                     rtt: self.rtt,
-                    retry_max: self.retry_max,
+                    backoff: self.backoff,
                     ..Liveness::default()
                 };
                 return (Action::None, true);
@@ -419,7 +462,10 @@ mod tests {
     #[test]
     fn a_peer_we_need_not_keep_backs_off_to_five_minutes() {
         let t0 = Instant::now();
-        let mut l = Liveness::with_retry_max(RETRY_MAX);
+        let mut l = Liveness::with_backoff(Backoff {
+            max: RETRY_MAX,
+            spread: None,
+        });
         l.on_handshake_sent(t0);
         let mut t = t0;
         while !l.on_tick(t).1 {
@@ -436,6 +482,71 @@ mod tests {
         let pauses: Vec<u64> = probes.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
         assert_eq!(&pauses[..6], &[10, 20, 40, 80, 160, 300]);
         assert!(pauses[6..].iter().all(|&p| p == 300), "{pauses:?}");
+    }
+
+    /// Probe times of a peer that never answers, over `hours`, from its first failure.
+    fn retries(backoff: Backoff, hours: f64) -> Vec<f64> {
+        let t0 = Instant::now();
+        let mut l = Liveness::with_backoff(backoff);
+        l.on_handshake_sent(t0);
+        let mut t = t0;
+        while !l.on_tick(t).1 {
+            t += secs(0.05);
+        }
+        let mut probes = Vec::new();
+        while t < t0 + secs(hours * 3600.0) {
+            t = l.deadline().expect("a down peer is retried");
+            if l.on_tick(t).0 == Action::Probe {
+                probes.push((t - t0).as_secs_f64());
+            }
+        }
+        probes
+    }
+
+    #[test]
+    fn retries_of_many_offline_peers_are_spread_not_synchronised() {
+        let exact = retries(
+            Backoff {
+                max: RETRY_MAX,
+                spread: None,
+            },
+            1.0,
+        );
+        let mut all = Vec::new();
+        for seed in 0..1000u64 {
+            let spread = retries(
+                Backoff {
+                    max: RETRY_MAX,
+                    spread: Some(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                },
+                1.0,
+            );
+            // Each pause stays within 20 % of the doubling schedule's, 50 % at the longest.
+            let pauses = |p: &[f64]| p.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>();
+            for (got, want) in pauses(&spread).iter().zip(pauses(&exact)) {
+                let width = if want >= RETRY_MAX.as_secs_f64() {
+                    0.5
+                } else {
+                    0.2
+                };
+                assert!(
+                    (want * (1.0 - width) - 0.01..=want * (1.0 + width) + 0.01).contains(got),
+                    "seed {seed}: pause {got} s against {want} s"
+                );
+            }
+            all.extend(spread);
+        }
+        // Past the first 10 minutes the 1,000 peers are retried about 3.3 times a second;
+        // no 10 s window holds more than twice its share. Unspread, all 1,000 fall in the
+        // same instant every five minutes.
+        let mut per_window = std::collections::BTreeMap::<u64, u32>::new();
+        for t in all.iter().filter(|&&t| t > 600.0) {
+            *per_window.entry(*t as u64 / 10).or_default() += 1;
+        }
+        let busiest = per_window.values().max().copied().unwrap_or(0);
+        assert!(busiest <= 67, "{busiest} retries in one 10 s window");
+        let rate = per_window.values().sum::<u32>() as f64 / 3000.0;
+        assert!(rate <= 4.0, "{rate:.2} retries a second past 10 minutes");
     }
 
     #[test]

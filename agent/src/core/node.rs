@@ -539,6 +539,7 @@ impl Node {
         for (key, why) in over {
             self.end_punched(key, why, now);
         }
+        self.out.log_not_answering();
         #[cfg(test)]
         self.check_filed("handle_timeout");
     }

@@ -3,6 +3,8 @@
 
 use std::collections::VecDeque;
 
+use crate::human::list_capped;
+
 use super::node::Event;
 use super::path::{Destination, Transmit};
 
@@ -11,6 +13,9 @@ pub struct Outbox {
     pub transmits: VecDeque<Transmit>,
     /// What happened, for `Node::poll_event`.
     pub events: VecDeque<Event>,
+    /// Peers that never answered and just ran out of first tries, with why: logged in
+    /// one line per timer run (a hub's start would otherwise log a line per peer).
+    pub not_answering: Vec<(String, String)>,
     pool: Vec<Vec<u8>>,
 }
 
@@ -33,6 +38,26 @@ impl Outbox {
         }
     }
 
+    /// Logs the peers gathered in `not_answering` since the last call, in one line.
+    pub fn log_not_answering(&mut self) {
+        if let Some(line) = self.not_answering_line() {
+            log::info!("{line}");
+        }
+        self.not_answering.clear();
+    }
+
+    fn not_answering_line(&self) -> Option<String> {
+        match self.not_answering.as_slice() {
+            [] => None,
+            [(name, why)] => Some(format!("peer {name}: not answering yet ({why}); retrying")),
+            many => Some(format!(
+                "{} peers not answering yet; retrying with growing pauses: {}",
+                many.len(),
+                list_capped(many.iter().map(|(name, _)| name))
+            )),
+        }
+    }
+
     pub fn push(&mut self, destination: Destination, payload: Vec<u8>) {
         self.push_with_ttl(destination, payload, None);
     }
@@ -44,5 +69,31 @@ impl Outbox {
             payload,
             ttl,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_not_answering_are_one_line_however_many() {
+        let mut out = Outbox::default();
+        assert_eq!(out.not_answering_line(), None);
+        out.not_answering
+            .push(("edge-1".into(), "no answer for 1.9 s".into()));
+        assert_eq!(
+            out.not_answering_line().as_deref(),
+            Some("peer edge-1: not answering yet (no answer for 1.9 s); retrying")
+        );
+        for i in 2..=1000 {
+            out.not_answering
+                .push((format!("edge-{i}"), "no answer for 1.9 s".into()));
+        }
+        let line = out.not_answering_line().unwrap_or_default();
+        assert!(line.starts_with("1000 peers not answering yet"), "{line}");
+        assert!(line.ends_with("edge-8 and 992 more"), "{line}");
+        out.log_not_answering();
+        assert!(out.not_answering.is_empty());
     }
 }

@@ -10,7 +10,7 @@ use crate::prefix::Prefix;
 
 use crate::human::Human;
 
-use super::liveness::{Action, Health, Liveness, RETRY_MAX, RETRY_MAX_KEPT};
+use super::liveness::{Action, Backoff, Health, Liveness, RETRY_MAX, RETRY_MAX_KEPT};
 use super::mesh::Ended;
 use super::node::{Event, SwitchReason};
 use super::outbox::Outbox;
@@ -114,10 +114,13 @@ impl Peer {
         let session = Session::new(key, c.preshared_key, c.keepalive, index, gate);
         let paths = PathSelector::new(&config.endpoints);
         // A peer we keep a keepalive toward (an edge's hub) must come back quickly.
-        let retry_max = if config.keepalive().is_some() {
-            RETRY_MAX_KEPT
-        } else {
-            RETRY_MAX
+        let backoff = Backoff {
+            max: if config.keepalive().is_some() {
+                RETRY_MAX_KEPT
+            } else {
+                RETRY_MAX
+            },
+            spread: Some(u64::from_le_bytes(std::array::from_fn(|i| key.0[i]))),
         };
         Peer {
             key,
@@ -127,7 +130,7 @@ impl Peer {
             paths,
             stats: PeerStats::default(),
             overlay: None,
-            liveness: Liveness::with_retry_max(retry_max),
+            liveness: Liveness::with_backoff(backoff),
             last_sent: None,
             last_data: None,
             handshake_sent: None,
@@ -587,10 +590,9 @@ impl Peer {
                     self.resume_on_new_path(out, now);
                 }
                 // A peer that never answered is not news: it may be slow or not up yet.
-                None if !answered_before => log::info!(
-                    "peer {}: not answering yet ({why}); retrying",
-                    self.config.name
-                ),
+                None if !answered_before => {
+                    out.not_answering.push((self.config.name.clone(), why));
+                }
                 None => log::warn!(
                     "peer {}: down: {why}, and no other path answered",
                     self.config.name
