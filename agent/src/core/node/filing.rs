@@ -30,9 +30,14 @@ impl Node {
     }
 
     /// Tests: every peer's deadline is filed, and nothing else is; the routes are those
-    /// of the peers that are routable now.
+    /// of the peers that are routable now. Checked in worlds of up to 200 peers: checking
+    /// every peer at every event makes the large worlds' tests (rates over half an hour
+    /// of 1,000 peers) quadratic.
     #[cfg(test)]
     pub(crate) fn check_filed(&self, at: &str) {
+        if self.peers.len() > 200 {
+            return;
+        }
         for (k, p) in &self.peers {
             let filed = self.scheduled.get(k);
             assert_eq!(

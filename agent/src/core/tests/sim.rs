@@ -32,6 +32,8 @@ pub struct SimNode {
     pub own: Vec<[u8; 4]>,
     /// Cut off the network: every datagram to or from it is lost.
     pub cut: bool,
+    /// When each handshake initiation it sent left (to the network or a relay).
+    pub initiations: Vec<Instant>,
 }
 
 pub struct Sim {
@@ -101,6 +103,7 @@ impl Sim {
             forwards: false,
             own: vec![own],
             cut: false,
+            initiations: Vec::new(),
         });
         self.nodes.len() - 1
     }
@@ -137,6 +140,11 @@ impl Sim {
             for i in 0..self.nodes.len() {
                 while let Some(t) = self.nodes[i].node.poll_transmit() {
                     moved = true;
+                    let initiation = t.payload.len() == 148 && t.payload[..4] == [1, 0, 0, 0];
+                    if initiation && t.destination != Destination::Tun {
+                        let now = self.now;
+                        self.nodes[i].initiations.push(now);
+                    }
                     match t.destination {
                         Destination::Udp(_) if self.nodes[i].cut => self.lost += 1,
                         Destination::Udp(to) => {
