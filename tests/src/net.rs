@@ -290,6 +290,29 @@ impl NatSite {
         self.router.run(&["conntrack", "-F"]);
     }
 
+    /// The site's uplink moves to another network (Wi-Fi to cellular, a carrier handing
+    /// out a new address): the router's wan address becomes `cidr`, in another of the
+    /// documentation /24s, its default route goes through that subnet's gateway, and it
+    /// forgets every mapping. The device sees nothing change; everyone else sees its
+    /// packets come from a new address, and theirs to the old one go nowhere.
+    /// [`NatSite::public_addr`] keeps the old address. Translating kinds only.
+    pub fn move_uplink(&self, cidr: &str) {
+        assert!(self.kind.translates(), "only a NAT's uplink moves");
+        let shown = self
+            .router
+            .run(&["ip", "-o", "-4", "addr", "show", "dev", &self.uplink]);
+        let old = shown
+            .split_whitespace()
+            .find(|w| w.starts_with(&format!("{}/", self.public_addr)))
+            .unwrap_or_else(|| panic!("{} not on {}: {shown}", self.public_addr, self.uplink))
+            .to_string();
+        self.router.add_addr(&self.uplink, cidr);
+        self.router.default_route(&gateway_of(cidr).to_string());
+        self.router
+            .run(&["ip", "addr", "del", &old, "dev", &self.uplink]);
+        self.router.run(&["conntrack", "-F"]);
+    }
+
     /// A new host on this LAN with address `cidr` and a default route via the router.
     pub fn host(&self, name: &str, cidr: &str) -> Host {
         let host = Host::create(self.router.lab.clone(), name);

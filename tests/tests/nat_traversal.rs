@@ -260,21 +260,39 @@ fn watch_rebinding(m: &Mesh, pings: &PingStream, rebound: Instant) -> Rebinding 
 fn a_nat_that_rebinds_mid_stream_falls_back_to_the_hub_and_punches_again() {
     require_root!();
     let m = mesh("nat-rebind", [NatKind::Masquerade, NatKind::Masquerade]);
+    // Site A's NAT forgets its mappings and gives dev-a's socket port 51821 from now
+    // on; dev-a notices nothing, dev-b's packets to the old port are dropped. The flush
+    // ends `rebind`, so the instant after it is the rebinding (a few ms late at most).
+    falls_back_and_punches_again(&m, || m.world.sites[0].rebind(51821));
+}
+
+// Site A's uplink moves to another network: its NAT's public address changes and every
+// mapping is forgotten. The hub learns dev-a's new address from its next authenticated
+// packet; dev-b's NAT drops dev-a's direct packets from the new address (they answer
+// nothing it sent), so the punched path dies both ways and must be found again.
+#[test]
+fn a_device_whose_uplink_moves_falls_back_to_the_hub_and_punches_again() {
+    require_root!();
+    let m = mesh("nat-uplink", [NatKind::Masquerade, NatKind::Masquerade]);
+    falls_back_and_punches_again(&m, || m.world.sites[0].move_uplink("203.0.113.77/24"));
+}
+
+/// Pings dev-b from dev-a until they are direct, breaks the direct path with `fault`
+/// (which returns once the fault has happened), prints what it cost, and asserts that
+/// traffic flowed again through the hub and the pair was punched again.
+fn falls_back_and_punches_again(m: &Mesh, fault: impl FnOnce()) {
     let a = &m.world.devs[0];
     let pings = PingStream::start(a, DEV_B, Duration::from_millis(10));
-    let direct = poll_until(T, || punched(&m).then_some(Instant::now()));
-    let direct = direct.unwrap_or_else(|| panic!("never went direct: {:?}", path_to_b(&m)));
+    let direct = poll_until(T, || punched(m).then_some(Instant::now()));
+    let direct = direct.unwrap_or_else(|| panic!("never went direct: {:?}", path_to_b(m)));
     poll_until(T, || {
         (pings.snapshot().answers_after(direct) >= 100).then_some(())
     })
     .expect("pings answered on the direct path");
 
-    // Site A's NAT forgets its mappings and gives dev-a's socket port 51821 from now
-    // on; dev-a notices nothing, dev-b's packets to the old port are dropped. The flush
-    // ends `rebind`, so the instant after it is the rebinding (a few ms late at most).
-    m.world.sites[0].rebind(51821);
+    fault();
     let rebound = Instant::now();
-    let seen = watch_rebinding(&m, &pings, rebound);
+    let seen = watch_rebinding(m, &pings, rebound);
     if let Some(again) = seen.punched_again {
         let again = rebound + again;
         poll_until(T, || {
@@ -295,7 +313,7 @@ fn a_nat_that_rebinds_mid_stream_falls_back_to_the_hub_and_punches_again() {
         format!("path {}, via {}", word(path), word(via))
     });
     eprintln!(
-        "rebinding → off the punched path {} (then {}); → traffic flowing again {}; → \
+        "fault → off the punched path {} (then {}); → traffic flowing again {}; → \
          punched again {}",
         ms(seen.left_direct.as_ref().map(|l| l.0)),
         then.unwrap_or_default(),
@@ -303,7 +321,7 @@ fn a_nat_that_rebinds_mid_stream_falls_back_to_the_hub_and_punches_again() {
         ms(seen.punched_again)
     );
     eprintln!(
-        "pings lost: {} from the rebinding to the first answer, {} after it (the switch \
+        "pings lost: {} from the fault to the first answer, {} after it (the switch \
          back to direct included), of {} sent",
         lost_between(rebound, resumed_at),
         lost_between(resumed_at, end),
