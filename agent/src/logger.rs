@@ -22,11 +22,31 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) || !wanted(record.target(), record.level()) {
             return;
         }
-        let line = format_line(self.journal, record.level(), record.args());
+        // boringtun's own lines name no peer: the core says whose `Tunn` it is calling.
+        let peer = record
+            .target()
+            .starts_with("boringtun")
+            .then(crate::core::boringtun_peer)
+            .flatten();
+        let line = render(self.journal, record.level(), record.args(), peer.as_deref());
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
     fn flush(&self) {}
+}
+
+/// One line, `peer NAME: ` before the message when it is about a peer that does not
+/// name itself (boringtun's).
+fn render(
+    journal: bool,
+    level: Level,
+    args: &std::fmt::Arguments<'_>,
+    peer: Option<&str>,
+) -> String {
+    match peer {
+        Some(name) => format_line(journal, level, &format_args!("peer {name}: {args}")),
+        None => format_line(journal, level, args),
+    }
 }
 
 /// Installs the logger. Err says what is wrong with `EDGEWIRE_LOG`; nothing is
@@ -159,6 +179,22 @@ mod tests {
         assert_eq!(line(true, Level::Trace), "<7>hub-1 up\n");
         assert_eq!(line(false, Level::Info), "INFO  hub-1 up\n");
         assert_eq!(line(false, Level::Error), "ERROR hub-1 up\n");
+    }
+
+    #[test]
+    fn boringtun_lines_name_the_peer_the_core_was_calling() {
+        let line = render(
+            false,
+            Level::Warn,
+            &format_args!("HANDSHAKE(REKEY_TIMEOUT)"),
+            Some("dev-3"),
+        );
+        assert!(
+            line.contains("peer dev-3: HANDSHAKE(REKEY_TIMEOUT)"),
+            "{line}"
+        );
+        let line = render(false, Level::Info, &format_args!("applied serial 2"), None);
+        assert!(line.ends_with("applied serial 2\n"), "{line:?}");
     }
 
     #[test]

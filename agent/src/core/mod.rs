@@ -32,4 +32,5 @@ pub use path::{Destination, Path, RelayId, Transmit};
 pub use paths::RelayInfo;
 pub use peer::{Peer, PeerConfig, PeerStats};
 pub use reflexive::{NatMapping, is_stun};
+pub use session::boringtun_peer;
 pub use signal::{Candidate, CandidateKind};

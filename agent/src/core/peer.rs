@@ -111,7 +111,7 @@ impl Peer {
     /// made when it is first needed.
     pub fn new(key: PublicKey, config: PeerConfig, index: u32, gate: &HandshakeGate) -> Peer {
         let c = &config;
-        let session = Session::new(key, c.preshared_key, c.keepalive, index, gate);
+        let session = Session::new(key, &c.name, c.preshared_key, c.keepalive, index, gate);
         let paths = PathSelector::new(&config.endpoints);
         // A peer we keep a keepalive toward (an edge's hub) must come back quickly.
         let backoff = Backoff {
@@ -210,6 +210,7 @@ impl Peer {
     /// Returns true when the path moved (and a handshake on it is due).
     pub fn update(&mut self, config: PeerConfig) -> bool {
         let moved = self.paths.set_endpoints(&config.endpoints);
+        self.session.rename(&config.name);
         self.config = config;
         moved
     }

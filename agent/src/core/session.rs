@@ -20,7 +20,9 @@
 //! Results come back as owned byte buffers, so the rest of the core never sees a
 //! `TunnResult`.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,10 +41,32 @@ use crate::keys::{PrivateKey, PublicKey};
 #[derive(Clone, Copy, Debug)]
 pub struct Epoch(Instant);
 
-/// Sets boringtun's clock to `now` on the node's timeline. Called before every call into
-/// boringtun.
-fn set_clock(epoch: Epoch, now: Instant) {
+/// Sets boringtun's clock to `now` on the node's timeline, and says which peer the call
+/// is for (`None`: no peer's). Called before every call into boringtun.
+fn set_clock(epoch: Epoch, now: Instant, peer: Option<&Rc<str>>) {
     MockClock::set_time(now.saturating_duration_since(epoch.0));
+    CALLING.with(|c| {
+        let mut c = c.borrow_mut();
+        let same = match (c.as_ref(), peer) {
+            (Some(a), Some(b)) => Rc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        if !same {
+            *c = peer.cloned();
+        }
+    });
+}
+
+thread_local! {
+    /// The name of the peer whose `Tunn` is being called. boringtun's own log lines
+    /// (`HANDSHAKE(REKEY_TIMEOUT)`, `CONNECTION_EXPIRED`) name no peer; the logger adds
+    /// this one.
+    static CALLING: RefCell<Option<Rc<str>>> = const { RefCell::new(None) };
+}
+
+/// The peer whose `Tunn` is being called on this thread, for boringtun's log lines.
+pub fn boringtun_peer() -> Option<Rc<str>> {
+    CALLING.with(|c| c.borrow().clone())
 }
 
 /// Handshake messages accepted per second before the gate asks for cookies. A handshake
@@ -96,7 +120,7 @@ impl HandshakeGate {
     /// starts.
     pub fn new(own: &PrivateKey, now: Instant) -> HandshakeGate {
         let epoch = Epoch(now);
-        set_clock(epoch, now);
+        set_clock(epoch, now, None);
         let public = boringtun::x25519::PublicKey::from(own.secret());
         HandshakeGate {
             limiter: RateLimiter::new(&public, HANDSHAKES_PER_SECOND),
@@ -111,7 +135,7 @@ impl HandshakeGate {
 
     /// Checks a handshake initiation or response from `from`.
     pub fn check(&self, from: IpAddr, datagram: &[u8], now: Instant) -> Gate {
-        set_clock(self.maker.epoch, now);
+        set_clock(self.maker.epoch, now, None);
         // Resets the count once a second has passed since the last reset: lazily, so an
         // idle node needs no timer for it.
         self.limiter.reset_count();
@@ -249,6 +273,8 @@ pub struct Session {
     tunn: Option<Box<Tunn>>,
     maker: Arc<Maker>,
     peer: PublicKey,
+    /// The peer's name, for boringtun's log lines.
+    name: Rc<str>,
     preshared_key: Option<[u8; 32]>,
     keepalive: Option<u16>,
     index: u32,
@@ -265,6 +291,7 @@ impl Session {
     /// needed.
     pub fn new(
         peer: PublicKey,
+        name: &str,
         preshared_key: Option<[u8; 32]>,
         keepalive: Option<u16>,
         index: u32,
@@ -274,6 +301,7 @@ impl Session {
             tunn: None,
             maker: gate.maker.clone(),
             peer,
+            name: name.into(),
             preshared_key,
             keepalive,
             index,
@@ -289,7 +317,7 @@ impl Session {
 
     /// The `Tunn`, made now if there is none, with boringtun's clock set to `now`.
     fn tunn(&mut self, now: Instant) -> &mut Tunn {
-        set_clock(self.maker.epoch, now);
+        set_clock(self.maker.epoch, now, Some(&self.name));
         self.last_used = Some(now);
         let maker = &self.maker;
         let (peer, psk, keepalive, index) =
@@ -308,7 +336,7 @@ impl Session {
 
     /// The existing `Tunn`, with boringtun's clock set to `now`.
     fn existing(&mut self, now: Instant) -> Option<&mut Tunn> {
-        set_clock(self.maker.epoch, now);
+        set_clock(self.maker.epoch, now, Some(&self.name));
         self.tunn.as_deref_mut()
     }
 
@@ -330,6 +358,13 @@ impl Session {
         }
         self.tunn = None;
         true
+    }
+
+    /// The manifest renamed the peer.
+    pub fn rename(&mut self, name: &str) {
+        if *self.name != *name {
+            self.name = name.into();
+        }
     }
 
     /// A new `Tunn` from the next use on (see `Node::renew_sessions`).

@@ -51,7 +51,7 @@ pub fn steady_traffic_rekeys_every_two_minutes_and_never_uses_a_key_past_180s() 
 fn stranger_initiations(sim: &Sim, to: &PrivateKey, n: usize) -> Vec<Vec<u8>> {
     let stranger = PrivateKey::generate();
     let gate = HandshakeGate::new(&stranger, sim.now);
-    let mut session = Session::new(to.public_key(), None, None, 7, &gate);
+    let mut session = Session::new(to.public_key(), "peer", None, None, 7, &gate);
     (0..n)
         .map(|_| session.initiate(Vec::new(), sim.now).unwrap())
         .collect()
@@ -222,4 +222,22 @@ pub fn a_hub_with_offline_peers_backs_off_to_one_initiation_each_five_minutes() 
     // thousand peers: 3.3/s, under the target of 4).
     assert!(sent <= 240, "{sent} initiations in 10 minutes");
     assert!(sent >= 150, "still retried: {sent}");
+}
+
+/// boringtun's own log lines name no peer; the logger takes the name from here.
+#[test]
+pub fn boringtun_is_told_whose_tunnel_it_runs() {
+    let sim = Sim::new();
+    let (own, them) = (PrivateKey::generate(), PrivateKey::generate());
+    let gate = HandshakeGate::new(&own, sim.now);
+    assert_eq!(crate::core::boringtun_peer(), None);
+    let mut session = Session::new(them.public_key(), "dev-7", None, None, 7, &gate);
+    session.initiate(Vec::new(), sim.now);
+    assert_eq!(crate::core::boringtun_peer().as_deref(), Some("dev-7"));
+    session.rename("dev-7b");
+    session.initiate(Vec::new(), sim.now);
+    assert_eq!(crate::core::boringtun_peer().as_deref(), Some("dev-7b"));
+    // A call for no peer (the handshake gate) names none.
+    gate.check(spoofed(1).ip(), &[0u8; 148], sim.now);
+    assert_eq!(crate::core::boringtun_peer(), None);
 }
