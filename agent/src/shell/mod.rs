@@ -3,6 +3,7 @@
 
 mod agent;
 mod clock;
+mod clockfloor;
 pub(crate) mod clocktrust;
 mod control_socket;
 mod fdstore;

@@ -27,6 +27,7 @@ use crate::keys::PrivateKey;
 use crate::status::ManifestInfo;
 
 use super::clock;
+use super::clockfloor::{self, ClockFloor};
 use super::control_socket::ControlSocket;
 use super::intake::Intake;
 use super::metrics_out::MetricsOut;
@@ -98,6 +99,9 @@ pub struct Agent<'a> {
     next_watchdog: Option<Instant>,
     ready: bool,
     wall_clock: clock::WallClockWatch,
+    /// Where the time is saved, for the handshake timestamps after a reboot.
+    clock_floor: ClockFloor,
+    next_clock_save: Instant,
     /// Start time and manifest polls, for the operator (`status`, metrics).
     record: record::Record,
 }
@@ -145,7 +149,9 @@ impl<'a> Agent<'a> {
         let schedule = puller::schedule(config.manifest_interval);
         let puller = Puller::start(fetcher, schedule, intake, public, in_force)
             .context("starting the manifest thread")?;
-        warn_if_clock_behind(&config.state_dir);
+        // Before the first session is made: its handshakes are stamped from this floor.
+        let clock_floor = ClockFloor::restore(&config.state_dir);
+        clock_floor.save();
         let (relay_tx, relay_rx) = relay::events();
         let notify = Notifier::from_env();
         let now = clock::now();
@@ -176,6 +182,8 @@ impl<'a> Agent<'a> {
             notify,
             ready: false,
             wall_clock: clock::WallClockWatch::new(),
+            clock_floor,
+            next_clock_save: now + clockfloor::SAVE_EVERY,
             record: record::Record::new(now, clock::unix_now()),
         })
     }
@@ -302,7 +310,8 @@ impl<'a> Agent<'a> {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [self.node.poll_timeout().map(|(t, _)| t), self.next_watchdog]
+        let node = self.node.poll_timeout().map(|(t, _)| t);
+        [node, self.next_watchdog, Some(self.next_clock_save)]
             .into_iter()
             .flatten()
             .min()
@@ -353,6 +362,10 @@ impl<'a> Agent<'a> {
             // Sent from the loop itself: a wedged loop stops feeding the watchdog.
             self.notify.watchdog();
             self.next_watchdog = self.notify.watchdog_interval().map(|i| due.max(now) + i);
+        }
+        if now >= self.next_clock_save {
+            self.clock_floor.save();
+            self.next_clock_save = now + clockfloor::SAVE_EVERY;
         }
     }
 
@@ -436,28 +449,6 @@ fn describe_addresses(addrs: &[std::net::SocketAddr]) -> String {
         "nothing yet".into()
     } else {
         all.join(", ")
-    }
-}
-
-/// Peers refuse a handshake stamped earlier than the last one they saw from us. A board
-/// without a real-time clock may boot with its clock behind the time this device last
-/// wrote its state; say so, since nothing connects until the clock is set.
-fn warn_if_clock_behind(state_dir: &std::path::Path) {
-    let floor = [
-        crate::state::cache::path(state_dir),
-        crate::keys::key_path(state_dir),
-    ]
-    .iter()
-    .filter_map(|p| clock::mtime(p))
-    .max();
-    if let Some(floor) = floor.filter(|&f| clock::unix_now() + 60 < f) {
-        log::warn!(
-            "the clock ({}) is behind the last time this device wrote its state ({}): \
-             peers will refuse its handshakes until the clock is set (NTP, an RTC, or \
-             fake-hwclock); sessions renew by themselves once it jumps",
-            crate::manifest::format_rfc3339(clock::unix_now()),
-            crate::manifest::format_rfc3339(floor)
-        );
     }
 }
 
