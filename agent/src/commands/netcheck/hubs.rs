@@ -52,7 +52,7 @@ pub struct Hubs {
 
 /// What one round of handshakes found.
 pub struct Shaken {
-    /// Per hub that answered, from the first initiation to its answer.
+    /// Per hub that answered, the round trip of the handshake it answered.
     pub answered: BTreeMap<PublicKey, Duration>,
     pub mapping: Option<NatMapping>,
     pub reflexive: Vec<SocketAddr>,
@@ -158,11 +158,16 @@ impl Hubs {
             }
             let now = Instant::now();
             for k in self.hubs.keys() {
-                if !answered.contains_key(k)
-                    && node.peer(k).and_then(|p| p.last_handshake(now)).is_some()
-                {
-                    answered.insert(*k, now - start);
-                }
+                let Some(peer) = node.peer(k).filter(|p| p.last_handshake(now).is_some()) else {
+                    continue;
+                };
+                // The answered initiation's own round trip: one that was lost or
+                // refused (another handshake with this key, through another path,
+                // reached the hub first with a newer timestamp) was retried 450 ms
+                // later, and that wait is not the path's.
+                answered
+                    .entry(*k)
+                    .or_insert_with(|| peer.rtt().unwrap_or(now - start));
             }
         }
         Shaken {

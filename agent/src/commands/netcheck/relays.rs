@@ -51,7 +51,7 @@ pub struct ViaRelay {
     /// `HOST:PORT` of the relay.
     pub target: String,
     pub ok: bool,
-    /// From the first initiation through the relay to the hub's answer.
+    /// The answered handshake's round trip through the relay.
     pub rtt_ms: Option<f64>,
     pub error: Option<String>,
 }
