@@ -7,6 +7,7 @@
 //! firewall that lets only TCP 443 out, the hub answers a handshake through the TLS
 //! relay and the device can join; with the hub stopped, the relay still allocates but
 //! nothing answers through it, and netcheck says so, naming the hub and the relay.
+//! With the agent running (relayed over TLS), the agent's word is taken instead.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -335,4 +336,34 @@ fn netcheck_names_the_hub_and_the_relay_when_the_relay_works_but_the_hub_is_stop
         );
         assert!(detail.contains("though the relay forwards"), "{detail}");
     }
+}
+
+#[test]
+fn netcheck_with_the_agent_relayed_over_tls_reports_the_hub_reachable_through_that_relay() {
+    require_root!();
+    let lab = Lab::new("nc-via-agent");
+    let mut world = RelayWorld::new(&lab, RelayWorldConfig::new(HubKind::WireguardGo));
+    world.allow_only_tcp_443();
+    world.start_dev();
+    world.wait_dev_path("relay", Some("tls"), Duration::from_secs(20));
+
+    // The agent's word is taken: netcheck shakes no hands of its own, which would move
+    // the hub's idea of this device's endpoint away from the agent.
+    let (ok, report, stderr) = netcheck_on_dev(&world);
+    assert!(ok, "{report:#}\n{stderr}");
+    assert!(!stderr.contains("shaking hands"), "{stderr}");
+    let hub = &report["hubs"][0];
+    assert_eq!(hub["direct"], Value::Null, "not tried: {hub:#}");
+    assert_eq!(hub["reachable"], true, "{hub:#}");
+    let tls = via(hub, "tls");
+    assert_eq!(tls["ok"], true, "{hub:#}");
+    assert_eq!(tls["target"], format!("{}:443", TURN_ADDRS[0]), "{hub:#}");
+    let c = check(&report, "hub hub-1");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("through relay {}:443 over tls", TURN_ADDRS[0])),
+        "{c:#}"
+    );
 }

@@ -377,14 +377,34 @@ fn reach(
         let Some(name) = check.name.strip_prefix("hub ") else {
             continue;
         };
-        let through: Vec<ViaRelay> = via.iter().filter(|v| v.hub == name).cloned().collect();
+        let mut through: Vec<ViaRelay> = via.iter().filter(|v| v.hub == name).cloned().collect();
+        let ok = check.outcome == Outcome::Ok;
+        // A running agent's word: the relay it reaches the hub through, if it does.
         let relayed = agent
             .as_ref()
             .and_then(|r| r.peers.iter().find(|p| p.name == name && p.role == "hub"))
-            .is_some_and(|p| p.path.as_deref() == Some("relay"));
-        let ok = check.outcome == Outcome::Ok;
+            .filter(|p| p.path.as_deref() == Some("relay"));
+        if let Some(p) = relayed {
+            let relay = p.relay.clone().unwrap_or_default();
+            through.push(ViaRelay {
+                hub: name.to_string(),
+                relay: relay
+                    .rsplit_once(':')
+                    .map_or(relay.clone(), |(h, _)| h.into()),
+                transport: match p.relay_transport.as_deref() {
+                    Some("udp") => "udp",
+                    Some("tcp") => "tcp",
+                    Some("tls") => "tls",
+                    _ => "unknown",
+                },
+                target: relay,
+                ok,
+                rtt_ms: None,
+                error: (!ok).then(|| check.detail.clone()),
+            });
+        }
         let direct = match (agent, relayed) {
-            (Some(_), true) => None,
+            (Some(_), Some(_)) => None,
             _ => Some(ok),
         };
         let by_relay = through.iter().any(|v| v.ok);
@@ -498,6 +518,65 @@ fn table(r: &NetcheckReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hub_check(outcome: Outcome) -> Check {
+        Check {
+            name: "hub hub-1".into(),
+            outcome,
+            detail: "203.0.113.10:51820: no handshake answer within 3 s".into(),
+            millis: 0,
+        }
+    }
+
+    fn via_tls(ok: bool) -> ViaRelay {
+        ViaRelay {
+            hub: "hub-1".into(),
+            relay: "203.0.113.30".into(),
+            transport: "tls",
+            target: "203.0.113.30:443".into(),
+            ok,
+            rtt_ms: ok.then_some(4.0),
+            error: (!ok).then(|| "no handshake answer".into()),
+        }
+    }
+
+    #[test]
+    fn a_hub_silent_directly_but_answering_through_a_relay_is_reachable_with_a_warning() {
+        let mut checks = vec![hub_check(Outcome::Fail)];
+        let reach = reach(&None, &mut checks, &[via_tls(true)]);
+        assert_eq!(reach.len(), 1);
+        assert_eq!(reach[0].direct, Some(false));
+        assert!(reach[0].reachable);
+        assert_eq!(checks[0].outcome, Outcome::Warn);
+        assert!(
+            checks[0]
+                .detail
+                .ends_with("reachable through a relay (below), which the agent falls back to")
+        );
+        let table = table(&NetcheckReport {
+            checks,
+            can_join: true,
+            manifest_server: None,
+            cached_manifest: None,
+            relays: Vec::new(),
+            hubs: reach,
+            not_checked: Vec::new(),
+        });
+        assert!(
+            table.contains("hub hub-1: reachable via relay 203.0.113.30:443 over tls\n"),
+            "{table}"
+        );
+        assert!(!table.contains("not checked"), "{table}");
+    }
+
+    #[test]
+    fn a_hub_silent_every_way_is_not_reachable_and_stays_a_failure() {
+        let mut checks = vec![hub_check(Outcome::Fail)];
+        let reach = reach(&None, &mut checks, &[via_tls(false)]);
+        assert!(!reach[0].reachable);
+        assert_eq!(checks[0].outcome, Outcome::Fail);
+        assert_eq!(reach[0].via_relays.len(), 1);
+    }
 
     #[test]
     fn cap_net_admin_is_bit_12_of_the_effective_set() {

@@ -299,6 +299,36 @@ mod tests {
     }
 
     #[test]
+    fn a_handshake_through_a_relay_is_named_for_the_hub_and_the_relay() {
+        let mut v = ViaRelay {
+            hub: "hub-1".into(),
+            relay: "198.51.100.7".into(),
+            transport: "tls",
+            target: "198.51.100.7:443".into(),
+            ok: true,
+            rtt_ms: Some(12.0),
+            error: None,
+        };
+        let ok = via_check(&v);
+        assert_eq!(ok.name, "hub hub-1 via relay 198.51.100.7:443 tls");
+        assert_eq!(ok.outcome, Outcome::Ok);
+        assert!(
+            ok.detail.starts_with("handshake answered in 12"),
+            "{}",
+            ok.detail
+        );
+        v.ok = false;
+        v.rtt_ms = None;
+        v.error = Some("no handshake answer".into());
+        let failed = via_check(&v);
+        assert_eq!(failed.outcome, Outcome::Fail);
+        assert_eq!(
+            failed.detail,
+            "hub hub-1 through relay 198.51.100.7:443 over tls: no handshake answer"
+        );
+    }
+
+    #[test]
     fn a_refusal_fails_that_check_naming_the_relay_and_transport() {
         let why = "the TURN server refused the credentials (401): check the relay's username \
                    and password";
