@@ -11,6 +11,7 @@ mod intake;
 mod metrics_out;
 mod netlink;
 mod notify;
+mod pace;
 mod puller;
 mod relay;
 mod resolver;

@@ -265,8 +265,9 @@ impl<'a> Agent<'a> {
                 }
                 Wake::Status(Err(e)) => log::debug!("status socket: {e}"),
                 Wake::Control(Ok(stream)) => {
-                    let get = crate::uapi::render_get(&self.uapi_device());
-                    if let Some(task) = self.control.as_ref().and_then(|c| c.serve(stream, get)) {
+                    let device = self.uapi_device();
+                    if let Some(task) = self.control.as_ref().and_then(|c| c.serve(stream, device))
+                    {
                         self.ex.spawn(task).detach();
                     }
                 }
