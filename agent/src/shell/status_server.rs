@@ -1,7 +1,7 @@
 //! Answers `edgewire status` on a Unix socket in the state directory: one JSON report
-//! per connection, written by a small task so a slow reader never holds up packets,
-//! its peers serialised a piece at a time with the loop running in between
-//! (`pace.rs`).
+//! per connection, written by a small task so a slow reader never holds up packets.
+//! The loop hands the task the peers' facts; the task makes their entries and
+//! serialises them a piece at a time with the loop running in between (`pace.rs`).
 //!
 //! The socket is 0600 whatever the umask: `bind` creates it with the umask's mode (0777
 //! under umask 000), so it is changed right after; the 0700 state directory keeps
@@ -49,11 +49,21 @@ impl StatusServer {
 }
 
 /// Writes the report and closes the connection.
-pub async fn answer(stream: Async<UnixStream>, mut report: Report) {
+/// Writes `report` (whose peers are left out) with an entry per `peers` made by
+/// `entry`, in pieces: the bytes `serde_json::to_vec` gives for the report with those
+/// entries as its peers.
+pub async fn answer<P>(
+    stream: Async<UnixStream>,
+    report: Report,
+    peers: Vec<P>,
+    entry: impl Fn(&P) -> status::PeerReport,
+) {
     // The report without its peers, split where they go: the peers are written into
-    // the gap in pieces. The bytes are exactly `serde_json::to_vec(&report)`'s.
-    let peers = std::mem::take(&mut report.peers);
-    let Ok(outline) = serde_json::to_string(&report) else {
+    // the gap.
+    let Ok(outline) = serde_json::to_string(&Report {
+        peers: Vec::new(),
+        ..report
+    }) else {
         return;
     };
     // The last one: `drops`, after the peers, has none; text inside a JSON string
@@ -75,7 +85,7 @@ pub async fn answer(stream: Async<UnixStream>, mut report: Report) {
             if i + j > 0 {
                 text.push(b',');
             }
-            if serde_json::to_writer(&mut text, peer).is_err() {
+            if serde_json::to_writer(&mut text, &entry(peer)).is_err() {
                 return;
             }
         }
@@ -102,14 +112,20 @@ mod tests {
 
     /// What a client reads from `answer` over a real socket pair (read on a thread of
     /// its own: the answer is larger than the socket's buffer).
-    fn read_answer(report: Report) -> Vec<u8> {
+    fn read_answer(mut report: Report) -> Vec<u8> {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let reader = std::thread::spawn(move || {
             let mut got = Vec::new();
             std::io::Read::read_to_end(&mut &theirs, &mut got).unwrap();
             got
         });
-        smol::block_on(answer(Async::new(ours).unwrap(), report));
+        let peers = std::mem::take(&mut report.peers);
+        smol::block_on(answer(
+            Async::new(ours).unwrap(),
+            report,
+            peers,
+            Clone::clone,
+        ));
         reader.join().unwrap()
     }
 

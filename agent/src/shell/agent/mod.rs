@@ -259,8 +259,9 @@ impl<'a> Agent<'a> {
                 // The agent holds a sender itself: the channel never closes.
                 Wake::Relay(None) => {}
                 Wake::Status(Ok(stream)) => {
+                    let (report, peers) = self.report_parts();
                     self.ex
-                        .spawn(status_server::answer(stream, self.report()))
+                        .spawn(status_server::answer(stream, report, peers, |p| p.entry()))
                         .detach();
                 }
                 Wake::Status(Err(e)) => log::debug!("status socket: {e}"),
