@@ -157,7 +157,9 @@ pub fn probe_all(
     // (a goodbye stuck in a full send buffer).
     let mut until = clock::now() + deadline + Duration::from_millis(500);
     if let Some((_, held)) = &held {
-        until = until.max(*held + Duration::from_millis(500));
+        // A held session ends at the hold's deadline by itself (see above); the margin
+        // is for its goodbye, and small, as it adds to netcheck's ten seconds.
+        until = until.max(*held + Duration::from_millis(100));
     }
     smol::block_on(ex.run(async {
         while let Some((index, result, took, leg)) = next(&rx, until).await {
