@@ -3,7 +3,11 @@
 //! the manifest gives a wrong password), fails on its own each URL that points at
 //! something that is not TURN (nginx on 443, a UDP echo on 3478), and shows the
 //! manifest server's certificate, HTTP status and ETag as nginx serves them — all in
-//! under ten seconds.
+//! under ten seconds. And it judges "can join" through the relays too: behind a
+//! firewall that lets only TCP 443 out, the hub answers a handshake through the TLS
+//! relay and the device can join; with the hub stopped, the relay still allocates but
+//! nothing answers through it, and netcheck says so, naming the hub and the relay.
+//! With the agent running (relayed over TLS), the agent's word is taken instead.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -11,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use edgewire_lab::manifest_server::ManifestServer;
-use edgewire_lab::relaylab::{HubKind, RelayWorld, RelayWorldConfig, TURN_ADDRS};
+use edgewire_lab::relaylab::{HUB_ADDR, Hub, HubKind, RelayWorld, RelayWorldConfig, TURN_ADDRS};
 use edgewire_lab::worlds::SERVER_ADDR;
 use edgewire_lab::*;
 use serde_json::Value;
@@ -186,4 +190,180 @@ fn netcheck_reports_each_relay_transport_and_the_manifest_servers_certificate_an
         "{tls_check:#}"
     );
     assert_eq!(report["cached_manifest"], Value::Null);
+}
+
+/// `edgewire netcheck --json` on dev-a with the relay world's manifest file; its exit
+/// status, report and progress lines. Asserts the ten-second budget.
+fn netcheck_on_dev(world: &RelayWorld) -> (bool, Value, String) {
+    let bin = edgewire_bin().to_string_lossy().into_owned();
+    let state_dir = world.dev.state_dir().to_string_lossy().into_owned();
+    let manifest = world.manifest.to_string_lossy().into_owned();
+    let ca = world.ca_file.to_string_lossy().into_owned();
+    let start = Instant::now();
+    let out = world.dev_host.exec(&[
+        &bin,
+        "netcheck",
+        "--config",
+        "/dev/null",
+        "--state-dir",
+        &state_dir,
+        "--manifest-url",
+        &manifest,
+        "--manifest-pubkey",
+        &world.key.public,
+        "--ca-file",
+        &ca,
+        "--json",
+    ]);
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(10), "netcheck took {took:?}");
+    let report: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", out.stdout, out.stderr));
+    (out.success(), report, out.stderr)
+}
+
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name:?} in {report:#}"))
+}
+
+fn via<'a>(hub: &'a Value, transport: &str) -> &'a Value {
+    hub["via_relays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["transport"] == transport)
+        .unwrap_or_else(|| panic!("no handshake via {transport} in {hub:#}"))
+}
+
+#[test]
+fn netcheck_joins_through_the_tls_relay_when_only_tcp_443_is_let_out() {
+    require_root!();
+    let lab = Lab::new("nc-via-tls");
+    let world = RelayWorld::new(&lab, RelayWorldConfig::new(HubKind::WireguardGo));
+    world.allow_only_tcp_443();
+
+    let (ok, report, stderr) = netcheck_on_dev(&world);
+    assert!(
+        ok,
+        "the hub answers through the TLS relay: {report:#}\n{stderr}"
+    );
+    assert_eq!(report["can_join"], true);
+    assert_eq!(report["not_checked"], serde_json::json!([]), "{report:#}");
+
+    let hub = &report["hubs"][0];
+    assert_eq!(hub["name"], "hub-1", "{report:#}");
+    assert_eq!(hub["direct"], false, "UDP to the hub is blocked: {hub:#}");
+    assert_eq!(hub["reachable"], true, "{hub:#}");
+    let tls = via(hub, "tls");
+    assert_eq!(tls["ok"], true, "{hub:#}");
+    assert_eq!(tls["target"], format!("{}:443", TURN_ADDRS[0]));
+    assert!(tls["rtt_ms"].as_f64().unwrap() > 0.0, "{tls:#}");
+    // UDP and TCP 3478 are blocked too: those relays never allocate, so nothing is
+    // tried through them.
+    assert_eq!(hub["via_relays"].as_array().unwrap().len(), 1, "{hub:#}");
+    for transport in ["udp", "tcp"] {
+        let r = relay(&report, &format!("{}:3478", TURN_ADDRS[0]), transport);
+        assert_eq!(r["ok"], false, "{r:#}");
+    }
+
+    // The table says the same: the direct failure is a warning, the relay an ok.
+    let direct = check(&report, "hub hub-1");
+    assert_eq!(direct["outcome"], "warn", "{direct:#}");
+    assert!(
+        direct["detail"]
+            .as_str()
+            .unwrap()
+            .contains("reachable through a relay"),
+        "{direct:#}"
+    );
+    let through = check(
+        &report,
+        &format!("hub hub-1 via relay {}:443 tls", TURN_ADDRS[0]),
+    );
+    assert_eq!(through["outcome"], "ok", "{through:#}");
+    assert!(
+        stderr.contains("then shaking hands with the hubs through them"),
+        "progress: {stderr}"
+    );
+}
+
+#[test]
+fn netcheck_names_the_hub_and_the_relay_when_the_relay_works_but_the_hub_is_stopped() {
+    require_root!();
+    let lab = Lab::new("nc-via-nohub");
+    let mut world = RelayWorld::new(&lab, RelayWorldConfig::new(HubKind::Edgewire));
+    // With the hub up, every transport carries its handshake (and the direct path
+    // does too).
+    let (ok, report, stderr) = netcheck_on_dev(&world);
+    assert!(ok, "{report:#}\n{stderr}");
+    let hub = &report["hubs"][0];
+    assert_eq!(hub["direct"], true, "{hub:#}");
+    for transport in ["udp", "tcp", "tls"] {
+        assert_eq!(via(hub, transport)["ok"], true, "{hub:#}");
+    }
+
+    let Hub::Edgewire(agent) = &mut world.hub else {
+        unreachable!("an edgewire hub was asked for")
+    };
+    agent.stop();
+    let (ok, report, stderr) = netcheck_on_dev(&world);
+    assert!(!ok, "nothing answers: {report:#}\n{stderr}");
+    assert_eq!(report["can_join"], false);
+    let hub = &report["hubs"][0];
+    assert_eq!(hub["reachable"], false, "{hub:#}");
+    for (transport, port) in [("udp", 3478), ("tcp", 3478), ("tls", 443)] {
+        // The relay itself works ...
+        let target = format!("{}:{port}", TURN_ADDRS[0]);
+        assert_eq!(relay(&report, &target, transport)["ok"], true, "{report:#}");
+        // ... and the handshake through it fails, naming both.
+        let c = check(
+            &report,
+            &format!("hub hub-1 via relay {target} {transport}"),
+        );
+        assert_eq!(c["outcome"], "fail", "{c:#}");
+        let detail = c["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with(&format!(
+                "hub hub-1 through relay {target} over {transport}: no handshake answer \
+                 from {HUB_ADDR}:51820"
+            )),
+            "{detail}"
+        );
+        assert!(detail.contains("though the relay forwards"), "{detail}");
+    }
+}
+
+#[test]
+fn netcheck_with_the_agent_relayed_over_tls_reports_the_hub_reachable_through_that_relay() {
+    require_root!();
+    let lab = Lab::new("nc-via-agent");
+    let mut world = RelayWorld::new(&lab, RelayWorldConfig::new(HubKind::WireguardGo));
+    world.allow_only_tcp_443();
+    world.start_dev();
+    world.wait_dev_path("relay", Some("tls"), Duration::from_secs(20));
+
+    // The agent's word is taken: netcheck shakes no hands of its own, which would move
+    // the hub's idea of this device's endpoint away from the agent.
+    let (ok, report, stderr) = netcheck_on_dev(&world);
+    assert!(ok, "{report:#}\n{stderr}");
+    assert!(!stderr.contains("shaking hands"), "{stderr}");
+    let hub = &report["hubs"][0];
+    assert_eq!(hub["direct"], Value::Null, "not tried: {hub:#}");
+    assert_eq!(hub["reachable"], true, "{hub:#}");
+    let tls = via(hub, "tls");
+    assert_eq!(tls["ok"], true, "{hub:#}");
+    assert_eq!(tls["target"], format!("{}:443", TURN_ADDRS[0]), "{hub:#}");
+    let c = check(&report, "hub hub-1");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("through relay {}:443 over tls", TURN_ADDRS[0])),
+        "{c:#}"
+    );
 }

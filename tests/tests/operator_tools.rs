@@ -482,6 +482,67 @@ fn netcheck_asks_a_running_agent_about_its_hubs() {
     );
 }
 
+/// The cached copy's check and its `--json` entry, from one netcheck run.
+fn cached_manifest(w: &World) -> (serde_json::Value, serde_json::Value) {
+    let (_, json) = netcheck(w, true);
+    let report: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "cached manifest")
+        .unwrap_or_else(|| panic!("no cached manifest check in {report:#}"))
+        .clone();
+    (check, report["cached_manifest"].clone())
+}
+
+#[test]
+fn netcheck_reports_the_cached_manifests_serial_and_age_while_the_agent_runs_and_after() {
+    require_root!();
+    let test_start = std::time::Instant::now();
+    let mut w = world("ops-nc-cache", &[]);
+    let cache = w.dev_a.state_dir().join("manifest.cache");
+    // The agent caches what it accepted before it says so in status.
+    w.dev_a.wait_status("manifest serial 1 in force", T, |s| {
+        s.manifest.as_ref().is_some_and(|m| m.serial == 1)
+    });
+    wait_for("the cached manifest", T, || cache.exists().then_some(()));
+    let plausible = |entry: &serde_json::Value| {
+        assert_eq!(entry["serial"], 1, "{entry:#}");
+        assert_eq!(entry["network"], "lab", "{entry:#}");
+        assert_eq!(entry["path"], cache.to_string_lossy().as_ref(), "{entry:#}");
+        let age = entry["age_secs"].as_u64().expect("an age");
+        // Written during this test, so no older than the test.
+        assert!(age <= test_start.elapsed().as_secs(), "{entry:#}");
+        age
+    };
+
+    let (check, entry) = cached_manifest(&w);
+    assert_eq!(check["outcome"], "ok", "{check:#}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("network \"lab\" serial 1, "),
+        "{check:#}"
+    );
+    let running_age = plausible(&entry);
+
+    w.dev_a.stop();
+    assert!(!w.dev_a.is_running());
+    let (check, entry) = cached_manifest(&w);
+    assert_eq!(check["outcome"], "ok", "{check:#}");
+    let stopped_age = plausible(&entry);
+    assert!(stopped_age >= running_age, "{entry:#}");
+    // The age counts from the write (the file's mtime), not from the netcheck run: it
+    // grows while nothing rewrites the copy.
+    wait_for("the cached copy's age to grow by a second", T, || {
+        let (_, entry) = cached_manifest(&w);
+        Some(plausible(&entry)).filter(|&age| age > running_age)
+    });
+}
+
 /// An edge behind a NAT of `kind`, a wireguard-go hub and two coturn relays on the WAN;
 /// `edgewire netcheck` (no agent running) classifies the NAT from the relays' STUN.
 fn netcheck_behind(name: &str, kind: NatKind) -> serde_json::Value {

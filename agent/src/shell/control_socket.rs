@@ -2,13 +2,17 @@
 //! and `wg showconf` work on edgewire as on wireguard-go. The protocol text is in
 //! `crate::uapi`; here are the socket and one small task per client.
 //!
-//! The loop never waits on a client: the answer is rendered when the connection is
-//! accepted, and the task that delivers it gives up after a deadline (a client that
-//! never sends or never reads), on garbage, or past `uapi::MAX_REQUEST` bytes. At most
-//! `MAX_CLIENTS` are served at once; more are closed on accept.
+//! The loop never waits on a client: the peers are copied when the connection is
+//! accepted (numbers and keys, no text), and the task that delivers the answer gives up
+//! after a deadline (a client that never sends or never reads), on garbage, or past
+//! `uapi::MAX_REQUEST` bytes. At most `MAX_CLIENTS` are served at once; more are closed
+//! on accept.
+//!
+//! Nor does the loop wait on a large answer: the task renders it a piece at a time
+//! (`pace.rs`).
 
 use std::cell::Cell;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -19,6 +23,8 @@ use futures_lite::FutureExt;
 use smol::{Async, Timer};
 
 use crate::uapi::{self, Request};
+
+use super::pace::{self, write_all};
 
 /// `wg` sends its request at once and reads at once: two seconds is generous.
 const DEADLINE: Duration = Duration::from_secs(2);
@@ -80,12 +86,13 @@ impl ControlSocket {
         self.listener.accept().await.map(|(stream, _)| stream)
     }
 
-    /// The task that answers `stream` with `get` (the rendered `get=1` answer), or
-    /// `None` when too many clients are already being served (the stream is closed).
+    /// The task that answers `stream` with `device` (rendered piece by piece for
+    /// `get=1`), or `None` when too many clients are already being served (the stream
+    /// is closed).
     pub fn serve(
         &self,
         stream: Async<UnixStream>,
-        get: String,
+        device: uapi::Device,
     ) -> Option<impl std::future::Future<Output = ()> + 'static> {
         if self.clients.get() >= MAX_CLIENTS {
             log::debug!("control socket: {MAX_CLIENTS} clients already; closing one more");
@@ -95,7 +102,7 @@ impl ControlSocket {
         let path = self.path.clone();
         Some(async move {
             let _guard = guard;
-            let work = answer(&stream, &get, &path);
+            let work = answer(&stream, &device, &path);
             work.or(async {
                 Timer::after(DEADLINE).await;
             })
@@ -126,13 +133,13 @@ impl Drop for ClientGuard {
     }
 }
 
-async fn answer(stream: &Async<UnixStream>, get: &str, path: &Path) {
+async fn answer(stream: &Async<UnixStream>, device: &uapi::Device, path: &Path) {
     let mut request = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
         match uapi::parse_request(&request) {
             Request::Incomplete => {}
-            Request::Get => return write_all(stream, get.as_bytes()).await,
+            Request::Get => return answer_get(stream, device).await,
             Request::Set => {
                 log::warn!(
                     "refused a change through the WireGuard control socket {} (`wg set` or \
@@ -140,7 +147,8 @@ async fn answer(stream: &Async<UnixStream>, get: &str, path: &Path) {
                      agent's peers; change the manifest instead",
                     path.display()
                 );
-                return write_all(stream, uapi::render_set_refused().as_bytes()).await;
+                let _ = write_all(stream, uapi::render_set_refused().as_bytes()).await;
+                return;
             }
             Request::Invalid => {
                 log::debug!(
@@ -158,11 +166,63 @@ async fn answer(stream: &Async<UnixStream>, get: &str, path: &Path) {
     }
 }
 
-async fn write_all(stream: &Async<UnixStream>, mut rest: &[u8]) {
-    while !rest.is_empty() {
-        match stream.write_with(|s| (&*s).write(rest)).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => rest = &rest[n..],
+/// The `get=1` answer, exactly `uapi::render_get(device)`, a piece at a time.
+async fn answer_get(stream: &Async<UnixStream>, device: &uapi::Device) {
+    let mut text = String::new();
+    uapi::render_head(device, &mut text);
+    let mut pieces = device.peers.chunks(pace::PEERS_PER_PIECE).peekable();
+    while let Some(piece) = pieces.next() {
+        for peer in piece {
+            uapi::render_peer(peer, &mut text);
+        }
+        if pieces.peek().is_none() {
+            break;
+        }
+        if write_all(stream, text.as_bytes()).await.is_err() {
+            return;
+        }
+        text.clear();
+        pace::let_the_loop_run().await;
+    }
+    uapi::render_tail(&mut text);
+    let _ = write_all(stream, text.as_bytes()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_get_answer_written_in_pieces_is_the_answer_rendered_whole() {
+        for n in [0, 3, 2 * pace::PEERS_PER_PIECE + 7] {
+            let device = uapi::Device {
+                listen_port: 51820,
+                peers: (0..n)
+                    .map(|i| uapi::Peer {
+                        public_key: [i as u8; 32],
+                        endpoint: Some(([203, 0, 113, 10], 51820).into()),
+                        rx_bytes: i as u64,
+                        allowed_ips: vec![
+                            format!("10.42.{}.{}/32", i / 250, i % 250).parse().unwrap(),
+                        ],
+                        ..uapi::Peer::default()
+                    })
+                    .collect(),
+            };
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut got = String::new();
+                (&theirs).read_to_string(&mut got).unwrap();
+                got
+            });
+            let ours = Async::new(ours).unwrap();
+            smol::block_on(answer_get(&ours, &device));
+            drop(ours);
+            assert_eq!(
+                reader.join().unwrap(),
+                uapi::render_get(&device),
+                "{n} peers"
+            );
         }
     }
 }

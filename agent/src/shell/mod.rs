@@ -12,6 +12,7 @@ mod intake;
 mod metrics_out;
 mod netlink;
 mod notify;
+mod pace;
 mod puller;
 mod relay;
 mod resolver;
@@ -23,16 +24,20 @@ use smol::LocalExecutor;
 
 use crate::config::{OperatorConfig, RunConfig};
 
-pub use relay::{Allocation as RelayAllocation, Kind as RelayKind, Probe as RelayProbe};
+pub use relay::{
+    Allocation as RelayAllocation, Hold as RelayHold, Kind as RelayKind, Leg as RelayLeg,
+    Probe as RelayProbe,
+};
 
 /// `edgewire netcheck`: one allocation per relay URL, see `relay/probe.rs`.
 pub fn probe_relays(
     relays: &[crate::manifest::RelaySpec],
     ca_file: Option<&std::path::Path>,
     deadline: std::time::Duration,
+    hold: Option<RelayHold<'_>>,
     done: &mut dyn FnMut(&RelayProbe),
 ) -> Vec<RelayProbe> {
-    relay::probe_all(relays, ca_file, deadline, done)
+    relay::probe_all(relays, ca_file, deadline, hold, done)
 }
 
 /// `edgewire open-tun`: see `tun.rs`.

@@ -1,11 +1,12 @@
 //! Answers `edgewire status` on a Unix socket in the state directory: one JSON report
 //! per connection, written by a small task so a slow reader never holds up packets.
+//! The loop hands the task the peers' facts; the task makes their entries and
+//! serialises them a piece at a time with the loop running in between (`pace.rs`).
 //!
 //! The socket is 0600 whatever the umask: `bind` creates it with the umask's mode (0777
 //! under umask 000), so it is changed right after; the 0700 state directory keeps
 //! everyone else out in between.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -14,6 +15,8 @@ use anyhow::Context;
 use smol::Async;
 
 use crate::status::{self, Report};
+
+use super::pace;
 
 pub struct StatusServer {
     listener: Async<UnixListener>,
@@ -46,18 +49,55 @@ impl StatusServer {
 }
 
 /// Writes the report and closes the connection.
-pub async fn answer(stream: Async<UnixStream>, report: Report) {
-    let Ok(text) = serde_json::to_vec(&report) else {
+/// Writes `report` (whose peers are left out) with an entry per `peers` made by
+/// `entry`, in pieces: the bytes `serde_json::to_vec` gives for the report with those
+/// entries as its peers.
+pub async fn answer<P>(
+    stream: Async<UnixStream>,
+    report: Report,
+    peers: Vec<P>,
+    entry: impl Fn(&P) -> status::PeerReport,
+) {
+    // The report without its peers, split where they go: the peers are written into
+    // the gap.
+    let Ok(outline) = serde_json::to_string(&Report {
+        peers: Vec::new(),
+        ..report
+    }) else {
         return;
     };
-    let mut rest = &text[..];
-    while !rest.is_empty() {
-        match stream.write_with(|s| (&*s).write(rest)).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => rest = &rest[n..],
+    // The last one: `drops`, after the peers, has none; text inside a JSON string
+    // cannot match (its quotes are escaped).
+    let Some(at) = outline.rfind(PEERS_GAP) else {
+        return;
+    };
+    let (head, tail) = outline.split_at(at + PEERS_GAP.len() - 1);
+    if pace::write_all(&stream, head.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut text = Vec::new();
+    for (i, piece) in peers.chunks(pace::PEERS_PER_PIECE).enumerate() {
+        if i > 0 {
+            pace::let_the_loop_run().await;
+        }
+        text.clear();
+        for (j, peer) in piece.iter().enumerate() {
+            if i + j > 0 {
+                text.push(b',');
+            }
+            if serde_json::to_writer(&mut text, &entry(peer)).is_err() {
+                return;
+            }
+        }
+        if pace::write_all(&stream, &text).await.is_err() {
+            return;
         }
     }
+    let _ = pace::write_all(&stream, tail.as_bytes()).await;
 }
+
+/// Where the peers go in the report serialised without them.
+const PEERS_GAP: &str = "\"peers\":[]";
 
 impl Drop for StatusServer {
     fn drop(&mut self) {
@@ -69,6 +109,52 @@ impl Drop for StatusServer {
 mod tests {
     use super::*;
     use crate::fsutil::TestDir;
+
+    /// What a client reads from `answer` over a real socket pair (read on a thread of
+    /// its own: the answer is larger than the socket's buffer).
+    fn read_answer(mut report: Report) -> Vec<u8> {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            std::io::Read::read_to_end(&mut &theirs, &mut got).unwrap();
+            got
+        });
+        let peers = std::mem::take(&mut report.peers);
+        smol::block_on(answer(
+            Async::new(ours).unwrap(),
+            report,
+            peers,
+            Clone::clone,
+        ));
+        reader.join().unwrap()
+    }
+
+    #[test]
+    fn the_report_written_in_pieces_is_the_report_serialised_whole() {
+        let mut report = Report {
+            interface: "ew0".into(),
+            state: "up".into(),
+            ..Report::default()
+        };
+        // An empty peer list, one piece, and three pieces with a short last one.
+        for n in [0, 3, 2 * pace::PEERS_PER_PIECE + 7] {
+            report.peers = (0..n)
+                .map(|i| status::PeerReport {
+                    name: format!("edge-{i}"),
+                    role: "edge".into(),
+                    health: "up".into(),
+                    allowed_ips: vec![format!("10.42.{}.{}/32", i / 250, i % 250)],
+                    ..status::PeerReport::default()
+                })
+                .collect();
+            let whole = serde_json::to_vec(&report).unwrap();
+            assert_eq!(
+                String::from_utf8(read_answer(report.clone())).unwrap(),
+                String::from_utf8(whole).unwrap(),
+                "{n} peers"
+            );
+        }
+    }
 
     #[test]
     fn the_socket_is_private_even_under_umask_000() {

@@ -4,8 +4,9 @@
 //! RSS per peer, idle wakeups and CPU, the CPU per forwarded ping (two real edgewire
 //! edges pinging each other through it), the CPU per handshake (16 edges starting at
 //! once), the time to apply serial+1 and the longest gap in a 10 ms ping stream through
-//! the hub meanwhile (a loop stall); then wireguard-go given the same peers with
-//! `wg setconf`: time to configure and RSS.
+//! the hub meanwhile (a loop stall), and the same while `wg show` (the control socket's
+//! `get=1`) and `edgewire status` are asked for every peer; then wireguard-go given the
+//! same peers with `wg setconf`: time to configure and RSS.
 //!
 //! `--idle-edge SECONDS` instead measures an idle edge with one hub: wakeups per thread.
 //!
@@ -98,6 +99,10 @@ struct HubFigures {
     apply_kernel: Duration,
     stall: Duration,
     max_rtt: Duration,
+    /// The same two while `wg show` is asked for, then while `status` is.
+    show_stall: [Duration; 2],
+    show_max_rtt: [Duration; 2],
+    show_bytes: usize,
     rss_end_kb: u64,
 }
 
@@ -266,15 +271,55 @@ fn hub(n: usize, pool: &[String]) -> HubFigures {
     f.stall = record
         .longest_silence()
         .map_or(Duration::ZERO, |(gap, _)| gap);
-    f.max_rtt = record
+    f.max_rtt = max_rtt(&record);
+
+    // `wg show` (get=1 on the control socket, as wg sends it), then `edgewire status`,
+    // five times each, while a 10 ms ping stream crosses the hub: each answer holds
+    // every peer, and the loop must not stall behind it.
+    let socket = PathBuf::from(format!(
+        "{}-wg/{AGENT_IFACE}.sock",
+        hub.state_dir().display()
+    ));
+    for k in 0..2 {
+        let stream = PingStream::start(edges[0].host(), dst, Duration::from_millis(10));
+        std::thread::sleep(Duration::from_secs(1));
+        for _ in 0..5 {
+            match k {
+                0 => f.show_bytes = uapi_get(&socket),
+                _ => drop(hub.status().expect("the hub's status")),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let record = stream.stop(Duration::from_millis(500));
+        f.show_stall[k] = record
+            .longest_silence()
+            .map_or(Duration::ZERO, |(gap, _)| gap);
+        f.show_max_rtt[k] = max_rtt(&record);
+    }
+    f.rss_end_kb = rss_kb(pid);
+    f
+}
+
+fn max_rtt(record: &edgewire_lab::pingstream::PingRecord) -> Duration {
+    record
         .sent
         .iter()
         .zip(&record.answered)
         .filter_map(|(s, a)| a.map(|a| a.duration_since(*s)))
         .max()
-        .unwrap_or_default();
-    f.rss_end_kb = rss_kb(pid);
-    f
+        .unwrap_or_default()
+}
+
+/// What `wg show` reads: the whole `get=1` answer; its length.
+fn uapi_get(socket: &std::path::Path) -> usize {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .unwrap_or_else(|e| panic!("{}: {e}", socket.display()));
+    stream.write_all(b"get=1\n\n").expect("asking get=1");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("reading the answer");
+    assert!(answer.ends_with(b"errno=0\n\n"), "a whole answer");
+    answer.len()
 }
 
 fn wireguard_go(n: usize, pool: &[String]) -> Option<WgGoFigures> {
@@ -545,6 +590,17 @@ fn report(rows: &[(usize, HubFigures, Option<WgGoFigures>)]) {
         println!(
             "{n}: {} pings answered, {} handshakes counted by the edges",
             f.pings, f.handshakes
+        );
+    }
+    for (n, f, _) in rows {
+        println!(
+            "{n}: while wg show ({} bytes) was asked 5 times: stall {:.0} ms, max RTT {:.0} ms; \
+             while status was: stall {:.0} ms, max RTT {:.0} ms",
+            f.show_bytes,
+            f.show_stall[0].as_secs_f64() * 1e3,
+            f.show_max_rtt[0].as_secs_f64() * 1e3,
+            f.show_stall[1].as_secs_f64() * 1e3,
+            f.show_max_rtt[1].as_secs_f64() * 1e3
         );
     }
     println!("\nwireguard-go (Debian's) given the same peers with wg setconf");

@@ -1,6 +1,8 @@
 //! The hubs, judged without an agent: one WireGuard handshake each through the core,
 //! from an ephemeral socket of netcheck's own; and on the same socket, the NAT's
 //! mapping from STUN Binding to the relays' UDP ports (`core::reflexive` classifies).
+//! The same handshake runs through each relay's allocation (`relays`): only the
+//! [`Carrier`] under the core differs.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
@@ -8,111 +10,196 @@ use std::time::{Duration, Instant};
 
 use crate::config::RunConfig;
 use crate::core::topology;
-use crate::core::{Destination, Event, NatMapping, Node};
+use crate::core::{Destination, Event, NatMapping, Node, PeerConfig};
 use crate::human::Human;
+use crate::keys::PublicKey;
 use crate::manifest::{self, Manifest, Role};
 
 use super::{Check, HANDSHAKE_DEADLINE, Outcome};
 
-/// One WireGuard handshake per hub, all at once on one ephemeral socket, through the
-/// core (the only code that speaks WireGuard), started by one ICMP echo per hub.
-pub fn check_hubs(config: &RunConfig, m: &Manifest) -> Vec<Check> {
+/// What carries the handshakes' datagrams: netcheck's own UDP socket, or a relay's
+/// allocation (`shell::RelayLeg`). The core does not know which: the handshake is the
+/// same one either way.
+pub trait Carrier {
+    fn send_to(&mut self, to: SocketAddr, datagram: &[u8]);
+    /// The next datagram, waiting until `until` at most.
+    fn recv_from(&mut self, buf: &mut [u8], until: Instant) -> Option<(usize, SocketAddr)>;
+    /// Why nothing more can come, once that is so.
+    fn broken(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Carrier for UdpSocket {
+    fn send_to(&mut self, to: SocketAddr, datagram: &[u8]) {
+        let _ = UdpSocket::send_to(self, datagram, to);
+    }
+
+    fn recv_from(&mut self, buf: &mut [u8], until: Instant) -> Option<(usize, SocketAddr)> {
+        let wait = until.saturating_duration_since(Instant::now());
+        let _ = self.set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+        UdpSocket::recv_from(self, buf).ok()
+    }
+}
+
+/// This node's hubs as the manifest names them, ready to shake hands with.
+pub struct Hubs {
+    key: crate::keys::PrivateKey,
+    /// This node's overlay address: the source of the echo requests.
+    source: IpAddr,
+    hubs: BTreeMap<PublicKey, PeerConfig>,
+}
+
+/// What one round of handshakes found.
+pub struct Shaken {
+    /// Per hub that answered, the round trip of the handshake it answered.
+    pub answered: BTreeMap<PublicKey, Duration>,
+    pub mapping: Option<NatMapping>,
+    pub reflexive: Vec<SocketAddr>,
+}
+
+impl Hubs {
+    pub fn load(config: &RunConfig, m: &Manifest) -> Result<Hubs, String> {
+        let key = crate::keys::load(&config.state_dir).map_err(|e| format!("{e:#}"))?;
+        let plan = topology::plan(m, &key.public_key()).map_err(|e| e.to_string())?;
+        let source = plan
+            .addresses
+            .first()
+            .map(|p| p.addr())
+            .ok_or("this node has no overlay address")?;
+        let resolve = |e: &str| {
+            e.to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        let hubs: BTreeMap<_, _> = plan
+            .peers
+            .iter()
+            .filter(|(_, p)| p.role == Role::Hub)
+            .map(|(k, p)| (*k, p.resolve(resolve)))
+            .collect();
+        if hubs.is_empty() {
+            return Err("the manifest lists no hub for this node".into());
+        }
+        Ok(Hubs { key, source, hubs })
+    }
+
+    /// Every hub's endpoints (the addresses a relay needs permissions for).
+    pub fn endpoints(&self) -> Vec<SocketAddr> {
+        let mut all: Vec<SocketAddr> = self
+            .hubs
+            .values()
+            .flat_map(|c| c.endpoints.iter().copied())
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&PublicKey, &PeerConfig)> {
+        self.hubs.iter()
+    }
+
+    /// One WireGuard handshake per hub, all at once over `carrier`, through the core
+    /// (the only code that speaks WireGuard), started by one ICMP echo per hub; and on
+    /// the same carrier STUN Binding to `stun`, for the NAT's mapping. Returns by
+    /// `deadline`, or as soon as every hub answered and the mapping is known.
+    pub fn shake(
+        &self,
+        carrier: &mut dyn Carrier,
+        stun: &[SocketAddr],
+        deadline: Instant,
+    ) -> Shaken {
+        let start = Instant::now();
+        let mut node = Node::new(
+            self.key.clone(),
+            rand_core::RngCore::next_u32(&mut rand_core::OsRng),
+            start,
+        );
+        node.apply(self.hubs.clone(), None, start);
+        if !stun.is_empty() {
+            node.set_host_addresses(host_addresses(stun), start);
+            node.set_stun_servers(stun.to_vec(), start);
+        }
+        for config in self.hubs.values() {
+            if let Some(to) = config.allowed_ips.first().map(|p| p.addr()) {
+                node.handle_tun(&echo_request(self.source, to), start);
+            }
+        }
+        let mut answered: BTreeMap<PublicKey, Duration> = BTreeMap::new();
+        let mut mapping = None;
+        let mut buf = vec![0u8; 65_536];
+        let stun_pending = |mapping: &Option<NatMapping>| stun.len() >= 2 && mapping.is_none();
+        while (answered.len() < self.hubs.len() || stun_pending(&mapping))
+            && Instant::now() < deadline
+            && carrier.broken().is_none()
+        {
+            while let Some(t) = node.poll_transmit() {
+                if let Destination::Udp(to) = t.destination {
+                    carrier.send_to(to, &t.payload);
+                }
+                node.recycle(t.payload);
+            }
+            let now = Instant::now();
+            let until = node
+                .poll_timeout()
+                .map(|(at, _)| at)
+                .unwrap_or(now + Duration::from_millis(100))
+                .min(deadline)
+                .max(now + Duration::from_millis(1));
+            match carrier.recv_from(&mut buf, until) {
+                Some((n, from)) => node.handle_udp(from, &buf[..n], Instant::now()),
+                None => node.handle_timeout(Instant::now()),
+            }
+            while let Some(event) = node.poll_event() {
+                if let Event::NatMapping(m) = event {
+                    mapping = Some(m);
+                }
+            }
+            let now = Instant::now();
+            for k in self.hubs.keys() {
+                let Some(peer) = node.peer(k).filter(|p| p.last_handshake(now).is_some()) else {
+                    continue;
+                };
+                // The answered initiation's own round trip: one that was lost or
+                // refused (another handshake with this key, through another path,
+                // reached the hub first with a newer timestamp) was retried 450 ms
+                // later, and that wait is not the path's.
+                answered
+                    .entry(*k)
+                    .or_insert_with(|| peer.rtt().unwrap_or(now - start));
+            }
+        }
+        Shaken {
+            answered,
+            mapping,
+            reflexive: node.reflexive_addresses(),
+        }
+    }
+}
+
+/// The hubs (as `Hubs::load` found them), each with one handshake from netcheck's own
+/// socket, and the NAT check.
+pub fn check_hubs(hubs: Result<&Hubs, &str>, m: &Manifest) -> Vec<Check> {
     let fail = |name: &str, detail: String| Check {
         name: name.into(),
         outcome: Outcome::Fail,
         detail,
         millis: 0,
     };
-    let key = match crate::keys::load(&config.state_dir) {
-        Ok(k) => k,
-        Err(e) => return vec![fail("hubs", format!("{e:#}"))],
-    };
-    let own = key.public_key();
-    let plan = match topology::plan(m, &own) {
-        Ok(p) => p,
+    let hubs = match hubs {
+        Ok(h) => h,
         Err(e) => return vec![fail("hubs", e.to_string())],
     };
-    let Some(source) = plan.addresses.first().map(|p| p.addr()) else {
-        return vec![fail("hubs", "this node has no overlay address".into())];
-    };
-    let resolve = |e: &str| {
-        e.to_socket_addrs()
-            .map(|a| a.collect::<Vec<_>>())
-            .unwrap_or_default()
-    };
-    let hubs: BTreeMap<_, _> = plan
-        .peers
-        .iter()
-        .filter(|(_, p)| p.role == Role::Hub)
-        .map(|(k, p)| (*k, p.resolve(resolve)))
-        .collect();
-    if hubs.is_empty() {
-        return vec![fail(
-            "hubs",
-            "the manifest lists no hub for this node".into(),
-        )];
-    }
-    let socket = match UdpSocket::bind(("0.0.0.0", 0)) {
+    let mut socket = match UdpSocket::bind(("0.0.0.0", 0)) {
         Ok(s) => s,
         Err(e) => return vec![fail("hubs", format!("binding a UDP socket: {e}"))],
     };
-    let start = Instant::now();
-    let mut node = Node::new(
-        key,
-        rand_core::RngCore::next_u32(&mut rand_core::OsRng),
-        start,
-    );
-    node.apply(hubs.clone(), None, start);
     // The relays' UDP ports answer STUN Binding (coturn does): two of different
     // addresses classify the NAT's mapping, from this very socket.
     let stun: Vec<SocketAddr> = stun_servers(m);
-    node.set_host_addresses(host_addresses(&stun), start);
-    node.set_stun_servers(stun.clone(), start);
-    let mut mapping = None;
-    for config in hubs.values() {
-        if let Some(to) = config.allowed_ips.first().map(|p| p.addr()) {
-            node.handle_tun(&echo_request(source, to), start);
-        }
-    }
-    let mut answered: BTreeMap<crate::keys::PublicKey, Duration> = BTreeMap::new();
-    let mut buf = vec![0u8; 65_536];
-    let stun_pending = |mapping: &Option<NatMapping>| stun.len() >= 2 && mapping.is_none();
-    while (answered.len() < hubs.len() || stun_pending(&mapping))
-        && start.elapsed() < HANDSHAKE_DEADLINE
-    {
-        while let Some(t) = node.poll_transmit() {
-            if let Destination::Udp(to) = t.destination {
-                let _ = socket.send_to(&t.payload, to);
-            }
-            node.recycle(t.payload);
-        }
-        let now = Instant::now();
-        let until = node
-            .poll_timeout()
-            .map(|(at, _)| at)
-            .unwrap_or(now + Duration::from_millis(100))
-            .min(start + HANDSHAKE_DEADLINE)
-            .max(now + Duration::from_millis(1));
-        let _ = socket.set_read_timeout(Some(until - now));
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) => node.handle_udp(from, &buf[..n], Instant::now()),
-            Err(_) => node.handle_timeout(Instant::now()),
-        }
-        while let Some(event) = node.poll_event() {
-            if let Event::NatMapping(m) = event {
-                mapping = Some(m);
-            }
-        }
-        let now = Instant::now();
-        for (k, _) in hubs.iter() {
-            if !answered.contains_key(k)
-                && node.peer(k).and_then(|p| p.last_handshake(now)).is_some()
-            {
-                answered.insert(*k, now - start);
-            }
-        }
-    }
-    let nat = nat_check(&stun, mapping, &node.reflexive_addresses());
+    let shaken = hubs.shake(&mut socket, &stun, Instant::now() + HANDSHAKE_DEADLINE);
+    let nat = nat_check(&stun, shaken.mapping, &shaken.reflexive);
     let mut checks: Vec<Check> = hubs
         .iter()
         .map(|(k, c)| {
@@ -122,7 +209,7 @@ pub fn check_hubs(config: &RunConfig, m: &Manifest) -> Vec<Check> {
                 .map(SocketAddr::to_string)
                 .collect::<Vec<_>>()
                 .join(", ");
-            match answered.get(k) {
+            match shaken.answered.get(k) {
                 Some(rtt) => Check {
                     name: format!("hub {}", c.name),
                     outcome: Outcome::Ok,

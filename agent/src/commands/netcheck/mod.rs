@@ -14,13 +14,14 @@
 //! STUN yet, so it has no answer to give, and netcheck does not compete with it.
 //!
 //! Each relay URL (UDP, TCP, TLS) gets an allocation of its own, made by the agent's
-//! relay code and freed at once, on a thread beside the hubs' handshakes so the two
-//! deadlines overlap (`relays`). The manifest server is taken step by step: DNS, TCP,
-//! TLS with the certificate's issuer and expiry, then the fetch with its HTTP status
-//! and ETag (`server`); the cached copy gives its serial and age.
-//!
-//! Not checked yet: a handshake with a hub *through* a relay, so a device whose UDP is
-//! blocked but whose relay works is still reported as unable to join.
+//! relay code, on a thread beside the hubs' handshakes so the two deadlines overlap
+//! (`relays`). Without an agent, each allocation that works then carries the same
+//! handshake with every hub before it is freed: a hub is reachable directly, through
+//! a relay, or not at all, and the device can join when one hub is reachable either
+//! way (a device behind a UDP-blocking firewall joins through a relay over TLS). The
+//! manifest server is taken step by step: DNS, TCP, TLS with the certificate's issuer
+//! and expiry, then the fetch with its HTTP status and ETag (`server`); the cached
+//! copy gives its serial and age.
 
 mod hubs;
 mod relays;
@@ -34,10 +35,10 @@ use crate::config::RunConfig;
 use crate::human::Human;
 use crate::status;
 
-pub use relays::RelayReport;
+pub use relays::{RelayReport, ViaRelay};
 
 // Deadlines, chosen so the worst case (every step timing out) stays under 10 s:
-// DNS 1 + TCP 1 + TLS 1.5 + fetch 2.5 + hubs and relays (side by side) 3 = 9 s.
+// DNS 1 + TCP 1 + TLS 1.5 + fetch 2.5 + hubs and relays (side by side) 3.5 = 9.5 s.
 const DNS_DEADLINE: Duration = Duration::from_millis(1000);
 const TCP_DEADLINE: Duration = Duration::from_millis(1000);
 const TLS_DEADLINE: Duration = Duration::from_millis(1500);
@@ -47,6 +48,11 @@ const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(3);
 /// DNS, connection, TLS and two Allocate round trips (the first is refused with 401
 /// and a nonce, as TURN does).
 const RELAY_DEADLINE: Duration = Duration::from_secs(3);
+/// The handshakes through the relays end by then, counted from the start of the
+/// allocations: an allocation made in tens of milliseconds leaves more than the direct
+/// handshake's 3 s, one made at the last moment still half a second (a relay's round
+/// trip is under 300 ms on any link a device joins over).
+const VIA_RELAY_DEADLINE: Duration = Duration::from_millis(3500);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -75,7 +81,23 @@ pub struct NetcheckReport {
     pub cached_manifest: Option<CacheReport>,
     /// One per relay URL of the manifest.
     pub relays: Vec<RelayReport>,
+    /// Per hub, how it is reached: directly, through which relays.
+    pub hubs: Vec<HubReach>,
+    /// What this version cannot check (empty now; kept for `--json` readers).
     pub not_checked: Vec<&'static str>,
+}
+
+/// One hub, directly and through each relay.
+#[derive(Debug, Serialize)]
+pub struct HubReach {
+    pub name: String,
+    /// Whether its handshake was answered directly over UDP (`null` when not tried).
+    pub direct: Option<bool>,
+    pub direct_detail: String,
+    /// Its handshake through each relay URL that allocated (or, with an agent running,
+    /// the relay the agent uses for it).
+    pub via_relays: Vec<ViaRelay>,
+    pub reachable: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -230,16 +252,32 @@ fn netcheck(config: &RunConfig) -> NetcheckReport {
         Outcome::Fail
     };
     let manifest = fetched.or(cached);
-    let mut hub_up = false;
+    // Without an agent netcheck shakes hands with the hubs itself, directly and through
+    // the relays; with one, the agent's word is taken (see the module's doc).
+    let hub_set = match (&agent, &manifest) {
+        (None, Some(m)) => Some(hubs::Hubs::load(config, m)),
+        _ => None,
+    };
+    let via_hubs = hub_set.as_ref().and_then(|h| h.as_ref().ok());
     // The relays are probed on a thread of their own while the hubs are: the two
     // deadlines overlap instead of adding up.
-    let (relay_checks, relays) = std::thread::scope(|scope| {
+    let (mut hub_checks, relay_results) = std::thread::scope(|scope| {
+        let mut checks = Vec::new();
         let relays = manifest.as_ref().filter(|m| !m.relays.is_empty()).map(|m| {
-            eprintln!(
-                "netcheck: allocating on the relays (up to {})",
-                Human(RELAY_DEADLINE)
-            );
-            scope.spawn(|| relays::check_relays(config, m, RELAY_DEADLINE))
+            let until = Instant::now() + VIA_RELAY_DEADLINE;
+            match via_hubs {
+                Some(_) => eprintln!(
+                    "netcheck: allocating on the relays (up to {}), then shaking hands \
+                     with the hubs through them (until {} from now)",
+                    Human(RELAY_DEADLINE),
+                    Human(VIA_RELAY_DEADLINE)
+                ),
+                None => eprintln!(
+                    "netcheck: allocating on the relays (up to {})",
+                    Human(RELAY_DEADLINE)
+                ),
+            }
+            scope.spawn(move || relays::check_relays(config, m, RELAY_DEADLINE, via_hubs, until))
         });
         match (&agent, &manifest) {
             (Some(r), _) => {
@@ -249,9 +287,14 @@ fn netcheck(config: &RunConfig) -> NetcheckReport {
                         "down" => Outcome::Fail,
                         _ => Outcome::Warn,
                     };
-                    hub_up |= outcome == Outcome::Ok;
+                    let relayed = match (&p.relay, &p.relay_transport) {
+                        (Some(relay), Some(t)) if p.path.as_deref() == Some("relay") => {
+                            format!(" through relay {relay} over {t}")
+                        }
+                        _ => String::new(),
+                    };
                     let detail = format!(
-                        "{} per the running agent, at {}{}",
+                        "{} per the running agent, at {}{relayed}{}",
                         p.health,
                         p.endpoint.as_deref().unwrap_or("no endpoint"),
                         p.last_handshake_secs.map_or(String::new(), |s| format!(
@@ -272,10 +315,8 @@ fn netcheck(config: &RunConfig) -> NetcheckReport {
                     "netcheck: shaking hands with the hubs (up to {})",
                     Human(HANDSHAKE_DEADLINE)
                 );
-                for check in hubs::check_hubs(config, m) {
-                    hub_up |= check.outcome == Outcome::Ok;
-                    checks.push(check);
-                }
+                let loaded = hub_set.as_ref().map(|h| h.as_ref().map_err(String::as_str));
+                checks.extend(hubs::check_hubs(loaded.unwrap_or(Err("no hubs loaded")), m));
             }
             (None, None) => checks.push(Check {
                 name: "hubs".into(),
@@ -284,10 +325,18 @@ fn netcheck(config: &RunConfig) -> NetcheckReport {
                 millis: 0,
             }),
         }
-        relays
+        let relays = relays
             .map(|t| t.join().unwrap_or_default())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        (checks, relays)
     });
+    let relays::RelayResults {
+        checks: relay_checks,
+        reports: relays,
+        via,
+    } = relay_results;
+    let reach = reach(&agent, &mut hub_checks, &via);
+    checks.extend(hub_checks);
     if manifest.is_some() && relays.is_empty() {
         checks.push(Check {
             name: "relays".into(),
@@ -302,13 +351,76 @@ fn netcheck(config: &RunConfig) -> NetcheckReport {
             .iter()
             .any(|c| c.name == "cached manifest" && c.outcome == Outcome::Ok);
     NetcheckReport {
-        can_join: tun == Outcome::Ok && cap == Outcome::Ok && have_manifest && hub_up,
+        can_join: tun == Outcome::Ok
+            && cap == Outcome::Ok
+            && have_manifest
+            && reach.iter().any(|h| h.reachable),
         checks,
         manifest_server: server_report,
         cached_manifest: cache_report,
         relays,
-        not_checked: vec!["a WireGuard handshake with a hub through a relay"],
+        hubs: reach,
+        not_checked: Vec::new(),
     }
+}
+
+/// Each hub's reach from its check lines (`hub NAME`) and its handshakes through the
+/// relays. A hub that fails directly but answers through a relay is a warning, not a
+/// failure: the agent joins through the relay.
+fn reach(
+    agent: &Option<status::Report>,
+    hub_checks: &mut [Check],
+    via: &[ViaRelay],
+) -> Vec<HubReach> {
+    let mut reach = Vec::new();
+    for check in hub_checks.iter_mut() {
+        let Some(name) = check.name.strip_prefix("hub ") else {
+            continue;
+        };
+        let mut through: Vec<ViaRelay> = via.iter().filter(|v| v.hub == name).cloned().collect();
+        let ok = check.outcome == Outcome::Ok;
+        // A running agent's word: the relay it reaches the hub through, if it does.
+        let relayed = agent
+            .as_ref()
+            .and_then(|r| r.peers.iter().find(|p| p.name == name && p.role == "hub"))
+            .filter(|p| p.path.as_deref() == Some("relay"));
+        if let Some(p) = relayed {
+            let relay = p.relay.clone().unwrap_or_default();
+            through.push(ViaRelay {
+                hub: name.to_string(),
+                relay: relay
+                    .rsplit_once(':')
+                    .map_or(relay.clone(), |(h, _)| h.into()),
+                transport: match p.relay_transport.as_deref() {
+                    Some("udp") => "udp",
+                    Some("tcp") => "tcp",
+                    Some("tls") => "tls",
+                    _ => "unknown",
+                },
+                target: relay,
+                ok,
+                rtt_ms: None,
+                error: (!ok).then(|| check.detail.clone()),
+            });
+        }
+        let direct = match (agent, relayed) {
+            (Some(_), Some(_)) => None,
+            _ => Some(ok),
+        };
+        let by_relay = through.iter().any(|v| v.ok);
+        if check.outcome == Outcome::Fail && by_relay {
+            check.outcome = Outcome::Warn;
+            check.detail += "; reachable through a relay (below), which the agent falls back to";
+        }
+        reach.push(HubReach {
+            name: name.to_string(),
+            direct,
+            direct_detail: check.detail.clone(),
+            via_relays: through,
+            reachable: ok || by_relay,
+        });
+    }
+    reach
 }
 
 fn read(path: &str) -> String {
@@ -370,7 +482,27 @@ fn table(r: &NetcheckReport) -> String {
         };
         let _ = writeln!(s, "{mark:<5} {:<width$} {}", c.name, c.detail);
     }
-    let _ = writeln!(s, "not checked yet: {}", r.not_checked.join(", "));
+    if !r.not_checked.is_empty() {
+        let _ = writeln!(s, "not checked yet: {}", r.not_checked.join(", "));
+    }
+    for h in &r.hubs {
+        let ways: Vec<String> = h
+            .direct
+            .filter(|&ok| ok)
+            .map(|_| "directly".to_string())
+            .into_iter()
+            .chain(
+                h.via_relays
+                    .iter()
+                    .filter(|v| v.ok)
+                    .map(|v| format!("via relay {} over {}", v.target, v.transport)),
+            )
+            .collect();
+        let _ = match ways.is_empty() {
+            true => writeln!(s, "hub {}: not reachable", h.name),
+            false => writeln!(s, "hub {}: reachable {}", h.name, ways.join(", ")),
+        };
+    }
     let _ = writeln!(
         s,
         "{}",
@@ -386,6 +518,65 @@ fn table(r: &NetcheckReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hub_check(outcome: Outcome) -> Check {
+        Check {
+            name: "hub hub-1".into(),
+            outcome,
+            detail: "203.0.113.10:51820: no handshake answer within 3 s".into(),
+            millis: 0,
+        }
+    }
+
+    fn via_tls(ok: bool) -> ViaRelay {
+        ViaRelay {
+            hub: "hub-1".into(),
+            relay: "203.0.113.30".into(),
+            transport: "tls",
+            target: "203.0.113.30:443".into(),
+            ok,
+            rtt_ms: ok.then_some(4.0),
+            error: (!ok).then(|| "no handshake answer".into()),
+        }
+    }
+
+    #[test]
+    fn a_hub_silent_directly_but_answering_through_a_relay_is_reachable_with_a_warning() {
+        let mut checks = vec![hub_check(Outcome::Fail)];
+        let reach = reach(&None, &mut checks, &[via_tls(true)]);
+        assert_eq!(reach.len(), 1);
+        assert_eq!(reach[0].direct, Some(false));
+        assert!(reach[0].reachable);
+        assert_eq!(checks[0].outcome, Outcome::Warn);
+        assert!(
+            checks[0]
+                .detail
+                .ends_with("reachable through a relay (below), which the agent falls back to")
+        );
+        let table = table(&NetcheckReport {
+            checks,
+            can_join: true,
+            manifest_server: None,
+            cached_manifest: None,
+            relays: Vec::new(),
+            hubs: reach,
+            not_checked: Vec::new(),
+        });
+        assert!(
+            table.contains("hub hub-1: reachable via relay 203.0.113.30:443 over tls\n"),
+            "{table}"
+        );
+        assert!(!table.contains("not checked"), "{table}");
+    }
+
+    #[test]
+    fn a_hub_silent_every_way_is_not_reachable_and_stays_a_failure() {
+        let mut checks = vec![hub_check(Outcome::Fail)];
+        let reach = reach(&None, &mut checks, &[via_tls(false)]);
+        assert!(!reach[0].reachable);
+        assert_eq!(checks[0].outcome, Outcome::Fail);
+        assert_eq!(reach[0].via_relays.len(), 1);
+    }
 
     #[test]
     fn cap_net_admin_is_bit_12_of_the_effective_set() {

@@ -267,14 +267,16 @@ impl<'a> Agent<'a> {
                 // The agent holds a sender itself: the channel never closes.
                 Wake::Relay(None) => {}
                 Wake::Status(Ok(stream)) => {
+                    let (report, peers) = self.report_parts();
                     self.ex
-                        .spawn(status_server::answer(stream, self.report()))
+                        .spawn(status_server::answer(stream, report, peers, |p| p.entry()))
                         .detach();
                 }
                 Wake::Status(Err(e)) => log::debug!("status socket: {e}"),
                 Wake::Control(Ok(stream)) => {
-                    let get = crate::uapi::render_get(&self.uapi_device());
-                    if let Some(task) = self.control.as_ref().and_then(|c| c.serve(stream, get)) {
+                    let device = self.uapi_device();
+                    if let Some(task) = self.control.as_ref().and_then(|c| c.serve(stream, device))
+                    {
                         self.ex.spawn(task).detach();
                     }
                 }

@@ -1,42 +1,95 @@
-//! The status report `edgewire status` receives.
+//! The status report `edgewire status` receives. The loop copies each peer's facts
+//! (`PeerFacts`: numbers, keys, two small copies, no text); their text is made from
+//! them apart, for a status client a piece at a time off the loop's turn
+//! (`status_server::answer`).
 
+use std::time::Duration;
+
+use crate::core::{Candidate, Health, Path};
+use crate::keys::PublicKey;
 use crate::manifest::Role;
+use crate::prefix::Prefix;
 use crate::status::{DropReport, HubReport, ManifestPoll, PeerReport, Report};
 
 use super::clock;
 use super::record::secs_since;
 
+/// One peer as the loop saw it when the report was asked for.
+pub struct PeerFacts {
+    name: String,
+    key: PublicKey,
+    role: Role,
+    path: Option<Path>,
+    health: Health,
+    last_handshake: Option<Duration>,
+    handshakes: u64,
+    rx_bytes: u64,
+    tx_bytes: u64,
+    allowed_ips: Vec<Prefix>,
+    keepalive: Option<u16>,
+    /// On a relayed path: the TURN server and its transport.
+    relay: Option<(String, &'static str)>,
+    via: Option<&'static str>,
+    candidate: Option<Candidate>,
+}
+
+impl PeerFacts {
+    /// Its entry in the report.
+    pub fn entry(&self) -> PeerReport {
+        PeerReport {
+            name: self.name.clone(),
+            public_key: self.key.to_string(),
+            role: role_name(self.role).into(),
+            endpoint: self.path.map(|path| path.endpoint().to_string()),
+            path: self.path.map(|path| path.kind().to_string()),
+            health: self.health.name().into(),
+            last_handshake_secs: self.last_handshake.map(|d| d.as_secs()),
+            handshakes: self.handshakes,
+            rx_bytes: self.rx_bytes,
+            tx_bytes: self.tx_bytes,
+            allowed_ips: self.allowed_ips.iter().map(|a| a.to_string()).collect(),
+            keepalive_secs: self.keepalive,
+            relay: self.relay.as_ref().map(|(server, _)| server.clone()),
+            relay_transport: self.relay.as_ref().map(|(_, kind)| kind.to_string()),
+            via: self.via.map(String::from),
+            candidate: self
+                .candidate
+                .map(|c| format!("{} {}", c.kind.name(), c.addr)),
+        }
+    }
+}
+
 impl super::Agent<'_> {
     pub(super) fn report(&self) -> Report {
+        let (mut report, peers) = self.report_parts();
+        report.peers = peers.iter().map(PeerFacts::entry).collect();
+        report
+    }
+
+    /// The report without its peers, and the peers' facts.
+    pub(super) fn report_parts(&self) -> (Report, Vec<PeerFacts>) {
         let now = clock::now();
         let peers = self
             .node
             .peers()
-            .map(|p| {
-                let relay = p
+            .map(|p| PeerFacts {
+                name: p.config.name.clone(),
+                key: p.key,
+                role: p.config.role,
+                path: p.path(),
+                health: p.health(),
+                last_handshake: p.last_handshake(now),
+                handshakes: p.stats.handshakes,
+                rx_bytes: p.stats.rx_bytes,
+                tx_bytes: p.stats.tx_bytes,
+                allowed_ips: p.config.allowed_ips.clone(),
+                keepalive: p.config.keepalive,
+                relay: p
                     .path()
                     .and_then(|path| path.relay())
-                    .and_then(|id| self.relay_link(id));
-                PeerReport {
-                    name: p.config.name.clone(),
-                    public_key: p.key.to_string(),
-                    role: role_name(p.config.role).into(),
-                    endpoint: p.path().map(|path| path.endpoint().to_string()),
-                    path: p.path().map(|path| path.kind().to_string()),
-                    health: p.health().name().into(),
-                    last_handshake_secs: p.last_handshake(now).map(|d| d.as_secs()),
-                    handshakes: p.stats.handshakes,
-                    rx_bytes: p.stats.rx_bytes,
-                    tx_bytes: p.stats.tx_bytes,
-                    allowed_ips: p.config.allowed_ips.iter().map(|a| a.to_string()).collect(),
-                    keepalive_secs: p.config.keepalive,
-                    relay: relay.as_ref().map(|(server, _)| server.clone()),
-                    relay_transport: relay.map(|(_, kind)| kind.to_string()),
-                    via: p.direct_via().map(String::from),
-                    candidate: p
-                        .punched_through()
-                        .map(|c| format!("{} {}", c.kind.name(), c.addr)),
-                }
+                    .and_then(|id| self.relay_link(id)),
+                via: p.direct_via(),
+                candidate: p.punched_through(),
             })
             .collect();
         let drops = self.node.drops;
@@ -48,7 +101,7 @@ impl super::Agent<'_> {
             carrying: p.is_routable(),
         });
         let r = &self.record;
-        Report {
+        let report = Report {
             version: crate::cli::version(),
             uptime_secs: r.uptime(now).as_secs(),
             started_unix: r.started_unix,
@@ -77,7 +130,7 @@ impl super::Agent<'_> {
                 last_error: r.last_error.as_ref().map(|(_, e)| e.clone()),
                 last_error_secs: secs_since(r.last_error.as_ref().map(|(t, _)| *t), now),
             },
-            peers,
+            peers: Vec::new(),
             drops: DropReport {
                 no_route: drops.no_route,
                 unknown_datagram: drops.unknown_datagram,
@@ -85,7 +138,8 @@ impl super::Agent<'_> {
                 cookie_replies: drops.cookie_replies,
                 shed_handshakes: drops.shed,
             },
-        }
+        };
+        (report, peers)
     }
 }
 

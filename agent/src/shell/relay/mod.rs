@@ -6,6 +6,7 @@
 //!
 //! Relays are allocated at start, so the relay is warm when a direct path fails.
 
+mod leg;
 mod link;
 mod probe;
 mod runner;
@@ -23,8 +24,9 @@ use crate::core::RelayId;
 
 use super::resolver::Resolver;
 
+pub use leg::Leg;
 pub use link::Kind;
-pub use probe::{Allocation, Probe, probe_all};
+pub use probe::{Allocation, Hold, Probe, probe_all};
 pub use spec::{RelaySpec, group};
 pub use tls::client_config;
 

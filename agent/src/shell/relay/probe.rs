@@ -5,6 +5,11 @@
 //!
 //! All the probes run at once on a small executor of their own, each within the same
 //! deadline, so the slowest relay costs the deadline and no more.
+//!
+//! Asked to `Hold`, a probe keeps its allocation instead of freeing it, with
+//! permissions for the given peers, and hands the caller a [`Leg`] to speak through
+//! (netcheck's handshakes with the hubs through each relay); the allocation is freed
+//! when the caller drops the leg, or at the hold's deadline.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -20,6 +25,7 @@ use crate::turn::Timings;
 
 use super::super::clock;
 use super::super::resolver::Resolver;
+use super::leg::{self, Leg};
 use super::link::Kind;
 use super::runner::{Established, establish, with_not_turn};
 use super::spec::group;
@@ -46,13 +52,26 @@ pub struct Allocation {
     pub rtt: Duration,
 }
 
+/// What to do with the allocations that succeed instead of freeing them at once.
+pub struct Hold<'a> {
+    /// The addresses to create permissions and channels for.
+    pub peers: Vec<SocketAddr>,
+    /// When a leg the caller still holds is freed anyway.
+    pub until: Instant,
+    /// Hears each leg as its allocation succeeds (on the probes' thread: it must not
+    /// block).
+    pub on_leg: &'a mut dyn FnMut(Leg),
+}
+
 /// Allocates on every transport of every relay in `relays`, all at once, each within
 /// `deadline`; `done` hears each verdict as it comes (for progress lines). The results
-/// are in the manifest's order. Blocks for at most about `deadline`.
+/// are in the manifest's order. Blocks for at most about `deadline`, or with `hold`
+/// until its legs are dropped or its deadline.
 pub fn probe_all(
     relays: &[ManifestRelay],
     ca_file: Option<&Path>,
     deadline: Duration,
+    mut hold: Option<Hold<'_>>,
     done: &mut dyn FnMut(&Probe),
 ) -> Vec<Probe> {
     let jobs: Vec<_> = group(relays)
@@ -69,8 +88,13 @@ pub fn probe_all(
     let resolver = Resolver::new();
     let ex = LocalExecutor::new();
     let (tx, rx) = smol::channel::unbounded();
+    let held = hold
+        .as_ref()
+        .filter(|h| !h.peers.is_empty())
+        .map(|h| (h.peers.clone(), h.until));
     for (index, (spec, candidate)) in jobs.iter().cloned().enumerate() {
         let (tls, resolver, tx) = (tls.clone(), resolver.clone(), tx.clone());
+        let held = held.clone();
         ex.spawn(async move {
             let start = clock::now();
             let not_turn = Cell::new(0);
@@ -86,15 +110,33 @@ pub fn probe_all(
                     None
                 })
                 .await;
-            let result = match result {
-                Some(Ok(established)) => Ok(free(established).await),
-                Some(Err(e)) => Err(e),
-                None => Err(with_not_turn(
+            let result = match (result, held) {
+                (Some(Ok(established)), Some((peers, until))) => {
+                    let allocation = Allocation {
+                        server: established.server,
+                        relayed: established.relayed,
+                        rtt: established.rtt,
+                    };
+                    let (leg, session) = leg::open(spec, candidate, established, peers);
+                    let took = clock::now() - start;
+                    let _ = tx.send((index, Ok(allocation), took, Some(leg))).await;
+                    // Served until the caller drops the leg (the session then frees
+                    // the allocation), or the hold's deadline.
+                    session
+                        .or(async {
+                            Timer::at(until).await;
+                        })
+                        .await;
+                    return;
+                }
+                (Some(Ok(established)), None) => Ok(free(established).await),
+                (Some(Err(e)), _) => Err(e),
+                (None, _) => Err(with_not_turn(
                     format!("no allocation within {}", Human(deadline)),
                     &not_turn,
                 )),
             };
-            let _ = tx.send((index, result, clock::now() - start)).await;
+            let _ = tx.send((index, result, clock::now() - start, None)).await;
         })
         .detach();
     }
@@ -113,12 +155,20 @@ pub fn probe_all(
     let mut probes: Vec<Option<Probe>> = vec![None; jobs.len()];
     // Each task ends by its deadline; the margin only guards against one that cannot
     // (a goodbye stuck in a full send buffer).
-    let until = clock::now() + deadline + Duration::from_millis(500);
+    let mut until = clock::now() + deadline + Duration::from_millis(500);
+    if let Some((_, held)) = &held {
+        // A held session ends at the hold's deadline by itself (see above); the margin
+        // is for its goodbye, and small, as it adds to netcheck's ten seconds.
+        until = until.max(*held + Duration::from_millis(100));
+    }
     smol::block_on(ex.run(async {
-        while let Some((index, result, took)) = next(&rx, until).await {
+        while let Some((index, result, took, leg)) = next(&rx, until).await {
             let p = probe(index, result, took);
             done(&p);
             probes[index] = Some(p);
+            if let (Some(leg), Some(hold)) = (leg, hold.as_mut()) {
+                (hold.on_leg)(leg);
+            }
         }
     }));
     probes

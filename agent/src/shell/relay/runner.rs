@@ -99,6 +99,35 @@ pub async fn run(
     }
 }
 
+/// Serves an allocation `establish` made for a caller other than `run` (netcheck's
+/// handshakes through a relay): the same session as the agent's, with permissions and
+/// channels for `peers` from the start, so it reports `Up` once they are ready. Ends,
+/// freeing the allocation, when the caller closes `data`; a break is reported `Down`.
+pub(super) async fn serve(
+    spec: &RelaySpec,
+    candidate: &Candidate,
+    established: Established,
+    mut peers: Vec<SocketAddr>,
+    data: &Receiver<(SocketAddr, Vec<u8>)>,
+    peers_rx: &Receiver<Vec<SocketAddr>>,
+    events: &Sender<FromRelay>,
+) {
+    let mut session = Session {
+        spec,
+        candidate,
+        events,
+        up: false,
+    };
+    let ended = session.serve(established, data, peers_rx, &mut peers).await;
+    if let Some(reason) = ended {
+        let down = FromRelay::Down {
+            id: spec.id,
+            reason,
+        };
+        let _ = events.send(down).await;
+    }
+}
+
 /// A connection with an allocation on it.
 pub(super) struct Established {
     pub(super) link: Link,
