@@ -51,8 +51,81 @@ fn path_kind(p: &PeerReport) -> &str {
     }
 }
 
+/// The whole text at once (a test, or a node with few peers).
 pub fn render(r: &Report, x: &Extra<'_>) -> String {
-    let mut m = Metrics::default();
+    let mut paced = Paced::new(r, x);
+    while !paced.step(usize::MAX) {}
+    paced.finish()
+}
+
+/// The text rendered a few peers at a time, so a hub of 10,000 peers (60,000 samples)
+/// does not hold its event loop while it is written: [`Paced::step`] renders up to a
+/// number of peers' samples and says whether it is done; the caller lets the loop run
+/// between steps. Each family's samples stay together, as the format requires.
+pub struct Paced<'a> {
+    r: &'a Report,
+    x: &'a Extra<'a>,
+    m: Metrics,
+    /// The next per-peer family (`PEER_FAMILIES.len()`: the rest), and the next peer.
+    family: usize,
+    peer: usize,
+    started: bool,
+}
+
+impl<'a> Paced<'a> {
+    pub fn new(r: &'a Report, x: &'a Extra<'a>) -> Paced<'a> {
+        Paced {
+            r,
+            x,
+            m: Metrics::default(),
+            family: 0,
+            peer: 0,
+            started: false,
+        }
+    }
+
+    /// Renders at most `peers` peers' samples (and the parts that are not per peer, once
+    /// their turn comes). True once everything is rendered.
+    pub fn step(&mut self, peers: usize) -> bool {
+        let (r, x) = (self.r, self.x);
+        if !self.started {
+            head(&mut self.m, r, x);
+            self.started = true;
+        }
+        let mut budget = peers;
+        while let Some((name, kind, help, samples)) = PEER_FAMILIES.get(self.family) {
+            if self.peer == 0 {
+                self.m.family(name, kind, help);
+            }
+            let end = r.peers.len().min(self.peer.saturating_add(budget));
+            for p in &r.peers[self.peer..end] {
+                samples(&mut self.m, p, x);
+            }
+            budget -= end - self.peer;
+            self.peer = end;
+            if self.peer < r.peers.len() {
+                return false;
+            }
+            self.family += 1;
+            self.peer = 0;
+            if budget == 0 {
+                return false;
+            }
+        }
+        if self.family == PEER_FAMILIES.len() {
+            tail(&mut self.m, r, x);
+            self.family += 1;
+        }
+        true
+    }
+
+    pub fn finish(self) -> String {
+        self.m.0
+    }
+}
+
+/// Build, process and memory.
+fn head(m: &mut Metrics, r: &Report, x: &Extra<'_>) {
     let version = r.version.split_whitespace().nth(1).unwrap_or("");
     m.family(
         "edgewire_build_info",
@@ -82,66 +155,67 @@ pub fn render(r: &Report, x: &Extra<'_>) -> String {
         );
         m.sample("process_resident_memory_bytes", &[], rss);
     }
+}
 
-    m.family(
+type PeerSamples = fn(&mut Metrics, &PeerReport, &Extra<'_>);
+
+/// The families with a sample (or several) per peer: name, type, help, samples.
+const PEER_FAMILIES: [(&str, &str, &str, PeerSamples); 6] = [
+    (
         "edgewire_peer_receive_bytes_total",
         "counter",
         "WireGuard datagram bytes received from the peer.",
-    );
-    for p in &r.peers {
-        m.sample("edgewire_peer_receive_bytes_total", &peer(p), p.rx_bytes);
-    }
-    m.family(
+        |m, p, _| m.sample("edgewire_peer_receive_bytes_total", &peer(p), p.rx_bytes),
+    ),
+    (
         "edgewire_peer_transmit_bytes_total",
         "counter",
         "WireGuard datagram bytes sent to the peer.",
-    );
-    for p in &r.peers {
-        m.sample("edgewire_peer_transmit_bytes_total", &peer(p), p.tx_bytes);
-    }
-    m.family(
+        |m, p, _| m.sample("edgewire_peer_transmit_bytes_total", &peer(p), p.tx_bytes),
+    ),
+    (
         "edgewire_peer_handshakes_total",
         "counter",
         "WireGuard handshakes completed with the peer.",
-    );
-    for p in &r.peers {
-        m.sample("edgewire_peer_handshakes_total", &peer(p), p.handshakes);
-    }
-    m.family(
+        |m, p, _| m.sample("edgewire_peer_handshakes_total", &peer(p), p.handshakes),
+    ),
+    (
         "edgewire_peer_last_handshake_timestamp_seconds",
         "gauge",
         "When the last handshake with the peer completed, since unix epoch; 0 before the first.",
-    );
-    for p in &r.peers {
-        let at = p
-            .last_handshake_secs
-            .map_or(0, |ago| x.now_unix.saturating_sub(ago));
-        m.sample(
-            "edgewire_peer_last_handshake_timestamp_seconds",
-            &peer(p),
-            at,
-        );
-    }
-    m.family(
+        |m, p, x| {
+            let at = p
+                .last_handshake_secs
+                .map_or(0, |ago| x.now_unix.saturating_sub(ago));
+            m.sample(
+                "edgewire_peer_last_handshake_timestamp_seconds",
+                &peer(p),
+                at,
+            );
+        },
+    ),
+    (
         "edgewire_peer_up",
         "gauge",
         "1 while the peer answers on its path.",
-    );
-    for p in &r.peers {
-        m.sample("edgewire_peer_up", &peer(p), u64::from(p.health == "up"));
-    }
-    m.family(
+        |m, p, _| m.sample("edgewire_peer_up", &peer(p), u64::from(p.health == "up")),
+    ),
+    (
         "edgewire_peer_path",
         "gauge",
         "1 for the kind of path the peer's datagrams take now (direct, punched, relay, hub, none).",
-    );
-    for p in &r.peers {
-        let now = path_kind(p);
-        for kind in PATHS {
-            let labels = [("peer", p.name.as_str()), ("path", kind)];
-            m.sample("edgewire_peer_path", &labels, u64::from(now == kind));
-        }
-    }
+        |m, p, _| {
+            let now = path_kind(p);
+            for kind in PATHS {
+                let labels = [("peer", p.name.as_str()), ("path", kind)];
+                m.sample("edgewire_peer_path", &labels, u64::from(now == kind));
+            }
+        },
+    ),
+];
+
+/// The overlay, NAT, relays, manifest and drops.
+fn tail(m: &mut Metrics, r: &Report, x: &Extra<'_>) {
     if let Some(hub) = &r.overlay_hub {
         m.family(
             "edgewire_overlay_carried",
@@ -267,7 +341,6 @@ pub fn render(r: &Report, x: &Extra<'_>) -> String {
         "Handshakes answered with a cookie reply because the agent was under load.",
     );
     m.sample("edgewire_cookie_replies_total", &[], d.cookie_replies);
-    m.0
 }
 
 fn peer(p: &crate::status::PeerReport) -> [(&'static str, &str); 2] {
@@ -358,6 +431,32 @@ mod tests {
             },
             ..Report::default()
         }
+    }
+
+    #[test]
+    fn rendered_a_few_peers_at_a_time_it_is_the_same_text() {
+        let mut r = report();
+        let one = r.peers[0].clone();
+        r.peers = (0..600)
+            .map(|i| PeerReport {
+                name: format!("dev-{i}"),
+                rx_bytes: i,
+                ..one.clone()
+            })
+            .collect();
+        let x = Extra::default();
+        let whole = render(&r, &x);
+        for piece in [1, 7, 256, 600, 601] {
+            let mut paced = Paced::new(&r, &x);
+            let mut steps = 1;
+            while !paced.step(piece) {
+                steps += 1;
+            }
+            assert_eq!(paced.finish(), whole, "in pieces of {piece}");
+            // Six families of 600 peers, a step per `piece` peers, at least one.
+            assert!(steps >= (6 * 600) / piece, "{steps} steps of {piece}");
+        }
+        assert_eq!(whole.matches("# TYPE edgewire_peer_up gauge").count(), 1);
     }
 
     #[test]

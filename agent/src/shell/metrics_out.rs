@@ -2,10 +2,11 @@
 //! same directory, then rename, so node_exporter's textfile collector never reads half
 //! a file), and an optional plain HTTP endpoint.
 //!
-//! The file write is a few KiB to a local directory without fsync (a lost update on
-//! power loss is rewritten at the next tick), so it is done on the loop. The HTTP side
-//! is like the control socket: the text is rendered at accept, a small task per client
-//! delivers it with a deadline and a request cap, and at most `MAX_CLIENTS` at once.
+//! The text is rendered in a task, a few peers at a time (a 10,000-peer hub's is 60,000
+//! samples), from facts the loop copied; the file write is to a local directory without
+//! fsync (a lost update on power loss is rewritten at the next tick). The HTTP side is
+//! like the control socket: a small task per client renders and delivers the text with
+//! a deadline and a request cap, and at most `MAX_CLIENTS` at once.
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
@@ -29,7 +30,9 @@ pub struct MetricsOut {
     listener: Option<Async<TcpListener>>,
     clients: Rc<Cell<usize>>,
     /// The last write failed: said once, not every tick.
-    failing: bool,
+    failing: Rc<Cell<bool>>,
+    /// A write is under way: a tick that comes meanwhile is skipped.
+    writing: Rc<Cell<bool>>,
 }
 
 impl MetricsOut {
@@ -57,7 +60,8 @@ impl MetricsOut {
             interval,
             listener,
             clients: Rc::new(Cell::new(0)),
-            failing: false,
+            failing: Rc::new(Cell::new(false)),
+            writing: Rc::new(Cell::new(false)),
         }))
     }
 
@@ -65,24 +69,37 @@ impl MetricsOut {
         self.file.is_some()
     }
 
-    pub fn write_file(&mut self, text: &str) {
-        let Some(path) = &self.file else { return };
-        match write_replacing(path, text.as_bytes()) {
-            Ok(()) if self.failing => {
-                log::info!("writing metrics to {} works again", path.display());
-                self.failing = false;
-            }
-            Ok(()) => {}
-            Err(e) if !self.failing => {
-                log::warn!(
-                    "cannot write metrics to {}: {e}; check that its directory exists and \
-                     is writable by the agent",
-                    path.display()
-                );
-                self.failing = true;
-            }
-            Err(_) => {}
+    /// The task that writes the file with the text `render` makes, or `None` when there
+    /// is no file or the last write is still under way.
+    pub fn write_file(
+        &self,
+        render: impl std::future::Future<Output = String> + 'static,
+    ) -> Option<impl std::future::Future<Output = ()> + 'static> {
+        let path = self.file.clone()?;
+        if self.writing.replace(true) {
+            return None;
         }
+        let (failing, writing) = (self.failing.clone(), self.writing.clone());
+        Some(async move {
+            let text = render.await;
+            match write_replacing(&path, text.as_bytes()) {
+                Ok(()) if failing.get() => {
+                    log::info!("writing metrics to {} works again", path.display());
+                    failing.set(false);
+                }
+                Ok(()) => {}
+                Err(e) if !failing.get() => {
+                    log::warn!(
+                        "cannot write metrics to {}: {e}; check that its directory exists \
+                         and is writable by the agent",
+                        path.display()
+                    );
+                    failing.set(true);
+                }
+                Err(_) => {}
+            }
+            writing.set(false);
+        })
     }
 
     pub async fn accept(&self) -> io::Result<Async<TcpStream>> {
@@ -92,11 +109,12 @@ impl MetricsOut {
         }
     }
 
-    /// The task that answers one scrape with `body`, or `None` when enough are served.
+    /// The task that answers one scrape with the text `render` makes, or `None` when
+    /// enough are served.
     pub fn serve(
         &self,
         stream: Async<TcpStream>,
-        body: String,
+        render: impl std::future::Future<Output = String> + 'static,
     ) -> Option<impl std::future::Future<Output = ()> + 'static> {
         if self.clients.get() >= MAX_CLIENTS {
             return None;
@@ -104,7 +122,7 @@ impl MetricsOut {
         self.clients.set(self.clients.get() + 1);
         let clients = self.clients.clone();
         Some(async move {
-            answer(&stream, &body)
+            async { answer(&stream, &render.await).await }
                 .or(async {
                     Timer::after(DEADLINE).await;
                 })

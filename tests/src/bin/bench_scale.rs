@@ -99,10 +99,11 @@ struct HubFigures {
     apply_kernel: Duration,
     stall: Duration,
     max_rtt: Duration,
-    /// The same two while `wg show` is asked for, then while `status` is.
-    show_stall: [Duration; 2],
-    show_max_rtt: [Duration; 2],
+    /// The same two while `wg show` is asked for, then `status`, then a metrics scrape.
+    show_stall: [Duration; 3],
+    show_max_rtt: [Duration; 3],
     show_bytes: usize,
+    metrics_bytes: usize,
     rss_end_kb: u64,
 }
 
@@ -180,7 +181,17 @@ fn hub(n: usize, pool: &[String]) -> HubFigures {
 
     // Start: until the interface carries its address (the last step of the first apply).
     let started = Instant::now();
-    hub.start(&url, &key.public);
+    hub.start_args(
+        &[],
+        &[
+            "--manifest-url",
+            &url,
+            "--manifest-pubkey",
+            &key.public,
+            "--metrics-listen",
+            METRICS_LISTEN,
+        ],
+    );
     let line = wait_line(&hub, T, |l| {
         l.contains("ew0: address") || l.contains("ew0: added address")
     });
@@ -280,13 +291,14 @@ fn hub(n: usize, pool: &[String]) -> HubFigures {
         "{}-wg/{AGENT_IFACE}.sock",
         hub.state_dir().display()
     ));
-    for k in 0..2 {
+    for k in 0..3 {
         let stream = PingStream::start(edges[0].host(), dst, Duration::from_millis(10));
         std::thread::sleep(Duration::from_secs(1));
         for _ in 0..5 {
             match k {
                 0 => f.show_bytes = uapi_get(&socket),
-                _ => drop(hub.status().expect("the hub's status")),
+                1 => drop(hub.status().expect("the hub's status")),
+                _ => f.metrics_bytes = scrape(hub.host()),
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -308,6 +320,17 @@ fn max_rtt(record: &edgewire_lab::pingstream::PingRecord) -> Duration {
         .filter_map(|(s, a)| a.map(|a| a.duration_since(*s)))
         .max()
         .unwrap_or_default()
+}
+
+/// Where the hub serves its metrics, inside its namespace.
+const METRICS_LISTEN: &str = "127.0.0.1:9586";
+
+/// One scrape of the hub's metrics (curl inside its namespace); the text's length.
+fn scrape(host: &Host) -> usize {
+    let url = format!("http://{METRICS_LISTEN}/metrics");
+    let text = host.run(&["curl", "-sS", "--max-time", "10", &url]);
+    assert!(text.contains("edgewire_peer_up"), "a whole scrape");
+    text.len()
 }
 
 /// What `wg show` reads: the whole `get=1` answer; its length.
@@ -595,12 +618,16 @@ fn report(rows: &[(usize, HubFigures, Option<WgGoFigures>)]) {
     for (n, f, _) in rows {
         println!(
             "{n}: while wg show ({} bytes) was asked 5 times: stall {:.0} ms, max RTT {:.0} ms; \
-             while status was: stall {:.0} ms, max RTT {:.0} ms",
+             while status was: stall {:.0} ms, max RTT {:.0} ms; while metrics ({} bytes) \
+             were scraped: stall {:.0} ms, max RTT {:.0} ms",
             f.show_bytes,
             f.show_stall[0].as_secs_f64() * 1e3,
             f.show_max_rtt[0].as_secs_f64() * 1e3,
             f.show_stall[1].as_secs_f64() * 1e3,
-            f.show_max_rtt[1].as_secs_f64() * 1e3
+            f.show_max_rtt[1].as_secs_f64() * 1e3,
+            f.metrics_bytes,
+            f.show_stall[2].as_secs_f64() * 1e3,
+            f.show_max_rtt[2].as_secs_f64() * 1e3
         );
     }
     println!("\nwireguard-go (Debian's) given the same peers with wg setconf");

@@ -282,14 +282,15 @@ impl<'a> Agent<'a> {
                 }
                 Wake::Control(Err(e)) => log::debug!("control socket: {e}"),
                 Wake::MetricsTick => {
-                    let text = self.metrics_text();
-                    if let Some(m) = self.metrics.as_mut() {
-                        m.write_file(&text);
+                    let render = self.metrics_facts().render();
+                    if let Some(task) = self.metrics.as_ref().and_then(|m| m.write_file(render)) {
+                        self.ex.spawn(task).detach();
                     }
                 }
                 Wake::MetricsScrape(Ok(stream)) => {
-                    let text = self.metrics_text();
-                    if let Some(task) = self.metrics.as_ref().and_then(|m| m.serve(stream, text)) {
+                    let render = self.metrics_facts().render();
+                    if let Some(task) = self.metrics.as_ref().and_then(|m| m.serve(stream, render))
+                    {
                         self.ex.spawn(task).detach();
                     }
                 }

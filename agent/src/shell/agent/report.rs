@@ -60,12 +60,6 @@ impl PeerFacts {
 }
 
 impl super::Agent<'_> {
-    pub(super) fn report(&self) -> Report {
-        let (mut report, peers) = self.report_parts();
-        report.peers = peers.iter().map(PeerFacts::entry).collect();
-        report
-    }
-
     /// The report without its peers, and the peers' facts.
     pub(super) fn report_parts(&self) -> (Report, Vec<PeerFacts>) {
         let now = clock::now();
