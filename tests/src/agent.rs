@@ -6,11 +6,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::host::Host;
+use crate::host::{ExecOutput, Host};
 use crate::proc::Proc;
 use crate::wait::{poll_until, wait_for};
 
@@ -408,4 +408,17 @@ pub fn wait_status_answers(agent: &Agent, timeout: Duration) -> Status {
         timeout,
         || agent.status().ok(),
     )
+}
+
+/// `edgewire netcheck` on `host` with `state_dir` and `args` (the manifest flags and any
+/// others), as a device's operator runs it: what it printed, and how long it took.
+pub fn run_netcheck(host: &Host, state_dir: &Path, args: &[&str]) -> (ExecOutput, Duration) {
+    let bin = edgewire_bin().to_string_lossy().into_owned();
+    let state_dir = state_dir.to_string_lossy().into_owned();
+    let mut argv = vec![bin.as_str(), "netcheck", "--config", "/dev/null"];
+    argv.extend(["--state-dir", &state_dir]);
+    argv.extend_from_slice(args);
+    let start = Instant::now();
+    let out = host.exec(&argv);
+    (out, start.elapsed())
 }

@@ -12,7 +12,7 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use edgewire_lab::manifest_server::ManifestServer;
 use edgewire_lab::relaylab::{HUB_ADDR, Hub, HubKind, RelayWorld, RelayWorldConfig, TURN_ADDRS};
@@ -81,27 +81,21 @@ fn netcheck_reports_each_relay_transport_and_the_manifest_servers_certificate_an
         + &fs::read_to_string(&server.ca().ca_cert).unwrap();
     fs::write(&cas, bundle).unwrap();
 
-    let bin = edgewire_bin().to_string_lossy().into_owned();
-    let state_dir = world.dev.state_dir().to_string_lossy().into_owned();
     let url = server.https_url("manifest");
     let ca = cas.to_string_lossy().into_owned();
-    let start = Instant::now();
-    let out = world.dev_host.exec(&[
-        &bin,
-        "netcheck",
-        "--config",
-        "/dev/null",
-        "--state-dir",
-        &state_dir,
-        "--manifest-url",
-        &url,
-        "--manifest-pubkey",
-        &world.key.public,
-        "--ca-file",
-        &ca,
-        "--json",
-    ]);
-    let took = start.elapsed();
+    let (out, took) = run_netcheck(
+        &world.dev_host,
+        world.dev.state_dir(),
+        &[
+            "--manifest-url",
+            &url,
+            "--manifest-pubkey",
+            &world.key.public,
+            "--ca-file",
+            &ca,
+            "--json",
+        ],
+    );
     let report: Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}{}", out.stdout, out.stderr));
     assert!(took < Duration::from_secs(10), "netcheck took {took:?}");
@@ -195,27 +189,21 @@ fn netcheck_reports_each_relay_transport_and_the_manifest_servers_certificate_an
 /// `edgewire netcheck --json` on dev-a with the relay world's manifest file; its exit
 /// status, report and progress lines. Asserts the ten-second budget.
 fn netcheck_on_dev(world: &RelayWorld) -> (bool, Value, String) {
-    let bin = edgewire_bin().to_string_lossy().into_owned();
-    let state_dir = world.dev.state_dir().to_string_lossy().into_owned();
     let manifest = world.manifest.to_string_lossy().into_owned();
     let ca = world.ca_file.to_string_lossy().into_owned();
-    let start = Instant::now();
-    let out = world.dev_host.exec(&[
-        &bin,
-        "netcheck",
-        "--config",
-        "/dev/null",
-        "--state-dir",
-        &state_dir,
-        "--manifest-url",
-        &manifest,
-        "--manifest-pubkey",
-        &world.key.public,
-        "--ca-file",
-        &ca,
-        "--json",
-    ]);
-    let took = start.elapsed();
+    let (out, took) = run_netcheck(
+        &world.dev_host,
+        world.dev.state_dir(),
+        &[
+            "--manifest-url",
+            &manifest,
+            "--manifest-pubkey",
+            &world.key.public,
+            "--ca-file",
+            &ca,
+            "--json",
+        ],
+    );
     assert!(took < Duration::from_secs(10), "netcheck took {took:?}");
     let report: Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}{}", out.stdout, out.stderr));

@@ -404,21 +404,12 @@ fn netcheck(w: &World, json: bool) -> (bool, String) {
 }
 
 fn netcheck_with(w: &World, args: &[&str], json: bool) -> (bool, String) {
-    let bin = edgewire_bin().to_string_lossy().into_owned();
-    let state_dir = w.dev_a.state_dir().to_string_lossy().into_owned();
-    let mut argv = vec![bin.as_str(), "netcheck", "--config", "/dev/null"];
-    argv.extend(["--state-dir", &state_dir]);
-    argv.extend_from_slice(args);
+    let mut argv = args.to_vec();
     if json {
         argv.push("--json");
     }
-    let start = std::time::Instant::now();
-    let out = w.a_host.exec(&argv);
-    assert!(
-        start.elapsed() < Duration::from_secs(10),
-        "netcheck took {:?}",
-        start.elapsed()
-    );
+    let (out, took) = run_netcheck(&w.a_host, w.dev_a.state_dir(), &argv);
+    assert!(took < Duration::from_secs(10), "netcheck took {took:?}");
     let ok = out.success();
     let text = if out.stdout.is_empty() {
         out.stderr
@@ -584,22 +575,18 @@ fn netcheck_behind(name: &str, kind: NatKind) -> serde_json::Value {
         .relay("turn:203.0.113.20:3478?transport=udp", "u", "p")
         .relay("turn:203.0.113.21:3478?transport=udp", "u", "p")
         .build(&key, lab.dir(), "manifest");
-    let bin = edgewire_bin().to_string_lossy().into_owned();
-    let state_dir = dev_a.state_dir().to_string_lossy().into_owned();
     let manifest = manifest.to_string_lossy().into_owned();
-    let out = a_host.exec(&[
-        &bin,
-        "netcheck",
-        "--config",
-        "/dev/null",
-        "--state-dir",
-        &state_dir,
-        "--manifest-url",
-        &manifest,
-        "--manifest-pubkey",
-        &key.public,
-        "--json",
-    ]);
+    let (out, _) = run_netcheck(
+        &a_host,
+        dev_a.state_dir(),
+        &[
+            "--manifest-url",
+            &manifest,
+            "--manifest-pubkey",
+            &key.public,
+            "--json",
+        ],
+    );
     let report: serde_json::Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}{}", out.stdout, out.stderr));
     assert!(out.success(), "the hub answers: {report:#}");
