@@ -2,6 +2,7 @@
 //! request or a signal; hand what came in to the core; send what the core produced.
 
 mod apply;
+mod chores;
 mod control;
 mod metrics;
 mod record;
@@ -27,7 +28,7 @@ use crate::keys::PrivateKey;
 use crate::status::ManifestInfo;
 
 use super::clock;
-use super::clockfloor::{self, ClockFloor};
+use super::clockfloor::ClockFloor;
 use super::control_socket::ControlSocket;
 use super::intake::Intake;
 use super::metrics_out::MetricsOut;
@@ -39,6 +40,7 @@ use super::resolver::Resolver;
 use super::status_server::{self, StatusServer};
 use super::tun;
 use super::udp::Udp;
+use chores::Chores;
 
 /// Packets read per wakeup before the transmits are flushed: bounds the work done per
 /// turn of the loop and the buffers in flight.
@@ -99,9 +101,8 @@ pub struct Agent<'a> {
     next_watchdog: Option<Instant>,
     ready: bool,
     wall_clock: clock::WallClockWatch,
-    /// Where the time is saved, for the handshake timestamps after a reboot.
-    clock_floor: ClockFloor,
-    next_clock_save: Instant,
+    /// Saving the time, counting the peers that do not answer.
+    chores: Chores,
     /// Start time and manifest polls, for the operator (`status`, metrics).
     record: record::Record,
 }
@@ -151,7 +152,6 @@ impl<'a> Agent<'a> {
             .context("starting the manifest thread")?;
         // Before the first session is made: its handshakes are stamped from this floor.
         let clock_floor = ClockFloor::restore(&config.state_dir);
-        clock_floor.save();
         let (relay_tx, relay_rx) = relay::events();
         let notify = Notifier::from_env();
         let now = clock::now();
@@ -182,8 +182,7 @@ impl<'a> Agent<'a> {
             notify,
             ready: false,
             wall_clock: clock::WallClockWatch::new(),
-            clock_floor,
-            next_clock_save: now + clockfloor::SAVE_EVERY,
+            chores: Chores::start(clock_floor, now),
             record: record::Record::new(now, clock::unix_now()),
         })
     }
@@ -314,7 +313,7 @@ impl<'a> Agent<'a> {
 
     fn next_deadline(&self) -> Option<Instant> {
         let node = self.node.poll_timeout().map(|(t, _)| t);
-        [node, self.next_watchdog, Some(self.next_clock_save)]
+        [node, self.next_watchdog, Some(self.chores.next_due())]
             .into_iter()
             .flatten()
             .min()
@@ -366,10 +365,7 @@ impl<'a> Agent<'a> {
             self.notify.watchdog();
             self.next_watchdog = self.notify.watchdog_interval().map(|i| due.max(now) + i);
         }
-        if now >= self.next_clock_save {
-            self.clock_floor.save();
-            self.next_clock_save = now + clockfloor::SAVE_EVERY;
-        }
+        self.chores.run(&self.node, now);
     }
 
     /// A poll of the manifest URL finished.
