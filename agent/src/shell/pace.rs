@@ -33,3 +33,15 @@ pub async fn write_all(stream: &Async<UnixStream>, mut rest: &[u8]) -> io::Resul
     }
     Ok(())
 }
+
+/// Hands memory freed by a large answer back to the system. glibc's malloc keeps it: once
+/// a big block is freed its mmap threshold grows, the next big blocks come from the heap,
+/// and a 10,000-peer hub that answered `wg show`, `status` and a metrics scrape held
+/// 25 MB more for good (29.7 -> 54.7 MB in bench-scale). musl returns it by itself.
+pub fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers; it only walks the allocator's free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

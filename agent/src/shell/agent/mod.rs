@@ -34,6 +34,7 @@ use super::intake::Intake;
 use super::metrics_out::MetricsOut;
 use super::netlink::Netlink;
 use super::notify::Notifier;
+use super::pace;
 use super::puller::{self, Accepted, Polled, Puller};
 use super::relay::{self, FromRelay, Relay};
 use super::resolver::Resolver;
@@ -267,30 +268,33 @@ impl<'a> Agent<'a> {
                 Wake::Relay(None) => {}
                 Wake::Status(Ok(stream)) => {
                     let (report, peers) = self.report_parts();
-                    self.ex
-                        .spawn(status_server::answer(stream, report, peers, |p| p.entry()))
-                        .detach();
+                    let n = peers.len();
+                    self.spawn_answer(
+                        status_server::answer(stream, report, peers, |p| p.entry()),
+                        n,
+                    );
                 }
                 Wake::Status(Err(e)) => log::debug!("status socket: {e}"),
                 Wake::Control(Ok(stream)) => {
                     let device = self.uapi_device();
+                    let n = device.peers.len();
                     if let Some(task) = self.control.as_ref().and_then(|c| c.serve(stream, device))
                     {
-                        self.ex.spawn(task).detach();
+                        self.spawn_answer(task, n);
                     }
                 }
                 Wake::Control(Err(e)) => log::debug!("control socket: {e}"),
                 Wake::MetricsTick => {
                     let render = self.metrics_facts().render();
                     if let Some(task) = self.metrics.as_ref().and_then(|m| m.write_file(render)) {
-                        self.ex.spawn(task).detach();
+                        self.spawn_answer(task, self.node.peers().count());
                     }
                 }
                 Wake::MetricsScrape(Ok(stream)) => {
                     let render = self.metrics_facts().render();
                     if let Some(task) = self.metrics.as_ref().and_then(|m| m.serve(stream, render))
                     {
-                        self.ex.spawn(task).detach();
+                        self.spawn_answer(task, self.node.peers().count());
                     }
                 }
                 Wake::MetricsScrape(Err(e)) => log::debug!("metrics listener: {e}"),
@@ -309,6 +313,20 @@ impl<'a> Agent<'a> {
             }
             self.flush().await;
         }
+    }
+
+    /// Runs a task that answers about `peers` peers; once it is done with a large
+    /// answer, the memory it freed goes back to the system.
+    fn spawn_answer(&self, task: impl std::future::Future<Output = ()> + 'static, peers: usize) {
+        let large = peers > pace::PEERS_PER_PIECE;
+        self.ex
+            .spawn(async move {
+                task.await;
+                if large {
+                    pace::give_back_memory();
+                }
+            })
+            .detach();
     }
 
     fn next_deadline(&self) -> Option<Instant> {
