@@ -258,6 +258,7 @@ pub fn render(r: &Report, x: &Extra<'_>) -> String {
         ("unknown_datagram", d.unknown_datagram),
         ("refused", d.refused),
         ("handshake_flood", d.shed_handshakes),
+        ("bad_batch", d.bad_batch),
     ] {
         m.sample("edgewire_dropped_packets_total", &[("reason", reason)], n);
     }
