@@ -48,14 +48,19 @@ pub struct TunBatch {
     /// Whether the device carries virtio-net headers (offload is on).
     offload: bool,
     frame: Vec<u8>,
+    /// Split packets; grown to what the largest super-packet needed (at most
+    /// `SEGMENTS`), so an idle agent holds one.
     segments: Vec<Vec<u8>>,
+    segment: usize,
     sizes: Vec<usize>,
     /// Segments of the last read.
     count: usize,
     /// Decrypted packets waiting for `write`, each behind room for the virtio header.
     out: Vec<Vec<u8>>,
     out_used: usize,
-    gro: GROTable,
+    /// Made on the first write of more than one packet: its flow tables hold about 1 MB,
+    /// which an idle agent (keepalives, pings) has no use for.
+    gro: Option<GROTable>,
     /// Frames dropped because they could not be split, since the agent began.
     pub bad_frames: u64,
 }
@@ -63,18 +68,20 @@ pub struct TunBatch {
 impl TunBatch {
     pub fn new(offload: bool, mtu: u16) -> TunBatch {
         let segment = usize::from(mtu).max(1280);
-        let (frame, segments) = if offload { (FRAME, SEGMENTS) } else { (0, 1) };
+        // Without offload a packet is read straight into the one segment buffer, so it
+        // must hold whatever the device could hand over.
+        let segment = if offload { segment } else { 65_535 };
         TunBatch {
             offload,
-            frame: vec![0; frame],
-            // Without offload a packet is read straight into the one segment buffer, so
-            // it must hold whatever the device could hand over.
-            segments: vec![vec![0; if offload { segment } else { 65_535 }]; segments],
-            sizes: vec![0; segments],
+            // Zeroed pages cost nothing until written: only what the largest frame used.
+            frame: vec![0; if offload { FRAME } else { 0 }],
+            segments: vec![vec![0; segment]],
+            segment,
+            sizes: vec![0; SEGMENTS],
             count: 0,
             out: Vec::new(),
             out_used: 0,
-            gro: GROTable::default(),
+            gro: None,
             bad_frames: 0,
         }
     }
@@ -93,6 +100,10 @@ impl TunBatch {
             return Ok(1);
         }
         let len = dev.try_recv(&mut self.frame)?;
+        let want = segments_needed(&self.frame[..len]).min(SEGMENTS);
+        while self.segments.len() < want {
+            self.segments.push(vec![0; self.segment]);
+        }
         match split_frame(&mut self.frame[..len], &mut self.segments, &mut self.sizes) {
             Ok(n) => self.count = n,
             Err(why) => {
@@ -132,10 +143,23 @@ impl TunBatch {
             return Ok(());
         }
         let used = std::mem::take(&mut self.out_used);
-        let result = dev
-            .send_multiple(&mut self.gro, &mut self.out[..used], VIRTIO_NET_HDR_LEN)
-            .await
-            .map(drop);
+        let result = if self.offload && used > 1 {
+            let gro = self.gro.get_or_insert_with(GROTable::default);
+            (dev.send_multiple(gro, &mut self.out[..used], VIRTIO_NET_HDR_LEN)
+                .await)
+                .map(drop)
+        } else {
+            // One packet (or no offload): written as it is, behind an all-zero header
+            // (no GSO, checksum complete) when the device expects one.
+            let skip = if self.offload { 0 } else { VIRTIO_NET_HDR_LEN };
+            let mut result = Ok(());
+            for buf in &self.out[..used] {
+                if let Err(e) = dev.send(&buf[skip..]).await {
+                    result = Err(e);
+                }
+            }
+            result
+        };
         // A coalesced buffer grew to hold its flight; let it go back to a packet's size
         // once it is much larger, so memory follows the traffic.
         for buf in &mut self.out[..used] {
@@ -146,6 +170,18 @@ impl TunBatch {
         }
         result
     }
+}
+
+/// How many packets a frame read from an offloading TUN will split into, from its
+/// header alone (1 when it cannot tell; `split_frame` judges the rest).
+fn segments_needed(frame: &[u8]) -> usize {
+    let Ok(hdr) = VirtioNetHdr::decode(frame) else {
+        return 1;
+    };
+    if hdr.gso_type == VIRTIO_NET_HDR_GSO_NONE || hdr.gso_size == 0 {
+        return 1;
+    }
+    frame.len().div_ceil(usize::from(hdr.gso_size)).max(1)
 }
 
 /// Splits one frame read from an offloading TUN (virtio-net header, then an IP packet,
