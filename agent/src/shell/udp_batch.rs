@@ -144,7 +144,7 @@ impl RecvBatch {
                 fd,
                 self.msgs.as_mut_ptr(),
                 slots as _,
-                libc::MSG_DONTWAIT,
+                libc::MSG_DONTWAIT as _,
                 std::ptr::null_mut(),
             )
         };
@@ -359,7 +359,7 @@ impl SendBatch {
                 fd,
                 self.msgs.as_mut_ptr(),
                 messages as _,
-                libc::MSG_DONTWAIT,
+                libc::MSG_DONTWAIT as _,
             )
         };
         if sent < 0 {
