@@ -277,14 +277,19 @@ impl SendBatch {
 
     /// Errors that mean "this kernel or device cannot do this level", not "this
     /// datagram": EIO is what UDP GSO gives where the egress device lacks checksum
-    /// offload; ENOSYS a kernel without sendmmsg.
+    /// offload; ENOSYS a kernel without sendmmsg. A GSO refusal counts only when the
+    /// message that failed (the first: sendmmsg reports an error only for it) carried
+    /// segments; a lone datagram's EINVAL says something about that datagram.
     fn refused(&self, e: &io::Error) -> bool {
         let code = e.raw_os_error();
         match self.level {
-            Level::Gso => matches!(
-                code,
-                Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
-            ),
+            Level::Gso => {
+                self.counts.first().is_some_and(|&n| n > 1)
+                    && matches!(
+                        code,
+                        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+                    )
+            }
             Level::Mmsg => code == Some(libc::ENOSYS),
             Level::Single => false,
         }

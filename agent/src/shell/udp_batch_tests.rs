@@ -160,3 +160,29 @@ fn the_kernel_knows_udp_gso() {
     let (tx, _) = pair();
     assert!(kernel_has_gso(tx.as_raw_fd()));
 }
+
+#[test]
+fn a_kernel_that_refuses_gso_gets_the_train_by_sendmmsg_and_keeps_that_level() {
+    let (tx, rx) = pair();
+    // SO_NO_CHECK makes Linux answer every UDP_SEGMENT send with EINVAL (udp_send_skb)
+    // while plain sends pass: a kernel refusing GSO, on loopback.
+    assert!(setsockopt_int(
+        tx.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_NO_CHECK,
+        1
+    ));
+    let datagrams = train(rx.local_addr().unwrap());
+    let mut sender = SendBatch::new(Level::Gso);
+    let mut sent = 0;
+    while sent < datagrams.len() {
+        sent += sender
+            .send(tx.as_raw_fd(), false, &datagrams[sent..])
+            .unwrap();
+    }
+    assert_eq!(sender.level(), Level::Mmsg);
+    let mut batch = RecvBatch::new(8, 2048);
+    let got = drain(&rx, &mut batch, datagrams.len());
+    assert_eq!(got.len(), datagrams.len());
+    assert!(got.iter().zip(&datagrams).all(|((_, g), (_, d))| g == d));
+}
