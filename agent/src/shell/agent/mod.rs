@@ -50,6 +50,11 @@ const BATCH: usize = 64;
 const PACKET_BUDGET: usize = 128;
 /// Datagrams queued for one batched send.
 const SEND_BATCH: usize = 128;
+/// Turns of the data path (read both, flush) taken after a packet wake-up before going
+/// back to the full wait: under load the next packets are already there, and the full
+/// wait costs more than the packets (every waiter polled, the listeners and signal pipes
+/// each tried with a system call). Bounded so timers and the control sockets still run.
+const BUSY_TURNS: usize = 8;
 /// Large enough for any datagram or packet; boringtun must never see a short buffer.
 const RECV_BUFFER: usize = 65_536;
 
@@ -275,8 +280,14 @@ impl<'a> Agent<'a> {
             })
             .await;
             match wake {
-                Wake::Tun => self.read_tun(),
-                Wake::Udp => self.read_udp(&mut udp_buf),
+                Wake::Tun => {
+                    let moved = self.read_tun();
+                    self.busy_turns(moved, &mut udp_buf).await;
+                }
+                Wake::Udp => {
+                    let moved = self.read_udp(&mut udp_buf);
+                    self.busy_turns(moved, &mut udp_buf).await;
+                }
                 Wake::Timer => self.on_timer(),
                 Wake::Pulled(Some(polled)) => self.on_pulled(*polled).await,
                 Wake::Pulled(None) => anyhow::bail!("the manifest thread stopped"),
@@ -336,7 +347,22 @@ impl<'a> Agent<'a> {
             .min()
     }
 
-    fn read_tun(&mut self) {
+    /// After a packet wake-up that moved `moved` packets: flush, and while packets keep
+    /// coming and no timer is due, read both sides again (at most `BUSY_TURNS` times).
+    async fn busy_turns(&mut self, mut moved: usize, udp_buf: &mut [u8]) {
+        for _ in 0..BUSY_TURNS {
+            let timer_due = (self.next_deadline()).is_some_and(|t| t <= clock::now());
+            if moved == 0 || timer_due {
+                return;
+            }
+            self.flush().await;
+            moved = self.read_tun() + self.read_udp(udp_buf);
+        }
+    }
+
+    /// Reads from the TUN device until it is empty or the budget is spent; the number
+    /// of packets handed to the core.
+    fn read_tun(&mut self) -> usize {
         let now = clock::now();
         let mut packets = 0;
         for _ in 0..BATCH {
@@ -347,37 +373,44 @@ impl<'a> Agent<'a> {
                     }
                     packets += n;
                     if packets >= PACKET_BUDGET {
-                        return;
+                        break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     log::warn!("reading {}: {e}", self.config.interface);
-                    return;
+                    break;
                 }
             }
         }
+        packets
     }
 
-    fn read_udp(&mut self, buf: &mut [u8]) {
+    /// Reads datagrams until none is left or the budget is spent; how many.
+    fn read_udp(&mut self, buf: &mut [u8]) -> usize {
         let now = clock::now();
         if self.udp.batching() {
             return self.read_udp_batched(now);
         }
+        let mut packets = 0;
         for _ in 0..BATCH {
             match self.udp.try_recv(buf) {
-                Ok((n, from)) => self.node.handle_udp(from, &buf[..n], now),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Ok((n, from)) => {
+                    self.node.handle_udp(from, &buf[..n], now);
+                    packets += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // ICMP errors from earlier sends surface here; they say nothing new.
                 Err(e) => {
                     log::debug!("UDP receive: {e}");
-                    return;
+                    break;
                 }
             }
         }
+        packets
     }
 
-    fn read_udp_batched(&mut self, now: Instant) {
+    fn read_udp_batched(&mut self, now: Instant) -> usize {
         let mut packets = 0;
         while packets < PACKET_BUDGET {
             match self.udp.recv_batch() {
@@ -387,13 +420,14 @@ impl<'a> Agent<'a> {
                         packets += 1;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     log::debug!("UDP receive: {e}");
-                    return;
+                    break;
                 }
             }
         }
+        packets
     }
 
     fn on_timer(&mut self) {
