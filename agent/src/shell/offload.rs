@@ -4,8 +4,9 @@
 //! misbehaves in a way the run-time fallbacks do not catch, and so the tests can run both
 //! paths.
 //!
-//! Read from the process environment only (not the env file): it is a switch for
-//! debugging and tests, not a setting an operator tunes.
+//! Read from the process environment only, like `EDGEWIRE_LOG` (under systemd the
+//! unit's `EnvironmentFile=` exports the env file's lines, so it can be set there): it is
+//! a switch for a misbehaving kernel and for tests, not a setting to tune.
 
 pub const VAR: &str = "EDGEWIRE_OFFLOAD";
 
