@@ -332,6 +332,7 @@ fn tail(m: &mut Metrics, r: &Report, x: &Extra<'_>) {
         ("unknown_datagram", d.unknown_datagram),
         ("refused", d.refused),
         ("handshake_flood", d.shed_handshakes),
+        ("bad_batch", d.bad_batch),
     ] {
         m.sample("edgewire_dropped_packets_total", &[("reason", reason)], n);
     }

@@ -136,6 +136,10 @@ pub struct DropReport {
     /// allows (a flood).
     #[serde(default)]
     pub shed_handshakes: u64,
+    /// Frames from an offloading TUN that could not be split (bad virtio-net header or
+    /// super-packet), and datagrams larger than a receive slot.
+    #[serde(default)]
+    pub bad_batch: u64,
 }
 
 /// Asks the agent whose state directory is `state_dir` and prints its answer.

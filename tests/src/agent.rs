@@ -105,6 +105,18 @@ pub struct Status {
     /// `endpoint-independent`, `endpoint-dependent`, `none`).
     #[serde(default)]
     pub nat_mapping: Option<String>,
+    #[serde(default)]
+    pub drops: DropStatus,
+}
+
+/// The drop counters the lab looks at.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DropStatus {
+    /// Frames from the TUN or UDP batches that could not be split.
+    #[serde(default)]
+    pub bad_batch: u64,
+    #[serde(default)]
+    pub refused: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

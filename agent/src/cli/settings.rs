@@ -159,7 +159,7 @@ pub const OVERLAY_KEYS: &[&Key] = &[
 ];
 
 /// `EDGEWIRE_*` names that are read elsewhere, so the env file may hold them.
-pub const OTHER_ENV: &[&str] = &["EDGEWIRE_LOG"];
+pub const OTHER_ENV: &[&str] = &["EDGEWIRE_LOG", "EDGEWIRE_OFFLOAD"];
 
 /// Where a value came from, as messages name it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,13 +12,16 @@ mod intake;
 mod metrics_out;
 mod netlink;
 mod notify;
+mod offload;
 mod pace;
 mod puller;
 mod relay;
 mod resolver;
 mod status_server;
 mod tun;
+mod tun_batch;
 mod udp;
+mod udp_batch;
 
 use smol::LocalExecutor;
 

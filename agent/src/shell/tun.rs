@@ -23,7 +23,10 @@ use super::fdstore;
 /// The name of the descriptor in the service's store (`FDNAME=`).
 const FD_NAME: &str = "tun";
 
-pub fn create(name: &str) -> anyhow::Result<AsyncDevice> {
+/// Creates (or takes from systemd) the TUN device; with `offload`, asks for virtio-net
+/// headers and TCP segmentation offload (`tcp_gso()` on the device says whether it got
+/// them).
+pub fn create(name: &str, offload: bool) -> anyhow::Result<AsyncDevice> {
     if let Some(fd) = fdstore::take(FD_NAME) {
         let device = adopt(fd, name)?;
         // Our copy keeps the interface; systemd's would keep it after we exit.
@@ -31,7 +34,27 @@ pub fn create(name: &str) -> anyhow::Result<AsyncDevice> {
             log::warn!("{name}: could not remove the TUN descriptor from systemd's store: {e}");
         }
         log::info!("{name}: TUN device passed by systemd (made by open-tun)");
+        if offload {
+            // The virtio-net header is chosen when the descriptor is opened, and tun-rs
+            // adopts only descriptors without it (see `adopt`).
+            log::info!(
+                "{name}: TUN offload not used: the descriptor systemd passed was opened \
+                 without a virtio-net header; packets move one per system call"
+            );
+        }
         return Ok(device);
+    }
+    if offload {
+        match builder(name).offload(true).build_async() {
+            Ok(device) => return Ok(device),
+            // A name still held is the caller's to wait for, not a reason to drop offload.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                return Err(e).with_context(|| format!("creating the TUN device {name}"));
+            }
+            Err(e) => log::info!(
+                "{name}: the kernel refused TUN offload ({e}); packets move one per system call"
+            ),
+        }
     }
     builder(name).build_async().with_context(|| {
         format!(
@@ -46,11 +69,15 @@ pub fn create(name: &str) -> anyhow::Result<AsyncDevice> {
 /// `create`, waiting up to `wait` while the name is busy: an agent restarted at once
 /// (systemd's `Restart=`, an operator) starts while the old one is still exiting and
 /// still holds the interface. Retried every 100 ms, logged once.
-pub async fn create_waiting(name: &str, wait: std::time::Duration) -> anyhow::Result<AsyncDevice> {
+pub async fn create_waiting(
+    name: &str,
+    offload: bool,
+    wait: std::time::Duration,
+) -> anyhow::Result<AsyncDevice> {
     let start = super::clock::now();
     let mut logged = false;
     loop {
-        match create(name) {
+        match create(name, offload) {
             Err(e) if is_busy(&e) && start.elapsed() < wait => {
                 if !std::mem::replace(&mut logged, true) {
                     log::info!("{name} is still held (another agent exiting?); waiting for it");

@@ -8,6 +8,7 @@ use std::time::Duration;
 use smol::{Async, Timer};
 
 use super::clock;
+use super::udp_batch::{self, Level, RecvBatch, SendBatch};
 use crate::human::Human;
 
 /// How long `run` waits for its UDP port while another agent (the one a restart is
@@ -19,9 +20,20 @@ const PORT_RETRY: Duration = Duration::from_millis(100);
 /// 20,000/s flood (see `Udp::size_receive_buffer`).
 const RECEIVE_BUFFER: libc::c_int = 2 << 20;
 
+/// recvmmsg slots with GRO on: each holds a coalesced train of up to 64 KiB.
+const GRO_SLOTS: usize = 8;
+const GRO_SLOT: usize = 65_536;
+/// recvmmsg slots without GRO: one datagram each, a jumbo frame at most.
+const SLOTS: usize = 32;
+const SLOT: usize = 9_216;
+
 pub struct Udp {
     socket: Async<UdpSocket>,
     dual_stack: bool,
+    /// `recvmmsg` into one arena; none while batching is off (`EDGEWIRE_OFFLOAD=off`).
+    recv: Option<RecvBatch>,
+    send: SendBatch,
+    gro: bool,
 }
 
 impl Udp {
@@ -29,21 +41,108 @@ impl Udp {
     /// without IPv6, which small boards sometimes are.
     pub fn bind(port: u16) -> io::Result<Udp> {
         let udp = match Async::<UdpSocket>::bind((Ipv6Addr::UNSPECIFIED, port)) {
-            Ok(socket) => Udp {
-                socket,
-                dual_stack: true,
-            },
+            Ok(socket) => Udp::new(socket, true),
             Err(e) if e.kind() != io::ErrorKind::AddrInUse => {
                 let socket = Async::<UdpSocket>::bind(([0, 0, 0, 0], port))?;
-                Udp {
-                    socket,
-                    dual_stack: false,
-                }
+                Udp::new(socket, false)
             }
             Err(e) => return Err(e),
         };
         udp.size_receive_buffer();
         Ok(udp)
+    }
+
+    fn new(socket: Async<UdpSocket>, dual_stack: bool) -> Udp {
+        Udp {
+            socket,
+            dual_stack,
+            recv: None,
+            send: SendBatch::new(Level::Single),
+            gro: false,
+        }
+    }
+
+    /// Many datagrams per system call from now on: GSO and GRO where the kernel has them,
+    /// else `sendmmsg`/`recvmmsg`. Says what it got, for the log.
+    pub fn enable_batching(&mut self) -> String {
+        use std::os::fd::AsRawFd;
+        let fd = self.socket.get_ref().as_raw_fd();
+        self.gro = udp_batch::enable_gro(fd);
+        self.recv = Some(if self.gro {
+            RecvBatch::new(GRO_SLOTS, GRO_SLOT)
+        } else {
+            RecvBatch::new(SLOTS, SLOT)
+        });
+        let level = if udp_batch::kernel_has_gso(fd) {
+            Level::Gso
+        } else {
+            Level::Mmsg
+        };
+        self.send = SendBatch::new(level);
+        self.describe()
+    }
+
+    /// The send level and whether GRO is on, e.g. "GSO, GRO" (the send level can still
+    /// step down at run time).
+    pub fn describe(&self) -> String {
+        let send = match self.send.level() {
+            Level::Gso => "GSO",
+            Level::Mmsg => "sendmmsg",
+            Level::Single => "one datagram per send",
+        };
+        let recv = match (&self.recv, self.gro) {
+            (Some(_), true) => "GRO",
+            (Some(_), false) => "recvmmsg",
+            (None, _) => "one datagram per receive",
+        };
+        format!("{send}, {recv}")
+    }
+
+    pub fn batching(&self) -> bool {
+        self.recv.is_some()
+    }
+
+    /// Datagrams dropped because they did not fit a receive slot.
+    pub fn truncated(&self) -> u64 {
+        self.recv.as_ref().map_or(0, |r| r.truncated)
+    }
+
+    /// One `recvmmsg` without waiting (batching on); the datagrams are in `datagrams`.
+    pub fn recv_batch(&mut self) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let fd = self.socket.get_ref().as_raw_fd();
+        match self.recv.as_mut() {
+            Some(batch) => batch.recv(fd),
+            None => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+
+    /// The datagrams of the last `recv_batch`, GRO trains split, senders canonical.
+    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
+        self.recv.iter().flat_map(|b| b.datagrams())
+    }
+
+    /// Sends every datagram of `batch` with as few system calls as the kernel allows,
+    /// waiting while the socket's buffer is full. A datagram the kernel refuses (no route
+    /// to its address) is skipped and logged at debug.
+    pub async fn send_batch(&mut self, batch: &[(SocketAddr, Vec<u8>)]) {
+        use std::os::fd::AsRawFd;
+        let fd = self.socket.get_ref().as_raw_fd();
+        let mut done = 0;
+        while done < batch.len() {
+            match self.send.send(fd, self.dual_stack, &batch[done..]) {
+                Ok(n) => done += n.max(1),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.socket.writable().await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    log::debug!("UDP send to {}: {e}", batch[done].0);
+                    done += 1;
+                }
+            }
+        }
     }
 
     /// Room in the kernel for bursts while the one thread is busy or descheduled. The

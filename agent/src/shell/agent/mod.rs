@@ -34,18 +34,31 @@ use super::intake::Intake;
 use super::metrics_out::MetricsOut;
 use super::netlink::Netlink;
 use super::notify::Notifier;
+use super::offload;
 use super::pace;
 use super::puller::{self, Accepted, Polled, Puller};
 use super::relay::{self, FromRelay, Relay};
 use super::resolver::Resolver;
 use super::status_server::{self, StatusServer};
 use super::tun;
+use super::tun_batch::{self, TunBatch};
 use super::udp::Udp;
 use chores::Chores;
 
-/// Packets read per wakeup before the transmits are flushed: bounds the work done per
-/// turn of the loop and the buffers in flight.
+/// Reads per wakeup before the transmits are flushed: bounds the work done per turn of
+/// the loop and the buffers in flight.
 const BATCH: usize = 64;
+/// Packets per wakeup, however they came (a TUN super-packet is up to 128, a GRO train
+/// up to 64): past this the loop flushes before it reads more, so the core's buffers in
+/// flight stay within its pool.
+const PACKET_BUDGET: usize = 128;
+/// Datagrams queued for one batched send.
+const SEND_BATCH: usize = 128;
+/// Turns of the data path (read both, flush) taken after a packet wake-up before going
+/// back to the full wait: under load the next packets are already there, and the full
+/// wait costs more than the packets (every waiter polled, the listeners and signal pipes
+/// each tried with a system call). Bounded so timers and the control sockets still run.
+const BUSY_TURNS: usize = 8;
 /// Large enough for any datagram or packet; boringtun must never see a short buffer.
 const RECV_BUFFER: usize = 65_536;
 
@@ -68,7 +81,12 @@ pub struct Agent<'a> {
     config: RunConfig,
     node: Node,
     tun: AsyncDevice,
+    /// The TUN side's buffers: super-packets split on the way in, flights coalesced on
+    /// the way out.
+    tun_batch: TunBatch,
     udp: Udp,
+    /// Datagrams the core produced, sent together at the end of the turn.
+    udp_out: Vec<(std::net::SocketAddr, Vec<u8>)>,
     netlink: Netlink,
     status: StatusServer,
     /// `wg show`'s socket; none when it could not be bound or is turned off.
@@ -116,12 +134,26 @@ impl<'a> Agent<'a> {
         ex: &'a LocalExecutor<'static>,
     ) -> anyhow::Result<Agent<'a>> {
         let fetcher = Fetcher::new(FetchConfig::from_run(&config))?;
-        let tun = tun::create_waiting(&config.interface, super::udp::PORT_WAIT).await?;
+        let offload = offload::enabled();
+        let tun = tun::create_waiting(&config.interface, offload, super::udp::PORT_WAIT).await?;
+        let tun_batch = TunBatch::new(tun.tcp_gso(), config.mtu);
         let mut netlink = Netlink::open(&config.interface)?;
         netlink.set_mtu_and_up(config.mtu)?;
-        let udp = Udp::bind_waiting(config.listen_port, super::udp::PORT_WAIT)
+        let mut udp = Udp::bind_waiting(config.listen_port, super::udp::PORT_WAIT)
             .await
             .with_context(|| format!("binding UDP port {}", config.listen_port))?;
+        if offload {
+            let got = udp.enable_batching();
+            log::info!(
+                "data path: UDP {got}; TUN offload {}",
+                if tun_batch.offload() { "on" } else { "off" }
+            );
+        } else {
+            log::info!(
+                "data path: {}=off, one datagram and one packet per system call",
+                offload::VAR
+            );
+        }
         log::debug!(
             "UDP port {}: receive buffer {} KiB",
             config.listen_port,
@@ -161,7 +193,9 @@ impl<'a> Agent<'a> {
             config,
             node,
             tun,
+            tun_batch,
             udp,
+            udp_out: Vec::with_capacity(SEND_BATCH),
             netlink,
             status,
             control,
@@ -196,8 +230,7 @@ impl<'a> Agent<'a> {
             self.flush().await;
             self.mark_ready();
         }
-        let mut tun_buf = vec![0u8; RECV_BUFFER];
-        let mut udp_buf = vec![0u8; RECV_BUFFER];
+        let mut udp_buf = vec![0u8; if self.udp.batching() { 0 } else { RECV_BUFFER }];
         let mut timer = Timer::never();
         let mut metrics_tick = (self.metrics.as_ref())
             .filter(|m| m.has_file())
@@ -255,8 +288,14 @@ impl<'a> Agent<'a> {
             })
             .await;
             match wake {
-                Wake::Tun => self.read_tun(&mut tun_buf),
-                Wake::Udp => self.read_udp(&mut udp_buf),
+                Wake::Tun => {
+                    let moved = self.read_tun();
+                    self.busy_turns(moved, &mut udp_buf).await;
+                }
+                Wake::Udp => {
+                    let moved = self.read_udp(&mut udp_buf);
+                    self.busy_turns(moved, &mut udp_buf).await;
+                }
                 Wake::Timer => self.on_timer(),
                 Wake::Pulled(Some(polled)) => self.on_pulled(*polled).await,
                 Wake::Pulled(None) => anyhow::bail!("the manifest thread stopped"),
@@ -337,33 +376,87 @@ impl<'a> Agent<'a> {
             .min()
     }
 
-    fn read_tun(&mut self, buf: &mut [u8]) {
-        let now = clock::now();
-        for _ in 0..BATCH {
-            match self.tun.try_recv(buf) {
-                Ok(n) => self.node.handle_tun(&buf[..n], now),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    log::warn!("reading {}: {e}", self.config.interface);
-                    return;
-                }
+    /// After a packet wake-up that moved `moved` packets: flush, and while packets keep
+    /// coming and no timer is due, read both sides again (at most `BUSY_TURNS` times).
+    async fn busy_turns(&mut self, mut moved: usize, udp_buf: &mut [u8]) {
+        for _ in 0..BUSY_TURNS {
+            let timer_due = (self.next_deadline()).is_some_and(|t| t <= clock::now());
+            if moved == 0 || timer_due {
+                return;
             }
+            self.flush().await;
+            moved = self.read_tun() + self.read_udp(udp_buf);
         }
     }
 
-    fn read_udp(&mut self, buf: &mut [u8]) {
+    /// Reads from the TUN device until it is empty or the budget is spent; the number
+    /// of packets handed to the core.
+    fn read_tun(&mut self) -> usize {
         let now = clock::now();
+        let mut packets = 0;
         for _ in 0..BATCH {
-            match self.udp.try_recv(buf) {
-                Ok((n, from)) => self.node.handle_udp(from, &buf[..n], now),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                // ICMP errors from earlier sends surface here; they say nothing new.
+            match self.tun_batch.read(&self.tun) {
+                Ok(n) => {
+                    for packet in self.tun_batch.packets() {
+                        self.node.handle_tun(packet, now);
+                    }
+                    packets += n;
+                    if packets >= PACKET_BUDGET {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    log::debug!("UDP receive: {e}");
-                    return;
+                    log::warn!("reading {}: {e}", self.config.interface);
+                    break;
                 }
             }
         }
+        packets
+    }
+
+    /// Reads datagrams until none is left or the budget is spent; how many.
+    fn read_udp(&mut self, buf: &mut [u8]) -> usize {
+        let now = clock::now();
+        if self.udp.batching() {
+            return self.read_udp_batched(now);
+        }
+        let mut packets = 0;
+        for _ in 0..BATCH {
+            match self.udp.try_recv(buf) {
+                Ok((n, from)) => {
+                    self.node.handle_udp(from, &buf[..n], now);
+                    packets += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // ICMP errors from earlier sends surface here; they say nothing new.
+                Err(e) => {
+                    log::debug!("UDP receive: {e}");
+                    break;
+                }
+            }
+        }
+        packets
+    }
+
+    fn read_udp_batched(&mut self, now: Instant) -> usize {
+        let mut packets = 0;
+        while packets < PACKET_BUDGET {
+            match self.udp.recv_batch() {
+                Ok(_) => {
+                    for (from, datagram) in self.udp.datagrams() {
+                        self.node.handle_udp(from, datagram, now);
+                        packets += 1;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    log::debug!("UDP receive: {e}");
+                    break;
+                }
+            }
+        }
+        packets
     }
 
     fn on_timer(&mut self) {
@@ -437,9 +530,20 @@ impl<'a> Agent<'a> {
                 }
             }
         }
+        let batching = self.udp.batching();
         while let Some(t) = self.node.poll_transmit() {
             match t.destination {
+                // Datagrams with the default TTL wait for one batched send; one with its
+                // own TTL (a punch) goes alone, after those queued before it.
+                Destination::Udp(to) if batching && t.ttl.is_none() => {
+                    self.udp_out.push((to, t.payload));
+                    if self.udp_out.len() >= SEND_BATCH {
+                        self.send_udp_out().await;
+                    }
+                    continue;
+                }
                 Destination::Udp(to) => {
+                    self.send_udp_out().await;
                     if let Err(e) = self.udp.send_to_with_ttl(&t.payload, to, t.ttl).await {
                         log::debug!("UDP send to {to}: {e}");
                     }
@@ -450,12 +554,31 @@ impl<'a> Agent<'a> {
                     continue;
                 }
                 Destination::Tun => {
-                    if let Err(e) = self.tun.send(&t.payload).await {
-                        log::debug!("writing {}: {e}", self.config.interface);
+                    self.tun_batch.queue(&t.payload);
+                    if self.tun_batch.queued() >= tun_batch::SEGMENTS {
+                        self.write_tun().await;
                     }
                 }
             }
             self.node.recycle(t.payload);
+        }
+        self.send_udp_out().await;
+        self.write_tun().await;
+    }
+
+    async fn send_udp_out(&mut self) {
+        if self.udp_out.is_empty() {
+            return;
+        }
+        self.udp.send_batch(&self.udp_out).await;
+        for (_, payload) in self.udp_out.drain(..) {
+            self.node.recycle(payload);
+        }
+    }
+
+    async fn write_tun(&mut self) {
+        if let Err(e) = self.tun_batch.write(&self.tun).await {
+            log::debug!("writing {}: {e}", self.config.interface);
         }
     }
 }

@@ -131,6 +131,7 @@ impl super::Agent<'_> {
                 refused: drops.refused,
                 cookie_replies: drops.cookie_replies,
                 shed_handshakes: drops.shed,
+                bad_batch: self.tun_batch.bad_frames + self.udp.truncated(),
             },
         };
         (report, peers)

@@ -1,15 +1,21 @@
-//! Benchmark (not a test): iperf3 TCP throughput between two namespaces joined by a veth,
-//! through two edgewire ends (release build), two wireguard-go ends and two boringtun-cli
-//! ends, plus raw-veth baselines; each implementation's peak RSS (VmHWM) and CPU time.
+//! Benchmark (not a test): two namespaces joined by a veth, tunnelled by two edgewire ends
+//! (release build), two wireguard-go ends and two boringtun-cli ends, plus raw-veth
+//! baselines. Per implementation (see `suite.rs`): iperf3 TCP with one and four streams,
+//! the highest UDP rate with under 1 % loss, CPU seconds per GB at a fixed 200 Mbit/s
+//! (both ends, /proc/PID/stat), ping RTT idle and under load, RSS idle and peak per end;
+//! each figure with its ratio to wireguard-go's in the same run, and whether edgewire's
+//! batching and offload were on (its `data path:` log line).
 //!
 //! Run as root: `scripts/bench`, or
 //! `cargo run --release -p edgewire-lab --bin bench -- [--seconds N] [--only NAME,…]`
 //! with NAME among veth-tcp, veth-udp, edgewire, wireguard-go, boringtun-cli.
 
-use std::fs;
 use std::time::Duration;
 
 use edgewire_lab::*;
+
+mod suite;
+use suite::Figures;
 
 const LEFT_UNDERLAY: &str = "198.51.100.1";
 const RIGHT_UNDERLAY: &str = "198.51.100.2";
@@ -27,11 +33,11 @@ const ALL: [&str; 5] = [
 
 struct Outcome {
     name: &'static str,
+    /// The raw veth's throughput, or why a tunnel could not be measured at all.
     mbps: Result<f64, String>,
-    /// Peak RSS in kB of the left and right ends.
-    rss_kb: Option<(u64, u64)>,
-    /// CPU seconds used by both ends together during the run.
-    cpu_secs: Option<f64>,
+    figures: Option<Figures>,
+    /// How the implementation moves packets (edgewire's own `data path:` line).
+    data_path: String,
 }
 
 fn main() {
@@ -43,7 +49,7 @@ fn main() {
     use_edgewire_profile("release");
     let (seconds, only) = parse_args();
 
-    println!("edgewire bench: iperf3 TCP, 1 stream, {seconds} s per run, left -> right");
+    println!("edgewire bench: iperf3 left -> right, {seconds} s per run");
     println!("(two namespaces joined by a veth; tunnels MTU 1420)\n");
     let mut outcomes = Vec::new();
     for name in ALL.into_iter().filter(|n| only.iter().any(|o| o == n)) {
@@ -110,11 +116,17 @@ fn pair(lab: &Lab) -> (Host, Host) {
 fn raw_veth(seconds: u32, udp: bool) -> Outcome {
     let lab = Lab::new("bench-veth");
     let (left, right) = pair(&lab);
+    let extra: &[&str] = if udp {
+        &["-u", "-b", "0", "-l", "1400"]
+    } else {
+        &[]
+    };
     Outcome {
         name: if udp { "veth-udp" } else { "veth-tcp" },
-        mbps: iperf(&left, &right, RIGHT_UNDERLAY, seconds, udp),
-        rss_kb: None,
-        cpu_secs: None,
+        mbps: suite::iperf(&left, &right, RIGHT_UNDERLAY, seconds, extra)
+            .and_then(|j| suite::received_mbps(&j).ok_or("no throughput".into())),
+        figures: None,
+        data_path: String::new(),
     }
 }
 
@@ -126,8 +138,8 @@ fn wireguard(implementation: WgImpl, seconds: u32) -> Outcome {
             mbps: Err(format!(
                 "{name} is not installed (scripts/bench installs it)"
             )),
-            rss_kb: None,
-            cpu_secs: None,
+            figures: None,
+            data_path: String::new(),
         };
     }
     let lab = Lab::new(&format!("bench-{name}"));
@@ -147,12 +159,15 @@ fn wireguard(implementation: WgImpl, seconds: u32) -> Outcome {
             keepalive: None,
         });
     }
+    // Debian's wireguard-go 0.0.20220316 predates wireguard-go's offload work (2023);
+    // boringtun-cli has none.
     measure(
         name,
         &left,
         &right,
         seconds,
         [l.proc().pid(), r.proc().pid()],
+        "one packet per system call".into(),
     )
 }
 
@@ -161,8 +176,8 @@ fn edgewire(seconds: u32) -> Outcome {
         return Outcome {
             name: "edgewire",
             mbps: Err(e),
-            rss_kb: None,
-            cpu_secs: None,
+            figures: None,
+            data_path: String::new(),
         };
     }
     let lab = Lab::new("bench-edgewire");
@@ -188,98 +203,122 @@ fn edgewire(seconds: u32) -> Outcome {
     for agent in [&mut l, &mut r] {
         agent.start(&manifest.to_string_lossy(), &key.public);
     }
+    let data_path = l
+        .wait_log("data path:", SETUP)
+        .and_then(|line| Some(line.split_once("data path:")?.1.trim().to_owned()))
+        .unwrap_or_else(|| "unknown (no data path line in the log)".into());
     measure(
         "edgewire",
         &left,
         &right,
         seconds,
         [l.proc().pid(), r.proc().pid()],
+        data_path,
     )
 }
 
-/// Waits for the tunnel, runs iperf3 over it, and reads both ends' peak RSS and CPU.
-fn measure(name: &'static str, left: &Host, right: &Host, seconds: u32, pids: [u32; 2]) -> Outcome {
-    let mbps = left
-        .ping(RIGHT_OVERLAY, SETUP)
-        .and_then(|_| iperf(left, right, RIGHT_OVERLAY, seconds, false));
-    let rss_kb = peak_rss_kb(pids[0]).zip(peak_rss_kb(pids[1]));
-    let cpu_secs = cpu_secs(pids[0]).zip(cpu_secs(pids[1])).map(|(a, b)| a + b);
+/// Waits for the tunnel, then measures through it (`suite::run_all`).
+fn measure(
+    name: &'static str,
+    left: &Host,
+    right: &Host,
+    seconds: u32,
+    pids: [u32; 2],
+    data_path: String,
+) -> Outcome {
+    if let Err(e) = left.ping(RIGHT_OVERLAY, SETUP) {
+        return Outcome {
+            name,
+            mbps: Err(e),
+            figures: None,
+            data_path,
+        };
+    }
+    let figures = suite::run_all(left, right, RIGHT_OVERLAY, seconds, pids);
     Outcome {
         name,
-        mbps,
-        rss_kb,
-        cpu_secs,
+        mbps: figures.tcp1_mbps.ok_or_else(|| "no TCP figure".into()),
+        figures: Some(figures),
+        data_path,
     }
-}
-
-/// iperf3 from `left` to a one-off server on `right` at `dst`; Mbit/s received.
-fn iperf(left: &Host, right: &Host, dst: &str, seconds: u32, udp: bool) -> Result<f64, String> {
-    let server = right.spawn("iperf3-server", &["iperf3", "-s", "-1", "-B", dst]);
-    poll_until(Duration::from_secs(10), || {
-        let out = right.exec(&["ss", "-Hltn", "sport", "=", ":5201"]);
-        (!out.stdout.trim().is_empty()).then_some(())
-    })
-    .ok_or_else(|| format!("iperf3 server did not start: {}", server.log()))?;
-    let secs = seconds.to_string();
-    let mut argv = vec!["iperf3", "-c", dst, "-t", &secs, "-J"];
-    if udp {
-        argv.extend(["-u", "-b", "0", "-l", "1400"]);
-    }
-    let out = left.exec(&argv);
-    let json: serde_json::Value = serde_json::from_str(&out.stdout)
-        .map_err(|e| format!("iperf3 printed no JSON ({e}): {}{}", out.stdout, out.stderr))?;
-    if let Some(err) = json["error"].as_str() {
-        return Err(format!("iperf3: {err}"));
-    }
-    // The receiver's figure: for UDP the sender's counts datagrams lost on the way.
-    let bps = json["end"]["sum_received"]["bits_per_second"].as_f64();
-    bps.map(|b| b / 1e6)
-        .ok_or_else(|| format!("no throughput in iperf3's JSON: {}", out.stdout))
-}
-
-/// User + system CPU seconds of a process so far.
-fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // After the command name: state is field 3, utime 14 and stime 15 (1-based).
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then(|| ticks as f64 / hz as f64)
 }
 
 fn report(outcomes: &[Outcome]) {
-    let edgewire = outcomes
-        .iter()
-        .find(|o| o.name == "edgewire")
-        .and_then(|o| o.mbps.as_ref().ok().copied());
-    println!(
-        "{:<14} {:>10} {:>12} {:>22} {:>10}",
-        "run", "Mbit/s", "÷ edgewire", "peak RSS left/right", "CPU s"
-    );
-    for o in outcomes {
+    for o in outcomes.iter().filter(|o| o.figures.is_none()) {
         match &o.mbps {
-            Ok(mbps) => {
-                let ratio = edgewire
-                    .map(|e| format!("{:.2}", mbps / e))
-                    .unwrap_or_else(|| "-".into());
-                let rss = o
-                    .rss_kb
-                    .map(|(l, r)| format!("{:.1} / {:.1} MB", l as f64 / 1024.0, r as f64 / 1024.0))
-                    .unwrap_or_else(|| "-".into());
-                let cpu = o
-                    .cpu_secs
-                    .map(|c| format!("{c:.1}"))
-                    .unwrap_or_else(|| "-".into());
-                println!(
-                    "{:<14} {:>10.1} {:>12} {:>22} {:>10}",
-                    o.name, mbps, ratio, rss, cpu
-                );
-            }
+            Ok(mbps) => println!("{:<14} {mbps:>10.1} Mbit/s (no tunnel)", o.name),
             Err(e) => println!("{:<14} failed: {e}", o.name),
         }
     }
+    let tunnels: Vec<(&str, &Figures)> = outcomes
+        .iter()
+        .filter_map(|o| Some((o.name, o.figures.as_ref()?)))
+        .collect();
+    if tunnels.is_empty() {
+        return;
+    }
+    let wg = tunnels
+        .iter()
+        .find(|(n, _)| *n == "wireguard-go")
+        .map(|(_, f)| *f);
+    println!();
+    print!("{:<30}", "figure (× wireguard-go)");
+    for (name, _) in &tunnels {
+        print!(" {name:>22}");
+    }
+    println!();
+    type Pick = fn(&Figures) -> Option<f64>;
+    let rows: [(&str, Pick, usize); 10] = [
+        ("TCP 1 stream, Mbit/s", |f| f.tcp1_mbps, 0),
+        ("TCP 4 streams, Mbit/s", |f| f.tcp4_mbps, 0),
+        ("UDP < 1 % loss, Mbit/s", |f| f.udp_mbps, 0),
+        ("CPU s per GB at 200 Mbit/s", |f| f.cpu_s_per_gb, 2),
+        ("ping idle, ms", |f| f.ping_idle_ms, 3),
+        ("ping under TCP load, ms", |f| f.ping_load_ms, 3),
+        (
+            "RSS idle left, MB",
+            |f| f.idle_rss_kb.map(|r| r.0 as f64 / 1024.0),
+            1,
+        ),
+        (
+            "RSS idle right, MB",
+            |f| f.idle_rss_kb.map(|r| r.1 as f64 / 1024.0),
+            1,
+        ),
+        (
+            "RSS peak left, MB",
+            |f| f.peak_rss_kb.map(|r| r.0 as f64 / 1024.0),
+            1,
+        ),
+        (
+            "RSS peak right, MB",
+            |f| f.peak_rss_kb.map(|r| r.1 as f64 / 1024.0),
+            1,
+        ),
+    ];
+    for (label, pick, digits) in rows {
+        print!("{label:<30}");
+        for (_, f) in &tunnels {
+            let cell = match pick(f) {
+                Some(v) => {
+                    let ratio = wg
+                        .and_then(pick)
+                        .filter(|w| *w > 0.0)
+                        .map(|w| format!(" (×{:.2})", v / w))
+                        .unwrap_or_default();
+                    format!("{v:.digits$}{ratio}")
+                }
+                None => "-".into(),
+            };
+            print!(" {cell:>22}");
+        }
+        println!();
+    }
+    println!();
+    for o in outcomes.iter().filter(|o| o.figures.is_some()) {
+        println!("{:<14} data path: {}", o.name, o.data_path);
+    }
     println!(
-        "\n÷ edgewire: the run's throughput divided by edgewire's (above 1: faster than edgewire)."
+        "\n(×: the figure divided by wireguard-go's in this run; for CPU, RTT and RSS lower is better)"
     );
 }

@@ -1,0 +1,285 @@
+//! Many packets per TUN system call. With offload on (IFF_VNET_HDR + TUNSETOFFLOAD TSO4/
+//! TSO6, asked of tun-rs), one read brings a TCP super-packet of up to 64 KiB behind a
+//! virtio-net header, split here into MTU-sized packets for the core to encrypt one by
+//! one; on the way back, the decrypted packets of one flight are coalesced again (GRO,
+//! tun-rs's `GROTable`) so the kernel takes a flight in a few writes. Without offload
+//! (`EDGEWIRE_OFFLOAD=off`, or a descriptor systemd passed without the header) each read
+//! is one packet and each write one packet, through the same code.
+//!
+//! The splitting is ours, not tun-rs's `recv_multiple`: it is the same work on top of
+//! tun-rs's public `gso_split`, with the header checks in one place we can test with
+//! crafted frames. A frame we cannot split (flags we do not know, a header that lies about
+//! lengths, more segments than the batch holds) is dropped and counted; nothing panics.
+
+use std::io;
+
+use tun_rs::{
+    AsyncDevice, GROTable, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
+    VIRTIO_NET_HDR_GSO_UDP_L4, VIRTIO_NET_HDR_LEN, VirtioNetHdr,
+};
+
+// From linux/virtio_net.h; tun-rs does not export these.
+const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
+const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
+const VIRTIO_NET_HDR_GSO_ECN: u8 = 0x80;
+
+/// Packets one super-packet may split into: 64 KiB of TCP payload at the smallest MSS
+/// the kernel uses for it (536) is 123.
+pub const SEGMENTS: usize = 128;
+/// A read holds the virtio-net header and the largest IP packet.
+const FRAME: usize = VIRTIO_NET_HDR_LEN + 65_535;
+
+/// Why a frame from the TUN was dropped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BadFrame {
+    /// Shorter than the virtio-net header.
+    Short,
+    /// Header flags other than "needs checksum" and "checksum valid".
+    Flags(u8),
+    /// A GSO type we did not ask for, or one that does not match the IP version.
+    GsoType(u8),
+    /// The header's sizes and offsets do not fit the packet, or it splits into more
+    /// segments than a batch holds.
+    Malformed(&'static str),
+}
+
+pub struct TunBatch {
+    /// Whether the device carries virtio-net headers (offload is on).
+    offload: bool,
+    frame: Vec<u8>,
+    /// Split packets; grown to what the largest super-packet needed (at most
+    /// `SEGMENTS`), so an idle agent holds one.
+    segments: Vec<Vec<u8>>,
+    segment: usize,
+    sizes: Vec<usize>,
+    /// Segments of the last read.
+    count: usize,
+    /// Decrypted packets waiting for `write`, each behind room for the virtio header.
+    out: Vec<Vec<u8>>,
+    out_used: usize,
+    /// Made on the first write of more than one packet: its flow tables hold about 1 MB,
+    /// which an idle agent (keepalives, pings) has no use for.
+    gro: Option<GROTable>,
+    /// Frames dropped because they could not be split, since the agent began.
+    pub bad_frames: u64,
+}
+
+impl TunBatch {
+    pub fn new(offload: bool, mtu: u16) -> TunBatch {
+        let segment = usize::from(mtu).max(1280);
+        // Without offload a packet is read straight into the one segment buffer, so it
+        // must hold whatever the device could hand over.
+        let segment = if offload { segment } else { 65_535 };
+        TunBatch {
+            offload,
+            // Zeroed pages cost nothing until written: only what the largest frame used.
+            frame: vec![0; if offload { FRAME } else { 0 }],
+            segments: vec![vec![0; segment]],
+            segment,
+            sizes: vec![0; SEGMENTS],
+            count: 0,
+            out: Vec::new(),
+            out_used: 0,
+            gro: None,
+            bad_frames: 0,
+        }
+    }
+
+    pub fn offload(&self) -> bool {
+        self.offload
+    }
+
+    /// One read without waiting: `Ok(n)` packets are in `packets()` (0 when the frame
+    /// was bad, which is counted); `WouldBlock` when nothing is queued.
+    pub fn read(&mut self, dev: &AsyncDevice) -> io::Result<usize> {
+        self.count = 0;
+        if !self.offload {
+            self.sizes[0] = dev.try_recv(&mut self.segments[0])?;
+            self.count = 1;
+            return Ok(1);
+        }
+        let len = dev.try_recv(&mut self.frame)?;
+        let want = segments_needed(&self.frame[..len]).min(SEGMENTS);
+        while self.segments.len() < want {
+            self.segments.push(vec![0; self.segment]);
+        }
+        match split_frame(&mut self.frame[..len], &mut self.segments, &mut self.sizes) {
+            Ok(n) => self.count = n,
+            Err(why) => {
+                self.bad_frames += 1;
+                log::debug!("dropped a {len}-byte frame from the TUN device: {why:?}");
+            }
+        }
+        Ok(self.count)
+    }
+
+    /// The packets of the last `read`.
+    pub fn packets(&self) -> impl Iterator<Item = &[u8]> {
+        (self.segments[..self.count].iter())
+            .zip(&self.sizes)
+            .map(|(b, &n)| &b[..n])
+    }
+
+    /// Queues a packet for the next `write` (copied once, behind room for the header).
+    pub fn queue(&mut self, packet: &[u8]) {
+        if self.out_used == self.out.len() {
+            self.out.push(Vec::with_capacity(2048));
+        }
+        let buf = &mut self.out[self.out_used];
+        buf.clear();
+        buf.resize(VIRTIO_NET_HDR_LEN, 0);
+        buf.extend_from_slice(packet);
+        self.out_used += 1;
+    }
+
+    pub fn queued(&self) -> usize {
+        self.out_used
+    }
+
+    /// Writes what was queued, coalesced where offload allows.
+    pub async fn write(&mut self, dev: &AsyncDevice) -> io::Result<()> {
+        if self.out_used == 0 {
+            return Ok(());
+        }
+        let used = std::mem::take(&mut self.out_used);
+        let result = if self.offload && used > 1 {
+            let gro = self.gro.get_or_insert_with(GROTable::default);
+            (dev.send_multiple(gro, &mut self.out[..used], VIRTIO_NET_HDR_LEN)
+                .await)
+                .map(drop)
+        } else {
+            // One packet (or no offload): written as it is, behind an all-zero header
+            // (no GSO, checksum complete) when the device expects one.
+            let skip = if self.offload { 0 } else { VIRTIO_NET_HDR_LEN };
+            let mut result = Ok(());
+            for buf in &self.out[..used] {
+                if let Err(e) = dev.send(&buf[skip..]).await {
+                    result = Err(e);
+                }
+            }
+            result
+        };
+        // A coalesced buffer grew to hold its flight; let it go back to a packet's size
+        // once it is much larger, so memory follows the traffic.
+        for buf in &mut self.out[..used] {
+            if buf.capacity() > 16 * 1024 {
+                buf.truncate(0);
+                buf.shrink_to(2048);
+            }
+        }
+        result
+    }
+}
+
+/// How many packets a frame read from an offloading TUN will split into, from its
+/// header alone (1 when it cannot tell; `split_frame` judges the rest).
+fn segments_needed(frame: &[u8]) -> usize {
+    let Ok(hdr) = VirtioNetHdr::decode(frame) else {
+        return 1;
+    };
+    if hdr.gso_type == VIRTIO_NET_HDR_GSO_NONE || hdr.gso_size == 0 {
+        return 1;
+    }
+    frame.len().div_ceil(usize::from(hdr.gso_size)).max(1)
+}
+
+/// Splits one frame read from an offloading TUN (virtio-net header, then an IP packet,
+/// maybe a TCP or UDP super-packet) into `segments`; the number of packets.
+/// After wireguard-go's `handleVirtioRead`, with the checks made before anything is cut.
+pub fn split_frame(
+    frame: &mut [u8],
+    segments: &mut [Vec<u8>],
+    sizes: &mut [usize],
+) -> Result<usize, BadFrame> {
+    if frame.len() <= VIRTIO_NET_HDR_LEN {
+        return Err(BadFrame::Short);
+    }
+    let mut hdr =
+        VirtioNetHdr::decode(&frame[..VIRTIO_NET_HDR_LEN]).map_err(|_| BadFrame::Short)?;
+    let known = VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID;
+    if hdr.flags & !known != 0 {
+        return Err(BadFrame::Flags(hdr.flags));
+    }
+    let packet = &mut frame[VIRTIO_NET_HDR_LEN..];
+    let len = packet.len();
+    let csum_at = usize::from(hdr.csum_start) + usize::from(hdr.csum_offset);
+    let needs_csum = hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0;
+    if needs_csum && csum_at + 2 > len {
+        return Err(BadFrame::Malformed("checksum field past the packet"));
+    }
+    if hdr.gso_type == VIRTIO_NET_HDR_GSO_NONE {
+        let Some(first) = segments.first_mut() else {
+            return Err(BadFrame::Malformed("no buffer"));
+        };
+        if first.len() < len {
+            return Err(BadFrame::Malformed("packet larger than a segment buffer"));
+        }
+        if needs_csum {
+            // CHECKSUM_PARTIAL: the kernel left the transport checksum to us.
+            finish_checksum(packet, usize::from(hdr.csum_start), csum_at);
+        }
+        first[..len].copy_from_slice(packet);
+        sizes[0] = len;
+        return Ok(1);
+    }
+    if hdr.gso_size == 0 {
+        return Err(BadFrame::Malformed("GSO segment size 0"));
+    }
+    let is_v6 = match packet[0] >> 4 {
+        4 => false,
+        6 => true,
+        _ => return Err(BadFrame::Malformed("not IPv4 or IPv6")),
+    };
+    let base = hdr.gso_type & !VIRTIO_NET_HDR_GSO_ECN;
+    let tcp = match base {
+        VIRTIO_NET_HDR_GSO_TCPV4 if !is_v6 => true,
+        VIRTIO_NET_HDR_GSO_TCPV6 if is_v6 => true,
+        VIRTIO_NET_HDR_GSO_UDP_L4 if base == hdr.gso_type => false,
+        _ => return Err(BadFrame::GsoType(hdr.gso_type)),
+    };
+    if !needs_csum {
+        return Err(BadFrame::Malformed("GSO without a partial checksum"));
+    }
+    // Do not trust hdr_len (on the forward path it can be the whole first packet): the
+    // transport header's own length, after csum_start (the IP header's length).
+    let start = usize::from(hdr.csum_start);
+    let transport = if tcp {
+        let Some(&off) = packet.get(start + 12) else {
+            return Err(BadFrame::Malformed("TCP header past the packet"));
+        };
+        let n = usize::from(off >> 4) * 4;
+        if !(20..=60).contains(&n) {
+            return Err(BadFrame::Malformed("TCP header length"));
+        }
+        n
+    } else {
+        8
+    };
+    let hdr_len = start + transport;
+    if hdr_len > len || start < if is_v6 { 40 } else { 20 } {
+        return Err(BadFrame::Malformed("headers past the packet"));
+    }
+    hdr.hdr_len = hdr_len as u16;
+    let payload = len - hdr_len;
+    let count = payload.div_ceil(usize::from(hdr.gso_size));
+    if count > segments.len() || count > sizes.len() {
+        return Err(BadFrame::Malformed("more segments than the batch holds"));
+    }
+    tun_rs::gso_split(packet, hdr, segments, sizes, 0, is_v6)
+        .map_err(|_| BadFrame::Malformed("tun-rs could not split it"))
+}
+
+/// Completes a transport checksum the kernel left partial (CHECKSUM_PARTIAL): the field
+/// holds the pseudo-header sum; the rest is summed from `start`. The caller checked that
+/// the field lies inside the packet.
+fn finish_checksum(packet: &mut [u8], start: usize, at: usize) {
+    let initial = u16::from_be_bytes([packet[at], packet[at + 1]]);
+    packet[at..at + 2].fill(0);
+    let sum = tun_rs::checksum(&packet[start..], u64::from(initial));
+    packet[at..at + 2].copy_from_slice(&(!sum).to_be_bytes());
+}
+
+#[cfg(test)]
+#[path = "tun_batch_tests.rs"]
+mod tests;

@@ -1,0 +1,480 @@
+//! Many datagrams per system call on the agent's UDP socket: `recvmmsg` into one arena
+//! (split again where the kernel coalesced a train with UDP GRO), and `sendmmsg` of
+//! messages that each carry either one datagram or a run of equal-size datagrams to one
+//! destination with a `UDP_SEGMENT` control message (UDP GSO).
+//!
+//! The kernel may refuse a level (old ARM vendor kernels, an egress device without
+//! checksum offload answers GSO with EIO): the sender steps down once, GSO → `sendmmsg`
+//! → one `sendto` per datagram, and says so once in the log.
+//!
+//! Why our own module and not quinn-udp: quinn-udp is well kept, but it brings ECN, IP
+//! packet info, Windows and macOS paths and its own `Transmit`/`RecvMeta` types, and
+//! receives into one `IoSliceMut` per message that the caller must size; what the agent
+//! needs is the Linux half only, with one fixed arena and a per-datagram TTL it already
+//! handles apart. This file is that half in a few hundred lines of `libc`, tested below
+//! against real sockets on loopback.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+
+/// Not in every libc target module (musl, armv7): the values from linux/udp.h.
+const UDP_SEGMENT: libc::c_int = 103;
+const UDP_GRO: libc::c_int = 104;
+/// Datagrams in one GSO message: the kernel's UDP_MAX_SEGMENTS.
+const MAX_SEGMENTS: usize = 64;
+/// Bytes in one GSO message: an IP datagram's payload must fit in 64 KiB.
+const MAX_GSO_BYTES: usize = 65_000;
+/// Room for one control message of one int (GRO's segment size, GSO's u16), aligned.
+const CMSG_ROOM: usize = 32;
+
+/// How many datagrams a send system call may carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// `sendmmsg`, runs of equal-size datagrams to one destination as one GSO message.
+    Gso,
+    /// `sendmmsg`, one datagram per message.
+    Mmsg,
+    /// One `sendto` per datagram: the fallback, and `EDGEWIRE_OFFLOAD=off`.
+    Single,
+}
+
+impl Level {
+    fn down(self) -> Level {
+        match self {
+            Level::Gso => Level::Mmsg,
+            Level::Mmsg | Level::Single => Level::Single,
+        }
+    }
+}
+
+/// Asks the kernel to coalesce received trains (UDP GRO, Linux 5.0). False when refused.
+pub fn enable_gro(fd: RawFd) -> bool {
+    setsockopt_int(fd, libc::SOL_UDP, UDP_GRO, 1)
+}
+
+/// Whether the kernel knows UDP GSO (Linux 4.18): reading the option fails without it.
+pub fn kernel_has_gso(fd: RawFd) -> bool {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: reads an int option of our own socket into a local of that size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_UDP,
+            UDP_SEGMENT,
+            &mut value as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    rc == 0
+}
+
+fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> bool {
+    // SAFETY: a plain int option on a socket the caller owns.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
+            size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
+/// Received datagrams, one `recvmmsg` at a time, in one arena allocated once.
+pub struct RecvBatch {
+    arena: Vec<u8>,
+    slot: usize,
+    names: Vec<libc::sockaddr_storage>,
+    cmsgs: Vec<[u64; CMSG_ROOM / 8]>,
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+    /// Per message of the last call: its length and GRO segment size (0: one datagram).
+    got: Vec<(usize, usize)>,
+    /// Messages the kernel cut short (bigger than a slot), dropped since the agent began.
+    pub truncated: u64,
+}
+
+impl RecvBatch {
+    /// `slots` messages of `slot` bytes each: with GRO a slot must hold a 64 KiB train.
+    pub fn new(slots: usize, slot: usize) -> RecvBatch {
+        let slots = slots.max(1);
+        RecvBatch {
+            arena: vec![0; slots * slot],
+            slot,
+            // SAFETY: all-zero sockaddr_storage, iovec and mmsghdr are valid values.
+            names: vec![unsafe { zeroed() }; slots],
+            cmsgs: vec![[0; CMSG_ROOM / 8]; slots],
+            iovs: vec![unsafe { zeroed() }; slots],
+            msgs: vec![unsafe { zeroed() }; slots],
+            got: Vec::with_capacity(slots),
+            truncated: 0,
+        }
+    }
+
+    /// One `recvmmsg` without waiting; `WouldBlock` when nothing is queued. Returns how
+    /// many messages came (each may be a train of datagrams: see `datagrams`).
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        let slots = self.msgs.len();
+        for i in 0..slots {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.arena[i * self.slot..].as_mut_ptr() as *mut libc::c_void,
+                iov_len: self.slot,
+            };
+            // SAFETY: an all-zero msghdr is valid; every pointer set below lives in self.
+            let mut hdr: libc::msghdr = unsafe { zeroed() };
+            hdr.msg_name = &mut self.names[i] as *mut _ as *mut libc::c_void;
+            hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_iov = &mut self.iovs[i];
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = self.cmsgs[i].as_mut_ptr() as *mut libc::c_void;
+            hdr.msg_controllen = CMSG_ROOM as _;
+            self.msgs[i] = libc::mmsghdr {
+                msg_hdr: hdr,
+                msg_len: 0,
+            };
+        }
+        // SAFETY: `msgs` holds `slots` headers whose buffers all live in self and stay
+        // put for the call; MSG_DONTWAIT keeps the one thread from blocking.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                slots as _,
+                libc::MSG_DONTWAIT as _,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.got.clear();
+        for i in 0..n as usize {
+            let hdr = &self.msgs[i].msg_hdr;
+            if hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                self.truncated += 1;
+                log::debug!(
+                    "dropped a UDP datagram bigger than the {}-byte slot",
+                    self.slot
+                );
+                self.got.push((0, 0));
+                continue;
+            }
+            self.got
+                .push((self.msgs[i].msg_len as usize, gro_segment(hdr)));
+        }
+        Ok(n as usize)
+    }
+
+    /// The datagrams of the last `recv`, trains split at their segment size, in order.
+    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
+        self.got
+            .iter()
+            .enumerate()
+            .filter(|(_, (len, _))| *len > 0)
+            .filter_map(|(i, &(len, segment))| {
+                let from = decode_addr(&self.names[i])?;
+                let bytes = &self.arena[i * self.slot..i * self.slot + len];
+                Some(split_train(bytes, segment).map(move |d| (from, d)))
+            })
+            .flatten()
+    }
+}
+
+/// A GRO train's datagrams: every one `segment` bytes but the last, which may be shorter.
+/// A segment size of 0 (no GRO) or past the length is one datagram.
+pub fn split_train(bytes: &[u8], segment: usize) -> std::slice::Chunks<'_, u8> {
+    let size = if segment == 0 || segment >= bytes.len() {
+        bytes.len().max(1)
+    } else {
+        segment
+    };
+    bytes.chunks(size)
+}
+
+/// The segment size of a coalesced train, from its `UDP_GRO` control message; 0 if none.
+fn gro_segment(hdr: &libc::msghdr) -> usize {
+    // SAFETY: the CMSG_* walk stays inside msg_control/msg_controllen, which the kernel
+    // filled; the data of a UDP_GRO message is one int.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
+                let data = libc::CMSG_DATA(cmsg) as *const libc::c_int;
+                return std::ptr::read_unaligned(data).max(0) as usize;
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    0
+}
+
+/// Sends batches of datagrams; keeps the level the kernel accepted.
+pub struct SendBatch {
+    level: Level,
+    names: Vec<libc::sockaddr_storage>,
+    name_lens: Vec<libc::socklen_t>,
+    cmsgs: Vec<[u64; CMSG_ROOM / 8]>,
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+    /// Datagrams carried by each message of the call being built.
+    counts: Vec<usize>,
+}
+
+impl SendBatch {
+    pub fn new(level: Level) -> SendBatch {
+        SendBatch {
+            level,
+            names: Vec::new(),
+            name_lens: Vec::new(),
+            cmsgs: Vec::new(),
+            iovs: Vec::new(),
+            msgs: Vec::new(),
+            counts: Vec::new(),
+        }
+    }
+
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// Sends from the front of `batch` with one system call (GSO or `sendmmsg`) or a few
+    /// (`sendto` each), without waiting. Returns how many datagrams left; `WouldBlock`
+    /// when the socket's buffer is full before the first. An error that names one
+    /// datagram (no route to its address) is returned for it: the caller skips it.
+    /// `v4_mapped`: the socket is dual-stack, so IPv4 destinations are given as
+    /// `::ffff:a.b.c.d`.
+    pub fn send<B: AsRef<[u8]>>(
+        &mut self,
+        fd: RawFd,
+        v4_mapped: bool,
+        batch: &[(SocketAddr, B)],
+    ) -> io::Result<usize> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let result = match self.level {
+                Level::Single => send_one(fd, v4_mapped, &batch[0].0, batch[0].1.as_ref()),
+                level => self.send_mmsg(fd, v4_mapped, batch, level == Level::Gso),
+            };
+            match result {
+                Err(e) if self.refused(&e) => {
+                    let down = self.level.down();
+                    log::info!(
+                        "UDP: the kernel refused {:?} sends ({e}); using {down:?} from now on",
+                        self.level
+                    );
+                    self.level = down;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Errors that mean "this kernel or device cannot do this level", not "this
+    /// datagram": EIO is what UDP GSO gives where the egress device lacks checksum
+    /// offload; ENOSYS a kernel without sendmmsg. A GSO refusal counts only when the
+    /// message that failed (the first: sendmmsg reports an error only for it) carried
+    /// segments; a lone datagram's EINVAL says something about that datagram.
+    fn refused(&self, e: &io::Error) -> bool {
+        let code = e.raw_os_error();
+        match self.level {
+            Level::Gso => {
+                self.counts.first().is_some_and(|&n| n > 1)
+                    && matches!(
+                        code,
+                        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+                    )
+            }
+            Level::Mmsg => code == Some(libc::ENOSYS),
+            Level::Single => false,
+        }
+    }
+
+    fn send_mmsg<B: AsRef<[u8]>>(
+        &mut self,
+        fd: RawFd,
+        v4_mapped: bool,
+        batch: &[(SocketAddr, B)],
+        gso: bool,
+    ) -> io::Result<usize> {
+        // Each message: a run of datagrams (one without GSO). Vectors keep their capacity
+        // from call to call, so a steady flow allocates nothing.
+        self.counts.clear();
+        let mut i = 0;
+        while i < batch.len() {
+            let run = if gso { gso_run(&batch[i..]) } else { 1 };
+            self.counts.push(run);
+            i += run;
+        }
+        let messages = self.counts.len();
+        // SAFETY: all-zero values of these C structs are valid; filled in below.
+        self.names.resize(messages, unsafe { zeroed() });
+        self.name_lens.resize(messages, 0);
+        self.cmsgs.resize(messages, [0; CMSG_ROOM / 8]);
+        self.iovs.clear();
+        for (_, bytes) in &batch[..i] {
+            let bytes = bytes.as_ref();
+            self.iovs.push(libc::iovec {
+                iov_base: bytes.as_ptr() as *mut libc::c_void,
+                iov_len: bytes.len(),
+            });
+        }
+        self.msgs.clear();
+        let mut first = 0;
+        for m in 0..messages {
+            let count = self.counts[m];
+            self.name_lens[m] = encode_addr(&batch[first].0, v4_mapped, &mut self.names[m]);
+            // SAFETY: an all-zero msghdr is valid; its pointers go to vectors that are not
+            // touched again before the call.
+            let mut hdr: libc::msghdr = unsafe { zeroed() };
+            hdr.msg_name = &mut self.names[m] as *mut _ as *mut libc::c_void;
+            hdr.msg_namelen = self.name_lens[m];
+            hdr.msg_iov = &mut self.iovs[first];
+            hdr.msg_iovlen = count as _;
+            if count > 1 {
+                let segment = batch[first].1.as_ref().len() as u16;
+                hdr.msg_control = self.cmsgs[m].as_mut_ptr() as *mut libc::c_void;
+                // SAFETY: CMSG_SPACE of a u16 fits in CMSG_ROOM; the header is written
+                // inside our buffer.
+                unsafe {
+                    hdr.msg_controllen = libc::CMSG_SPACE(size_of::<u16>() as u32) as _;
+                    let cmsg = libc::CMSG_FIRSTHDR(&hdr);
+                    (*cmsg).cmsg_level = libc::SOL_UDP;
+                    (*cmsg).cmsg_type = UDP_SEGMENT;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut u16, segment);
+                }
+            }
+            self.msgs.push(libc::mmsghdr {
+                msg_hdr: hdr,
+                msg_len: 0,
+            });
+            first += count;
+        }
+        // SAFETY: `msgs` holds `messages` headers pointing into `iovs`, `names` and
+        // `cmsgs` (all sized above and not moved since) and into the caller's buffers,
+        // which `batch` borrows for the call.
+        let sent = unsafe {
+            libc::sendmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                messages as _,
+                libc::MSG_DONTWAIT as _,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(self.counts[..sent as usize].iter().sum())
+    }
+}
+
+/// How many datagrams from the front of `batch` one GSO message can carry: same
+/// destination, same size, except that the last may be shorter (the kernel's rule).
+fn gso_run<B: AsRef<[u8]>>(batch: &[(SocketAddr, B)]) -> usize {
+    let (to, first) = (&batch[0].0, batch[0].1.as_ref().len());
+    if first == 0 {
+        return 1;
+    }
+    let mut run = 1;
+    let mut bytes = first;
+    for (addr, b) in &batch[1..] {
+        let len = b.as_ref().len();
+        if addr != to || len > first || len == 0 || run == MAX_SEGMENTS {
+            break;
+        }
+        if bytes + len > MAX_GSO_BYTES {
+            break;
+        }
+        run += 1;
+        bytes += len;
+        if len < first {
+            break;
+        }
+    }
+    run
+}
+
+fn send_one(fd: RawFd, v4_mapped: bool, to: &SocketAddr, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: an all-zero sockaddr_storage is valid; encode_addr fills it.
+    let mut name: libc::sockaddr_storage = unsafe { zeroed() };
+    let len = encode_addr(to, v4_mapped, &mut name);
+    // SAFETY: `bytes` and `name` live across the call; len is what encode_addr wrote.
+    let rc = unsafe {
+        libc::sendto(
+            fd,
+            bytes.as_ptr() as *const libc::c_void,
+            bytes.len(),
+            libc::MSG_DONTWAIT,
+            &name as *const _ as *const libc::sockaddr,
+            len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(1)
+}
+
+fn encode_addr(
+    to: &SocketAddr,
+    v4_mapped: bool,
+    out: &mut libc::sockaddr_storage,
+) -> libc::socklen_t {
+    let v6 = match to {
+        SocketAddr::V4(v4) if !v4_mapped => {
+            // SAFETY: sockaddr_storage is large enough and aligned for sockaddr_in.
+            let sin = unsafe { &mut *(out as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = v4.port().to_be();
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            };
+            return size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        }
+        SocketAddr::V4(v4) => SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0),
+        SocketAddr::V6(v6) => *v6,
+    };
+    // SAFETY: sockaddr_storage is large enough and aligned for sockaddr_in6.
+    let sin6 = unsafe { &mut *(out as *mut _ as *mut libc::sockaddr_in6) };
+    sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    sin6.sin6_port = v6.port().to_be();
+    sin6.sin6_flowinfo = 0;
+    sin6.sin6_addr = libc::in6_addr {
+        s6_addr: v6.ip().octets(),
+    };
+    sin6.sin6_scope_id = v6.scope_id();
+    size_of::<libc::sockaddr_in6>() as libc::socklen_t
+}
+
+/// The sender's address, IPv4 peers in their plain form (`::ffff:a.b.c.d` unwrapped).
+fn decode_addr(name: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match name.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin = unsafe { &*(name as *const _ as *const libc::sockaddr_in) };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddrV4::new(ip, u16::from_be(sin.sin_port)).into())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6 = unsafe { &*(name as *const _ as *const libc::sockaddr_in6) };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            Some(match ip.to_ipv4_mapped() {
+                Some(v4) => SocketAddrV4::new(v4, port).into(),
+                None => SocketAddrV6::new(ip, port, 0, sin6.sin6_scope_id).into(),
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[path = "udp_batch_tests.rs"]
+mod tests;

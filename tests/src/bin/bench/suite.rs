@@ -1,0 +1,200 @@
+//! The measurements made through one tunnel (issue 8 item 4), each with a fresh iperf3
+//! server: TCP with one and four streams (ping RTT measured during the one-stream run),
+//! the highest UDP rate that loses under 1 %, and CPU seconds per GB at a fixed 200 Mbit/s
+//! from both ends' /proc/PID/stat.
+
+use std::fs;
+use std::time::Duration;
+
+use edgewire_lab::*;
+
+/// Datagram payload for UDP through a tunnel of MTU 1420: the TCP MSS there (1368, what
+/// iperf3 checks against), so nothing is fragmented.
+const UDP_LEN: &str = "1368";
+/// The fixed rate CPU per GB is measured at: below what every implementation reaches.
+const FIXED_MBPS: u32 = 200;
+/// Loss allowed at the highest UDP rate.
+const MAX_LOSS_PERCENT: f64 = 1.0;
+
+/// What one implementation's tunnel did; `None` where a run failed (said on stderr).
+#[derive(Default)]
+pub struct Figures {
+    pub tcp1_mbps: Option<f64>,
+    pub tcp4_mbps: Option<f64>,
+    pub udp_mbps: Option<f64>,
+    pub cpu_s_per_gb: Option<f64>,
+    pub ping_idle_ms: Option<f64>,
+    pub ping_load_ms: Option<f64>,
+    /// VmRSS of each end with the tunnel up and idle, kB.
+    pub idle_rss_kb: Option<(u64, u64)>,
+    /// VmHWM of each end after everything, kB.
+    pub peak_rss_kb: Option<(u64, u64)>,
+}
+
+pub fn run_all(left: &Host, right: &Host, dst: &str, seconds: u32, pids: [u32; 2]) -> Figures {
+    let mut f = Figures {
+        idle_rss_kb: Some((figures::rss_kb(pids[0]), figures::rss_kb(pids[1]))),
+        ping_idle_ms: ping_avg_ms(left, dst, 10),
+        ..Figures::default()
+    };
+    let warn = |what: &str, e: String| eprintln!("bench: {what}: {e}");
+    match tcp_with_ping(left, right, dst, seconds) {
+        Ok((mbps, ping)) => {
+            f.tcp1_mbps = Some(mbps);
+            f.ping_load_ms = ping;
+        }
+        Err(e) => warn("TCP 1 stream", e),
+    }
+    match iperf(left, right, dst, seconds, &["-P", "4"]) {
+        Ok(j) => f.tcp4_mbps = received_mbps(&j),
+        Err(e) => warn("TCP 4 streams", e),
+    }
+    f.udp_mbps = udp_highest(left, right, dst, seconds);
+    let before = cpu_secs(pids[0]).zip(cpu_secs(pids[1]));
+    let rate = format!("{FIXED_MBPS}M");
+    match iperf(left, right, dst, seconds, &["-b", &rate]) {
+        Ok(j) => {
+            let after = cpu_secs(pids[0]).zip(cpu_secs(pids[1]));
+            let bytes = j["end"]["sum_received"]["bytes"].as_f64();
+            f.cpu_s_per_gb = before
+                .zip(after)
+                .zip(bytes)
+                .map(|(((l0, r0), (l1, r1)), b)| (l1 - l0 + r1 - r0) / (b / 1e9));
+        }
+        Err(e) => warn("TCP at 200 Mbit/s", e),
+    }
+    f.peak_rss_kb = peak_rss_kb(pids[0]).zip(peak_rss_kb(pids[1]));
+    f
+}
+
+/// TCP, one stream, with a ping every 0.2 s running beside it: (Mbit/s, mean RTT ms).
+fn tcp_with_ping(
+    left: &Host,
+    right: &Host,
+    dst: &str,
+    seconds: u32,
+) -> Result<(f64, Option<f64>), String> {
+    let _server = server(right, dst)?;
+    let secs = seconds.to_string();
+    let client = left.spawn("iperf3-tcp1", &["iperf3", "-c", dst, "-t", &secs, "-J"]);
+    // Let the stream fill the path before the first ping.
+    std::thread::sleep(Duration::from_millis(500));
+    let pings = (seconds.saturating_sub(1) * 5).max(3) as usize;
+    let rtt = ping_avg_ms_every(left, dst, pings, "0.2");
+    client
+        .wait_exit(Duration::from_secs(u64::from(seconds) + 20))
+        .ok_or("iperf3 did not finish")?;
+    let json = parse(&client.log())?;
+    let mbps = received_mbps(&json).ok_or("no throughput in iperf3's JSON")?;
+    Ok((mbps, rtt))
+}
+
+/// The highest UDP rate with under 1 % loss: unlimited first, then the rate that came
+/// through, stepping down 15 % at a time.
+fn udp_highest(left: &Host, right: &Host, dst: &str, seconds: u32) -> Option<f64> {
+    let probe = (seconds / 2).max(2);
+    let mut rate: Option<f64> = None;
+    for _ in 0..6 {
+        let b = rate.map_or("0".to_owned(), |r| format!("{}M", r.round() as u64));
+        let j = match iperf(left, right, dst, probe, &["-u", "-b", &b, "-l", UDP_LEN]) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("bench: UDP at {b}: {e}");
+                return None;
+            }
+        };
+        let got = received_mbps(&j)?;
+        let lost = j["end"]["sum_received"]["lost_percent"]
+            .as_f64()
+            .or_else(|| j["end"]["sum"]["lost_percent"].as_f64())?;
+        if lost < MAX_LOSS_PERCENT {
+            return Some(got);
+        }
+        rate = Some(match rate {
+            None => got,
+            Some(r) => r * 0.85,
+        });
+    }
+    None
+}
+
+/// A one-off iperf3 server on `right`, listening before this returns.
+fn server(right: &Host, dst: &str) -> Result<Proc, String> {
+    let server = right.spawn("iperf3-server", &["iperf3", "-s", "-1", "-B", dst]);
+    poll_until(Duration::from_secs(10), || {
+        let out = right.exec(&["ss", "-Hltn", "sport", "=", ":5201"]);
+        (!out.stdout.trim().is_empty()).then_some(())
+    })
+    .ok_or_else(|| format!("iperf3 server did not start: {}", server.log()))?;
+    Ok(server)
+}
+
+/// iperf3 from `left` to a one-off server on `right` at `dst`, its JSON.
+pub fn iperf(
+    left: &Host,
+    right: &Host,
+    dst: &str,
+    seconds: u32,
+    extra: &[&str],
+) -> Result<serde_json::Value, String> {
+    let _server = server(right, dst)?;
+    let secs = seconds.to_string();
+    let mut argv = vec!["iperf3", "-c", dst, "-t", &secs, "-J"];
+    argv.extend(extra);
+    let out = left.exec(&argv);
+    parse(&format!("{}{}", out.stdout, out.stderr))
+}
+
+fn parse(text: &str) -> Result<serde_json::Value, String> {
+    let start = text
+        .find('{')
+        .ok_or_else(|| format!("iperf3 printed no JSON: {text}"))?;
+    // The first JSON value: warnings may follow it.
+    let json: serde_json::Value = serde_json::Deserializer::from_str(&text[start..])
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("iperf3 printed no JSON: {text}"))?
+        .map_err(|e| format!("iperf3 printed no JSON ({e}): {text}"))?;
+    if let Some(err) = json["error"].as_str() {
+        return Err(format!("iperf3: {err}"));
+    }
+    Ok(json)
+}
+
+/// The receiver's figure: for UDP the sender's counts datagrams lost on the way.
+pub fn received_mbps(json: &serde_json::Value) -> Option<f64> {
+    let end = &json["end"];
+    end["sum_received"]["bits_per_second"]
+        .as_f64()
+        .or_else(|| end["sum"]["bits_per_second"].as_f64())
+        .map(|b| b / 1e6)
+}
+
+fn ping_avg_ms(from: &Host, dst: &str, count: usize) -> Option<f64> {
+    ping_avg_ms_every(from, dst, count, "0.2")
+}
+
+/// Mean RTT from `ping -q`'s summary (`rtt min/avg/max/mdev = a/b/c/d ms`).
+fn ping_avg_ms_every(from: &Host, dst: &str, count: usize, interval: &str) -> Option<f64> {
+    let n = count.to_string();
+    let out = from.exec(&["ping", "-n", "-q", "-c", &n, "-i", interval, "-W", "2", dst]);
+    let line = out.stdout.lines().find(|l| l.contains("min/avg/max"))?;
+    line.split('=')
+        .nth(1)?
+        .trim()
+        .split('/')
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// User + system CPU seconds of a process so far.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks as f64 / hz as f64)
+}
