@@ -20,12 +20,14 @@ use super::path::{Destination, Path, RelayId, Transmit};
 use super::paths::RelayInfo;
 use super::peer::{Peer, PeerConfig};
 use super::reflexive::{self, NatMapping, Reflexive};
+use super::relays::Relay;
 use super::routes::RouteTable;
 use super::session::{self, Gate, HandshakeGate, MessageKind};
 use super::signal;
 
 mod filing;
 mod ondemand;
+mod relaying;
 
 /// Packets the node dropped, by reason. Each one is also logged at debug.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,6 +65,17 @@ pub enum Event {
     /// A peer's datagrams take another way now (logged where it happens; this is for
     /// counting).
     PathSwitched { peer: String, why: SwitchReason },
+    /// The shell must (re)connect to relay `id`: drop any connection it has, race the
+    /// relay's transports in this order (indexes into the manifest's list), and report
+    /// with `Node::relay_connected` or `Node::relay_connect_failed`.
+    ConnectRelay { id: RelayId, order: Vec<usize> },
+    /// Relay `id` carries peers now (logged where it happens).
+    RelayUp {
+        id: RelayId,
+        rtt: std::time::Duration,
+    },
+    /// Relay `id` no longer does; its peers moved (logged where it happens).
+    RelayDown { id: RelayId },
 }
 
 /// Why a peer's path changed, as metrics label it.
@@ -130,8 +143,10 @@ pub struct Node {
     /// Session indexes are 24 bits; the next one to hand out.
     next_index: u32,
     out: Outbox,
-    /// Relays with an allocation, as the shell reports them.
+    /// Relays with an allocation, as the paths choose among them.
     relays: Vec<RelayInfo>,
+    /// The TURN clients, one per relay server (`relaying.rs`).
+    turn: Vec<Relay>,
     /// MAC1, and MAC2 under load, before any handshake costs an X25519 operation.
     gate: HandshakeGate,
     /// Our reflexive addresses and the NAT's mapping, from STUN on the WireGuard socket.
@@ -167,6 +182,7 @@ impl Node {
             next_index: index_seed & 0x00ff_ffff,
             out: Outbox::default(),
             relays: Vec::new(),
+            turn: Vec::new(),
             drops: Drops::default(),
         }
     }
@@ -410,6 +426,8 @@ impl Node {
     }
 
     /// A relay has an allocation (again), answering in `rtt`. Peers that are down try it.
+    /// The node says so itself for the relays it drives; the simulation, whose relays
+    /// are links, says it by hand.
     pub fn relay_up(&mut self, relay: RelayId, rtt: std::time::Duration, now: Instant) {
         self.relays.retain(|r| r.id != relay);
         self.relays.push(RelayInfo { id: relay, rtt });
@@ -426,19 +444,6 @@ impl Node {
             peer.on_relay_lost(relay, &self.relays, &mut self.out, now);
         }
         self.reschedule_all();
-    }
-
-    /// Every address a relay must be allowed to forward from: the peers' direct
-    /// addresses (TURN permissions).
-    pub fn relay_permissions(&self) -> Vec<SocketAddr> {
-        let mut all: Vec<SocketAddr> = self
-            .peers
-            .values()
-            .flat_map(|p| p.direct_candidates().iter().copied())
-            .collect();
-        all.sort();
-        all.dedup();
-        all
     }
 
     fn handle_datagram(&mut self, via: Path, datagram: &[u8], now: Instant) {
@@ -539,13 +544,29 @@ impl Node {
         for (key, why) in over {
             self.end_punched(key, why, now);
         }
+        self.relay_timers(now);
         self.out.log_not_answering();
         #[cfg(test)]
         self.check_filed("handle_timeout");
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.transmits.pop_front()
+        loop {
+            let mut t = self.out.transmits.pop_front()?;
+            let Destination::Relay { relay, peer } = t.destination else {
+                return Some(t);
+            };
+            match self.frame_relayed(relay, peer, &t.payload) {
+                Some(None) => return Some(t),
+                Some(Some(framed)) => {
+                    let payload = std::mem::replace(&mut t.payload, framed);
+                    self.out.recycle(payload);
+                    t.destination = Destination::RelayServer(relay);
+                    return Some(t);
+                }
+                None => self.out.recycle(t.payload),
+            }
+        }
     }
 
     /// Hands a transmitted buffer back for reuse.
@@ -557,10 +578,14 @@ impl Node {
     /// logs and tests).
     pub fn poll_timeout(&self) -> Option<(Instant, &str)> {
         let stun = self.reflexive.poll_timeout().map(|t| (t, "stun"));
+        let relay = self.relay_timeout().map(|t| (t, "relay"));
         let peer = self.timers.first().and_then(|(t, key)| {
             let name = self.peers.get(key)?.config.name.as_str();
             Some((*t, name))
         });
-        [peer, stun].into_iter().flatten().min_by_key(|(t, _)| *t)
+        [peer, stun, relay]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(t, _)| *t)
     }
 }

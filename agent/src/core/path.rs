@@ -52,8 +52,12 @@ impl fmt::Display for Path {
 pub enum Destination {
     /// A datagram on the node's UDP socket.
     Udp(SocketAddr),
-    /// A datagram for the TURN relay to forward to `peer`.
+    /// A datagram for the TURN relay to forward to `peer`. The node frames it for the
+    /// relays it drives (`RelayServer`); only the simulation's relays see this.
     Relay { relay: RelayId, peer: SocketAddr },
+    /// A message for relay `id`'s server: a datagram on its UDP connection, or bytes
+    /// to write whole, in order, on its TCP or TLS stream.
+    RelayServer(RelayId),
     /// A decrypted IP packet for the TUN device.
     Tun,
 }

@@ -77,6 +77,15 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// The word logs and `status` show.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
     /// Stream transports need framing (padding, reassembly) and no retransmissions.
     pub fn is_stream(self) -> bool {
         self != Transport::Udp
@@ -85,11 +94,7 @@ impl Transport {
 
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-        })
+        f.write_str(self.name())
     }
 }
 

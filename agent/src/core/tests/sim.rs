@@ -167,6 +167,9 @@ impl Sim {
                                 self.deliver(from, peer, &t.payload);
                             }
                         }
+                        Destination::RelayServer(_) => {
+                            unreachable!("the simulation's relays are links, not TURN servers")
+                        }
                         Destination::Tun => {
                             let n = &mut self.nodes[i];
                             let dst: [u8; 4] = t.payload[16..20].try_into().unwrap();

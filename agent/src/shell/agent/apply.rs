@@ -75,7 +75,7 @@ impl super::Agent<'_> {
             warn_if_not_forwarding();
         }
         self.sync_mesh(&manifest, &topology).await;
-        self.sync_relays(&manifest, topology.role);
+        self.sync_relays(&manifest, topology.role).await;
         self.sync_kernel(&topology.addresses).await;
         self.set_state(format!(
             "running as {} with {} peers (manifest serial {})",
@@ -106,7 +106,7 @@ impl super::Agent<'_> {
         let changes = self.node.apply(desired, topology.overlay, clock::now());
         if !changes.is_empty() {
             log::info!("endpoint names resolved anew: {}", describe(&changes));
-            self.update_relay_peers();
+            self.node.update_relay_permissions(clock::now());
         }
     }
 

@@ -31,7 +31,7 @@ impl super::Agent<'_> {
             .iter()
             .map(|r| RelayMetric {
                 relay: r.spec.host.clone(),
-                transport: r.up.map(|(_, kind)| kind.name().to_string()),
+                transport: self.relay_link(r.spec.id).map(|(_, kind)| kind.to_string()),
                 rtt: self.record.relay_rtt.get(&r.spec.id).copied(),
             })
             .collect();

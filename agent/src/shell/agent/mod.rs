@@ -37,7 +37,7 @@ use super::notify::Notifier;
 use super::offload;
 use super::pace;
 use super::puller::{self, Accepted, Polled, Puller};
-use super::relay::{self, FromRelay, Relay};
+use super::relay::{self, Raced, Relay};
 use super::resolver::Resolver;
 use super::status_server::{self, StatusServer};
 use super::tun;
@@ -67,7 +67,8 @@ enum Wake {
     Udp,
     Timer,
     Pulled(Option<Box<Polled>>),
-    Relay(Option<FromRelay>),
+    Raced(Option<Raced>),
+    RelayLink(usize),
     Status(io::Result<Async<UnixStream>>),
     Control(io::Result<Async<UnixStream>>),
     MetricsTick,
@@ -107,9 +108,13 @@ pub struct Agent<'a> {
     resolver: Resolver,
     /// Endpoint names that did not resolve last time (logged once, not every poll).
     unresolved: std::collections::BTreeSet<String>,
-    /// Every relay task reports here.
-    relay_tx: smol::channel::Sender<FromRelay>,
-    relay_rx: smol::channel::Receiver<FromRelay>,
+    /// Every relay race reports here.
+    relay_tx: smol::channel::Sender<Raced>,
+    relay_rx: smol::channel::Receiver<Raced>,
+    /// TLS settings for the relays, made when the first TLS-capable race starts.
+    relay_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Where the relays' connections are read into; allocated with the first one.
+    relay_buf: Vec<u8>,
     /// This node's part of the manifest in force.
     topology: Option<Topology>,
     manifest: Option<ManifestInfo>,
@@ -185,7 +190,7 @@ impl<'a> Agent<'a> {
             .context("starting the manifest thread")?;
         // Before the first session is made: its handshakes are stamped from this floor.
         let clock_floor = ClockFloor::restore(&config.state_dir);
-        let (relay_tx, relay_rx) = relay::events();
+        let (relay_tx, relay_rx) = relay::races();
         let notify = Notifier::from_env();
         let now = clock::now();
         Ok(Agent {
@@ -210,6 +215,8 @@ impl<'a> Agent<'a> {
             unresolved: Default::default(),
             relay_tx,
             relay_rx,
+            relay_tls: None,
+            relay_buf: Vec::new(),
             topology: None,
             manifest: None,
             state: "starting".into(),
@@ -255,7 +262,12 @@ impl<'a> Agent<'a> {
                 Wake::Timer
             })
             .or(async { Wake::Pulled(self.puller.recv().await.map(Box::new)) })
-            .or(async { Wake::Relay(self.relay_rx.recv().await.ok()) })
+            .or(async { Wake::Raced(self.relay_rx.recv().await.ok()) })
+            .or(async {
+                Wake::RelayLink(
+                    std::future::poll_fn(|cx| relays::poll_relays(&self.relays, cx)).await,
+                )
+            })
             .or(async { Wake::Status(self.status.accept().await) })
             .or(async {
                 match metrics_tick.as_mut() {
@@ -299,12 +311,10 @@ impl<'a> Agent<'a> {
                 Wake::Timer => self.on_timer(),
                 Wake::Pulled(Some(polled)) => self.on_pulled(*polled).await,
                 Wake::Pulled(None) => anyhow::bail!("the manifest thread stopped"),
-                Wake::Relay(Some(event)) => {
-                    self.record.on_relay(&event);
-                    self.on_relay(event)
-                }
+                Wake::Raced(Some(raced)) => self.on_raced(raced),
                 // The agent holds a sender itself: the channel never closes.
-                Wake::Relay(None) => {}
+                Wake::Raced(None) => {}
+                Wake::RelayLink(i) => self.pump_relay(i),
                 Wake::Status(Ok(stream)) => {
                     let (report, peers) = self.report_parts();
                     let n = peers.len();
@@ -518,18 +528,7 @@ impl<'a> Agent<'a> {
 
     /// Sends everything the core produced, then hands the buffers back.
     async fn flush(&mut self) {
-        while let Some(event) = self.node.poll_event() {
-            match event {
-                Event::NatMapping(mapping) => log::info!(
-                    "NAT in front of UDP port {}: {mapping} mapping (seen as {})",
-                    self.config.listen_port,
-                    describe_addresses(&self.node.reflexive_addresses())
-                ),
-                Event::PathSwitched { why, .. } => {
-                    *self.record.path_switches.entry(why.name()).or_default() += 1;
-                }
-            }
-        }
+        self.take_events();
         let batching = self.udp.batching();
         while let Some(t) = self.node.poll_transmit() {
             match t.destination {
@@ -548,10 +547,10 @@ impl<'a> Agent<'a> {
                         log::debug!("UDP send to {to}: {e}");
                     }
                 }
-                Destination::Relay { relay, peer } => {
-                    // The relay task owns the bytes from here; the pool makes a new buffer.
-                    self.send_relayed(relay, peer, t.payload);
-                    continue;
+                Destination::RelayServer(relay) => self.send_to_relay(relay, &t.payload),
+                // The core frames these for the relays it drives: none are left.
+                Destination::Relay { relay, .. } => {
+                    log::debug!("relay #{relay}: no TURN client; dropped a datagram")
                 }
                 Destination::Tun => {
                     self.tun_batch.queue(&t.payload);
@@ -564,6 +563,31 @@ impl<'a> Agent<'a> {
         }
         self.send_udp_out().await;
         self.write_tun().await;
+        // A broken relay connection, found while sending, asks for a new one.
+        self.take_events();
+    }
+
+    /// What the core reports: logged and counted, and relay connections to make.
+    fn take_events(&mut self) {
+        while let Some(event) = self.node.poll_event() {
+            match event {
+                Event::NatMapping(mapping) => log::info!(
+                    "NAT in front of UDP port {}: {mapping} mapping (seen as {})",
+                    self.config.listen_port,
+                    describe_addresses(&self.node.reflexive_addresses())
+                ),
+                Event::PathSwitched { why, .. } => {
+                    *self.record.path_switches.entry(why.name()).or_default() += 1;
+                }
+                Event::ConnectRelay { id, order } => self.connect_relay(id, order),
+                Event::RelayUp { id, rtt } => {
+                    self.record.relay_rtt.insert(id, rtt);
+                }
+                Event::RelayDown { id } => {
+                    self.record.relay_rtt.remove(&id);
+                }
+            }
+        }
     }
 
     async fn send_udp_out(&mut self) {

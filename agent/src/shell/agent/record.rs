@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 use crate::core::RelayId;
 use crate::fetch::FetchError;
 
-use super::super::relay::FromRelay;
-
 pub(super) struct Record {
     pub started: Instant,
     /// Wall-clock seconds at start (may be 1970 on a board without an RTC).
@@ -40,18 +38,6 @@ impl Record {
             path_switches: BTreeMap::new(),
             last_success_unix: None,
             relay_rtt: BTreeMap::new(),
-        }
-    }
-
-    pub fn on_relay(&mut self, event: &FromRelay) {
-        match event {
-            FromRelay::Up { id, rtt, .. } => {
-                self.relay_rtt.insert(*id, *rtt);
-            }
-            FromRelay::Down { id, .. } => {
-                self.relay_rtt.remove(id);
-            }
-            FromRelay::Data { .. } => {}
         }
     }
 

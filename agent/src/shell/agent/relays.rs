@@ -1,20 +1,24 @@
-//! The agent's side of the relays: starting and stopping them as the manifest says, and
-//! passing their news to the core. Only edges use relays: hubs are reachable by
-//! definition, and a relay in front of a hub would only add a hop.
+//! The agent's side of the relays: connections. The core owns the TURN clients and asks
+//! for connections (`Event::ConnectRelay`); this races the transports, hands the winner's
+//! client to the core, and moves the bytes between the connections and the core on the
+//! loop. Only edges use relays: hubs are reachable by definition, and a relay in front
+//! of a hub would only add a hop.
 
-use std::time::Duration;
+use std::io;
 
-use crate::core::RelayId;
-use crate::human::Human;
+use crate::core::{RelayId, RelaySlot};
 use crate::manifest::{Manifest, Role};
 
 use super::super::clock;
-use super::super::relay::{self, FromRelay, Relay};
+use super::super::relay::{self, Raced, Relay};
+
+/// Reads from one connection per wake-up before the loop flushes.
+const READS: usize = 64;
 
 impl super::Agent<'_> {
-    /// Brings the running relays to what the manifest lists, then tells each which peer
-    /// addresses to keep permissions for.
-    pub(super) fn sync_relays(&mut self, manifest: &Manifest, role: Role) {
+    /// Brings the relays to what the manifest lists. Any change restarts them all, as a
+    /// changed relay may have new credentials: the old allocations are freed first.
+    pub(super) async fn sync_relays(&mut self, manifest: &Manifest, role: Role) {
         let wanted = if role == Role::Edge {
             relay::group(&manifest.relays)
         } else {
@@ -22,85 +26,141 @@ impl super::Agent<'_> {
         };
         let running: Vec<_> = self.relays.iter().map(|r| r.spec.clone()).collect();
         if wanted != running {
-            let now = clock::now();
-            for old in self.relays.drain(..) {
-                if old.up.is_some() {
-                    self.node.relay_down(old.spec.id, now);
-                }
+            if !running.is_empty() {
+                self.node.set_relays(Vec::new(), clock::now());
+                self.flush().await;
             }
-            if !wanted.is_empty() {
-                let tls = relay::client_config(self.config.ca_file.as_deref());
-                for spec in wanted {
-                    log::info!("relay {}: allocating", spec.host);
-                    self.relays.push(Relay::start(
-                        self.ex,
-                        spec,
-                        tls.clone(),
-                        self.relay_tx.clone(),
-                        self.resolver.clone(),
-                    ));
-                }
-            }
+            self.relays = wanted.into_iter().map(Relay::new).collect();
+            let slots = (self.relays.iter())
+                .map(|r| RelaySlot {
+                    id: r.spec.id,
+                    name: r.spec.host.clone(),
+                    transports: r.spec.candidates.len(),
+                })
+                .collect();
+            self.node.set_relays(slots, clock::now());
         }
-        self.update_relay_peers();
+        self.node.update_relay_permissions(clock::now());
     }
 
-    /// The addresses the relays must accept datagrams from: every peer's direct address.
-    pub(super) fn update_relay_peers(&self) {
-        let peers = self.node.relay_permissions();
-        for r in &self.relays {
-            r.set_peers(peers.clone());
-        }
+    /// The core wants relay `id` connected, trying its transports in `order`.
+    pub(super) fn connect_relay(&mut self, id: RelayId, order: Vec<usize>) {
+        let Some(r) = self.relays.iter_mut().find(|r| r.spec.id == id) else {
+            return;
+        };
+        log::info!("relay {}: allocating", r.spec.host);
+        let tls = self
+            .relay_tls
+            .get_or_insert_with(|| relay::client_config(self.config.ca_file.as_deref()))
+            .clone();
+        r.race(
+            self.ex,
+            order,
+            tls,
+            self.resolver.clone(),
+            self.relay_tx.clone(),
+        );
     }
 
-    pub(super) fn on_relay(&mut self, event: FromRelay) {
+    pub(super) fn on_raced(&mut self, raced: Raced) {
         let now = clock::now();
-        match event {
-            FromRelay::Up {
+        match raced {
+            Raced::Connected {
                 id,
-                rtt,
-                server,
-                kind,
-                relayed,
+                index,
+                established,
             } => {
-                if let Some(r) = self.relay_mut(id) {
-                    r.up = Some((server, kind));
+                if let Some(r) = self.relays.iter_mut().find(|r| r.spec.id == id) {
+                    let client = r.connected(*established);
+                    self.node.relay_connected(id, index, client, now);
                 }
-                log::info!(
-                    "relay {server} ({}) is up: relayed address {relayed}, round trip {}",
-                    kind.name(),
-                    Human(rtt)
-                );
-                self.node
-                    .relay_up(id, rtt.max(Duration::from_micros(1)), now);
             }
-            FromRelay::Down { id, reason } => {
-                if let Some(r) = self.relay_mut(id) {
-                    r.up = None;
+            Raced::Failed { id, why } => {
+                if let Some(r) = self.relays.iter_mut().find(|r| r.spec.id == id) {
+                    r.race_failed();
+                    self.node.relay_connect_failed(id, &why, now);
                 }
-                log::warn!("relay #{id} is down: {reason}");
-                self.node.relay_down(id, now);
-            }
-            FromRelay::Data { id, from, payload } => {
-                self.node.handle_relay(id, from, &payload, now);
             }
         }
     }
 
-    fn relay_mut(&mut self, id: RelayId) -> Option<&mut Relay> {
-        self.relays.iter_mut().find(|r| r.spec.id == id)
+    /// Relay number `i`'s connection is ready: reads what the server sent into the core
+    /// and writes what waited.
+    pub(super) fn pump_relay(&mut self, i: usize) {
+        let now = clock::now();
+        let id = self.relays[i].spec.id;
+        let Some(pump) = self.relays[i].pump.as_mut() else {
+            return;
+        };
+        if self.relay_buf.is_empty() {
+            self.relay_buf = vec![0u8; super::RECV_BUFFER];
+        }
+        let stream = pump.is_stream();
+        let mut broken = pump
+            .flush()
+            .err()
+            .map(|e| format!("sending to the server: {e}"));
+        for _ in 0..READS {
+            if broken.is_some() {
+                break;
+            }
+            match pump.try_recv(&mut self.relay_buf) {
+                Ok(0) if stream => broken = Some("the server closed the connection".into()),
+                Ok(n) => self.node.handle_relay_bytes(id, &self.relay_buf[..n], now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // The server's host says nothing listens there any more (ICMP port
+                // unreachable): the relay is gone, and its peers should move now rather
+                // than when their own traffic goes unanswered.
+                Err(e) if !stream && e.kind() == io::ErrorKind::ConnectionRefused => {
+                    broken = Some("the server's port is closed (the relay is not running)".into())
+                }
+                // Other ICMP errors from UDP sends surface here; the TURN timers decide.
+                Err(e) if !stream => {
+                    log::debug!("relay #{id}: {e}");
+                    break;
+                }
+                Err(e) => broken = Some(format!("connection: {e}")),
+            }
+        }
+        if let Some(why) = broken {
+            self.relays[i].pump = None;
+            self.node.relay_link_lost(id, &why, now);
+        }
+    }
+
+    /// Sends a message of the core to relay `id`'s server.
+    pub(super) fn send_to_relay(&mut self, id: RelayId, message: &[u8]) {
+        let Some(r) = self.relays.iter_mut().find(|r| r.spec.id == id) else {
+            return;
+        };
+        let Some(pump) = r.pump.as_mut() else {
+            return;
+        };
+        if let Err(e) = pump.send(message) {
+            r.pump = None;
+            self.node
+                .relay_link_lost(id, &format!("sending to the server: {e}"), clock::now());
+        }
     }
 
     /// Where the relay `id` is connected and how, for `status`.
     pub(super) fn relay_link(&self, id: RelayId) -> Option<(String, &'static str)> {
-        let r = self.relays.iter().find(|r| r.spec.id == id)?;
-        r.up.map(|(server, kind)| (server.to_string(), kind.name()))
+        let (server, transport, _) = self.node.relay_link(id)?;
+        Some((server.to_string(), transport.name()))
     }
+}
 
-    /// Sends a datagram through relay `id`.
-    pub(super) fn send_relayed(&self, id: RelayId, peer: std::net::SocketAddr, payload: Vec<u8>) {
-        if let Some(r) = self.relays.iter().find(|r| r.spec.id == id) {
-            r.send(peer, payload);
+/// Ready when any relay's connection is: its index.
+pub(super) fn poll_relays(
+    relays: &[Relay],
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<usize> {
+    for (i, r) in relays.iter().enumerate() {
+        if let Some(pump) = &r.pump
+            && pump.poll_ready(cx).is_ready()
+        {
+            return std::task::Poll::Ready(i);
         }
     }
+    std::task::Poll::Pending
 }

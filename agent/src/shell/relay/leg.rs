@@ -75,7 +75,7 @@ impl Leg {
     pub fn wait_ready(&mut self, until: Instant) -> Result<(), String> {
         loop {
             match self.next(until) {
-                Some(FromRelay::Up { .. }) => return Ok(()),
+                Some(FromRelay::Up) => return Ok(()),
                 Some(FromRelay::Down { reason, .. }) => return Err(reason),
                 Some(FromRelay::Data { .. }) => {}
                 None => {
@@ -104,7 +104,7 @@ impl Leg {
                     return Some((n, from));
                 }
                 FromRelay::Down { reason, .. } => self.down = Some(reason),
-                FromRelay::Up { .. } => {}
+                FromRelay::Up => {}
             }
         }
     }

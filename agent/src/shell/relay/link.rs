@@ -5,6 +5,7 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_lite::FutureExt;
@@ -90,6 +91,57 @@ impl Link {
         }
     }
 
+    /// Whether the connection has something to read, registering `cx` when not.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Link::Udp(s) => s.poll_readable(cx),
+            Link::Tcp(s) => s.poll_readable(cx),
+            Link::Tls(s) => s.tcp.poll_readable(cx),
+        }
+    }
+
+    /// Whether a stream can take more bytes, registering `cx` when not.
+    pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Link::Udp(s) => s.poll_writable(cx),
+            Link::Tcp(s) => s.poll_writable(cx),
+            Link::Tls(s) => s.tcp.poll_writable(cx),
+        }
+    }
+
+    /// Writes from the front of `pending` without waiting, draining what was taken: one
+    /// datagram over UDP (dropped when the socket is full, as any UDP send may be), as
+    /// much of the stream as the socket takes over TCP and TLS.
+    pub fn try_send(&mut self, pending: &mut Vec<u8>) -> io::Result<()> {
+        match self {
+            Link::Udp(s) => {
+                let sent = s.get_ref().send(pending);
+                pending.clear();
+                match sent {
+                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+                    _ => Ok(()),
+                }
+            }
+            Link::Tcp(s) => {
+                while !pending.is_empty() {
+                    match s.get_ref().write(pending) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => drop(pending.drain(..n)),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Link::Tls(s) => s.try_write(pending),
+        }
+    }
+
+    /// Whether bytes given to a stream still wait inside the TLS layer.
+    pub fn tls_backlog(&self) -> bool {
+        matches!(self, Link::Tls(s) if s.conn.wants_write())
+    }
+
     /// A datagram, or the next chunk of the stream, without waiting: `WouldBlock` when
     /// there is none, `Ok(0)` when a stream was closed.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -163,6 +215,26 @@ impl TlsStream {
             }
         }
         Ok(())
+    }
+
+    /// Pushes out the records rustls holds, then hands it `pending` and pushes again,
+    /// without waiting. rustls takes the bytes only once its last records are out, so
+    /// what waits stays in `pending`, whose size the caller bounds.
+    fn try_write(&mut self, pending: &mut Vec<u8>) -> io::Result<()> {
+        loop {
+            while self.conn.wants_write() {
+                match self.conn.write_tls(&mut self.tcp.get_ref()) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let n = self.conn.writer().write(pending)?;
+            pending.drain(..n);
+        }
     }
 
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

@@ -1,21 +1,22 @@
-//! The TURN relays of the manifest, each driven by its own small task on the agent's one
-//! thread: it connects (UDP, TCP or TLS, trying the transports the manifest lists and
-//! keeping the one that worked), runs the sans-IO TURN client, keeps permissions and
-//! channels for the peers' addresses, and reports to the event loop over a channel:
-//! up (with the round-trip time), down, and relayed datagrams.
+//! The TURN relays of the manifest, as the shell sees them: connections. The core owns
+//! each relay's TURN client and decides when to connect and over which transport first
+//! (`core/relays.rs`); the shell races the transports (UDP, TCP or TLS) in that order on
+//! a small task, hands the client that allocated to the core, and then moves the
+//! connection's bytes on the event loop itself (`pump.rs`).
 //!
+//! netcheck holds allocations of its own through `leg.rs`, served by `runner::serve`.
 //! Relays are allocated at start, so the relay is warm when a direct path fails.
 
 mod leg;
 mod link;
 mod probe;
+mod pump;
 mod runner;
 mod spec;
 mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use smol::LocalExecutor;
 use smol::channel::{Receiver, Sender};
@@ -27,96 +28,111 @@ use super::resolver::Resolver;
 pub use leg::Leg;
 pub use link::Kind;
 pub use probe::{Allocation, Hold, Probe, probe_all};
+pub use pump::Pump;
+pub use runner::Established;
 pub use spec::{RelaySpec, group};
 pub use tls::client_config;
 
-/// From a relay task to the event loop.
+/// From netcheck's relay session to its leg.
 pub enum FromRelay {
-    Up {
-        id: RelayId,
-        rtt: Duration,
-        server: SocketAddr,
-        kind: Kind,
-        relayed: SocketAddr,
-    },
+    /// Permissions and channels for the leg's peers are in place.
+    Up,
     Down {
-        id: RelayId,
         reason: String,
     },
     Data {
-        id: RelayId,
         from: SocketAddr,
         payload: Vec<u8>,
     },
 }
 
-/// Datagrams queued toward one relay before more are dropped (as a full UDP socket
-/// would): the relay path is the slow one, and WireGuard copes with loss.
+/// Datagrams queued toward netcheck's leg before more are dropped (as a full UDP
+/// socket would): the relay path is the slow one, and WireGuard copes with loss.
 const QUEUE: usize = 256;
 
-/// One running relay, as the event loop holds it. Dropping it closes its channels: the
-/// task frees the allocation on the server (when it has one) and ends.
+/// The end of a race of a relay's transports, for the event loop.
+pub enum Raced {
+    /// Transport number `index` allocated first.
+    Connected {
+        id: RelayId,
+        index: usize,
+        established: Box<Established>,
+    },
+    /// None did; `why` says what each transport did.
+    Failed { id: RelayId, why: String },
+}
+
+/// A relay of the manifest as the event loop holds it: its connection once a race won,
+/// the race while it runs. Its TURN client lives in the core.
 pub struct Relay {
     pub spec: RelaySpec,
-    /// WireGuard datagrams for a peer, through the allocation.
-    data: Sender<(SocketAddr, Vec<u8>)>,
-    /// The addresses the relay must accept datagrams from (and send to); apart from
-    /// the data so a full data queue never holds it up.
-    peers: Sender<Vec<SocketAddr>>,
-    task: Option<smol::Task<()>>,
-    /// Where it is connected and how, once up (for `status`).
-    pub up: Option<(SocketAddr, Kind)>,
+    pub pump: Option<Pump>,
+    /// Dropped (and so cancelled) when the relay goes or a new race starts.
+    race: Option<smol::Task<()>>,
 }
 
 impl Relay {
-    pub fn start(
-        ex: &LocalExecutor<'static>,
-        spec: RelaySpec,
-        tls: Arc<rustls::ClientConfig>,
-        events: Sender<FromRelay>,
-        resolver: Resolver,
-    ) -> Relay {
-        let (data, data_rx) = smol::channel::bounded(QUEUE);
-        let (peers, peers_rx) = smol::channel::unbounded();
-        let task = ex.spawn(runner::run(
-            spec.clone(),
-            tls,
-            resolver,
-            data_rx,
-            peers_rx,
-            events,
-        ));
+    pub fn new(spec: RelaySpec) -> Relay {
         Relay {
             spec,
-            data,
-            peers,
-            task: Some(task),
-            up: None,
+            pump: None,
+            race: None,
         }
     }
 
-    /// Queues a datagram; drops it when the relay is not keeping up.
-    pub fn send(&self, peer: SocketAddr, payload: Vec<u8>) {
-        let _ = self.data.try_send((peer, payload));
+    /// Drops the connection, if any, and races the transports in `order` (indexes into
+    /// the spec's candidates, as the core asked); the result comes on `done`.
+    pub fn race(
+        &mut self,
+        ex: &LocalExecutor<'static>,
+        order: Vec<usize>,
+        tls: Arc<rustls::ClientConfig>,
+        resolver: Resolver,
+        done: Sender<Raced>,
+    ) {
+        self.pump = None;
+        let spec = self.spec.clone();
+        self.race = Some(ex.spawn(async move {
+            let id = spec.id;
+            let raced = match runner::establish_any(&spec, &tls, &resolver, &order).await {
+                Ok((index, established)) => {
+                    let candidate = &spec.candidates[index];
+                    log::info!(
+                        "relay {} ({}): allocated {}, round trip {}",
+                        spec.describe(candidate),
+                        candidate.kind.name(),
+                        established.relayed,
+                        crate::human::Human(established.rtt)
+                    );
+                    Raced::Connected {
+                        id,
+                        index,
+                        established: Box::new(established),
+                    }
+                }
+                Err(errors) => Raced::Failed {
+                    id,
+                    why: errors.join("; "),
+                },
+            };
+            let _ = done.send(raced).await;
+        }));
     }
 
-    pub fn set_peers(&self, peers: Vec<SocketAddr>) {
-        let _ = self.peers.try_send(peers);
+    /// Takes a won race's connection; its client goes to the core.
+    pub fn connected(&mut self, established: Established) -> crate::turn::TurnClient {
+        self.race = None;
+        let Established { link, client, .. } = established;
+        self.pump = Some(Pump::new(link));
+        client
+    }
+
+    pub fn race_failed(&mut self) {
+        self.race = None;
     }
 }
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.data.close();
-        self.peers.close();
-        // Not cancelled: left to run, it sees the closed channels and says goodbye.
-        if let Some(task) = self.task.take() {
-            task.detach();
-        }
-    }
-}
-
-/// The channel every relay task reports on.
-pub fn events() -> (Sender<FromRelay>, Receiver<FromRelay>) {
+/// The channel every relay race reports on: a few messages per connection.
+pub fn races() -> (Sender<Raced>, Receiver<Raced>) {
     smol::channel::unbounded()
 }

@@ -1,9 +1,8 @@
-//! One relay's task. It connects over every transport the manifest lists for the relay
-//! at once, staggered (happy eyeballs: the one that worked last starts first, each next
-//! one 500 ms later), keeps the first that allocates, then serves: keeps the peers'
-//! permissions and channels and moves datagrams both ways. When the connection or the
-//! allocation breaks it reports the relay down and starts over; when no transport works
-//! it pauses (5 s doubling to 60 s).
+//! Connecting to one relay: every transport the manifest lists for it at once,
+//! staggered (happy eyeballs: the order the core asks for, the one that worked last
+//! first, each next one 500 ms later); the first that allocates wins. The agent hands
+//! the winner to the core; netcheck's legs are served here (`serve`): permissions,
+//! channels and datagrams both ways until the caller lets go.
 //!
 //! Racing the transports is what lets a device behind a UDP-blocking firewall have its
 //! relay over TLS up in well under the 1 s the direct path gets before falling back.
@@ -34,70 +33,8 @@ use super::FromRelay;
 use super::link::{Kind, Link};
 use super::spec::{Candidate, RelaySpec};
 
-const RETRY_FIRST: Duration = Duration::from_secs(5);
-const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Head start of each transport over the next one in the race.
 const STAGGER: Duration = Duration::from_millis(500);
-
-pub async fn run(
-    spec: RelaySpec,
-    tls: Arc<ClientConfig>,
-    resolver: Resolver,
-    data: Receiver<(SocketAddr, Vec<u8>)>,
-    peers: Receiver<Vec<SocketAddr>>,
-    events: Sender<FromRelay>,
-) {
-    let mut preferred = 0;
-    let mut wanted: Vec<SocketAddr> = Vec::new();
-    let mut pause = RETRY_FIRST;
-    while !data.is_closed() {
-        while let Ok(list) = peers.try_recv() {
-            wanted = list;
-        }
-        let order: Vec<usize> = (0..spec.candidates.len())
-            .map(|k| (preferred + k) % spec.candidates.len())
-            .collect();
-        let (index, established) = match establish_any(&spec, &tls, &resolver, &order).await {
-            Ok(won) => won,
-            Err(errors) => {
-                log::warn!(
-                    "relay {}: no transport works ({}); retrying in {}",
-                    spec.host,
-                    errors.join("; "),
-                    Human(pause)
-                );
-                Timer::after(pause).await;
-                pause = (pause * 2).min(RETRY_MAX);
-                continue;
-            }
-        };
-        preferred = index;
-        pause = RETRY_FIRST;
-        let candidate = &spec.candidates[index];
-        let mut session = Session {
-            spec: &spec,
-            candidate,
-            events: &events,
-            up: false,
-        };
-        let ended = session.serve(established, &data, &peers, &mut wanted).await;
-        if session.up {
-            let down = FromRelay::Down {
-                id: spec.id,
-                reason: ended.clone().unwrap_or_else(|| "stopped".into()),
-            };
-            let _ = events.send(down).await;
-        }
-        match ended {
-            None => return,
-            Some(why) => log::warn!(
-                "relay {} ({}): {why}; reconnecting",
-                spec.describe(candidate),
-                candidate.kind.name()
-            ),
-        }
-    }
-}
 
 /// Serves an allocation `establish` made for a caller other than `run` (netcheck's
 /// handshakes through a relay): the same session as the agent's, with permissions and
@@ -120,16 +57,13 @@ pub(super) async fn serve(
     };
     let ended = session.serve(established, data, peers_rx, &mut peers).await;
     if let Some(reason) = ended {
-        let down = FromRelay::Down {
-            id: spec.id,
-            reason,
-        };
+        let down = FromRelay::Down { reason };
         let _ = events.send(down).await;
     }
 }
 
 /// A connection with an allocation on it.
-pub(super) struct Established {
+pub struct Established {
     pub(super) link: Link,
     pub(super) client: TurnClient,
     pub(super) server: SocketAddr,
@@ -141,7 +75,7 @@ pub(super) struct Established {
 type Attempt<'a, T = Established> = Pin<Box<dyn Future<Output = Result<T, String>> + 'a>>;
 
 /// Races the candidates in `order`, staggered; the first allocation wins.
-async fn establish_any(
+pub(super) async fn establish_any(
     spec: &RelaySpec,
     tls: &Arc<ClientConfig>,
     resolver: &Resolver,
@@ -392,9 +326,9 @@ impl Session<'_> {
         let Established {
             mut link,
             mut client,
-            server,
             relayed,
             rtt,
+            ..
         } = established;
         let kind = self.candidate.kind;
         log::info!(
@@ -403,13 +337,13 @@ impl Session<'_> {
             kind.name(),
             Human(rtt)
         );
-        let mut allocated = Some((relayed, rtt));
+        let mut allocated = true;
         let now = clock::now();
         for &peer in wanted.iter() {
             client.add_peer(peer, now);
         }
         if wanted.is_empty() {
-            self.report_up(server, relayed, rtt).await;
+            self.report_up().await;
         }
         let mut buf = vec![0u8; 65_536];
         let mut out = Vec::with_capacity(2048);
@@ -422,21 +356,21 @@ impl Session<'_> {
             }
             while let Some(event) = client.poll_event() {
                 match event {
-                    TurnEvent::Allocated { relayed, rtt, .. } => {
-                        allocated = Some((relayed, rtt));
+                    TurnEvent::Allocated { .. } => {
+                        allocated = true;
                         if wanted.is_empty() {
-                            self.report_up(server, relayed, rtt).await;
+                            self.report_up().await;
                         }
                     }
                     TurnEvent::PeerReady(_) => {
-                        if let Some((relayed, rtt)) = allocated.filter(|_| !self.up) {
-                            self.report_up(server, relayed, rtt).await;
+                        if allocated && !self.up {
+                            self.report_up().await;
                         }
                     }
                     TurnEvent::Data { from, payload } => self.deliver(from, &payload),
                     TurnEvent::Failed { reason } => return Some(reason.to_string()),
                     TurnEvent::AllocationLost { reason } => {
-                        allocated = None;
+                        allocated = false;
                         self.report_down(reason.to_string()).await;
                     }
                     TurnEvent::PeerFailed { peer, reason } => {
@@ -509,31 +443,20 @@ impl Session<'_> {
 
     fn deliver(&self, from: SocketAddr, payload: &[u8]) {
         let data = FromRelay::Data {
-            id: self.spec.id,
             from,
             payload: payload.to_vec(),
         };
         let _ = self.events.try_send(data);
     }
 
-    async fn report_up(&mut self, server: SocketAddr, relayed: SocketAddr, rtt: Duration) {
+    async fn report_up(&mut self) {
         self.up = true;
-        let up = FromRelay::Up {
-            id: self.spec.id,
-            rtt,
-            server,
-            kind: self.candidate.kind,
-            relayed,
-        };
-        let _ = self.events.send(up).await;
+        let _ = self.events.send(FromRelay::Up).await;
     }
 
     async fn report_down(&mut self, reason: String) {
         if std::mem::take(&mut self.up) {
-            let down = FromRelay::Down {
-                id: self.spec.id,
-                reason,
-            };
+            let down = FromRelay::Down { reason };
             let _ = self.events.send(down).await;
         }
     }
