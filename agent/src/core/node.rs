@@ -431,8 +431,16 @@ impl Node {
     pub fn relay_up(&mut self, relay: RelayId, rtt: std::time::Duration, now: Instant) {
         self.relays.retain(|r| r.id != relay);
         self.relays.push(RelayInfo { id: relay, rtt });
+        let mut changed = Vec::new();
         for peer in self.peers.values_mut() {
+            let before = peer.is_routable();
             peer.retry_if_down(&self.relays, &mut self.out, now);
+            if peer.is_routable() != before {
+                changed.push(peer.key);
+            }
+        }
+        for key in changed {
+            self.reroute(key);
         }
         self.reschedule_all();
     }
@@ -440,8 +448,17 @@ impl Node {
     /// A relay lost its allocation or its connection: its peers move at once.
     pub fn relay_down(&mut self, relay: RelayId, now: Instant) {
         self.relays.retain(|r| r.id != relay);
+        let mut changed = Vec::new();
         for peer in self.peers.values_mut() {
+            let before = peer.is_routable();
             peer.on_relay_lost(relay, &self.relays, &mut self.out, now);
+            if peer.is_routable() != before {
+                changed.push(peer.key);
+            }
+        }
+        // A peer left without a path stops carrying its routes (and the overlay).
+        for key in changed {
+            self.reroute(key);
         }
         self.reschedule_all();
     }

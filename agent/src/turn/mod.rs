@@ -45,6 +45,8 @@ mod framing;
 mod md5;
 mod peers;
 mod stun;
+#[cfg(test)]
+pub mod testserver;
 mod transaction;
 
 // Tests take one `Instant::now()` as the start of simulated time.

@@ -9,3 +9,4 @@ mod relay;
 mod reliability;
 mod sessions;
 mod sim;
+mod turn;

@@ -11,8 +11,13 @@ use crate::manifest::{Manifest, NodeSpec, Role};
 
 use super::super::packet::ipv4_for_test;
 use super::super::topology;
-use super::super::{Destination, Node, PeerConfig};
+use super::super::{Destination, Event, Node, PeerConfig, RelaySlot};
 use super::nat::SimNat;
+use crate::turn::testserver::{self, Out, TestTurnServer};
+use crate::turn::{Timings, Transport, TurnClient, TurnConfig, TurnEvent};
+
+/// Node `i`'s TURN clients send from this port plus `i`.
+const TURN_CLIENT_PORT: u16 = 40_000;
 
 /// A TTL this low dies between the sender's NAT and anyone else's.
 const LOW_TTL_REACH: u8 = 2;
@@ -34,6 +39,19 @@ pub struct SimNode {
     pub cut: bool,
     /// When each handshake initiation it sent left (to the network or a relay).
     pub initiations: Vec<Instant>,
+    /// The node's events, when the simulation drains them (it does once TURN servers
+    /// exist, acting on `ConnectRelay` as the shell would).
+    pub events: Vec<(Instant, Event)>,
+}
+
+/// A TURN server of the simulation, spoken to by the nodes' own TURN clients; relay id
+/// `n` of every node is `Sim::turn[n]`.
+pub struct SimTurn {
+    /// Where clients send (over UDP).
+    pub addr: SocketAddr,
+    pub server: TestTurnServer,
+    /// A dead server answers nothing and forwards nothing.
+    pub cut: bool,
 }
 
 pub struct Sim {
@@ -51,6 +69,7 @@ pub struct Sim {
     pub nats: Vec<SimNat>,
     /// STUN servers: each answers a Binding request with the address it came from.
     pub stun: Vec<SocketAddr>,
+    pub turn: Vec<SimTurn>,
     rng: u64,
 }
 
@@ -71,6 +90,7 @@ impl Sim {
             loss: 0.0,
             nats: Vec::new(),
             stun: Vec::new(),
+            turn: Vec::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
         }
     }
@@ -104,6 +124,7 @@ impl Sim {
             own: vec![own],
             cut: false,
             initiations: Vec::new(),
+            events: Vec::new(),
         });
         self.nodes.len() - 1
     }
@@ -167,9 +188,7 @@ impl Sim {
                                 self.deliver(from, peer, &t.payload);
                             }
                         }
-                        Destination::RelayServer(_) => {
-                            unreachable!("the simulation's relays are links, not TURN servers")
-                        }
+                        Destination::RelayServer(id) => self.send_to_turn(i, id, &t.payload),
                         Destination::Tun => {
                             let n = &mut self.nodes[i];
                             let dst: [u8; 4] = t.payload[16..20].try_into().unwrap();
@@ -183,6 +202,7 @@ impl Sim {
                     }
                     self.nodes[i].node.recycle(t.payload);
                 }
+                moved |= self.take_events(i);
             }
             if !moved {
                 return round;
@@ -223,6 +243,23 @@ impl Sim {
                 self.nodes[client]
                     .node
                     .handle_relay(r as u16, from, payload, now);
+            }
+            return;
+        }
+        if let Some(id) = self.turn.iter().position(|t| t.server.owns(to)) {
+            let turn = &self.turn[id];
+            match turn.server.from_peer(from, to, payload) {
+                Some(Out::ToClient(client, bytes)) if !turn.cut => {
+                    let i = usize::from(client.port() - TURN_CLIENT_PORT);
+                    if self.nodes[i].cut {
+                        self.lost += 1;
+                    } else {
+                        self.nodes[i]
+                            .node
+                            .handle_relay_bytes(id as u16, &bytes, now);
+                    }
+                }
+                _ => self.lost += 1,
             }
             return;
         }
@@ -322,6 +359,122 @@ impl Sim {
             n.node.handle_timeout(at);
         }
         self.run();
+    }
+
+    /// Adds a TURN server at `addr` relaying from `relay_ip`; its relay id is its index.
+    pub fn add_turn(&mut self, addr: &str, relay_ip: &str) -> u16 {
+        self.turn.push(SimTurn {
+            addr: addr.parse().unwrap(),
+            server: TestTurnServer::new(relay_ip.parse().unwrap()),
+            cut: false,
+        });
+        (self.turn.len() - 1) as u16
+    }
+
+    /// Gives node `i` every TURN server, as a manifest's `relays` would.
+    pub fn use_turn(&mut self, i: usize) {
+        let slots = (0..self.turn.len())
+            .map(|id| RelaySlot {
+                id: id as u16,
+                name: format!("turn-{id}"),
+                transports: 1,
+            })
+            .collect();
+        let now = self.now;
+        self.nodes[i].node.set_relays(slots, now);
+        self.run();
+    }
+
+    /// The address node `i`'s TURN clients send from: a socket of their own, as the
+    /// shell's relay connections have (answers to a client's own flow pass any NAT).
+    fn turn_client_addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::new(self.nodes[i].addr.ip(), TURN_CLIENT_PORT + i as u16)
+    }
+
+    /// Drains node `i`'s events (once TURN servers exist) and connects the relays it
+    /// asks for. True when that produced anything.
+    fn take_events(&mut self, i: usize) -> bool {
+        if self.turn.is_empty() {
+            return false;
+        }
+        let now = self.now;
+        let mut moved = false;
+        while let Some(event) = self.nodes[i].node.poll_event() {
+            if let Event::ConnectRelay { id, .. } = event {
+                self.connect_turn(i, id);
+                moved = true;
+            }
+            self.nodes[i].events.push((now, event));
+        }
+        moved
+    }
+
+    /// The shell's race, for one UDP transport: a fresh client allocates, then goes to
+    /// the node; a dead server fails it at once.
+    fn connect_turn(&mut self, i: usize, id: u16) {
+        let now = self.now;
+        let from = self.turn_client_addr(i);
+        let turn = &mut self.turn[usize::from(id)];
+        if turn.cut || self.nodes[i].cut {
+            self.nodes[i]
+                .node
+                .relay_connect_failed(id, "udp: no TURN answer", now);
+            return;
+        }
+        let config = TurnConfig {
+            server: turn.addr,
+            transport: Transport::Udp,
+            username: testserver::USER.into(),
+            password: testserver::PASS.into(),
+            software: String::new(),
+            timings: Timings::default(),
+        };
+        let mut client = TurnClient::new(config, 42 + i as u64, now);
+        for _ in 0..8 {
+            while let Some(message) = client.poll_transmit() {
+                for out in turn.server.from_client(from, &message) {
+                    if let Out::ToClient(_, bytes) = out {
+                        client.handle_datagram(&bytes, now);
+                    }
+                }
+            }
+            while let Some(event) = client.poll_event() {
+                match event {
+                    TurnEvent::Allocated { .. } => {
+                        self.nodes[i].node.relay_connected(id, 0, client, now);
+                        return;
+                    }
+                    TurnEvent::Failed { reason } => {
+                        let why = reason.to_string();
+                        self.nodes[i].node.relay_connect_failed(id, &why, now);
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        panic!("the simulated TURN server did not allocate");
+    }
+
+    /// A message of node `i`'s TURN client for server `id`.
+    fn send_to_turn(&mut self, i: usize, id: u16, message: &[u8]) {
+        let now = self.now;
+        let from = self.turn_client_addr(i);
+        let turn = &mut self.turn[usize::from(id)];
+        if turn.cut || self.nodes[i].cut {
+            self.lost += 1;
+            return;
+        }
+        for out in turn.server.from_client(from, message) {
+            match out {
+                Out::ToClient(_, bytes) => self.nodes[i].node.handle_relay_bytes(id, &bytes, now),
+                Out::ToPeer {
+                    relayed,
+                    peer,
+                    payload,
+                } => self.deliver(relayed, peer, &payload),
+            }
+        }
     }
 
     pub fn handshakes(&self, node: usize, peer: &PublicKey) -> u64 {
