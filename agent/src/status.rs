@@ -316,6 +316,7 @@ fn human(r: &Report, all: bool) -> String {
             match (&p.relay, &p.relay_transport, &p.via) {
                 (Some(relay), Some(t), _) => format!("relay {relay} over {t}"),
                 (_, _, Some(via)) if via == "hub" => "through the hub (punching)".into(),
+                (_, _, Some(via)) if via == "relayed" => "through the other side's relay".into(),
                 (_, _, Some(via)) if via != "manifest" => format!(
                     "direct, {via}{}",
                     p.candidate

@@ -166,8 +166,14 @@ impl Mesh {
         );
     }
 
-    /// Our candidates: host addresses with the WireGuard port, then the reflexive ones.
-    pub fn candidates(&self, host: &[IpAddr], reflexive: &[SocketAddr]) -> Vec<Candidate> {
+    /// Our candidates: host addresses with the WireGuard port, then the reflexive ones,
+    /// then our relays' allocations.
+    pub fn candidates(
+        &self,
+        host: &[IpAddr],
+        reflexive: &[SocketAddr],
+        relayed: &[SocketAddr],
+    ) -> Vec<Candidate> {
         let host = host
             .iter()
             .filter(|ip| !ip.is_loopback() && !ip.is_unspecified() && !self.is_own(**ip))
@@ -179,7 +185,11 @@ impl Mesh {
             kind: CandidateKind::ServerReflexive,
             addr,
         });
-        let mut all: Vec<Candidate> = host.chain(reflexive).collect();
+        let relayed = relayed.iter().map(|&addr| Candidate {
+            kind: CandidateKind::Relayed,
+            addr,
+        });
+        let mut all: Vec<Candidate> = host.chain(reflexive).chain(relayed).collect();
         all.dedup_by_key(|c| c.addr);
         all.truncate(MAX_CANDIDATES);
         all

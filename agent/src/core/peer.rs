@@ -266,10 +266,23 @@ impl Peer {
         }
         Some(match self.punched_through() {
             Some(c) if c.kind == CandidateKind::Host => "lan",
+            Some(c) if c.kind == CandidateKind::Relayed => "relayed",
             Some(_) => "punched",
             None if self.punched.is_some() => "punched",
             None => "manifest",
         })
+    }
+
+    /// A session made on demand: the other side's candidates being punched, and the
+    /// address its path ends at (for our relays' permissions).
+    pub fn punch_addresses(&self) -> Vec<SocketAddr> {
+        let Some(p) = &self.punched else {
+            return Vec::new();
+        };
+        let punching = p.punch.iter().flat_map(|punch| punch.candidates());
+        (punching.map(|c| c.addr))
+            .chain(self.path().map(|path| path.endpoint()))
+            .collect()
     }
 
     /// The other side's candidate the direct path was punched through.

@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::signal::Candidate;
+use super::signal::{Candidate, CandidateKind};
 
 /// One punch datagram every 20 ms: eight candidates are all tried within a sixth of a
 /// second, and a NAT never sees a burst.
@@ -33,6 +33,10 @@ const NEW_INITIATION_EVERY: Duration = Duration::from_secs(1);
 pub const LOW_TTL: u8 = 2;
 /// Margin over half the hub round trips before the answering side uses a normal TTL.
 const OPEN_MARGIN: Duration = Duration::from_millis(50);
+/// Relayed candidates (the other side's TURN allocation) are tried only after this: a
+/// direct path punched through both NATs is better and usually found sooner, and the
+/// other side needs a round trip to its relay to let our datagrams in.
+pub const RELAYED_AFTER: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub struct Punch {
@@ -102,8 +106,18 @@ impl Punch {
         if self.candidates.is_empty() || now < self.next_send || self.gave_up(now) {
             return None;
         }
-        let to = self.candidates[self.cursor].addr;
-        self.cursor = (self.cursor + 1) % self.candidates.len();
+        let relayed_from = self.started + RELAYED_AFTER;
+        let n = self.candidates.len();
+        let ready = |c: &Candidate| c.kind != CandidateKind::Relayed || now >= relayed_from;
+        let Some(k) = (0..n)
+            .map(|k| (self.cursor + k) % n)
+            .find(|&k| ready(&self.candidates[k]))
+        else {
+            self.next_send = relayed_from;
+            return None;
+        };
+        let candidate = self.candidates[k];
+        self.cursor = (k + 1) % n;
         self.next_send = now + PACE;
         let new_initiation = self
             .last_initiation
@@ -111,9 +125,12 @@ impl Punch {
         if new_initiation {
             self.last_initiation = Some(now);
         }
+        // A relay is no NAT to keep crossing datagrams out of, and a low TTL would die
+        // before it.
+        let low = now < self.low_ttl_until && candidate.kind != CandidateKind::Relayed;
         Some(PunchSend {
-            to,
-            ttl: (now < self.low_ttl_until).then_some(LOW_TTL),
+            to: candidate.addr,
+            ttl: low.then_some(LOW_TTL),
             new_initiation,
         })
     }

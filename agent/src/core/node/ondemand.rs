@@ -84,7 +84,15 @@ impl Node {
     /// Sends our candidates to `to` through the overlay (the hub that carries it).
     pub(super) fn send_signal(&mut self, to: PublicKey, kind: Kind, now: Instant) {
         let host = self.reflexive.host_addresses().to_vec();
-        let candidates = self.mesh.candidates(&host, &self.reflexive.addresses());
+        let relayed: Vec<_> = self
+            .turn
+            .iter()
+            .filter_map(|r| r.link())
+            .map(|l| l.2)
+            .collect();
+        let candidates = self
+            .mesh
+            .candidates(&host, &self.reflexive.addresses(), &relayed);
         let hub_rtt = self.overlay_via().and_then(|p| p.rtt());
         let from = self.public_key();
         let Some(packet) = self.mesh.message(&to, kind, from, candidates, hub_rtt) else {
@@ -164,6 +172,8 @@ impl Node {
         );
         peer.start_punch(message.candidates, open_wait, now);
         self.reschedule(key);
+        // Their datagrams may come through our relays (our relayed candidate).
+        self.update_relay_permissions(now);
     }
 
     /// Drops a session made on demand; its traffic stays with the hub. When its direct
@@ -199,5 +209,6 @@ impl Node {
         self.reschedule(key);
         self.reroute(key);
         self.mesh.ended(key, why, now);
+        self.update_relay_permissions(now);
     }
 }

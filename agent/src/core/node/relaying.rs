@@ -126,6 +126,9 @@ impl Node {
     /// Keeps each relay's permissions to what the peers need: after the peers or their
     /// endpoints changed.
     pub fn update_relay_permissions(&mut self, now: Instant) {
+        if self.turn.is_empty() {
+            return;
+        }
         let wanted = self.relay_permissions();
         let ids: Vec<RelayId> = self.turn.iter().map(|r| r.slot.id).collect();
         for relay in &mut self.turn {
@@ -136,13 +139,19 @@ impl Node {
         }
     }
 
-    /// Every address a relay must be allowed to forward from: the peers' direct
-    /// addresses (TURN permissions).
+    /// Every address a relay must be allowed to forward from (TURN permissions): the
+    /// peers' direct addresses, and for a session made on demand the other side's
+    /// candidates and path (it may reach us through our relayed candidate).
     pub fn relay_permissions(&self) -> Vec<SocketAddr> {
         let mut all: Vec<SocketAddr> = self
             .peers
             .values()
-            .flat_map(|p| p.direct_candidates().iter().copied())
+            .flat_map(|p| {
+                p.direct_candidates()
+                    .iter()
+                    .copied()
+                    .chain(p.punch_addresses())
+            })
             .collect();
         all.sort();
         all.dedup();

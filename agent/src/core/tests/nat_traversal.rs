@@ -270,3 +270,39 @@ pub fn a_direct_path_that_dies_falls_back_to_the_hub_within_3s_and_is_punched_ag
     let (sent, answered) = ping_across(&mut sim, 2);
     assert_eq!(answered, sent);
 }
+
+#[test]
+pub fn two_symmetric_nats_leave_the_hub_through_a_relayed_candidate() {
+    let (mut sim, keys) = two_sites(NatType::SYMMETRIC, Some(NatType::SYMMETRIC));
+    sim.add_turn("192.0.2.50:3478", "192.0.2.51");
+    sim.use_turn(1);
+    sim.use_turn(2);
+    let (sent, answered) = ping_across(&mut sim, 5);
+    assert!(answered + 2 >= sent, "{answered} of {sent} answered");
+    // Each side sends straight to the other's allocation (or answers through its own
+    // TURN client); neither goes through the hub.
+    let a = sim.nodes[1].node.peer(&keys[2].public_key()).unwrap();
+    let b = sim.nodes[2].node.peer(&keys[1].public_key()).unwrap();
+    let relay_ip = "192.0.2.51".parse::<std::net::IpAddr>().unwrap();
+    for (side, peer) in [("dev-a", a), ("dev-b", b)] {
+        let path = peer.path().unwrap_or_else(|| panic!("{side} has no path"));
+        let through_own = path.relay() == Some(0);
+        let to_theirs = path.relay().is_none() && path.endpoint().ip() == relay_ip;
+        assert!(through_own || to_theirs, "{side}: {path}");
+        if to_theirs {
+            assert_eq!(peer.direct_via(), Some("relayed"), "{side}");
+        }
+        assert!(
+            peer.is_routable(),
+            "{side}: its /32 is routed to the session"
+        );
+    }
+    let before = hub_rx_from_a(&sim, &keys);
+    let (sent, answered) = ping_across(&mut sim, 5);
+    assert_eq!(answered, sent);
+    let through_hub = hub_rx_from_a(&sim, &keys) - before;
+    assert!(
+        through_hub < 100,
+        "the hub still carried {through_hub} bytes"
+    );
+}

@@ -41,7 +41,11 @@ impl PeerFacts {
             public_key: self.key.to_string(),
             role: role_name(self.role).into(),
             endpoint: self.path.map(|path| path.endpoint().to_string()),
-            path: self.path.map(|path| path.kind().to_string()),
+            // Sent straight to the other side's relay: a relayed path all the same.
+            path: self.path.map(|path| match self.via {
+                Some("relayed") => "relay".to_string(),
+                _ => path.kind().to_string(),
+            }),
             health: self.health.name().into(),
             last_handshake_secs: self.last_handshake.map(|d| d.as_secs()),
             handshakes: self.handshakes,
