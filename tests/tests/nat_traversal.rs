@@ -366,7 +366,10 @@ fn symmetric_to_symmetric_leaves_the_hub_through_a_relayed_candidate_and_works()
         a.ping(DEV_B, T).unwrap();
     }
     let through_hub = hub_forwarded(&m) - before;
-    assert!(through_hub < 500, "the hub forwarded {through_hub} bytes of the pair");
+    assert!(
+        through_hub < 500,
+        "the hub forwarded {through_hub} bytes of the pair"
+    );
 }
 
 #[test]

@@ -553,6 +553,13 @@ impl Node {
             }
             self.reschedule(key);
         }
+        let offers: Vec<PublicKey> = (self.punched.iter())
+            .filter(|k| self.peers.get(k).is_some_and(|p| p.offer_due(now)))
+            .copied()
+            .collect();
+        for key in offers {
+            self.offer(key, now);
+        }
         let over: Vec<(PublicKey, Ended)> = self
             .punched
             .iter()

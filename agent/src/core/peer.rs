@@ -98,10 +98,21 @@ pub struct Peer {
     pub punched: Option<Punched>,
 }
 
+/// An unanswered offer is sent again after 0.5 s, 1 s and 2 s: a lost offer (a datagram
+/// through the hub like any other) costs a second, not the 10 s wait for an answer and
+/// the pause after it. Four offers all lost is a hub path too poor to punch over.
+const OFFER_AGAIN: Duration = Duration::from_millis(500);
+const OFFERS: u32 = 4;
+
 /// What a peer made on demand carries besides a manifest peer.
 pub struct Punched {
     pub made: Instant,
     pub punch: Option<Punch>,
+    /// While our offer is unanswered: when to send it again (it travels through the hub
+    /// like any datagram, and may be lost).
+    pub next_offer: Option<Instant>,
+    /// Offers sent so far.
+    pub offers: u32,
     /// The candidate the direct path was punched through, once one was.
     pub through: Option<Candidate>,
 }
@@ -146,8 +157,28 @@ impl Peer {
     pub fn start_punch(&mut self, candidates: Vec<Candidate>, open_wait: Duration, now: Instant) {
         if let Some(p) = &mut self.punched {
             p.punch = Some(Punch::start(candidates, open_wait, now));
+            p.next_offer = None;
         }
         self.schedule(now);
+    }
+
+    /// Our offer went out (`offers` counts it): the next one is due after a pause that
+    /// doubles, unless an answer comes first.
+    pub fn offered(&mut self, now: Instant) {
+        if let Some(p) = &mut self.punched {
+            p.offers += 1;
+            p.next_offer = (p.offers < OFFERS).then(|| now + OFFER_AGAIN * (1 << (p.offers - 1)));
+        }
+        self.schedule(now);
+    }
+
+    /// Whether our offer is due again: unanswered, and no path found meanwhile.
+    pub fn offer_due(&self, now: Instant) -> bool {
+        let unanswered = self
+            .punched
+            .as_ref()
+            .is_some_and(|p| p.punch.is_none() && p.next_offer.is_some_and(|t| now >= t));
+        unanswered && self.path().is_none()
     }
 
     /// A peer made on demand that punching gave up on, that went down, or that has been
@@ -727,11 +758,13 @@ impl Peer {
             .as_ref()
             .and_then(|p| p.punch.as_ref())
             .map(|punch| punch.deadline());
+        let offer = self.punched.as_ref().and_then(|p| p.next_offer);
         self.next_tick = [
             self.timers_due,
             self.liveness.deadline(),
             self.paths.deadline(),
             punch,
+            offer,
         ]
         .into_iter()
         .flatten()

@@ -66,7 +66,16 @@ impl Node {
             config.name
         );
         self.add_punched(key, config, now);
+        self.offer(key, now);
+    }
+
+    /// Sends our offer to `key` (again, while unanswered).
+    pub(super) fn offer(&mut self, key: PublicKey, now: Instant) {
         self.send_signal(key, Kind::Offer, now);
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.offered(now);
+        }
+        self.reschedule(key);
     }
 
     pub(super) fn add_punched(&mut self, key: PublicKey, config: PeerConfig, now: Instant) {
@@ -75,6 +84,8 @@ impl Node {
             peer.punched = Some(Punched {
                 made: now,
                 punch: None,
+                next_offer: None,
+                offers: 0,
                 through: None,
             });
         }

@@ -22,6 +22,19 @@ use Dependence::*;
 impl Dependence {
     pub const ALL: [Dependence; 3] = [EndpointIndependent, Address, AddressAndPort];
 
+    /// Every pair of NAT types (mapping × filtering on each side): 81.
+    pub fn pairs_of_types() -> impl Iterator<Item = (NatType, NatType)> {
+        let types: Vec<NatType> = (Self::ALL.iter())
+            .flat_map(|&mapping| {
+                (Self::ALL.iter()).map(move |&filtering| NatType { mapping, filtering })
+            })
+            .collect();
+        let pairs: Vec<(NatType, NatType)> = (types.iter())
+            .flat_map(|&a| types.iter().map(move |&b| (a, b)))
+            .collect();
+        pairs.into_iter()
+    }
+
     /// Whether a datagram toward (or from) `a` and one toward `b` count as the same.
     fn same(self, a: SocketAddr, b: SocketAddr) -> bool {
         match self {

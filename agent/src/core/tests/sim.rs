@@ -65,6 +65,13 @@ pub struct Sim {
     pub relays: Vec<SimRelay>,
     /// The share of datagrams lost on every link, drawn from a seeded generator.
     pub loss: f64,
+    /// Candidate messages (UDP to the signal port) the forwarding hub loses, from now.
+    pub drop_signals: u32,
+    /// How long every datagram takes from sender to receiver (zero: delivered within
+    /// the same `run`).
+    pub latency: Duration,
+    /// Datagrams on their way: (arrival, from, to, bytes), in sending order.
+    in_flight: std::collections::VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
     /// NATs that nodes sit behind (`SimNode::nat`).
     pub nats: Vec<SimNat>,
     /// STUN servers: each answers a Binding request with the address it came from.
@@ -88,6 +95,9 @@ impl Sim {
             blocked: Vec::new(),
             relays: Vec::new(),
             loss: 0.0,
+            latency: Duration::ZERO,
+            drop_signals: 0,
+            in_flight: std::collections::VecDeque::new(),
             nats: Vec::new(),
             stun: Vec::new(),
             turn: Vec::new(),
@@ -192,7 +202,17 @@ impl Sim {
                         Destination::Tun => {
                             let n = &mut self.nodes[i];
                             let dst: [u8; 4] = t.payload[16..20].try_into().unwrap();
-                            if n.forwards && !n.own.contains(&dst) {
+                            let signal = t.payload[9] == 17
+                                && t.payload[22..24]
+                                    == super::super::signal::SIGNAL_PORT.to_be_bytes();
+                            if n.forwards
+                                && !n.own.contains(&dst)
+                                && signal
+                                && self.drop_signals > 0
+                            {
+                                self.drop_signals -= 1;
+                                self.lost += 1;
+                            } else if n.forwards && !n.own.contains(&dst) {
                                 let now = self.now;
                                 n.node.handle_tun(&t.payload, now);
                             } else {
@@ -227,7 +247,26 @@ impl Sim {
         }
     }
 
+    /// Sends a datagram: it arrives now, or after `latency`.
     pub fn deliver(&mut self, from: SocketAddr, to: SocketAddr, payload: &[u8]) {
+        if self.latency.is_zero() {
+            self.arrive(from, to, payload);
+        } else {
+            let at = self.now + self.latency;
+            self.in_flight.push_back((at, from, to, payload.to_vec()));
+        }
+    }
+
+    /// Hands over the datagrams in flight that have arrived by now.
+    fn land(&mut self) {
+        while self.in_flight.front().is_some_and(|f| f.0 <= self.now) {
+            let (_, from, to, payload) = self.in_flight.pop_front().unwrap();
+            self.arrive(from, to, &payload);
+        }
+    }
+
+    /// A datagram arrives at `to`: through the NATs, relays and servers on the way.
+    fn arrive(&mut self, from: SocketAddr, to: SocketAddr, payload: &[u8]) {
         let now = self.now;
         if self.blocked.contains(&(from, to)) || self.lose() {
             self.lost += 1;
@@ -304,12 +343,14 @@ impl Sim {
     /// the order a real network would see.
     pub fn advance(&mut self, by: Duration) {
         let target = self.now + by;
+        // What a test queued (a ping) leaves now, not at the end of the step.
+        self.run();
         self.settle();
         loop {
-            let next = self
-                .nodes
-                .iter()
+            let landing = self.in_flight.front().map(|f| f.0);
+            let next = (self.nodes.iter())
                 .filter_map(|n| n.node.poll_timeout().map(|(t, _)| t))
+                .chain(landing)
                 .filter(|&t| t > self.now && t < target)
                 .min();
             let Some(t) = next else { break };
@@ -342,10 +383,9 @@ impl Sim {
     fn settle(&mut self) {
         for _ in 0..10 {
             let now = self.now;
-            let due = self
-                .nodes
-                .iter()
-                .any(|n| n.node.poll_timeout().is_some_and(|(t, _)| t <= now));
+            let due = (self.nodes.iter())
+                .any(|n| n.node.poll_timeout().is_some_and(|(t, _)| t <= now))
+                || self.in_flight.front().is_some_and(|f| f.0 <= now);
             if !due {
                 return;
             }
@@ -355,6 +395,8 @@ impl Sim {
 
     fn step_to(&mut self, at: Instant) {
         self.now = at;
+        self.land();
+        self.run();
         for n in &mut self.nodes {
             n.node.handle_timeout(at);
         }
