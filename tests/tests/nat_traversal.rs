@@ -345,11 +345,13 @@ fn symmetric_to_symmetric_leaves_the_hub_through_a_relayed_candidate_and_works()
     require_root!();
     let m = mesh("nat-sym-sym", [NatKind::RandomFully, NatKind::RandomFully]);
     let a = &m.world.devs[0];
+    let first = Instant::now();
     let relayed = poll_until(T, || {
         a.ping(DEV_B, T).ok()?;
         let (path, via) = path_to_b(&m);
         (path.as_deref() == Some("relay")).then_some(via)
     });
+    let took = first.elapsed();
     let status = m.dev_a.status().unwrap();
     assert_eq!(status.nat_mapping.as_deref(), Some("endpoint-dependent"));
     let via = relayed.unwrap_or_else(|| {
@@ -359,7 +361,7 @@ fn symmetric_to_symmetric_leaves_the_hub_through_a_relayed_candidate_and_works()
             m.dev_a.log()
         )
     });
-    eprintln!("dev-a reaches dev-b through a relay (via {via:?})");
+    eprintln!("dev-a reaches dev-b through a relay (via {via:?}) {took:?} after the first ping");
     // Settled: 50 more pings, none lost, none through the hub.
     let before = hub_forwarded(&m);
     for _ in 0..50 {

@@ -49,12 +49,17 @@ pub fn relayed_edge_on(blocked: bool, loss: f64, seed: u64) -> (Sim, [PrivateKey
     sim.nodes[edge]
         .node
         .relay_up(1, Duration::from_millis(60), now);
+    apply_hub_and_edge(&mut sim, &keys);
+    (sim, keys)
+}
+
+/// Applies the manifest of a hub (node 0, keys[0]) and one edge (node 1, keys[1]).
+pub fn apply_hub_and_edge(sim: &mut Sim, keys: &[PrivateKey; 2]) {
     let mut hub = spec(&keys[0], "hub", Role::Hub, None, "10.42.0.1/32");
     hub.endpoints = vec!["203.0.113.10:51820".into()];
     let dev = spec(&keys[1], "dev", Role::Edge, None, "10.42.1.1/32");
     sim.apply(&manifest(vec![hub, dev]));
     sim.run();
-    (sim, keys)
 }
 
 const EDGE_PUBLIC: &str = "198.51.100.2:40001";

@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use crate::keys::PrivateKey;
-use crate::manifest::Role;
 
 use super::super::Event;
-use super::relay::{block_direct, path_of, ping_hub};
+use super::relay::{apply_hub_and_edge, block_direct, path_of, ping_hub};
 use super::sim::*;
 
 /// The hub, an edge whose UDP to the hub is blocked, and one TURN server (not yet used).
@@ -20,11 +19,7 @@ fn edge_behind_a_block() -> (Sim, [PrivateKey; 2]) {
     sim.nodes[edge].public = Some("198.51.100.2:40001".parse().unwrap());
     sim.add_turn("192.0.2.50:3478", "192.0.2.51");
     block_direct(&mut sim);
-    let mut hub = spec(&keys[0], "hub", Role::Hub, None, "10.42.0.1/32");
-    hub.endpoints = vec!["203.0.113.10:51820".into()];
-    let dev = spec(&keys[1], "dev", Role::Edge, None, "10.42.1.1/32");
-    sim.apply(&manifest(vec![hub, dev]));
-    sim.run();
+    apply_hub_and_edge(&mut sim, &keys);
     (sim, keys)
 }
 
