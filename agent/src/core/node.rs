@@ -574,6 +574,11 @@ impl Node {
         self.check_filed("handle_timeout");
     }
 
+    /// Whether transmits or events wait to be drained.
+    pub fn has_output(&self) -> bool {
+        !self.out.transmits.is_empty() || !self.out.events.is_empty()
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         loop {
             let mut t = self.out.transmits.pop_front()?;

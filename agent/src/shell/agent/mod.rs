@@ -111,7 +111,7 @@ pub struct Agent<'a> {
     /// Every relay race reports here.
     relay_tx: smol::channel::Sender<Raced>,
     relay_rx: smol::channel::Receiver<Raced>,
-    /// TLS settings for the relays, made when the first TLS-capable race starts.
+    /// TLS settings for the relays, made when the first race starts.
     relay_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Where the relays' connections are read into; allocated with the first one.
     relay_buf: Vec<u8>,
@@ -526,9 +526,19 @@ impl<'a> Agent<'a> {
         }
     }
 
-    /// Sends everything the core produced, then hands the buffers back.
+    /// Sends everything the core produced, then hands the buffers back. Sending can make
+    /// more (a relay connection found broken moves its peers): a few rounds at most.
     async fn flush(&mut self) {
-        self.take_events();
+        for _ in 0..4 {
+            self.take_events();
+            self.send_transmits().await;
+            if !self.node.has_output() {
+                return;
+            }
+        }
+    }
+
+    async fn send_transmits(&mut self) {
         let batching = self.udp.batching();
         while let Some(t) = self.node.poll_transmit() {
             match t.destination {
@@ -563,8 +573,6 @@ impl<'a> Agent<'a> {
         }
         self.send_udp_out().await;
         self.write_tun().await;
-        // A broken relay connection, found while sending, asks for a new one.
-        self.take_events();
     }
 
     /// What the core reports: logged and counted, and relay connections to make.
