@@ -109,18 +109,27 @@ impl Link {
         }
     }
 
-    /// Writes from the front of `pending` without waiting, draining what was taken: one
-    /// datagram over UDP (dropped when the socket is full, as any UDP send may be), as
-    /// much of the stream as the socket takes over TCP and TLS.
+    /// One datagram without waiting; dropped when the socket is full, as any UDP send
+    /// may be. Only for a UDP link.
+    pub fn try_send_datagram(&self, datagram: &[u8]) -> io::Result<()> {
+        let Link::Udp(s) = self else {
+            return Err(io::ErrorKind::Unsupported.into());
+        };
+        match s.get_ref().send(datagram) {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes from the front of `pending` without waiting, draining what was taken: as
+    /// much of the stream as the socket takes over TCP and TLS (a UDP link sends it as
+    /// one datagram).
     pub fn try_send(&mut self, pending: &mut Vec<u8>) -> io::Result<()> {
         match self {
-            Link::Udp(s) => {
-                let sent = s.get_ref().send(pending);
+            Link::Udp(_) => {
+                let sent = self.try_send_datagram(pending);
                 pending.clear();
-                match sent {
-                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
-                    _ => Ok(()),
-                }
+                sent
             }
             Link::Tcp(s) => {
                 while !pending.is_empty() {

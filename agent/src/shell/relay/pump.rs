@@ -17,8 +17,6 @@ pub struct Pump {
     link: Link,
     /// Stream bytes the socket did not take yet.
     pending: Vec<u8>,
-    /// One UDP datagram on its way out.
-    datagram: Vec<u8>,
 }
 
 impl Pump {
@@ -26,7 +24,6 @@ impl Pump {
         Pump {
             link,
             pending: Vec::new(),
-            datagram: Vec::new(),
         }
     }
 
@@ -37,9 +34,7 @@ impl Pump {
     /// Sends one message for the server. An error means the connection is broken.
     pub fn send(&mut self, message: &[u8]) -> io::Result<()> {
         if !self.is_stream() {
-            self.datagram.clear();
-            self.datagram.extend_from_slice(message);
-            return self.link.try_send(&mut self.datagram);
+            return self.link.try_send_datagram(message);
         }
         if self.pending.len() + message.len() > PENDING_LIMIT {
             log::debug!(
