@@ -35,6 +35,7 @@ pub mod netns;
 pub mod pingstream;
 mod proc;
 pub mod relaylab;
+mod transfer;
 mod wait;
 mod wg;
 pub mod worlds;
@@ -53,6 +54,7 @@ pub use manifest::{ManifestSource, NetworkKey, NodeSource};
 pub use net::{Link, NatKind, NatSite, Wan};
 pub use netns::in_netns;
 pub use proc::Proc;
+pub use transfer::bulk_tcp;
 pub use wait::{poll_until, wait_for};
 pub use wg::{KeyPair, WgDevice, WgImpl, WgPeerConfig, WgPeerStat};
 

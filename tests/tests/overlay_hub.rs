@@ -17,40 +17,6 @@ fn bytes(status: &Status, peer: &str) -> (u64, u64) {
     (p.rx_bytes, p.tx_bytes)
 }
 
-/// Sends `bytes` of TCP from `from` to a listener on `to` at `addr` (`ip:port`) through
-/// the overlay and checks what arrived, byte for byte (as a hash). With offload on this
-/// is the path of TCP super-packets (split, encrypted in a batch, sent with GSO) and GRO
-/// on the way back in: a segment cut or checksummed wrongly would stall or corrupt it.
-fn bulk_tcp(from: &Host, to: &Host, addr: &str, bytes: usize) {
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    let listener = in_netns(to, || {
-        TcpListener::bind(addr).expect("binding the listener")
-    });
-    let target = addr.parse().unwrap();
-    let mut stream = in_netns(from, || {
-        TcpStream::connect_timeout(&target, T).expect("connecting")
-    });
-    let reader = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().expect("accepting");
-        conn.set_read_timeout(Some(T)).unwrap();
-        let mut got = Vec::new();
-        conn.read_to_end(&mut got).expect("reading the transfer");
-        got
-    });
-    let sent: Vec<u8> = (0..bytes)
-        .map(|i| (i ^ (i >> 9) ^ (i >> 17)) as u8)
-        .collect();
-    stream.write_all(&sent).expect("sending");
-    drop(stream);
-    let got = reader.join().unwrap();
-    assert_eq!(got.len(), sent.len(), "bytes that arrived");
-    assert!(
-        got == sent,
-        "the transfer arrived with other bytes than were sent"
-    );
-}
-
 /// The agent says which data path it runs; it must be the one the environment asks
 /// for (`scripts/test` runs this file again with `EDGEWIRE_OFFLOAD=off`).
 fn assert_data_path(agent: &Agent) {
@@ -155,7 +121,7 @@ fn edges_of_different_sites_reach_each_other_through_the_hub_and_not_directly() 
     // Bulk TCP through the hub arrives whole: the hub's kernel forwards what it read from
     // the TUN (coalesced by GRO) back into it (as a super-packet to split again).
     assert_data_path(&hub);
-    bulk_tcp(a_host, b_host, "10.42.2.1:7001", 16 << 20);
+    bulk_tcp(a_host, b_host, "10.42.2.1:7001", 16 << 20, T);
     assert_eq!(hub.status().unwrap().drops.bad_batch, 0);
 }
 
@@ -220,8 +186,8 @@ fn two_edges_of_the_same_site_reach_each_other_directly() {
 
     // Bulk TCP both ways over the direct path arrives whole.
     assert_data_path(&a1);
-    bulk_tcp(&a1_host, &a2_host, "10.42.1.2:7001", 32 << 20);
-    bulk_tcp(&a2_host, &a1_host, "10.42.1.1:7001", 32 << 20);
+    bulk_tcp(&a1_host, &a2_host, "10.42.1.2:7001", 32 << 20, T);
+    bulk_tcp(&a2_host, &a1_host, "10.42.1.1:7001", 32 << 20, T);
     let drops = a2.status().unwrap().drops;
     assert_eq!(drops.bad_batch, 0, "{drops:?}");
 }
