@@ -120,6 +120,8 @@ pub struct Agent<'a> {
     manifest: Option<ManifestInfo>,
     /// What the agent is doing, for `status` and systemd's status line.
     state: String,
+    /// The status line systemd has last been told.
+    status_line: String,
     notify: Notifier,
     /// When systemd next expects `WATCHDOG=1` (none without a watchdog).
     next_watchdog: Option<Instant>,
@@ -220,6 +222,7 @@ impl<'a> Agent<'a> {
             topology: None,
             manifest: None,
             state: "starting".into(),
+            status_line: String::new(),
             next_watchdog: notify.watchdog_interval().map(|i| now + i),
             notify,
             ready: false,
@@ -487,6 +490,8 @@ impl<'a> Agent<'a> {
             self.next_watchdog = self.notify.watchdog_interval().map(|i| due.max(now) + i);
         }
         self.chores.run(&self.node, now);
+        // A hub that stopped answering moves the overlay without a path event.
+        self.publish_status();
     }
 
     /// A poll of the manifest URL finished.
@@ -516,14 +521,49 @@ impl<'a> Agent<'a> {
         if self.manifest.is_none() {
             self.set_state("waiting for a manifest".into());
         }
-        self.notify.ready(&self.state);
+        self.status_line = self.status_text();
+        self.notify.ready(&self.status_line);
     }
 
     fn set_state(&mut self, state: String) {
         if state != self.state {
-            self.notify.status(&state);
             self.state = state;
+            self.publish_status();
         }
+    }
+
+    /// systemd's status line: the state, and how the overlay is reached now (`systemctl
+    /// status` then says "overlay via hub-1, relay over tls" without asking the agent).
+    fn publish_status(&mut self) {
+        let line = self.status_text();
+        if line != self.status_line {
+            self.notify.status(&line);
+            self.status_line = line;
+        }
+    }
+
+    fn status_text(&self) -> String {
+        match self.overlay_summary() {
+            Some(overlay) => format!("{}; {overlay}", self.state),
+            None => self.state.clone(),
+        }
+    }
+
+    fn overlay_summary(&self) -> Option<String> {
+        let hub = self.node.overlay_via()?;
+        let name = &hub.config.name;
+        match hub.health() {
+            crate::core::Health::Down => return Some(format!("no hub answers ({name} tried)")),
+            crate::core::Health::Unknown => return Some(format!("waiting for {name} to answer")),
+            crate::core::Health::Up => {}
+        }
+        Some(match hub.path().and_then(|p| p.relay()) {
+            Some(id) => match self.relay_link(id) {
+                Some((_, transport)) => format!("overlay via {name}, relay over {transport}"),
+                None => format!("overlay via {name}, relay"),
+            },
+            None => format!("overlay via {name}, direct"),
+        })
     }
 
     /// Sends everything the core produced, then hands the buffers back. Sending can make
@@ -577,7 +617,12 @@ impl<'a> Agent<'a> {
 
     /// What the core reports: logged and counted, and relay connections to make.
     fn take_events(&mut self) {
+        let mut moved = false;
         while let Some(event) = self.node.poll_event() {
+            moved |= matches!(
+                event,
+                Event::PathSwitched { .. } | Event::RelayUp { .. } | Event::RelayDown { .. }
+            );
             match event {
                 Event::NatMapping(mapping) => log::info!(
                     "NAT in front of UDP port {}: {mapping} mapping (seen as {})",
@@ -595,6 +640,9 @@ impl<'a> Agent<'a> {
                     self.record.relay_rtt.remove(&id);
                 }
             }
+        }
+        if moved {
+            self.publish_status();
         }
     }
 
