@@ -174,6 +174,44 @@ mod tests {
     }
 
     #[test]
+    fn the_other_sides_relay_is_tried_only_after_a_second_and_with_a_normal_ttl() {
+        let t0 = Instant::now();
+        let cands = vec![
+            c(CandidateKind::Relayed, "192.0.2.51:50000"),
+            c(CandidateKind::ServerReflexive, "198.51.100.3:51820"),
+        ];
+        let mut p = Punch::start(cands, Duration::from_secs(5), t0);
+        let mut t = t0;
+        while t < t0 + RELAYED_AFTER {
+            if let Some(send) = p.poll(t) {
+                assert_eq!(send.to.to_string(), "198.51.100.3:51820", "at {:?}", t - t0);
+            }
+            t += PACE;
+        }
+        let sent: Vec<PunchSend> = (0..4).filter_map(|k| p.poll(t + PACE * k)).collect();
+        let relayed = sent.iter().find(|s| s.to.to_string() == "192.0.2.51:50000");
+        let relayed = relayed.expect("the relayed candidate is tried after a second");
+        assert_eq!(relayed.ttl, None, "a low TTL would die before the relay");
+        assert!(
+            sent.iter().any(|s| s.ttl == Some(LOW_TTL)),
+            "the NAT still low"
+        );
+    }
+
+    #[test]
+    fn a_punch_toward_only_a_relay_waits_its_second_without_spinning() {
+        let t0 = Instant::now();
+        let mut p = Punch::start(
+            vec![c(CandidateKind::Relayed, "192.0.2.51:50000")],
+            Duration::ZERO,
+            t0,
+        );
+        assert_eq!(p.poll(t0), None);
+        assert_eq!(p.deadline(), t0 + RELAYED_AFTER, "woken when it may send");
+        assert!(p.poll(t0 + RELAYED_AFTER).is_some());
+    }
+
+    #[test]
     fn the_answering_side_waits_half_the_hub_round_trips_and_a_margin() {
         let wait = Punch::open_wait(Some(Duration::from_millis(40)), 60);
         assert_eq!(wait, Duration::from_millis(100));
