@@ -34,7 +34,13 @@ pub struct RelaySlot {
 /// One relay: its client once connected, else when to connect again.
 pub(super) struct Relay {
     pub slot: RelaySlot,
-    pub client: Option<TurnClient>,
+    /// Out of its place only while the node handles the data it delivered (`lend`).
+    client: Option<TurnClient>,
+    /// The server and how it is reached, while connected (known while the client is
+    /// lent out too: the data it delivers may ask for our candidates).
+    server: Option<(SocketAddr, Transport)>,
+    /// Permissions asked for while the client was lent out, applied when it is back.
+    wanted: Option<Vec<SocketAddr>>,
     /// The shell is racing the transports; its answer is awaited.
     connecting: bool,
     /// When to ask the shell to connect, while there is no client.
@@ -61,6 +67,8 @@ impl Relay {
         Relay {
             slot,
             client: None,
+            server: None,
+            wanted: None,
             connecting: false,
             connect_at: Some(now),
             preferred: 0,
@@ -95,7 +103,9 @@ impl Relay {
         self.pause = RETRY_FIRST;
         let rtt = client.rtt().unwrap_or_default();
         self.allocated = client.relayed_address().map(|relayed| (relayed, rtt));
+        self.server = Some((client.config().server, client.config().transport));
         self.client = Some(client);
+        self.wanted = None;
         self.permissions.clear();
         self.set_permissions(permissions, now);
     }
@@ -115,13 +125,14 @@ impl Relay {
     /// The connection broke (or the client gave up on it): drop the client and connect
     /// again at once; its peers move now. `None` when nothing changes for the peers.
     pub fn broken(&mut self, why: &str, now: Instant) -> Option<News> {
-        let client = self.client.take()?;
+        self.client.take()?;
+        let transport = self.server.map_or("?", |(_, t)| t.name());
         log::warn!(
-            "relay {} ({}): {why}; reconnecting",
-            self.slot.name,
-            client.config().transport
+            "relay {} ({transport}): {why}; reconnecting",
+            self.slot.name
         );
         self.allocated = None;
+        self.server = None;
         self.connect_at = Some(now);
         self.take_up(why)
     }
@@ -132,9 +143,33 @@ impl Relay {
         })
     }
 
-    /// Keeps permissions for exactly `wanted`.
+    /// The client, lent to the node while it handles the data the client delivered
+    /// (which borrows the client's buffer). Give it back with `put_back`.
+    pub fn lend(&mut self) -> Option<TurnClient> {
+        self.client.take()
+    }
+
+    pub fn put_back(&mut self, client: TurnClient, now: Instant) {
+        self.client = Some(client);
+        if let Some(wanted) = self.wanted.take() {
+            self.set_permissions(&wanted, now);
+        }
+    }
+
+    pub fn client_mut(&mut self) -> Option<&mut TurnClient> {
+        self.client.as_mut()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// Keeps permissions for exactly `wanted` (once the client is back, if lent out).
     pub fn set_permissions(&mut self, wanted: &[SocketAddr], now: Instant) {
         let Some(client) = self.client.as_mut() else {
+            if self.server.is_some() {
+                self.wanted = Some(wanted.to_vec());
+            }
             return;
         };
         for &gone in self.permissions.iter().filter(|p| !wanted.contains(p)) {
@@ -214,8 +249,8 @@ impl Relay {
 
     /// The server and transport, and the relayed address, while up (for `status`).
     pub fn link(&self) -> Option<(SocketAddr, Transport, SocketAddr)> {
-        let client = self.client.as_ref().filter(|_| self.up)?;
+        let (server, transport) = self.server.filter(|_| self.up)?;
         let (relayed, _) = self.allocated?;
-        Some((client.config().server, client.config().transport, relayed))
+        Some((server, transport, relayed))
     }
 }

@@ -208,6 +208,16 @@ fn main() {
             let _ = from.agent.host().ping(to.overlay, T);
         }
     }
+    // Punching takes a fraction of a second; a relayed candidate (the other side's TURN
+    // allocation, for pairs no NAT lets through) is tried a second in. Wait for both.
+    let _ = poll_until(Duration::from_secs(4), || {
+        let punching = nodes.iter().any(|n| {
+            n.agent
+                .status()
+                .is_ok_and(|s| s.peers.iter().any(|p| p.via.as_deref() == Some("hub")))
+        });
+        (!punching).then_some(())
+    });
     for from in &nodes {
         for to in &nodes {
             if from.agent.name() == to.agent.name() {
@@ -222,7 +232,7 @@ fn main() {
                 .and_then(|s| s.peer(to.agent.name()).cloned());
             let route = match peer {
                 Some(p) => match (p.path, p.via.as_deref()) {
-                    (Some(path), Some(via @ ("punched" | "lan"))) => {
+                    (Some(path), Some(via @ ("punched" | "lan" | "relayed"))) => {
                         format!("peer, {path} ({via})")
                     }
                     (Some(path), _) => format!("peer, {path}"),
@@ -259,8 +269,9 @@ fn main() {
     }
     println!(
         "\n{} of {} pairs answered; edges on one site talk directly; edges of different sites\n\
-         go direct where their NATs allow it (punched), the others through the hub;\n\
-         dev-c1 reaches the hub through the relay over TLS.",
+         go direct where their NATs allow it (punched), the others through a relay when\n\
+         one side has one (relayed), else through the hub; dev-c1 reaches the hub through\n\
+         the relay over TLS.",
         summary.len() - failed,
         summary.len()
     );

@@ -75,7 +75,7 @@ impl Node {
     /// TCP or TLS. Relayed WireGuard datagrams go to their peers like any other.
     pub fn handle_relay_bytes(&mut self, id: RelayId, bytes: &[u8], now: Instant) {
         // Out of `self` while its data is handled: the payloads borrow its buffer.
-        let Some(mut client) = self.relay_mut(id).and_then(|r| r.client.take()) else {
+        let Some(mut client) = self.relay_mut(id).and_then(Relay::lend) else {
             return;
         };
         let mut corrupt = false;
@@ -109,7 +109,7 @@ impl Node {
             );
         }
         if let Some(relay) = self.relay_mut(id) {
-            relay.client = Some(client);
+            relay.put_back(client, now);
         }
         if corrupt {
             self.relay_link_lost(id, "the stream from the server is corrupt", now);
@@ -161,11 +161,11 @@ impl Node {
     /// The relays' timers, and the connections due again.
     pub(super) fn relay_timers(&mut self, now: Instant) {
         let due: Vec<RelayId> = (self.turn.iter())
-            .filter(|r| r.client.is_some() && r.poll_timeout().is_some_and(|t| now >= t))
+            .filter(|r| r.is_connected() && r.poll_timeout().is_some_and(|t| now >= t))
             .map(|r| r.slot.id)
             .collect();
         for id in due {
-            if let Some(client) = self.relay_mut(id).and_then(|r| r.client.as_mut()) {
+            if let Some(client) = self.relay_mut(id).and_then(Relay::client_mut) {
                 client.handle_timeout(now);
             }
             self.drain_relay(id, now);
@@ -190,7 +190,7 @@ impl Node {
         let Some(relay) = self.turn.iter_mut().find(|r| r.slot.id == id) else {
             return Some(None);
         };
-        let client = relay.client.as_mut()?;
+        let client = relay.client_mut()?;
         let mut framed = self.out.buffer();
         match client.send(peer, payload, &mut framed) {
             Ok(()) => Some(Some(framed)),

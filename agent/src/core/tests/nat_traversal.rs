@@ -357,3 +357,40 @@ pub fn a_candidate_message_the_hub_loses_is_sent_again_and_the_pair_still_goes_d
     assert!(took <= Duration::from_secs(1), "direct after {took:?}");
     assert_eq!(lost, 0, "pings lost: they go through the hub meanwhile");
 }
+
+#[test]
+pub fn an_edge_that_reaches_even_its_hub_only_through_its_relay_offers_that_relay_to_other_edges() {
+    let (mut sim, keys) = two_sites(NatType::MASQUERADE, Some(NatType::MASQUERADE));
+    sim.add_turn("192.0.2.50:3478", "192.0.2.51");
+    // dev-b lets no UDP through (only TCP 443 out, in the lab): its hub is reached
+    // through its relay, and so are the candidate messages.
+    sim.nodes[2].udp_blocked = true;
+    sim.use_turn(1);
+    sim.use_turn(2);
+    // Its traffic to the hub finds the direct path dead and moves to the relay.
+    for _ in 0..40 {
+        sim.send_ping(2, [10, 42, 2, 1], [10, 42, 0, 1]);
+        sim.advance(Duration::from_millis(100));
+    }
+    let hub_path = sim.nodes[2]
+        .node
+        .peer(&keys[0].public_key())
+        .unwrap()
+        .path();
+    assert_eq!(hub_path.and_then(|p| p.relay()), Some(0), "{hub_path:?}");
+    let (sent, answered) = ping_across(&mut sim, 5);
+    assert!(answered + 2 >= sent, "{answered} of {sent} answered");
+    // dev-a sends straight to dev-b's allocation; dev-b answers through its client.
+    let a = sim.nodes[1].node.peer(&keys[2].public_key()).unwrap();
+    assert_eq!(a.direct_via(), Some("relayed"), "{:?}", a.path());
+    let b = sim.nodes[2].node.peer(&keys[1].public_key()).unwrap();
+    assert_eq!(b.path().and_then(|p| p.relay()), Some(0), "{:?}", b.path());
+    let before = hub_rx_from_a(&sim, &keys);
+    let (sent, answered) = ping_across(&mut sim, 3);
+    assert_eq!(answered, sent);
+    let through_hub = hub_rx_from_a(&sim, &keys) - before;
+    assert!(
+        through_hub < 100,
+        "the hub still carried {through_hub} bytes"
+    );
+}

@@ -37,6 +37,9 @@ pub struct SimNode {
     pub own: Vec<[u8; 4]>,
     /// Cut off the network: every datagram to or from it is lost.
     pub cut: bool,
+    /// Behind a firewall that lets no UDP through (only its TURN clients' connections,
+    /// as TCP 443 would): every datagram of its WireGuard socket is lost.
+    pub udp_blocked: bool,
     /// When each handshake initiation it sent left (to the network or a relay).
     pub initiations: Vec<Instant>,
     /// The node's events, when the simulation drains them (it does once TURN servers
@@ -133,6 +136,7 @@ impl Sim {
             forwards: false,
             own: vec![own],
             cut: false,
+            udp_blocked: false,
             initiations: Vec::new(),
             events: Vec::new(),
         });
@@ -177,7 +181,9 @@ impl Sim {
                         self.nodes[i].initiations.push(now);
                     }
                     match t.destination {
-                        Destination::Udp(_) if self.nodes[i].cut => self.lost += 1,
+                        Destination::Udp(_) if self.nodes[i].cut || self.nodes[i].udp_blocked => {
+                            self.lost += 1
+                        }
                         Destination::Udp(to) => {
                             let from = self.source_toward(i, to);
                             // Every NAT is one hop from its devices and two from the
@@ -314,7 +320,7 @@ impl Sim {
             let node = inside.and_then(|internal| {
                 self.nodes
                     .iter_mut()
-                    .find(|o| !o.cut && o.nat == Some(n) && o.addr == internal)
+                    .find(|o| !o.cut && !o.udp_blocked && o.nat == Some(n) && o.addr == internal)
             });
             match node {
                 Some(o) => o.node.handle_udp(from, payload, now),
@@ -330,7 +336,10 @@ impl Sim {
             .find(|n| n.addr == from)
             .and_then(|n| n.nat);
         match self.nodes.iter_mut().find(|n| {
-            !n.cut && n.public.unwrap_or(n.addr) == to && (n.nat.is_none() || n.nat == lan)
+            !n.cut
+                && !n.udp_blocked
+                && n.public.unwrap_or(n.addr) == to
+                && (n.nat.is_none() || n.nat == lan)
         }) {
             Some(n) => n.node.handle_udp(from, payload, now),
             None => self.lost += 1,
