@@ -93,13 +93,15 @@ fn tcp_with_ping(
 /// An unlimited run first gives the ballpark: what came through while the sender flooded,
 /// which is no bound either way (the flooding iperf3 takes CPU the tunnel then lacks, so
 /// a tunnel often carries more than that without loss). From that rate, 15 % steps down
-/// until one passes or up while they pass, then the gap between the highest pass and the
-/// lowest failure is halved until they are within 5 %. The figure is what the receiver
-/// got at the highest passing rate.
+/// until one passes or 30 % steps up while they pass (a flood can deliver a fifth of what
+/// passes later), then the gap between the highest pass and the lowest failure is halved
+/// until they are within 5 %. The figure is what the receiver got at the highest passing
+/// rate.
 fn udp_highest(left: &Host, right: &Host, dst: &str, seconds: u32) -> Option<f64> {
-    const STEP: f64 = 0.15;
+    const DOWN: f64 = 0.85;
+    const UP: f64 = 1.3;
     const CLOSE_ENOUGH: f64 = 1.05;
-    const PROBES: usize = 10;
+    const PROBES: usize = 12;
     let probe = (seconds / 2).max(2);
     // (Mbit/s received, whether the loss stayed under the limit)
     let run = |rate: Option<f64>| -> Option<(f64, bool)> {
@@ -136,8 +138,8 @@ fn udp_highest(left: &Host, right: &Host, dst: &str, seconds: u32) -> Option<f64
         rate = match (pass, fail) {
             (Some((lo, _)), Some(hi)) if hi <= lo * CLOSE_ENOUGH => break,
             (Some((lo, _)), Some(hi)) => (lo + hi) / 2.0,
-            (Some((lo, _)), None) => lo * (1.0 + STEP),
-            (None, Some(hi)) => hi * (1.0 - STEP),
+            (Some((lo, _)), None) => lo * UP,
+            (None, Some(hi)) => hi * DOWN,
             (None, None) => unreachable!("every probe passes or fails"),
         };
     }
