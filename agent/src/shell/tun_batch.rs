@@ -27,6 +27,13 @@ const VIRTIO_NET_HDR_GSO_ECN: u8 = 0x80;
 /// Packets one super-packet may split into: 64 KiB of TCP payload at the smallest MSS
 /// the kernel uses for it (536) is 123.
 pub const SEGMENTS: usize = 128;
+/// UDP datagrams of one flow coalesced into one write at most. The kernel splits such a
+/// write into its datagrams and queues them all at once on the receiving socket: the 64
+/// tun-rs would put together fill most of a default 208 KiB socket buffer by themselves,
+/// so an application a little late to read loses whatever comes next (measured: a few
+/// per cent of iperf3's datagrams at rates far below what the tunnel carries). Eight
+/// keep the burst small and still save seven writes in eight.
+const UDP_RUN: usize = 8;
 /// A read holds the virtio-net header and the largest IP packet.
 const FRAME: usize = VIRTIO_NET_HDR_LEN + 65_535;
 
@@ -145,9 +152,20 @@ impl TunBatch {
         let used = std::mem::take(&mut self.out_used);
         let result = if self.offload && used > 1 {
             let gro = self.gro.get_or_insert_with(GROTable::default);
-            (dev.send_multiple(gro, &mut self.out[..used], VIRTIO_NET_HDR_LEN)
-                .await)
-                .map(drop)
+            // TCP (and anything else) in one go, coalesced as far as it will; UDP after
+            // it, in short runs (see `UDP_RUN`).
+            let udp_from = udp_last(&mut self.out[..used]);
+            let mut result = Ok(());
+            let (rest, udp) = self.out[..used].split_at_mut(udp_from);
+            for run in std::iter::once(rest)
+                .filter(|r| !r.is_empty())
+                .chain(udp.chunks_mut(UDP_RUN))
+            {
+                if let Err(e) = dev.send_multiple(gro, run, VIRTIO_NET_HDR_LEN).await {
+                    result = Err(e);
+                }
+            }
+            result
         } else {
             // One packet (or no offload): written as it is, behind an all-zero header
             // (no GSO, checksum complete) when the device expects one.
@@ -169,6 +187,30 @@ impl TunBatch {
             }
         }
         result
+    }
+}
+
+/// Moves the UDP packets among `bufs` (each behind room for the virtio header) after
+/// the others, keeping the order within each group; where the UDP ones begin.
+fn udp_last(bufs: &mut [Vec<u8>]) -> usize {
+    let mut others = 0;
+    for i in 0..bufs.len() {
+        if !is_udp(&bufs[i][VIRTIO_NET_HDR_LEN..]) {
+            bufs[others..=i].rotate_right(1);
+            others += 1;
+        }
+    }
+    others
+}
+
+/// Whether an IP packet carries UDP (IPv6 extension headers are not followed: such a
+/// packet is simply not taken for UDP, and is written with the others).
+fn is_udp(packet: &[u8]) -> bool {
+    const UDP: u8 = 17;
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => packet.get(9) == Some(&UDP),
+        Some(6) => packet.get(6) == Some(&UDP),
+        _ => false,
     }
 }
 

@@ -198,3 +198,44 @@ fn random_frames_never_panic() {
         let _ = split_frame(&mut f, &mut segs, &mut sizes);
     }
 }
+
+/// A queued packet as `TunBatch::queue` leaves it: room for the header, then IP with
+/// this protocol and a tag byte to follow it by.
+fn queued(version: u8, protocol: u8, tag: u8) -> Vec<u8> {
+    let mut ip = vec![0u8; 48];
+    ip[0] = version << 4;
+    if version == 4 {
+        ip[9] = protocol;
+    } else {
+        ip[6] = protocol;
+    }
+    ip[47] = tag;
+    let mut buf = vec![0u8; VIRTIO_NET_HDR_LEN];
+    buf.extend_from_slice(&ip);
+    buf
+}
+
+#[test]
+fn udp_packets_go_after_the_others_each_group_in_its_own_order() {
+    let mut bufs = vec![
+        queued(4, 17, 1),
+        queued(4, 6, 2),
+        queued(6, 17, 3),
+        queued(6, 6, 4),
+        queued(4, 1, 5),
+        queued(4, 17, 6),
+    ];
+    let udp_from = udp_last(&mut bufs);
+    assert_eq!(udp_from, 3);
+    let tags: Vec<u8> = bufs.iter().map(|b| b[b.len() - 1]).collect();
+    assert_eq!(tags, [2, 4, 5, 1, 3, 6]);
+}
+
+#[test]
+fn short_or_unknown_packets_are_not_taken_for_udp() {
+    assert!(!is_udp(&[]));
+    assert!(!is_udp(&[0x45, 0, 0]));
+    assert!(!is_udp(&[0x60; 4]));
+    assert!(!is_udp(&[0x10; 40]));
+    assert!(is_udp(&queued(4, 17, 0)[VIRTIO_NET_HDR_LEN..]));
+}

@@ -225,6 +225,12 @@ impl Udp {
         self.socket.readable().await
     }
 
+    /// The socket's descriptor, for the loop's short direct wait (`agent::wait_packets`).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.socket.get_ref().as_raw_fd()
+    }
+
     /// Reads one datagram without waiting; `WouldBlock` when there is none.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let (n, from) = self.socket.get_ref().recv_from(buf)?;

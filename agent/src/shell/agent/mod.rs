@@ -10,6 +10,7 @@ mod relays;
 mod report;
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
@@ -55,10 +56,17 @@ const PACKET_BUDGET: usize = 128;
 /// Datagrams queued for one batched send.
 const SEND_BATCH: usize = 128;
 /// Turns of the data path (read both, flush) taken after a packet wake-up before going
-/// back to the full wait: under load the next packets are already there, and the full
-/// wait costs more than the packets (every waiter polled, the listeners and signal pipes
-/// each tried with a system call). Bounded so timers and the control sockets still run.
-const BUSY_TURNS: usize = 8;
+/// back to the full wait: under load the next packets are already there or soon will be
+/// (see `SHORT_WAIT`), and the full wait costs more than the packets (every waiter
+/// polled and re-armed, the listeners and signal pipes each tried with a system call,
+/// and often a hop through smol's async-io thread, which takes the reactor over while
+/// this thread is busy and must then wake it). Bounded so timers, the control sockets
+/// and the relay tasks still run: at most this many turns, each at most `SHORT_WAIT`.
+const BUSY_TURNS: usize = 16;
+/// How long a busy turn that found nothing waits for the TUN device or the UDP socket
+/// directly (one `poll` on the two descriptors) before the loop goes back to the full
+/// wait. Under load the next packet comes within this; an idle agent pays it once.
+const SHORT_WAIT: std::time::Duration = std::time::Duration::from_micros(500);
 /// Large enough for any datagram or packet; boringtun must never see a short buffer.
 const RECV_BUFFER: usize = 65_536;
 
@@ -390,14 +398,25 @@ impl<'a> Agent<'a> {
     }
 
     /// After a packet wake-up that moved `moved` packets: flush, and while packets keep
-    /// coming and no timer is due, read both sides again (at most `BUSY_TURNS` times).
+    /// coming (or come within `SHORT_WAIT`) and no timer is due, read both sides again
+    /// (at most `BUSY_TURNS` times).
     async fn busy_turns(&mut self, mut moved: usize, udp_buf: &mut [u8]) {
+        if moved == 0 {
+            return;
+        }
         for _ in 0..BUSY_TURNS {
-            let timer_due = (self.next_deadline()).is_some_and(|t| t <= clock::now());
-            if moved == 0 || timer_due {
+            let now = clock::now();
+            let deadline = self.next_deadline();
+            if deadline.is_some_and(|t| t <= now) {
                 return;
             }
             self.flush().await;
+            if moved == 0 {
+                let wait = deadline.map_or(SHORT_WAIT, |t| (t - now).min(SHORT_WAIT));
+                if !wait_packets(&[self.tun.as_raw_fd(), self.udp.raw_fd()], wait) {
+                    return;
+                }
+            }
             moved = self.read_tun() + self.read_udp(udp_buf);
         }
     }
@@ -661,6 +680,32 @@ impl<'a> Agent<'a> {
             log::debug!("writing {}: {e}", self.config.interface);
         }
     }
+}
+
+/// Blocks this thread until one of `fds` is readable or `wait` is over; whether one is.
+/// Only for `busy_turns`' short wait: nothing else on the loop runs meanwhile.
+fn wait_packets(fds: &[std::os::fd::RawFd; 2], wait: std::time::Duration) -> bool {
+    let mut polled = fds.map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    // ppoll, not poll: poll counts in milliseconds, twice the wait meant.
+    let timeout = libc::timespec {
+        tv_sec: wait.as_secs() as libc::time_t,
+        tv_nsec: wait.subsec_nanos() as _,
+    };
+    // SAFETY: `polled` is an array of valid pollfd entries and `timeout` a valid
+    // timespec, both outliving the call; a null signal mask leaves the mask as it is.
+    let n = unsafe {
+        libc::ppoll(
+            polled.as_mut_ptr(),
+            polled.len() as libc::nfds_t,
+            &timeout,
+            std::ptr::null(),
+        )
+    };
+    n > 0
 }
 
 fn describe_addresses(addrs: &[std::net::SocketAddr]) -> String {
