@@ -61,7 +61,8 @@ const SEND_BATCH: usize = 128;
 /// polled and re-armed, the listeners and signal pipes each tried with a system call,
 /// and often a hop through smol's async-io thread, which takes the reactor over while
 /// this thread is busy and must then wake it). Bounded so timers, the control sockets
-/// and the relay tasks still run: at most this many turns, each at most `SHORT_WAIT`.
+/// and the relay connections still run: at most this many turns, each at most
+/// `SHORT_WAIT`.
 const BUSY_TURNS: usize = 16;
 /// How long a busy turn that found nothing waits for the TUN device or the UDP socket
 /// directly (one `poll` on the two descriptors) before the loop goes back to the full
