@@ -189,11 +189,14 @@ impl Node {
 
     /// Drops a session made on demand; its traffic stays with the hub. When its direct
     /// path died, the other side hears it through the hub (so it does not wait for its
-    /// own traffic to go unanswered), and our NAT's mapping is learned again: it may be
-    /// what changed.
+    /// own traffic to go unanswered), and both sides learn their NAT's mapping again.
     pub(super) fn end_punched(&mut self, key: PublicKey, why: Ended, now: Instant) {
         if why == Ended::PathDied {
             self.send_signal(key, Kind::Close, now);
+        }
+        // Either side's NAT may be what changed, and the side whose NAT moved does not
+        // always notice first: both learn their mapping again before the next offer.
+        if matches!(why, Ended::PathDied | Ended::OtherSideClosed) {
             self.reflexive.recheck(now);
         }
         self.punched.remove(&key);
