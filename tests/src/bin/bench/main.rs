@@ -9,6 +9,9 @@
 //! Run as root: `scripts/bench`, or
 //! `cargo run --release -p edgewire-lab --bin bench -- [--seconds N] [--only NAME,…]`
 //! with NAME among veth-tcp, veth-udp, edgewire, wireguard-go, boringtun-cli.
+//! `--udp-at 400,600` measures instead only the loss of UDP at those fixed rates (Mbit/s),
+//! each for the full `--seconds`, with both ends' CPU seconds per GB carried: for tuning,
+//! where the search's steps are too coarse.
 
 use std::time::Duration;
 
@@ -64,8 +67,20 @@ fn main() {
         };
         outcomes.push(outcome);
     }
-    report(&outcomes);
+    match UDP_AT.get() {
+        // Their lines are printed as they come; only what could not run is left to say.
+        Some(_) => (outcomes.iter())
+            .filter_map(|o| Some((o.name, o.mbps.as_ref().err()?)))
+            .filter(|(_, e)| e.as_str() != UDP_AT_ONLY)
+            .for_each(|(name, e)| println!("{name:<14} failed: {e}")),
+        None => report(&outcomes),
+    }
 }
+
+/// `--udp-at`'s rates, when given.
+static UDP_AT: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+/// What a tunnel measured with `--udp-at` reports instead of its figures.
+const UDP_AT_ONLY: &str = "only UDP at fixed rates was measured";
 
 fn parse_args() -> (u32, Vec<String>) {
     let mut seconds = 10;
@@ -91,8 +106,18 @@ fn parse_args() -> (u32, Vec<String>) {
                     std::process::exit(2);
                 }
             }
+            "--udp-at" => {
+                let rates = args
+                    .next()
+                    .and_then(|list| list.split(',').map(|r| r.parse().ok()).collect())
+                    .expect("--udp-at takes a comma-separated list of Mbit/s");
+                let _ = UDP_AT.set(rates);
+            }
             _ => {
-                eprintln!("usage: bench [--seconds N] [--only {}]", ALL.join(","));
+                eprintln!(
+                    "usage: bench [--seconds N] [--only {}] [--udp-at MBPS,…]",
+                    ALL.join(",")
+                );
                 std::process::exit(2);
             }
         }
@@ -230,6 +255,27 @@ fn measure(
         return Outcome {
             name,
             mbps: Err(e),
+            figures: None,
+            data_path,
+        };
+    }
+    if let Some(rates) = UDP_AT.get() {
+        for &rate in rates {
+            let cpu = || Some(suite::cpu_secs(pids[0])? + suite::cpu_secs(pids[1])?);
+            let before = cpu();
+            match suite::udp_loss_at(left, right, RIGHT_OVERLAY, seconds, rate) {
+                Ok((got, lost)) => println!(
+                    "{name:<14} UDP at {rate:>5} Mbit/s: {got:>6.0} Mbit/s arrived, {lost:.2} % \
+                     lost; both ends {:.2} CPU s per GB",
+                    before.zip(cpu()).map_or(f64::NAN, |(b, a)| (a - b)
+                        / (got * f64::from(seconds) / 8e3))
+                ),
+                Err(e) => println!("{name:<14} UDP at {rate:>5} Mbit/s: {e}"),
+            }
+        }
+        return Outcome {
+            name,
+            mbps: Err(UDP_AT_ONLY.into()),
             figures: None,
             data_path,
         };

@@ -114,9 +114,7 @@ fn udp_highest(left: &Host, right: &Host, dst: &str, seconds: u32) -> Option<f64
             }
         };
         let got = received_mbps(&j)?;
-        let lost = j["end"]["sum_received"]["lost_percent"]
-            .as_f64()
-            .or_else(|| j["end"]["sum"]["lost_percent"].as_f64())?;
+        let lost = lost_percent(&j)?;
         eprintln!("bench: UDP at {b}: {got:.0} Mbit/s, {lost:.2} % lost");
         Some((got, lost < MAX_LOSS_PERCENT))
     };
@@ -144,6 +142,34 @@ fn udp_highest(left: &Host, right: &Host, dst: &str, seconds: u32) -> Option<f64
         };
     }
     pass.map(|(_, got)| got)
+}
+
+/// UDP at a fixed rate: (Mbit/s received, per cent lost).
+pub fn udp_loss_at(
+    left: &Host,
+    right: &Host,
+    dst: &str,
+    seconds: u32,
+    mbps: u32,
+) -> Result<(f64, f64), String> {
+    let rate = format!("{mbps}M");
+    let j = iperf(
+        left,
+        right,
+        dst,
+        seconds,
+        &["-u", "-b", &rate, "-l", UDP_LEN],
+    )?;
+    let got = received_mbps(&j).ok_or("no throughput in iperf3's JSON")?;
+    let lost = lost_percent(&j).ok_or("no loss in iperf3's JSON")?;
+    Ok((got, lost))
+}
+
+fn lost_percent(json: &serde_json::Value) -> Option<f64> {
+    let end = &json["end"];
+    end["sum_received"]["lost_percent"]
+        .as_f64()
+        .or_else(|| end["sum"]["lost_percent"].as_f64())
 }
 
 /// A one-off iperf3 server on `right`, listening before this returns.
