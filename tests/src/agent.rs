@@ -2,7 +2,6 @@
 //! `edgewire run` in a host, and reads `edgewire status --json` and the agent's log.
 
 use std::ffi::OsStr;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -406,11 +405,7 @@ impl Agent {
 
 /// VmHWM of a process in kB, from /proc/PID/status.
 pub fn peak_rss_kb(pid: u32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    crate::figures::status_kb(pid, "VmHWM")
 }
 
 /// Waits for an agent's status to answer at all (the agent is up and listening).

@@ -25,12 +25,17 @@ pub fn min_median_max(mut runs: Vec<Duration>) -> (Duration, Duration, Duration)
 
 /// VmRSS of a process in kB (0 when it is gone).
 pub fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status_kb(pid, "VmRSS").unwrap_or(0)
+}
+
+/// A kB field of /proc/PID/status (`VmRSS`, `VmHWM`, `RssAnon`, …); `None` when the
+/// process is gone.
+pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -314,7 +314,7 @@ fn report(outcomes: &[Outcome]) {
     }
     println!();
     type Pick = fn(&Figures) -> Option<f64>;
-    let rows: [(&str, Pick, usize); 10] = [
+    let rows: [(&str, Pick, usize); 12] = [
         ("TCP 1 stream, Mbit/s", |f| f.tcp1_mbps, 0),
         ("TCP 4 streams, Mbit/s", |f| f.tcp4_mbps, 0),
         ("UDP < 1 % loss, Mbit/s", |f| f.udp_mbps, 0),
@@ -329,6 +329,16 @@ fn report(outcomes: &[Outcome]) {
         (
             "RSS idle right, MB",
             |f| f.idle_rss_kb.map(|r| r.1 as f64 / 1024.0),
+            1,
+        ),
+        (
+            "  of it anonymous, left",
+            |f| f.idle_anon_kb.map(|r| r.0 as f64 / 1024.0),
+            1,
+        ),
+        (
+            "  of it anonymous, right",
+            |f| f.idle_anon_kb.map(|r| r.1 as f64 / 1024.0),
             1,
         ),
         (

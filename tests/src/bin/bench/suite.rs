@@ -27,6 +27,9 @@ pub struct Figures {
     pub ping_load_ms: Option<f64>,
     /// VmRSS of each end with the tunnel up and idle, kB.
     pub idle_rss_kb: Option<(u64, u64)>,
+    /// The anonymous part of it (RssAnon: heap, stacks), kB; the rest is file pages
+    /// mapped from the binary and the shared libraries, which other processes share.
+    pub idle_anon_kb: Option<(u64, u64)>,
     /// VmHWM of each end after everything, kB.
     pub peak_rss_kb: Option<(u64, u64)>,
 }
@@ -34,6 +37,8 @@ pub struct Figures {
 pub fn run_all(left: &Host, right: &Host, dst: &str, seconds: u32, pids: [u32; 2]) -> Figures {
     let mut f = Figures {
         idle_rss_kb: Some((figures::rss_kb(pids[0]), figures::rss_kb(pids[1]))),
+        idle_anon_kb: figures::status_kb(pids[0], "RssAnon")
+            .zip(figures::status_kb(pids[1], "RssAnon")),
         ping_idle_ms: ping_avg_ms(left, dst, 10),
         ..Figures::default()
     };
