@@ -698,7 +698,7 @@ fn wait_packets(fds: &[std::os::fd::RawFd; 2], wait: std::time::Duration) -> boo
     });
     // ppoll, not poll: poll counts in milliseconds, twice the wait meant.
     let timeout = libc::timespec {
-        tv_sec: wait.as_secs() as libc::time_t,
+        tv_sec: wait.as_secs() as _,
         tv_nsec: wait.subsec_nanos() as _,
     };
     // SAFETY: `polled` is an array of valid pollfd entries and `timeout` a valid
