@@ -68,6 +68,12 @@ cross_vars() {
       cflags="-march=armv6kz -mfpu=vfp -mfloat-abi=hard -marm"
       zig_target=arm-linux-musleabihf zig_mcpu=arm1176jzf_s
       sysroot=/usr/arm-linux-gnueabihf qemu="qemu-arm-static -cpu arm1176" ;;
+    x86_64-unknown-linux-musl)
+      # Not a device target: the static build for this machine, which the benchmark
+      # measures as devices get it (no shared C library). Runs natively.
+      gcc=gcc pkgs=build-essential linker=rust-lld
+      zig_target=x86_64-linux-musl zig_mcpu=x86_64
+      sysroot="" qemu="" ;;
     *) echo "cross-env: unsupported target $1 (one of: ${CROSS_ALL_TARGETS[*]})" >&2; return 1 ;;
   esac
 }
@@ -124,7 +130,9 @@ cross_env_setup() {
   export "CC_${under}=$gcc"
   export "AR_${under}=${gcc%-gcc}-ar"
   [ -z "$cflags" ] || export "CFLAGS_${under}=$cflags"
-  export "CARGO_TARGET_${up}_RUNNER=$qemu -L $sysroot"
+  CROSS_QEMU_RUNNER=""
+  [ -z "$qemu" ] || CROSS_QEMU_RUNNER="$qemu -L $sysroot"
+  [ -z "$qemu" ] || export "CARGO_TARGET_${up}_RUNNER=$CROSS_QEMU_RUNNER"
   CROSS_STRIP=${gcc%-gcc}-strip
-  CROSS_QEMU_RUNNER="$qemu -L $sysroot"
+  [ "$gcc" != gcc ] || CROSS_STRIP=strip
 }

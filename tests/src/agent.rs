@@ -29,8 +29,20 @@ pub fn use_edgewire_profile(profile: &'static str) {
     );
 }
 
-/// The `edgewire` binary in use (see [`edgewire_bin_for`]).
+/// A binary that replaces the profile's until unset (see [`use_edgewire_bin`]).
+static BIN: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// Makes agents started from now on, and tool calls, run `bin`; `None` goes back to the
+/// profile's. The benchmark measures the static build as devices get it this way.
+pub fn use_edgewire_bin(bin: Option<PathBuf>) {
+    *BIN.lock().unwrap_or_else(|e| e.into_inner()) = bin;
+}
+
+/// The `edgewire` binary in use (see [`use_edgewire_bin`] and [`edgewire_bin_for`]).
 pub fn edgewire_bin() -> PathBuf {
+    if let Some(bin) = BIN.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        return bin;
+    }
     edgewire_bin_for(PROFILE.get().copied().unwrap_or("debug"))
 }
 

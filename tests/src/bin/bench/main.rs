@@ -8,7 +8,8 @@
 //!
 //! Run as root: `scripts/bench`, or
 //! `cargo run --release -p edgewire-lab --bin bench -- [--seconds N] [--only NAME,…]`
-//! with NAME among veth-tcp, veth-udp, edgewire, wireguard-go, boringtun-cli.
+//! with NAME among veth-tcp, veth-udp, edgewire, edgewire-static, wireguard-go,
+//! boringtun-cli. edgewire-static is the static musl build (`$EDGEWIRE_STATIC_BIN`).
 //! `--udp-at 400,600` measures instead only the loss of UDP at those fixed rates (Mbit/s),
 //! each for the full `--seconds`, with both ends' CPU seconds per GB carried: for tuning,
 //! where the search's steps are too coarse.
@@ -26,10 +27,11 @@ const LEFT_OVERLAY: &str = "10.42.0.1";
 const RIGHT_OVERLAY: &str = "10.42.0.2";
 const SETUP: Duration = Duration::from_secs(20);
 
-const ALL: [&str; 5] = [
+const ALL: [&str; 6] = [
     "veth-tcp",
     "veth-udp",
     "edgewire",
+    "edgewire-static",
     "wireguard-go",
     "boringtun-cli",
 ];
@@ -60,7 +62,8 @@ fn main() {
         let outcome = match name {
             "veth-tcp" => raw_veth(seconds, false),
             "veth-udp" => raw_veth(seconds, true),
-            "edgewire" => edgewire(seconds),
+            "edgewire" => edgewire_release(seconds),
+            "edgewire-static" => edgewire_static(seconds),
             "wireguard-go" => wireguard(WgImpl::WireguardGo, seconds),
             "boringtun-cli" => wireguard(WgImpl::BoringtunCli, seconds),
             _ => unreachable!(),
@@ -196,16 +199,45 @@ fn wireguard(implementation: WgImpl, seconds: u32) -> Outcome {
     )
 }
 
-fn edgewire(seconds: u32) -> Outcome {
-    if let Err(e) = find_edgewire_bin("release") {
+/// The static musl build for this machine's architecture (`$EDGEWIRE_STATIC_BIN`, which
+/// scripts/bench builds): what a device runs. It has no shared C library mapped, so its
+/// RSS is the figure a device sees.
+fn edgewire_static(seconds: u32) -> Outcome {
+    let bin = std::env::var_os("EDGEWIRE_STATIC_BIN").map(std::path::PathBuf::from);
+    let Some(bin) = bin.filter(|b| b.is_file()) else {
         return Outcome {
+            name: "edgewire-static",
+            mbps: Err(
+                "no static build: EDGEWIRE_STATIC_BIN is unset or not a file \
+                       (scripts/bench builds one)"
+                    .into(),
+            ),
+            figures: None,
+            data_path: String::new(),
+        };
+    };
+    use_edgewire_bin(Some(bin));
+    let outcome = edgewire("edgewire-static", seconds);
+    use_edgewire_bin(None);
+    outcome
+}
+
+/// The release build of this workspace.
+fn edgewire_release(seconds: u32) -> Outcome {
+    match find_edgewire_bin("release") {
+        Ok(_) => edgewire("edgewire", seconds),
+        Err(e) => Outcome {
             name: "edgewire",
             mbps: Err(e),
             figures: None,
             data_path: String::new(),
-        };
+        },
     }
-    let lab = Lab::new("bench-edgewire");
+}
+
+/// Two edgewire ends running the binary in use (`edgewire_bin`).
+fn edgewire(name: &'static str, seconds: u32) -> Outcome {
+    let lab = Lab::new(&format!("bench-{name}"));
     let (left, right) = pair(&lab);
     let mut l = Agent::new(&left, "left");
     let mut r = Agent::new(&right, "right");
@@ -233,7 +265,7 @@ fn edgewire(seconds: u32) -> Outcome {
         .and_then(|line| Some(line.split_once("data path:")?.1.trim().to_owned()))
         .unwrap_or_else(|| "unknown (no data path line in the log)".into());
     measure(
-        "edgewire",
+        name,
         &left,
         &right,
         seconds,
