@@ -64,7 +64,7 @@ const SEND_BATCH: usize = 128;
 /// so timers, the control sockets and the relay connections wait about this long at most,
 /// however many packets come. Against the 16 turns this replaces (`bench --udp-at
 /// 400,600,700`, two runs each, quiet machine): loss at 600 Mbit/s 3.1–5.2 % → 0.8–0.9 %,
-/// at 400 Mbit/s 0.8–0.9 % → 0.1 %, both ends' CPU per GB 4–10 % lower. 0.5 ms and 8 ms
+/// at 400 Mbit/s 0.8–0.9 % → 0.1 %, both ends' CPU per GB 3–13 % lower. 0.5 ms and 8 ms
 /// were measured too: 0.5 ms lost more, 8 ms saved little more and holds relayed traffic
 /// longer.
 const BUSY_FOR: std::time::Duration = std::time::Duration::from_millis(2);
