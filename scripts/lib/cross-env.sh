@@ -103,7 +103,7 @@ cross_env_setup() {
   local t=$1 base=${2:-target} up under gcc pkgs linker sysroot qemu cflags zig_target zig_mcpu rustflags=""
   cross_vars "$t"
   # shellcheck disable=SC2086 # two package names
-  cross_apt_ensure $pkgs qemu-user-static
+  cross_apt_ensure $pkgs ${qemu:+qemu-user-static}
   up=$(echo "$t" | tr 'a-z-' 'A-Z_')
   under=${t//-/_}
   CROSS_STD_MODE=$(cross_std_mode "$t")
@@ -134,5 +134,5 @@ cross_env_setup() {
   [ -z "$qemu" ] || CROSS_QEMU_RUNNER="$qemu -L $sysroot"
   [ -z "$qemu" ] || export "CARGO_TARGET_${up}_RUNNER=$CROSS_QEMU_RUNNER"
   CROSS_STRIP=${gcc%-gcc}-strip
-  [ "$gcc" != gcc ] || CROSS_STRIP=strip
+  [ "$gcc" != gcc ] || CROSS_STRIP="strip"
 }
