@@ -75,7 +75,7 @@ fn main() {
         Some(_) => (outcomes.iter())
             .filter_map(|o| Some((o.name, o.mbps.as_ref().err()?)))
             .filter(|(_, e)| e.as_str() != UDP_AT_ONLY)
-            .for_each(|(name, e)| println!("{name:<14} failed: {e}")),
+            .for_each(|(name, e)| println!("{name:<15} failed: {e}")),
         None => report(&outcomes),
     }
 }
@@ -297,12 +297,12 @@ fn measure(
             let before = cpu();
             match suite::udp_loss_at(left, right, RIGHT_OVERLAY, seconds, rate) {
                 Ok((got, lost)) => println!(
-                    "{name:<14} UDP at {rate:>5} Mbit/s: {got:>6.0} Mbit/s arrived, {lost:.2} % \
+                    "{name:<15} UDP at {rate:>5} Mbit/s: {got:>6.0} Mbit/s arrived, {lost:.2} % \
                      lost; both ends {:.2} CPU s per GB",
                     before.zip(cpu()).map_or(f64::NAN, |(b, a)| (a - b)
                         / (got * f64::from(seconds) / 8e3))
                 ),
-                Err(e) => println!("{name:<14} UDP at {rate:>5} Mbit/s: {e}"),
+                Err(e) => println!("{name:<15} UDP at {rate:>5} Mbit/s: {e}"),
             }
         }
         return Outcome {
@@ -324,8 +324,8 @@ fn measure(
 fn report(outcomes: &[Outcome]) {
     for o in outcomes.iter().filter(|o| o.figures.is_none()) {
         match &o.mbps {
-            Ok(mbps) => println!("{:<14} {mbps:>10.1} Mbit/s (no tunnel)", o.name),
-            Err(e) => println!("{:<14} failed: {e}", o.name),
+            Ok(mbps) => println!("{:<15} {mbps:>10.1} Mbit/s (no tunnel)", o.name),
+            Err(e) => println!("{:<15} failed: {e}", o.name),
         }
     }
     let tunnels: Vec<(&str, &Figures)> = outcomes
@@ -404,7 +404,7 @@ fn report(outcomes: &[Outcome]) {
     }
     println!();
     for o in outcomes.iter().filter(|o| o.figures.is_some()) {
-        println!("{:<14} data path: {}", o.name, o.data_path);
+        println!("{:<15} data path: {}", o.name, o.data_path);
     }
     println!(
         "\n(×: the figure divided by wireguard-go's in this run; for CPU, RTT and RSS lower is better)"
