@@ -12,7 +12,9 @@
 //! boringtun-cli. edgewire-static is the static musl build (`$EDGEWIRE_STATIC_BIN`).
 //! `--udp-at 400,600` measures instead only the loss of UDP at those fixed rates (Mbit/s),
 //! each for the full `--seconds`, with both ends' CPU seconds per GB carried: for tuning,
-//! where the search's steps are too coarse.
+//! where the search's steps are too coarse. `--busy N` runs N CPU-bound threads beside
+//! the whole run, as a device's own workload would: a change that helps iperf3 on an idle
+//! machine can starve the tunnel on a busy one (a `sched_yield` per TUN write did).
 
 use std::time::Duration;
 
@@ -52,10 +54,23 @@ fn main() {
     }
     Lab::install_panic_cleanup();
     use_edgewire_profile("release");
-    let (seconds, only) = parse_args();
+    let (seconds, only, busy) = parse_args();
 
     println!("edgewire bench: iperf3 left -> right, {seconds} s per run");
-    println!("(two namespaces joined by a veth; tunnels MTU 1420)\n");
+    println!("(two namespaces joined by a veth; tunnels MTU 1420)");
+    if busy > 0 {
+        println!("({busy} CPU-bound threads running beside, as a device's own workload)");
+        for _ in 0..busy {
+            // Ends with the process.
+            std::thread::spawn(|| {
+                let mut n = 0u64;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            });
+        }
+    }
+    println!();
     let mut outcomes = Vec::new();
     for name in ALL.into_iter().filter(|n| only.iter().any(|o| o == n)) {
         eprintln!("bench: running {name} …");
@@ -85,8 +100,10 @@ static UDP_AT: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
 /// What a tunnel measured with `--udp-at` reports instead of its figures.
 const UDP_AT_ONLY: &str = "only UDP at fixed rates was measured";
 
-fn parse_args() -> (u32, Vec<String>) {
+/// `--seconds`, `--only`'s runs and `--busy`'s thread count.
+fn parse_args() -> (u32, Vec<String>, usize) {
     let mut seconds = 10;
+    let mut busy = 0;
     let mut only: Vec<String> = ALL.iter().map(|s| s.to_string()).collect();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -109,6 +126,12 @@ fn parse_args() -> (u32, Vec<String>) {
                     std::process::exit(2);
                 }
             }
+            "--busy" => {
+                busy = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .expect("--busy takes a number of threads")
+            }
             "--udp-at" => {
                 let rates = args
                     .next()
@@ -118,14 +141,14 @@ fn parse_args() -> (u32, Vec<String>) {
             }
             _ => {
                 eprintln!(
-                    "usage: bench [--seconds N] [--only {}] [--udp-at MBPS,…]",
+                    "usage: bench [--seconds N] [--only {}] [--udp-at MBPS,…] [--busy N]",
                     ALL.join(",")
                 );
                 std::process::exit(2);
             }
         }
     }
-    (seconds, only)
+    (seconds, only, busy)
 }
 
 /// Two hosts joined by one veth.
