@@ -11,9 +11,17 @@
 //! from the store again, so the interface lives exactly as long as the agent, as one
 //! it created itself. Without a passed descriptor (not under systemd, or run by hand)
 //! the agent opens `/dev/net/tun` itself.
+//!
+//! A handed-over descriptor cannot carry TUN offload: tun-rs adopts only descriptors
+//! without the virtio-net header. So where the node is open to every user (udev's rules
+//! make it 0666, as on most devices), open-tun leaves the device to the agent, which
+//! creates it with offload like an agent run by hand; the hand-over is for nodes only
+//! root may open.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use tun_rs::{AsyncDevice, DeviceBuilder, SyncDevice};
@@ -22,6 +30,9 @@ use super::fdstore;
 
 /// The name of the descriptor in the service's store (`FDNAME=`).
 const FD_NAME: &str = "tun";
+
+/// The node every TUN device is made through.
+const TUN_NODE: &str = "/dev/net/tun";
 
 /// Creates (or takes from systemd) the TUN device; with `offload`, asks for virtio-net
 /// headers and TCP segmentation offload (`tcp_gso()` on the device says whether it got
@@ -38,8 +49,10 @@ pub fn create(name: &str, offload: bool) -> anyhow::Result<AsyncDevice> {
             // The virtio-net header is chosen when the descriptor is opened, and tun-rs
             // adopts only descriptors without it (see `adopt`).
             log::info!(
-                "{name}: TUN offload not used: the descriptor systemd passed was opened \
-                 without a virtio-net header; packets move one per system call"
+                "{name}: TUN offload not used: only root may open {TUN_NODE}, so open-tun \
+                 made the device, and a descriptor handed over has no virtio-net header; \
+                 packets move one per system call (a 0666 node, as udev makes it, lets \
+                 the agent make the device with offload)"
             );
         }
         return Ok(device);
@@ -96,8 +109,17 @@ fn is_busy(e: &anyhow::Error) -> bool {
 }
 
 /// `edgewire open-tun`: creates the interface and hands its descriptor to systemd's
-/// store for the `edgewire run` that follows. Runs as root, for the one `open`.
+/// store for the `edgewire run` that follows. Runs as root, for the one `open`. Where
+/// any user may open the node, it does nothing: the agent makes the device itself,
+/// with offload.
 pub fn open_for_systemd(name: &str) -> anyhow::Result<()> {
+    if open_to_all(Path::new(TUN_NODE)) {
+        log::info!(
+            "{name}: {TUN_NODE} is open to every user: the agent makes the device itself, \
+             with TUN offload where the kernel has it"
+        );
+        return Ok(());
+    }
     let device: SyncDevice = builder(name).build_sync().with_context(|| {
         format!(
             "creating the TUN device {name} for the agent: open-tun needs root (to open \
@@ -113,6 +135,13 @@ pub fn open_for_systemd(name: &str) -> anyhow::Result<()> {
     // Closing our copy is fine: systemd's copy keeps the interface until the agent has
     // its own.
     Ok(())
+}
+
+/// Whether every user may open `node` for reading and writing (what the agent's dynamic
+/// user needs). A node that cannot be read counts as closed: open-tun then tries it
+/// itself and says what failed.
+fn open_to_all(node: &Path) -> bool {
+    std::fs::metadata(node).is_ok_and(|m| m.permissions().mode() & 0o006 == 0o006)
 }
 
 fn builder(name: &str) -> DeviceBuilder {
@@ -157,4 +186,27 @@ fn attached_name(fd: &OwnedFd) -> io::Result<String> {
         .map(|&c| c as u8)
         .collect();
     Ok(String::from_utf8_lossy(&name).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_node_every_user_may_read_and_write_is_open_to_all() {
+        let dir = crate::fsutil::TestDir::new("tun-node");
+        let node = dir.path("tun");
+        std::fs::write(&node, b"").unwrap();
+        for (mode, open) in [
+            (0o666, true),
+            (0o606, true),
+            (0o600, false),
+            (0o664, false),
+            (0o662, false),
+        ] {
+            std::fs::set_permissions(&node, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(open_to_all(&node), open, "mode {mode:o}");
+        }
+        assert!(!open_to_all(&dir.path("missing")));
+    }
 }
