@@ -29,7 +29,7 @@ mod tests;
 
 pub use liveness::Health;
 pub use node::{Changes, Drops, Event, Node, Overlay, SwitchReason};
-pub use path::{Destination, Path, RelayId, Transmit};
+pub use path::{Destination, Path, RelayId, TUN_HEADROOM, Transmit};
 pub use paths::RelayInfo;
 pub use peer::{Peer, PeerConfig, PeerStats};
 pub use reflexive::{NatMapping, is_stun};

@@ -16,7 +16,7 @@ use crate::prefix::Prefix;
 use super::mesh::{Ended, IDLE_TEARDOWN, Mesh};
 use super::outbox::Outbox;
 use super::packet;
-use super::path::{Destination, Path, RelayId, Transmit};
+use super::path::{Destination, Path, RelayId, TUN_HEADROOM, Transmit};
 use super::paths::RelayInfo;
 use super::peer::{Peer, PeerConfig};
 use super::reflexive::{self, NatMapping, Reflexive};
@@ -520,7 +520,7 @@ impl Node {
         self.reschedule(carrier);
         if let Some(packet) = packet {
             let mesh = &self.mesh;
-            match signal::unwrap_v4(&packet, |a| mesh.is_own(a)) {
+            match signal::unwrap_v4(&packet[TUN_HEADROOM..], |a| mesh.is_own(a)) {
                 Some((src, payload)) => {
                     let payload = payload.to_vec();
                     self.take_signal(carrier, src, &payload, now);

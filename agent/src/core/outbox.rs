@@ -25,15 +25,25 @@ const BUFFER_CAPACITY: usize = 2048;
 const POOL_LIMIT: usize = 256;
 
 impl Outbox {
+    /// An empty buffer.
     pub fn buffer(&mut self) -> Vec<u8> {
+        let mut buf = self.used_buffer();
+        buf.clear();
+        buf
+    }
+
+    /// A buffer still holding what it last held, for a writer that overwrites what it
+    /// keeps (WireGuard's encryption and decryption): its bytes need not be zeroed again
+    /// before each packet.
+    pub fn used_buffer(&mut self) -> Vec<u8> {
         self.pool
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(BUFFER_CAPACITY))
     }
 
-    pub fn recycle(&mut self, mut buf: Vec<u8>) {
-        if self.pool.len() < POOL_LIMIT {
-            buf.clear();
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        // An empty one (the TUN batch's spare before it has its own) is no use to keep.
+        if self.pool.len() < POOL_LIMIT && buf.capacity() > 0 {
             self.pool.push(buf);
         }
     }

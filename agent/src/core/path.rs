@@ -58,9 +58,14 @@ pub enum Destination {
     /// A message for relay `id`'s server: a datagram on its UDP connection, or bytes
     /// to write whole, in order, on its TCP or TLS stream.
     RelayServer(RelayId),
-    /// A decrypted IP packet for the TUN device.
+    /// A decrypted IP packet for the TUN device, `TUN_HEADROOM` bytes into its buffer.
     Tun,
 }
+
+/// Where a packet for the TUN device starts in its buffer: WireGuard decrypts it this far
+/// in, and the shell fills the room in front with the device's virtio-net header, so the
+/// packet goes to the kernel without being copied.
+pub const TUN_HEADROOM: usize = 10;
 
 impl From<Path> for Destination {
     fn from(path: Path) -> Destination {
@@ -75,7 +80,19 @@ impl From<Path> for Destination {
 #[derive(Debug)]
 pub struct Transmit {
     pub destination: Destination,
+    /// The bytes, behind `TUN_HEADROOM` bytes of room for `Destination::Tun` (see
+    /// `bytes`).
     pub payload: Vec<u8>,
     /// The IP TTL (hop limit) to send with, when not the system's default.
     pub ttl: Option<u8>,
+}
+
+impl Transmit {
+    /// The bytes to deliver: the datagram, or the IP packet without the room before it.
+    pub fn bytes(&self) -> &[u8] {
+        match self.destination {
+            Destination::Tun => &self.payload[TUN_HEADROOM..],
+            _ => &self.payload,
+        }
+    }
 }

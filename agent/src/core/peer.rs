@@ -448,7 +448,7 @@ impl Peer {
 
     /// Encrypts a packet from the TUN device.
     pub fn send_packet(&mut self, packet: &[u8], out: &mut Outbox, now: Instant) {
-        let buf = out.buffer();
+        let buf = out.used_buffer();
         if let Some(datagram) = self.session.encapsulate(packet, buf, now) {
             self.send(datagram, out, now);
         }
@@ -456,9 +456,9 @@ impl Peer {
         self.schedule(now);
     }
 
-    /// Handles a datagram that names this peer. Returns the IP packet it carried, if any
-    /// and if its source is one the peer may send from, for the node to place; an error
-    /// when WireGuard refused the datagram.
+    /// Handles a datagram that names this peer. Returns the IP packet it carried (behind
+    /// `TUN_HEADROOM` bytes of room), if any and if its source is one the peer may send
+    /// from, for the node to place; an error when WireGuard refused the datagram.
     pub fn receive(
         &mut self,
         via: Path,
@@ -471,7 +471,7 @@ impl Peer {
         let received = self.session.decapsulate(
             via.endpoint().ip(),
             datagram,
-            || out.buffer(),
+            || out.used_buffer(),
             &mut replies,
             now,
         )?;

@@ -32,6 +32,7 @@ use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use mock_instant::MockClock;
 
+use super::path::TUN_HEADROOM;
 use crate::keys::{PrivateKey, PublicKey};
 
 /// Where a node's boringtun clock starts: the `now` the node was made with. boringtun's
@@ -224,7 +225,8 @@ pub fn initiator_of(datagram: &[u8], own: &PrivateKey) -> Option<PublicKey> {
 /// What came out of a datagram from the peer.
 #[derive(Debug)]
 pub enum Received {
-    /// An IP packet for the TUN device, from this source address.
+    /// An IP packet for the TUN device, `TUN_HEADROOM` bytes into the buffer, from this
+    /// source address.
     Packet(Vec<u8>, IpAddr),
     /// Nothing for the TUN device (a keepalive, a handshake step).
     Nothing,
@@ -409,10 +411,11 @@ impl Session {
                 )));
             }
         };
-        // boringtun panics if the output is shorter than the datagram.
+        // boringtun panics if the output is shorter than the datagram. A packet is
+        // decrypted `TUN_HEADROOM` bytes in, where the TUN device wants it.
         let mut out = new_buffer();
-        room(&mut out, datagram.len().max(MIN_BUFFER));
-        let result = tunn.decapsulate(Some(from), datagram, &mut out);
+        room(&mut out, TUN_HEADROOM + datagram.len().max(MIN_BUFFER));
+        let result = tunn.decapsulate(Some(from), datagram, &mut out[TUN_HEADROOM..]);
         if let Some(since) = self
             .tunn
             .as_ref()
@@ -424,20 +427,23 @@ impl Session {
             TunnResult::Done => Received::Nothing,
             TunnResult::Err(e) => return Err(SessionError::Refused(kind(&e))),
             TunnResult::WriteToNetwork(d) => {
+                // A handshake answer or cookie: a datagram, which has no room in front
+                // (moved down once; a handshake's worth of bytes, once per handshake).
                 let w = written(d);
-                keep(&mut out, w);
+                keep_from(&mut out, TUN_HEADROOM, w);
+                out.drain(..TUN_HEADROOM);
                 replies.push(out);
                 self.flush(&mut new_buffer, replies);
                 return Ok(Received::Nothing);
             }
             TunnResult::WriteToTunnelV4(d, src) => {
                 let w = written(d);
-                keep(&mut out, w);
+                keep_from(&mut out, TUN_HEADROOM, w);
                 Received::Packet(out, src.into())
             }
             TunnResult::WriteToTunnelV6(d, src) => {
                 let w = written(d);
-                keep(&mut out, w);
+                keep_from(&mut out, TUN_HEADROOM, w);
                 Received::Packet(out, src.into())
             }
         };
@@ -510,8 +516,10 @@ fn written(d: &[u8]) -> (usize, usize) {
     (d.as_ptr() as usize, d.len())
 }
 
-/// Makes `out` exactly `len` bytes long for boringtun to write into. The bytes are
-/// zeroed by copying from a zero block rather than by `Vec::resize`: under the release
+/// Makes `out` exactly `len` bytes long for boringtun to write into. Bytes a used buffer
+/// already holds stay as they are (boringtun overwrites what we keep, and the rest is
+/// cut off); the others are zeroed by copying from a zero block rather than by
+/// `Vec::resize`: under the release
 /// profile's opt-level "z", `resize` fills byte by byte, and on the data path that one
 /// fill cost as much CPU as the cipher (15 % of the sender's samples in `perf`).
 fn room(out: &mut Vec<u8>, len: usize) {
@@ -529,11 +537,16 @@ fn room(out: &mut Vec<u8>, len: usize) {
 
 /// boringtun writes every result at the start of the output buffer, so keeping the
 /// result is a truncation.
-fn keep(out: &mut Vec<u8>, (at, len): (usize, usize)) {
+fn keep(out: &mut Vec<u8>, written: (usize, usize)) {
+    keep_from(out, 0, written);
+}
+
+/// `keep` for output boringtun wrote `from` bytes into `out`: the room before it stays.
+fn keep_from(out: &mut Vec<u8>, from: usize, (at, len): (usize, usize)) {
     debug_assert_eq!(
         at,
-        out.as_ptr() as usize,
+        out.as_ptr() as usize + from,
         "boringtun wrote past the buffer start"
     );
-    out.truncate(len);
+    out.truncate(from + len);
 }

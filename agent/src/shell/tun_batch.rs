@@ -13,6 +13,8 @@
 
 use std::io;
 
+use crate::core::TUN_HEADROOM;
+
 use tun_rs::{
     AsyncDevice, GROTable, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
     VIRTIO_NET_HDR_GSO_UDP_L4, VIRTIO_NET_HDR_LEN, VirtioNetHdr,
@@ -36,6 +38,9 @@ pub const SEGMENTS: usize = 128;
 const UDP_RUN: usize = 8;
 /// A read holds the virtio-net header and the largest IP packet.
 const FRAME: usize = VIRTIO_NET_HDR_LEN + 65_535;
+
+// The core leaves exactly the header's room in front of the packets it decrypts.
+const _: () = assert!(TUN_HEADROOM == VIRTIO_NET_HDR_LEN);
 
 /// Why a frame from the TUN was dropped.
 #[derive(Debug, PartialEq, Eq)]
@@ -128,16 +133,20 @@ impl TunBatch {
             .map(|(b, &n)| &b[..n])
     }
 
-    /// Queues a packet for the next `write` (copied once, behind room for the header).
-    pub fn queue(&mut self, packet: &[u8]) {
-        if self.out_used == self.out.len() {
-            self.out.push(Vec::with_capacity(2048));
-        }
-        let buf = &mut self.out[self.out_used];
-        buf.clear();
-        buf.resize(VIRTIO_NET_HDR_LEN, 0);
-        buf.extend_from_slice(packet);
+    /// Queues a packet for the next `write`: `buf` holds it behind `TUN_HEADROOM` bytes,
+    /// where the virtio-net header goes, so it is written from there without a copy.
+    /// Returns a spare buffer (the one `buf` takes the place of) for the caller's pool.
+    pub fn queue(&mut self, mut buf: Vec<u8>) -> Vec<u8> {
+        // The header of a packet written alone: no GSO, checksum complete.
+        buf[..VIRTIO_NET_HDR_LEN].fill(0);
+        let spare = if self.out_used == self.out.len() {
+            self.out.push(buf);
+            Vec::new()
+        } else {
+            std::mem::replace(&mut self.out[self.out_used], buf)
+        };
         self.out_used += 1;
+        spare
     }
 
     pub fn queued(&self) -> usize {

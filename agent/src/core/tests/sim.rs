@@ -207,9 +207,10 @@ impl Sim {
                         Destination::RelayServer(id) => self.send_to_turn(i, id, &t.payload),
                         Destination::Tun => {
                             let n = &mut self.nodes[i];
-                            let dst: [u8; 4] = t.payload[16..20].try_into().unwrap();
-                            let signal = t.payload[9] == 17
-                                && t.payload[22..24]
+                            let packet = t.bytes();
+                            let dst: [u8; 4] = packet[16..20].try_into().unwrap();
+                            let signal = packet[9] == 17
+                                && packet[22..24]
                                     == super::super::signal::SIGNAL_PORT.to_be_bytes();
                             if n.forwards
                                 && !n.own.contains(&dst)
@@ -220,9 +221,9 @@ impl Sim {
                                 self.lost += 1;
                             } else if n.forwards && !n.own.contains(&dst) {
                                 let now = self.now;
-                                n.node.handle_tun(&t.payload, now);
+                                n.node.handle_tun(packet, now);
                             } else {
-                                n.tun.push(t.payload.clone());
+                                n.tun.push(packet.to_vec());
                             }
                         }
                     }

@@ -628,10 +628,12 @@ impl<'a> Agent<'a> {
                     log::debug!("relay #{relay}: no TURN client; dropped a datagram")
                 }
                 Destination::Tun => {
-                    self.tun_batch.queue(&t.payload);
+                    let spare = self.tun_batch.queue(t.payload);
+                    self.node.recycle(spare);
                     if self.tun_batch.queued() >= tun_batch::SEGMENTS {
                         self.write_tun().await;
                     }
+                    continue;
                 }
             }
             self.node.recycle(t.payload);
