@@ -519,9 +519,9 @@ fn written(d: &[u8]) -> (usize, usize) {
 /// Makes `out` exactly `len` bytes long for boringtun to write into. Bytes a used buffer
 /// already holds stay as they are (boringtun overwrites what we keep, and the rest is
 /// cut off); the others are zeroed by copying from a zero block rather than by
-/// `Vec::resize`: under the release
-/// profile's opt-level "z", `resize` fills byte by byte, and on the data path that one
-/// fill cost as much CPU as the cipher (15 % of the sender's samples in `perf`).
+/// `Vec::resize`: under the release profile's opt-level "z", `resize` fills byte by
+/// byte, and on the data path that one fill cost as much CPU as the cipher (15 % of the
+/// sender's samples in `perf`).
 fn room(out: &mut Vec<u8>, len: usize) {
     static ZEROS: [u8; 2048] = [0; 2048];
     if out.len() >= len {
