@@ -658,3 +658,23 @@ fn netcheck_against_a_dead_manifest_server_names_the_step_that_failed_within_its
         "{out}"
     );
 }
+
+/// SIGHUP polls the manifest at once, every time it is sent (the signal pipe is waited
+/// on for readiness and drained, so a second signal must wake the loop again), and the
+/// status socket keeps answering between them.
+#[test]
+fn every_sighup_polls_the_manifest_and_the_status_socket_answers_between() {
+    let w = world("ops-sighup", &[]);
+    let polls = || w.dev_a.log().matches("SIGHUP: polling").count();
+    assert_eq!(polls(), 0, "no SIGHUP sent yet:\n{}", w.dev_a.log());
+    for sent in 1..=3 {
+        w.dev_a.proc().signal(libc::SIGHUP);
+        wait_for(&format!("poll number {sent} after SIGHUP"), T, || {
+            (polls() >= sent).then_some(())
+        });
+        let status = w.dev_a.status().expect("the status socket answers");
+        assert!(!status.peers.is_empty(), "after SIGHUP {sent}: {status:?}");
+    }
+    // Still moving packets: nothing in the loop was left waiting on the wrong thing.
+    w.a_host.ping("10.42.0.1", T).unwrap();
+}

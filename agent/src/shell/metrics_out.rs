@@ -104,7 +104,12 @@ impl MetricsOut {
 
     pub async fn accept(&self) -> io::Result<Async<TcpStream>> {
         match &self.listener {
-            Some(l) => l.accept().await.map(|(stream, _)| stream),
+            // Readiness first: the agent's loop polls this afresh on every wake-up,
+            // and accept itself would make a system call each time (see `Agent::run`).
+            Some(l) => {
+                l.readable().await?;
+                l.accept().await.map(|(stream, _)| stream)
+            }
             None => std::future::pending().await,
         }
     }

@@ -44,6 +44,9 @@ impl StatusServer {
     }
 
     pub async fn accept(&self) -> std::io::Result<Async<UnixStream>> {
+        // Readiness first: the agent's loop polls this afresh on every wake-up, and
+        // accept itself would make a system call each time (see `Agent::run`).
+        self.listener.readable().await?;
         self.listener.accept().await.map(|(stream, _)| stream)
     }
 }

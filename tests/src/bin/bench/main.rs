@@ -3,8 +3,9 @@
 //! baselines. Per implementation (see `suite.rs`): iperf3 TCP with one and four streams,
 //! the highest UDP rate with under 1 % loss, CPU seconds per GB at a fixed 200 Mbit/s
 //! (both ends, /proc/PID/stat), ping RTT idle and under load, RSS idle and peak per end;
-//! each figure with its ratio to wireguard-go's in the same run, and whether edgewire's
-//! batching and offload were on (its `data path:` log line).
+//! each figure with its ratio to wireguard-go's in the same run, whether edgewire's
+//! batching and offload were on (its `data path:` log line), and how much of the host's
+//! CPU the hypervisor took while each column was measured (`suite::HostSteal`).
 //!
 //! Run as root: `scripts/bench`, or
 //! `cargo run --release -p edgewire-lab --bin bench -- [--seconds N] [--only NAME,…]`
@@ -318,12 +319,14 @@ fn measure(
         for &rate in rates {
             let cpu = || Some(suite::cpu_secs(pids[0])? + suite::cpu_secs(pids[1])?);
             let before = cpu();
+            let steal = suite::HostSteal::start();
             match suite::udp_loss_at(left, right, RIGHT_OVERLAY, seconds, rate) {
                 Ok((got, lost)) => println!(
                     "{name:<15} UDP at {rate:>5} Mbit/s: {got:>6.0} Mbit/s arrived, {lost:.2} % \
-                     lost; both ends {:.2} CPU s per GB",
+                     lost; both ends {:.2} CPU s per GB; host CPU stolen {:.1} %",
                     before.zip(cpu()).map_or(f64::NAN, |(b, a)| (a - b)
-                        / (got * f64::from(seconds) / 8e3))
+                        / (got * f64::from(seconds) / 8e3)),
+                    steal.percent().unwrap_or(f64::NAN)
                 ),
                 Err(e) => println!("{name:<15} UDP at {rate:>5} Mbit/s: {e}"),
             }
@@ -425,11 +428,21 @@ fn report(outcomes: &[Outcome]) {
         }
         println!();
     }
+    print!("{:<30}", "host CPU stolen, %");
+    for (_, f) in &tunnels {
+        let cell = f.stolen_percent.map_or("-".into(), |p| format!("{p:.1}"));
+        print!(" {cell:>22}");
+    }
+    println!();
     println!();
     for o in outcomes.iter().filter(|o| o.figures.is_some()) {
         println!("{:<15} data path: {}", o.name, o.data_path);
     }
     println!(
         "\n(×: the figure divided by wireguard-go's in this run; for CPU, RTT and RSS lower is better)"
+    );
+    println!(
+        "(host CPU stolen: time the hypervisor gave other guests during that column's runs; \
+         columns measured under very different shares are not comparable)"
     );
 }

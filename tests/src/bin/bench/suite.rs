@@ -32,9 +32,13 @@ pub struct Figures {
     pub idle_anon_kb: Option<(u64, u64)>,
     /// VmHWM of each end after everything, kB.
     pub peak_rss_kb: Option<(u64, u64)>,
+    /// The share of the machine's CPU time the hypervisor gave to other guests while
+    /// these figures were measured, per cent (see `HostSteal`).
+    pub stolen_percent: Option<f64>,
 }
 
 pub fn run_all(left: &Host, right: &Host, dst: &str, seconds: u32, pids: [u32; 2]) -> Figures {
+    let steal = HostSteal::start();
     let mut f = Figures {
         idle_rss_kb: Some((figures::rss_kb(pids[0]), figures::rss_kb(pids[1]))),
         idle_anon_kb: figures::status_kb(pids[0], "RssAnon")
@@ -69,6 +73,7 @@ pub fn run_all(left: &Host, right: &Host, dst: &str, seconds: u32, pids: [u32; 2
         Err(e) => warn("TCP at 200 Mbit/s", e),
     }
     f.peak_rss_kb = peak_rss_kb(pids[0]).zip(peak_rss_kb(pids[1]));
+    f.stolen_percent = steal.percent();
     f
 }
 
@@ -245,6 +250,37 @@ fn ping_avg_ms_every(from: &Host, dst: &str, count: usize, interval: &str) -> Op
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// CPU time the hypervisor took from this machine (the `steal` column of /proc/stat)
+/// since `start`, as a share of all CPU time. On a shared virtual machine it is much of
+/// what makes two runs of one build differ: UDP at 550 Mbit/s through one build lost
+/// 3–6 % in runs where 2–4 % of the CPU was stolen, and 31 % in one where 12 % was. A
+/// figure measured under much of it is not comparable with one measured without.
+pub struct HostSteal(Option<(u64, u64)>);
+
+impl HostSteal {
+    pub fn start() -> HostSteal {
+        HostSteal(host_ticks())
+    }
+
+    pub fn percent(&self) -> Option<f64> {
+        let (steal0, total0) = self.0?;
+        let (steal1, total1) = host_ticks()?;
+        let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
+        Some(100.0 * steal1.saturating_sub(steal0) as f64 / total as f64)
+    }
+}
+
+/// (steal, all) ticks of all CPUs so far, from /proc/stat's `cpu` line.
+fn host_ticks() -> Option<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let ticks: Vec<u64> = (line.split_whitespace().take(8))
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    Some((*ticks.get(7)?, ticks.iter().sum()))
 }
 
 /// User + system CPU seconds of a process so far.
