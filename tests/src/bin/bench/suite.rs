@@ -116,6 +116,7 @@ fn udp_highest(left: &Host, right: &Host, dst: &str, seconds: u32) -> Option<f64
     // (Mbit/s received, whether the loss stayed under the limit)
     let run = |rate: Option<f64>| -> Option<(f64, bool)> {
         let b = rate.map_or("0".to_owned(), |r| format!("{}M", r.round() as u64));
+        let steal = HostSteal::start();
         let j = match iperf(left, right, dst, probe, &["-u", "-b", &b, "-l", UDP_LEN]) {
             Ok(j) => j,
             Err(e) => {
@@ -125,7 +126,10 @@ fn udp_highest(left: &Host, right: &Host, dst: &str, seconds: u32) -> Option<f64
         };
         let got = received_mbps(&j)?;
         let lost = lost_percent(&j)?;
-        eprintln!("bench: UDP at {b}: {got:.0} Mbit/s, {lost:.2} % lost");
+        let stolen = steal.percent().unwrap_or(f64::NAN);
+        eprintln!(
+            "bench: UDP at {b}: {got:.0} Mbit/s, {lost:.2} % lost; host CPU stolen {stolen:.1} %"
+        );
         Some((got, lost < MAX_LOSS_PERCENT))
     };
     let (flood, passed) = run(None)?;
