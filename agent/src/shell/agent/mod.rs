@@ -267,8 +267,9 @@ impl<'a> Agent<'a> {
             // Readiness, not a read or an accept: every one of these is polled afresh on
             // each wake-up, and under load the loop comes here hundreds of times a
             // second; a read or accept would be tried first each time, a system call
-            // that finds nothing (measured: about 1,100 a second per agent at 450 Mbit/s,
-            // four per wake-up, before the listeners and pipes waited for readiness).
+            // that finds nothing (measured at 450 Mbit/s before the listeners and pipes
+            // waited for readiness: about 2,200 a second per agent, two accepts and two
+            // reads per wake-up).
             let wake = async {
                 let _ = self.tun.readable().await;
                 Wake::Tun

@@ -259,7 +259,7 @@ fn ping_avg_ms_every(from: &Host, dst: &str, count: usize, interval: &str) -> Op
 /// CPU time the hypervisor took from this machine (the `steal` column of /proc/stat)
 /// since `start`, as a share of all CPU time. On a shared virtual machine it is much of
 /// what makes two runs of one build differ: UDP at 550 Mbit/s through one build lost
-/// 3–6 % in runs where 2–4 % of the CPU was stolen, and 31 % in one where 12 % was. A
+/// 3–7 % in runs where 2–4 % of the CPU was stolen, and 31 % in one where 12 % was. A
 /// figure measured under much of it is not comparable with one measured without.
 pub struct HostSteal(Option<(u64, u64)>);
 
