@@ -239,3 +239,75 @@ fn short_or_unknown_packets_are_not_taken_for_udp() {
     assert!(!is_udp(&[0x10; 40]));
     assert!(is_udp(&queued(4, 17, 0)[VIRTIO_NET_HDR_LEN..]));
 }
+
+/// A queued IPv4 UDP datagram from port `from` of `len` bytes in all, in a buffer the
+/// size of the core's.
+fn datagram(from: u16, len: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(BUFFER_CAPACITY);
+    buf.resize(VIRTIO_NET_HDR_LEN + len, 0);
+    let ip = &mut buf[VIRTIO_NET_HDR_LEN..];
+    ip[0] = 0x45;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&[10, 42, 0, 1]);
+    ip[16..20].copy_from_slice(&[10, 42, 0, 2]);
+    ip[20..22].copy_from_slice(&from.to_be_bytes());
+    ip[22..24].copy_from_slice(&5201u16.to_be_bytes());
+    buf
+}
+
+#[test]
+fn the_first_packet_of_each_flow_gets_room_for_the_flow_coalesced() {
+    let mut bufs = vec![
+        datagram(1000, 1400),
+        datagram(2000, 1400),
+        datagram(1000, 1400),
+        queued(4, 1, 0),
+        datagram(1000, 900),
+        datagram(2000, 1400),
+        datagram(3000, 1400),
+    ];
+    let mut flows = Vec::new();
+    make_room(&mut bufs, &mut flows);
+    // tun-rs wants twice the header's room besides the coalesced packet.
+    assert!(bufs[0].capacity() >= 2 * VIRTIO_NET_HDR_LEN + 1400 + 1400 + 900);
+    assert!(bufs[1].capacity() >= 2 * VIRTIO_NET_HDR_LEN + 2 * 1400);
+    // The others, and a flow of one, keep the buffer they came in.
+    for i in [2, 4, 5, 6] {
+        assert_eq!(bufs[i].capacity(), BUFFER_CAPACITY, "buffer {i}");
+    }
+    // Nothing about the packets changed.
+    assert_eq!(bufs[0].len(), VIRTIO_NET_HDR_LEN + 1400);
+    assert_eq!(bufs[4].len(), VIRTIO_NET_HDR_LEN + 900);
+}
+
+#[test]
+fn a_flow_larger_than_an_ip_packet_gets_room_for_one_ip_packet() {
+    let mut bufs: Vec<Vec<u8>> = (0..64).map(|_| datagram(1000, 1400)).collect();
+    let mut flows = Vec::new();
+    make_room(&mut bufs, &mut flows);
+    let cap = bufs[0].capacity();
+    assert!(
+        (2 * VIRTIO_NET_HDR_LEN + 65_535..2 * (2 * VIRTIO_NET_HDR_LEN + 65_535)).contains(&cap)
+    );
+}
+
+#[test]
+fn flows_are_told_apart_by_protocol_addresses_and_ports() {
+    let a = datagram(1000, 100);
+    let key = |b: &[u8]| flow_key(&b[VIRTIO_NET_HDR_LEN..]);
+    assert!(key(&a) == key(&datagram(1000, 1400)));
+    assert!(key(&a) != key(&datagram(1001, 100)));
+    let mut tcp = a.clone();
+    tcp[VIRTIO_NET_HDR_LEN + 9] = 6;
+    assert!(key(&tcp).is_some() && key(&tcp) != key(&a));
+    let mut other_dst = a.clone();
+    other_dst[VIRTIO_NET_HDR_LEN + 19] = 3;
+    assert!(key(&other_dst) != key(&a));
+    // Not TCP or UDP, IPv4 with options, too short: no flow.
+    assert!(key(&queued(4, 1, 0)).is_none());
+    let mut options = a.clone();
+    options[VIRTIO_NET_HDR_LEN] = 0x46;
+    assert!(key(&options).is_none());
+    assert!(flow_key(&[0x45, 0, 0]).is_none());
+    assert!(flow_key(&[]).is_none());
+}
