@@ -40,3 +40,79 @@ pub fn bulk_tcp(from: &Host, to: &Host, addr: &str, bytes: usize, within: Durati
         "the transfer arrived with other bytes than were sent"
     );
 }
+
+/// Write system calls `pid` has made so far (`syscw` of /proc/PID/io): for an agent,
+/// its TUN writes and little else (datagrams go out with sendmmsg, which this does not
+/// count; log lines and status answers are a handful).
+pub fn write_calls(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/io: {e}"));
+    io.lines()
+        .find_map(|l| l.strip_prefix("syscw: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no syscw in /proc/{pid}/io: {io}"))
+}
+
+/// Sends `count` UDP datagrams of `len` bytes from `from` to `addr` on the host of the
+/// receiving agent `receiver` (WireGuard on UDP `port`) while that agent is frozen, so they wait on its socket and it decrypts them
+/// in one go; thaws it and checks every one arrived whole and in order. Returns how many
+/// write calls the receiver made meanwhile: with TUN offload the datagrams of the flow
+/// go to the TUN coalesced, a few writes for them all.
+pub fn frozen_udp_burst(
+    from: &Host,
+    receiver: &crate::Agent,
+    port: u16,
+    addr: &str,
+    count: usize,
+    len: usize,
+    within: Duration,
+) -> u64 {
+    use std::net::UdpSocket;
+    let (to, receiver) = (receiver.host(), receiver.proc());
+    let socket = in_netns(to, || UdpSocket::bind(addr).expect("binding the receiver"));
+    socket.set_read_timeout(Some(within)).unwrap();
+    let sender = in_netns(from, || {
+        UdpSocket::bind("0.0.0.0:0").expect("binding the sender")
+    });
+    let datagram = |i: usize| vec![i as u8; len];
+    receiver.signal(libc::SIGSTOP);
+    for i in 0..count {
+        sender.send_to(&datagram(i), addr).expect("sending");
+    }
+    // The whole burst waits on the frozen agent's socket before it thaws (the queue
+    // counts each datagram's buffer, more than its bytes).
+    crate::wait_for(
+        "the burst to wait on the frozen agent's socket",
+        within,
+        || (udp_queued(to, port) >= (count * len) as u64).then_some(()),
+    );
+    let writes = write_calls(receiver.pid());
+    receiver.signal(libc::SIGCONT);
+    let mut buf = vec![0u8; len + 1];
+    for i in 0..count {
+        let n = socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("datagram {i} of {count} did not arrive: {e}"));
+        assert_eq!(&buf[..n], &datagram(i)[..], "datagram {i} arrived changed");
+    }
+    write_calls(receiver.pid()) - writes
+}
+
+/// Bytes queued on `host`'s UDP sockets bound to `port` (IPv4 and IPv6), from
+/// /proc/net/udp{,6} as seen in its namespace.
+fn udp_queued(host: &Host, port: u16) -> u64 {
+    let port = format!(":{port:04X}");
+    let tables = host.run(&["cat", "/proc/net/udp", "/proc/net/udp6"]);
+    tables
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let local = fields.nth(1)?;
+            let queues = fields.nth(2)?;
+            let rx = queues.split_once(':')?.1;
+            local
+                .ends_with(&port)
+                .then(|| u64::from_str_radix(rx, 16).ok())?
+        })
+        .sum()
+}

@@ -29,7 +29,6 @@ mod tests;
 
 pub use liveness::Health;
 pub use node::{Changes, Drops, Event, Node, Overlay, SwitchReason};
-pub use outbox::BUFFER_CAPACITY;
 pub use path::{Destination, Path, RelayId, TUN_HEADROOM, Transmit};
 pub use paths::RelayInfo;
 pub use peer::{Peer, PeerConfig, PeerStats};

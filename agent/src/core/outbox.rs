@@ -20,7 +20,7 @@ pub struct Outbox {
 }
 
 /// Enough for any datagram of a 1500-byte path; bigger ones grow their buffer.
-pub const BUFFER_CAPACITY: usize = 2048;
+const BUFFER_CAPACITY: usize = 2048;
 /// Buffers kept for reuse; more than this in flight are simply freed.
 const POOL_LIMIT: usize = 256;
 

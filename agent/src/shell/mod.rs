@@ -20,6 +20,7 @@ mod resolver;
 mod status_server;
 mod tun;
 mod tun_batch;
+mod tun_room;
 mod udp;
 mod udp_batch;
 

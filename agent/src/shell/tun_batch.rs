@@ -13,7 +13,9 @@
 
 use std::io;
 
-use crate::core::{BUFFER_CAPACITY, TUN_HEADROOM};
+use crate::core::TUN_HEADROOM;
+
+use super::tun_room::Room;
 
 use tun_rs::{
     AsyncDevice, GROTable, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
@@ -73,8 +75,8 @@ pub struct TunBatch {
     /// Made on the first write of more than one packet: its flow tables hold about 1 MB,
     /// which an idle agent (keepalives, pings) has no use for.
     gro: Option<GROTable>,
-    /// `make_room`'s flows, kept so a write allocates nothing for them.
-    flows: Vec<Flow>,
+    /// Large buffers for the first packet of each flow, so tun-rs can coalesce.
+    room: Room,
     /// Frames dropped because they could not be split, since the agent began.
     pub bad_frames: u64,
 }
@@ -96,7 +98,7 @@ impl TunBatch {
             out: Vec::new(),
             out_used: 0,
             gro: None,
-            flows: Vec::new(),
+            room: Room::default(),
             bad_frames: 0,
         }
     }
@@ -162,7 +164,7 @@ impl TunBatch {
             return Ok(());
         }
         let used = std::mem::take(&mut self.out_used);
-        let result = if self.offload && used > 1 {
+        if self.offload && used > 1 {
             let gro = self.gro.get_or_insert_with(GROTable::default);
             // TCP (and anything else) in one go, coalesced as far as it will; UDP after
             // it, in short runs (see `UDP_RUN`).
@@ -173,10 +175,11 @@ impl TunBatch {
                 .filter(|r| !r.is_empty())
                 .chain(udp.chunks_mut(UDP_RUN))
             {
-                make_room(run, &mut self.flows);
+                self.room.lend(run);
                 if let Err(e) = dev.send_multiple(gro, run, VIRTIO_NET_HDR_LEN).await {
                     result = Err(e);
                 }
+                self.room.take_back(run);
             }
             result
         } else {
@@ -190,87 +193,8 @@ impl TunBatch {
                 }
             }
             result
-        };
-        // A flow's first buffer grew to hold its flight (`make_room`); it goes back to a
-        // packet's size, so memory follows the traffic and the pool does not fill with
-        // large buffers.
-        for buf in &mut self.out[..used] {
-            if buf.capacity() > 2 * BUFFER_CAPACITY {
-                buf.truncate(0);
-                buf.shrink_to(BUFFER_CAPACITY);
-            }
-        }
-        result
-    }
-}
-
-/// A transport flow: protocol, addresses and ports, as far as the packet has them.
-#[derive(PartialEq, Eq, Clone, Copy)]
-struct FlowKey([u8; 37]);
-
-/// A flow among the packets of one write: its key, its first packet, its packets and
-/// their bytes.
-struct Flow {
-    key: FlowKey,
-    first: usize,
-    packets: usize,
-    bytes: usize,
-}
-
-/// Gives the first packet of each TCP or UDP flow among `bufs` (each behind room for
-/// the virtio header) the capacity to hold the flow's packets coalesced. tun-rs
-/// coalesces a flow into its first packet's buffer only where that buffer's capacity
-/// already holds the result (it never grows one), and the core's buffers hold one
-/// packet: without this no two packets were ever written together (measured: one TUN
-/// write per datagram at 450 Mbit/s of UDP).
-fn make_room(bufs: &mut [Vec<u8>], flows: &mut Vec<Flow>) {
-    flows.clear();
-    for (i, buf) in bufs.iter().enumerate() {
-        let packet = &buf[VIRTIO_NET_HDR_LEN..];
-        let Some(key) = flow_key(packet) else {
-            continue;
-        };
-        match flows.iter_mut().find(|f| f.key == key) {
-            Some(flow) => {
-                flow.packets += 1;
-                flow.bytes += packet.len();
-            }
-            None => flows.push(Flow {
-                key,
-                first: i,
-                packets: 1,
-                bytes: packet.len(),
-            }),
         }
     }
-    for flow in flows.iter().filter(|f| f.packets > 1) {
-        // tun-rs asks for twice the header's room besides the coalesced packet; a
-        // coalesced packet is an IP packet, 64 KiB at most.
-        let want = 2 * VIRTIO_NET_HDR_LEN + flow.bytes.min(65_535);
-        let buf = &mut bufs[flow.first];
-        buf.reserve(want.saturating_sub(buf.len()));
-    }
-}
-
-/// The flow an IP packet belongs to, for TCP and UDP over IPv4 without options (what
-/// tun-rs coalesces) and IPv6; none for anything else.
-fn flow_key(packet: &[u8]) -> Option<FlowKey> {
-    const TCP: u8 = 6;
-    const UDP: u8 = 17;
-    let mut key = [0u8; 37];
-    let (proto, src, dst, ports) = match packet.first()? {
-        0x45 => (*packet.get(9)?, 12..16, 16..20, 20..24),
-        b if b >> 4 == 6 => (*packet.get(6)?, 8..24, 24..40, 40..44),
-        _ => return None,
-    };
-    if proto != TCP && proto != UDP {
-        return None;
-    }
-    key[0] = proto;
-    key[1..1 + src.len()].copy_from_slice(packet.get(src.clone())?);
-    key[17..17 + dst.len()].copy_from_slice(packet.get(dst)?);
-    key[33..37].copy_from_slice(packet.get(ports)?);
-    Some(FlowKey(key))
 }
 
 /// Moves the UDP packets among `bufs` (each behind room for the virtio header) after
