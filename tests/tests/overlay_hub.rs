@@ -193,7 +193,7 @@ fn two_edges_of_the_same_site_reach_each_other_directly() {
     assert_eq!(drops.bad_batch, 0, "{drops:?}");
 
     // A burst of UDP that waited on dev-a2's socket is decrypted in one go: with TUN
-    // offload its datagrams go to the TUN coalesced, in runs of 8, a few writes for them
+    // offload its datagrams go to the TUN coalesced, in runs of 16, a few writes for them
     // all (until each flow's first buffer was given room, tun-rs coalesced nothing and
     // this was one write per datagram); without offload one write each.
     let count = 48;
