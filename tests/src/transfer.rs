@@ -44,7 +44,7 @@ pub fn bulk_tcp(from: &Host, to: &Host, addr: &str, bytes: usize, within: Durati
 /// Write system calls `pid` has made so far (`syscw` of /proc/PID/io): for an agent,
 /// its TUN writes and little else (datagrams go out with sendmmsg, which this does not
 /// count; log lines and status answers are a handful).
-pub fn write_calls(pid: u32) -> u64 {
+fn write_calls(pid: u32) -> u64 {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
         .unwrap_or_else(|e| panic!("reading /proc/{pid}/io: {e}"));
     io.lines()
@@ -54,10 +54,11 @@ pub fn write_calls(pid: u32) -> u64 {
 }
 
 /// Sends `count` UDP datagrams of `len` bytes from `from` to `addr` on the host of the
-/// receiving agent `receiver` (WireGuard on UDP `port`) while that agent is frozen, so they wait on its socket and it decrypts them
-/// in one go; thaws it and checks every one arrived whole and in order. Returns how many
-/// write calls the receiver made meanwhile: with TUN offload the datagrams of the flow
-/// go to the TUN coalesced, a few writes for them all.
+/// receiving agent `receiver` (WireGuard on UDP `port`) while that agent is frozen, so
+/// they wait on its socket and it decrypts them in one go; thaws it and checks every one
+/// arrived whole and in order. Returns how many write calls the receiver made meanwhile:
+/// with TUN offload the datagrams of the flow go to the TUN coalesced, a few writes for
+/// them all.
 pub fn frozen_udp_burst(
     from: &Host,
     receiver: &crate::Agent,
