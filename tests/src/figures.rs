@@ -1,5 +1,6 @@
 //! What the figures and benchmark commands share: the line that says what machine the
-//! numbers come from, min/median/max of repeated runs, and a process's resident memory.
+//! numbers come from, min/median/max of repeated runs, a process's resident memory and
+//! its write calls.
 
 use std::time::Duration;
 
@@ -36,6 +37,18 @@ pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Write system calls `pid` has made so far (`syscw` of /proc/PID/io): for an agent,
+/// its TUN writes and little else (datagrams go out with sendmmsg, which this does not
+/// count; log lines and status answers are a handful).
+pub fn write_calls(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/io: {e}"));
+    io.lines()
+        .find_map(|l| l.strip_prefix("syscw: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no syscw in /proc/{pid}/io: {io}"))
 }
 
 #[cfg(test)]

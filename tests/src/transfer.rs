@@ -41,18 +41,6 @@ pub fn bulk_tcp(from: &Host, to: &Host, addr: &str, bytes: usize, within: Durati
     );
 }
 
-/// Write system calls `pid` has made so far (`syscw` of /proc/PID/io): for an agent,
-/// its TUN writes and little else (datagrams go out with sendmmsg, which this does not
-/// count; log lines and status answers are a handful).
-fn write_calls(pid: u32) -> u64 {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .unwrap_or_else(|e| panic!("reading /proc/{pid}/io: {e}"));
-    io.lines()
-        .find_map(|l| l.strip_prefix("syscw: "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no syscw in /proc/{pid}/io: {io}"))
-}
-
 /// Sends `count` UDP datagrams of `len` bytes from `from` to `addr` on the host of the
 /// receiving agent `receiver` (WireGuard on UDP `port`) while that agent is frozen, so
 /// they wait on its socket and it decrypts them in one go; thaws it and checks every one
@@ -87,7 +75,7 @@ pub fn frozen_udp_burst(
         within,
         || (udp_queued(to, port) >= (count * len) as u64).then_some(()),
     );
-    let writes = write_calls(receiver.pid());
+    let writes = crate::figures::write_calls(receiver.pid());
     receiver.signal(libc::SIGCONT);
     let mut buf = vec![0u8; len + 1];
     for i in 0..count {
@@ -96,7 +84,7 @@ pub fn frozen_udp_burst(
             .unwrap_or_else(|e| panic!("datagram {i} of {count} did not arrive: {e}"));
         assert_eq!(&buf[..n], &datagram(i)[..], "datagram {i} arrived changed");
     }
-    write_calls(receiver.pid()) - writes
+    crate::figures::write_calls(receiver.pid()) - writes
 }
 
 /// Bytes queued on `host`'s UDP sockets bound to `port` (IPv4 and IPv6), from

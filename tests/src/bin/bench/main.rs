@@ -12,7 +12,9 @@
 //! with NAME among veth-tcp, veth-udp, edgewire, edgewire-static, wireguard-go,
 //! boringtun-cli. edgewire-static is the static musl build (`$EDGEWIRE_STATIC_BIN`).
 //! `--udp-at 400,600` measures instead only the loss of UDP at those fixed rates (Mbit/s),
-//! each for the full `--seconds`, with both ends' CPU seconds per GB carried: for tuning,
+//! each for the full `--seconds`, with both ends' CPU seconds per GB carried and the
+//! datagrams the receiving end wrote per write call (its TUN writes: `syscw` of
+//! /proc/PID/io; 1.0 means no coalescing, which went unseen for sessions): for tuning,
 //! where the search's steps are too coarse. `--busy N` runs N CPU-bound threads beside
 //! the whole run, as a device's own workload would: a change that helps iperf3 on an idle
 //! machine can starve the tunnel on a busy one (a `sched_yield` per TUN write did).
@@ -319,13 +321,17 @@ fn measure(
         for &rate in rates {
             let cpu = || Some(suite::cpu_secs(pids[0])? + suite::cpu_secs(pids[1])?);
             let before = cpu();
+            let writes = figures::write_calls(pids[1]);
             let steal = suite::HostSteal::start();
             match suite::udp_loss_at(left, right, RIGHT_OVERLAY, seconds, rate) {
                 Ok((got, lost)) => println!(
                     "{name:<15} UDP at {rate:>5} Mbit/s: {got:>6.0} Mbit/s arrived, {lost:.2} % \
-                     lost; both ends {:.2} CPU s per GB; host CPU stolen {:.1} %",
+                     lost; both ends {:.2} CPU s per GB; receiving end {:.1} datagrams per \
+                     write call; host CPU stolen {:.1} %",
                     before.zip(cpu()).map_or(f64::NAN, |(b, a)| (a - b)
                         / (got * f64::from(seconds) / 8e3)),
+                    suite::datagrams(got, seconds)
+                        / (figures::write_calls(pids[1]) - writes).max(1) as f64,
                     steal.percent().unwrap_or(f64::NAN)
                 ),
                 Err(e) => println!("{name:<15} UDP at {rate:>5} Mbit/s: {e}"),

@@ -158,6 +158,12 @@ fn udp_highest(left: &Host, right: &Host, dst: &str, seconds: u32) -> Option<f64
     pass.map(|(_, got)| got)
 }
 
+/// Datagrams of `UDP_LEN` bytes in `mbps` of iperf3's payload over `seconds`.
+pub fn datagrams(mbps: f64, seconds: u32) -> f64 {
+    let len: f64 = UDP_LEN.parse().expect("UDP_LEN is a number");
+    mbps * 1e6 / 8.0 * f64::from(seconds) / len
+}
+
 /// UDP at a fixed rate: (Mbit/s received, per cent lost).
 pub fn udp_loss_at(
     left: &Host,
