@@ -65,6 +65,8 @@ pub fn frozen_udp_burst(
     });
     let datagram = |i: usize| vec![i as u8; len];
     receiver.signal(libc::SIGSTOP);
+    // Thawed however this ends: a frozen agent would not stop on SIGTERM.
+    let thaw = Thaw(receiver);
     for i in 0..count {
         sender.send_to(&datagram(i), addr).expect("sending");
     }
@@ -76,7 +78,7 @@ pub fn frozen_udp_burst(
         || (udp_queued(to, port) >= (count * len) as u64).then_some(()),
     );
     let writes = crate::figures::write_calls(receiver.pid());
-    receiver.signal(libc::SIGCONT);
+    drop(thaw);
     let mut buf = vec![0u8; len + 1];
     for i in 0..count {
         let n = socket
@@ -85,6 +87,15 @@ pub fn frozen_udp_burst(
         assert_eq!(&buf[..n], &datagram(i)[..], "datagram {i} arrived changed");
     }
     crate::figures::write_calls(receiver.pid()) - writes
+}
+
+/// Sends SIGCONT to its process when dropped.
+struct Thaw<'a>(&'a crate::Proc);
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        self.0.signal(libc::SIGCONT);
+    }
 }
 
 /// Bytes queued on `host`'s UDP sockets bound to `port` (IPv4 and IPv6), from
