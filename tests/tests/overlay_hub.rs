@@ -23,8 +23,7 @@ fn assert_data_path(agent: &Agent) {
     let line = agent
         .wait_log("data path:", T)
         .unwrap_or_else(|| panic!("{}: no data path line in {}", agent.name(), agent.log()));
-    let off = std::env::var("EDGEWIRE_OFFLOAD").is_ok_and(|v| v == "off");
-    if off {
+    if offload_off() {
         assert!(line.contains("EDGEWIRE_OFFLOAD=off"), "{line}");
     } else {
         assert!(
@@ -32,6 +31,11 @@ fn assert_data_path(agent: &Agent) {
             "{line}"
         );
     }
+}
+
+/// Whether this run asks the agents for no offload (`EDGEWIRE_OFFLOAD=off`).
+fn offload_off() -> bool {
+    std::env::var("EDGEWIRE_OFFLOAD").is_ok_and(|v| v == "off")
 }
 
 fn ping_all(from: &Host, to: &str, count: usize) {
@@ -199,7 +203,7 @@ fn two_edges_of_the_same_site_reach_each_other_directly() {
     // one write each.
     let count = 48;
     let writes = frozen_udp_burst(&a1_host, &a2, 51820, "10.42.1.2:7002", count, 1200, T);
-    if std::env::var("EDGEWIRE_OFFLOAD").is_ok_and(|v| v == "off") {
+    if offload_off() {
         assert!(
             writes >= count as u64,
             "{writes} write calls for {count} datagrams"
