@@ -15,6 +15,8 @@ mod notify;
 mod offload;
 mod pace;
 mod puller;
+#[cfg(test)]
+mod reactor_tests;
 mod relay;
 mod resolver;
 mod status_server;
@@ -69,12 +71,13 @@ pub fn run(config: RunConfig, ops: OperatorConfig) -> anyhow::Result<()> {
     }
     let key = crate::keys::load_or_create(&config.state_dir)?;
     let ex = LocalExecutor::new();
-    // Not `smol::block_on`: while a thread is inside it, async-io's reactor thread polls
-    // with a backoff of ten short sleeps after every wakeup of ours (50 wakeups a minute
-    // on an idle edge). Blocked here, the reactor thread waits in epoll alone and wakes
-    // us once per event: an idle edge went from 1.12 to 0.48 wakeups a second, with the
-    // same CPU per byte under iperf3 (scripts/bench-scale --idle-edge, scripts/bench).
-    futures_lite::future::block_on(ex.run(async {
+    // async-io's `block_on`: this thread waits in epoll itself and runs what it wakes
+    // with no other thread between. Our async-io (vendor/async-io/EDGEWIRE.md) keeps its
+    // helper thread parked meanwhile; as published, that thread polls with a backoff of
+    // ten short sleeps after every wakeup, which is why this once blocked in
+    // futures-lite's `block_on` and left epoll to the helper, at two context switches
+    // per event.
+    smol::block_on(ex.run(async {
         let mut agent = agent::Agent::start(config, ops, key, &ex).await?;
         agent.run().await
     }))

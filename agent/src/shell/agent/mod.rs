@@ -58,8 +58,9 @@ const SEND_BATCH: usize = 128;
 /// wake-up before it goes back to the full wait: under load the next packets are already
 /// there or soon will be (see `SHORT_WAIT`), and the full wait costs more than the packets
 /// (every waiter polled and re-armed, the listeners and signal pipes each tried with a
-/// system call, and often a hop through smol's async-io thread, which takes the reactor
-/// over while this thread is busy and must then wake it). Bounded in time, not in turns,
+/// system call; when this was measured, also a hop through smol's async-io thread, which
+/// took the reactor over while this thread was busy and had to wake it, no longer so:
+/// `shell::run`). Bounded in time, not in turns,
 /// so timers, the control sockets and the relay connections wait about this long at most,
 /// however many packets come. Against the 16 turns this replaces (`bench --udp-at
 /// 400,600,700`, two runs each, quiet machine): loss at 600 Mbit/s 3.1–5.2 % → 0.8–0.9 %,
