@@ -49,7 +49,7 @@ fn threads_blocked_on_the_shared_reactor_all_finish() {
             done.send(()).expect("the test waits");
         });
     }
-    // Generous: the rounds take well under a second; a hang never ends.
+    // Generous: the rounds take about a second; a hang never ends.
     for n in 0..THREADS {
         finished
             .recv_timeout(Duration::from_secs(60))
