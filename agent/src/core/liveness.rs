@@ -22,6 +22,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::fastmap::mix;
+
 /// How long data may go unanswered before we ask with a handshake, at least. A WireGuard
 /// peer that receives data answers with data or, within KEEPALIVE_TIMEOUT (10 s), a
 /// keepalive; a ping answers within a round trip. Slower paths get three round trips.
@@ -139,13 +141,6 @@ impl Backoff {
         let draw = draw as u32;
         pause * (1000 - width + draw) / 1000
     }
-}
-
-/// SplitMix64's finaliser: neighbouring inputs give unrelated outputs.
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 impl Default for Liveness {

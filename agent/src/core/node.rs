@@ -13,6 +13,7 @@ use std::time::Instant;
 use crate::keys::{PrivateKey, PublicKey};
 use crate::prefix::Prefix;
 
+use super::fastmap::FastMap;
 use super::mesh::{Ended, IDLE_TEARDOWN, Mesh};
 use super::outbox::Outbox;
 use super::packet;
@@ -133,7 +134,7 @@ impl Changes {
 pub struct Node {
     key: PrivateKey,
     peers: BTreeMap<PublicKey, Peer>,
-    by_index: HashMap<u32, PublicKey>,
+    by_index: FastMap<u32, PublicKey>,
     routes: RouteTable,
     /// The prefixes each peer has in `routes` now, so one peer's change is applied alone.
     routed: HashMap<PublicKey, Vec<Prefix>>,
@@ -158,7 +159,7 @@ pub struct Node {
     /// Every peer's next tick, in time order, so the next deadline and the peers due
     /// are found without looking at every peer (a hub has thousands).
     timers: BTreeSet<(Instant, PublicKey)>,
-    scheduled: HashMap<PublicKey, Instant>,
+    scheduled: FastMap<PublicKey, Instant>,
     pub drops: Drops,
 }
 
@@ -171,10 +172,10 @@ impl Node {
             mesh: Mesh::new(u64::from(index_seed).rotate_left(32) ^ 0x5eed),
             punched: BTreeSet::new(),
             timers: BTreeSet::new(),
-            scheduled: HashMap::new(),
+            scheduled: FastMap::default(),
             key,
             peers: BTreeMap::new(),
-            by_index: HashMap::new(),
+            by_index: FastMap::default(),
             routes: RouteTable::default(),
             routed: HashMap::new(),
             overlay: None,

@@ -4,16 +4,17 @@
 //! Lookups mask the destination once per distinct prefix length, longest first, so the
 //! cost grows with the number of lengths in use (a handful), not with the number of peers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use super::fastmap::FastMap;
 use crate::keys::PublicKey;
 use crate::prefix::Prefix;
 
 #[derive(Default, Debug, PartialEq)]
 pub struct RouteTable {
     /// Keyed by (is IPv6, prefix length); iterated longest first.
-    by_len: BTreeMap<(bool, u8), HashMap<IpAddr, PublicKey>>,
+    by_len: BTreeMap<(bool, u8), FastMap<IpAddr, PublicKey>>,
 }
 
 impl RouteTable {
