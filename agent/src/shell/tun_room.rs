@@ -38,12 +38,13 @@ const SLACK: usize = 2 * VIRTIO_NET_HDR_LEN;
 struct FlowKey([u8; 37]);
 
 /// A flow among the packets of one write: its key, the length of its packets' IP and
-/// transport headers (what coalescing leaves out of all but the first), and its
-/// coalesced packet being planned (an index into `Room::heads`).
+/// transport headers (what coalescing leaves out of all but the first), its coalesced
+/// packet being planned (an index into `Room::heads`), and whether it was given room.
 struct Flow {
     key: FlowKey,
     headers: usize,
     head: usize,
+    lent: bool,
 }
 
 /// A planned coalesced packet: its flow (an index into `Room::flows`), the packet it
@@ -78,8 +79,17 @@ impl Room {
     /// behind room for the virtio header) into a buffer that holds it coalesced.
     pub fn lend(&mut self, bufs: &mut [Vec<u8>]) {
         self.plan(bufs);
-        // Flows are numbered as they first appear: the first `FLOWS` get room.
-        for head in (self.heads.iter()).filter(|h| h.packets > 1 && h.flow < FLOWS) {
+        let mut flows_lent = 0;
+        for head in self.heads.iter().filter(|h| h.packets > 1) {
+            // The first `FLOWS` flows of several packets get room.
+            let flow = &mut self.flows[head.flow];
+            if !flow.lent {
+                if flows_lent == FLOWS {
+                    continue;
+                }
+                flow.lent = true;
+                flows_lent += 1;
+            }
             let mut large = take_fitting(&mut self.spare, SLACK + head.len);
             large.clear();
             // Exact: a buffer that could hold more than `COALESCED_MAX` would let tun-rs
@@ -115,6 +125,7 @@ impl Room {
                         key,
                         headers,
                         head: usize::MAX,
+                        lent: false,
                     });
                     self.flows.len() - 1
                 }

@@ -93,6 +93,17 @@ fn large_buffers_are_reused_and_none_holds_more_than_one_ip_packet() {
 }
 
 #[test]
+fn flows_of_one_packet_do_not_use_up_the_room() {
+    // Ten lone datagrams first, then a stream.
+    let mut bufs: Vec<Vec<u8>> = (0..10).map(|i| datagram(2000 + i, 100)).collect();
+    bufs.extend((0..4).map(|_| datagram(1000, 1400)));
+    let mut room = Room::default();
+    room.lend(&mut bufs);
+    assert!(bufs[10].capacity() >= SLACK + 1400 + 3 * 1372);
+    room.take_back(&mut bufs);
+}
+
+#[test]
 fn a_few_flows_at_most_get_room() {
     let mut bufs: Vec<Vec<u8>> = (0..40).map(|i| datagram(1000 + i % 20, 1400)).collect();
     let mut room = Room::default();

@@ -2,7 +2,8 @@
 //! (release build), two wireguard-go ends and two boringtun-cli ends, plus raw-veth
 //! baselines. Per implementation (see `suite.rs`): iperf3 TCP with one and four streams,
 //! the highest UDP rate with under 1 % loss, CPU seconds per GB at a fixed 200 Mbit/s
-//! (both ends, /proc/PID/stat), ping RTT idle and under load, RSS idle and peak per end;
+//! (both ends, /proc/PID/stat), ping RTT idle and under load, RSS idle and peak per end,
+//! the kB the receiving end wrote per write call with one stream (its TUN writes);
 //! each figure with its ratio to wireguard-go's in the same run, whether edgewire's
 //! batching and offload were on (its `data path:` log line), and how much of the host's
 //! CPU the hypervisor took while each column was measured (`suite::HostSteal`).
@@ -378,8 +379,9 @@ fn report(outcomes: &[Outcome]) {
     }
     println!();
     type Pick = fn(&Figures) -> Option<f64>;
-    let rows: [(&str, Pick, usize); 12] = [
+    let rows: [(&str, Pick, usize); 13] = [
         ("TCP 1 stream, Mbit/s", |f| f.tcp1_mbps, 0),
+        ("  kB per write, receiving end", |f| f.tcp1_kb_per_write, 1),
         ("TCP 4 streams, Mbit/s", |f| f.tcp4_mbps, 0),
         ("UDP < 1 % loss, Mbit/s", |f| f.udp_mbps, 0),
         ("CPU s per GB at 200 Mbit/s", |f| f.cpu_s_per_gb, 2),
