@@ -198,11 +198,7 @@ fn joins(head: &Head, first: &[u8], packet: &[u8], headers: usize) -> bool {
         4 => packet[1] == first[1] && packet[6] >> 5 == first[6] >> 5 && packet[8] == first[8],
         _ => packet[..2] == first[..2] && packet[7] == first[7],
     };
-    let (proto, transport) = if packet[0] >> 4 == 4 {
-        (packet[9], 20)
-    } else {
-        (packet[6], 40)
-    };
+    let (proto, transport) = transport(packet);
     if !same_ip || proto != TCP {
         return same_ip;
     }
@@ -215,27 +211,26 @@ fn joins(head: &Head, first: &[u8], packet: &[u8], headers: usize) -> bool {
 const ACK: u8 = 0x10;
 const PSH: u8 = 0x08;
 
-/// A TCP packet's sequence number; 0 for a UDP one (which has none to follow).
-fn tcp_seq(packet: &[u8]) -> u32 {
-    let (proto, transport) = if packet[0] >> 4 == 4 {
+/// The transport protocol of a packet `flow_key` took, and where its header starts.
+fn transport(packet: &[u8]) -> (u8, usize) {
+    if packet[0] >> 4 == 4 {
         (packet[9], 20)
     } else {
         (packet[6], 40)
-    };
-    match proto {
-        6 => u32::from_be_bytes(packet[transport + 4..transport + 8].try_into().unwrap()),
+    }
+}
+
+/// A TCP packet's sequence number; 0 for a UDP one (which has none to follow).
+fn tcp_seq(packet: &[u8]) -> u32 {
+    match transport(packet) {
+        (6, at) => u32::from_be_bytes(packet[at + 4..at + 8].try_into().unwrap()),
         _ => 0,
     }
 }
 
 /// Whether a TCP packet has the push flag, after which tun-rs appends nothing.
 fn pushed(packet: &[u8]) -> bool {
-    let (proto, transport) = if packet[0] >> 4 == 4 {
-        (packet[9], 20)
-    } else {
-        (packet[6], 40)
-    };
-    proto == 6 && packet[transport + 13] & PSH != 0
+    matches!(transport(packet), (6, at) if packet[at + 13] & PSH != 0)
 }
 
 /// The flow an IP packet belongs to, with the length of its IP and transport headers,
