@@ -556,8 +556,6 @@ pub struct TcpFlowKey {
 /// - State is maintained across multiple recv_multiple calls
 pub struct TcpGROTable {
     items_by_flow: GroFlowTable<TcpFlowKey, TcpGROItem>,
-    /// edgewire: the packet being evaluated, copied here (see `tcp_gro`).
-    scratch: Vec<u8>,
 }
 
 impl Default for TcpGROTable {
@@ -570,7 +568,6 @@ impl TcpGROTable {
     fn new() -> Self {
         Self {
             items_by_flow: GroFlowTable::new(),
-            scratch: Vec::new(),
         }
     }
 }
@@ -704,8 +701,6 @@ pub struct UdpFlowKey {
 ///  udpGROTable holds flow and coalescing information for the purposes of UDP GRO.
 pub struct UdpGROTable {
     items_by_flow: GroFlowTable<UdpFlowKey, UdpGROItem>,
-    /// edgewire: the packet being evaluated, copied here (see `udp_gro`).
-    scratch: Vec<u8>,
 }
 
 impl Default for UdpGROTable {
@@ -718,7 +713,6 @@ impl UdpGROTable {
     pub fn new() -> Self {
         Self {
             items_by_flow: GroFlowTable::new(),
-            scratch: Vec::new(),
         }
     }
 }
@@ -1066,8 +1060,7 @@ fn coalesce_udp_packets<B: ExpandBuffer>(
 #[allow(clippy::too_many_arguments)]
 fn coalesce_tcp_packets<B: ExpandBuffer>(
     mode: CanCoalesce,
-    pkt: &[u8],
-    pkt_bufs_index: usize,
+    pkt_buf: &mut B,
     gso_size: u16,
     seq: u32,
     psh_set: bool,
@@ -1076,12 +1069,15 @@ fn coalesce_tcp_packets<B: ExpandBuffer>(
     bufs_offset: usize,
     is_v6: bool,
 ) -> CoalesceResult {
+    // edgewire: the packet is its own buffer here, apart from `bufs` (see `tcp_gro`).
+    let pkt = &pkt_buf.as_ref()[bufs_offset..];
+    let pkt_len = pkt.len();
     let headers_len = (item.iph_len + item.tcph_len) as usize;
     let coalesced_len =
         bufs[item.bufs_index as usize].as_ref()[bufs_offset..].len() + pkt.len() - headers_len;
     // Copy data
     if mode == CanCoalesce::Prepend {
-        if bufs[pkt_bufs_index].buf_capacity() < 2 * bufs_offset + coalesced_len {
+        if pkt_buf.buf_capacity() < 2 * bufs_offset + coalesced_len {
             // We don't want to allocate a new underlying array if capacity is
             // too small.
             return CoalesceResult::InsufficientCap;
@@ -1103,17 +1099,17 @@ fn coalesce_tcp_packets<B: ExpandBuffer>(
             return CoalesceResult::PktInvalidCSum;
         }
         item.sent_seq = seq;
-        let extend_by = coalesced_len - pkt.len();
-        let len = bufs[pkt_bufs_index].as_ref().len();
-        bufs[pkt_bufs_index].buf_resize(len + extend_by, 0);
-        let src = bufs[item.bufs_index as usize].as_ref()
-            [bufs_offset + headers_len..bufs_offset + headers_len + extend_by]
-            .to_vec();
-        bufs[pkt_bufs_index].as_mut()[bufs_offset + pkt.len()..bufs_offset + pkt.len() + extend_by]
-            .copy_from_slice(&src);
+        let extend_by = coalesced_len - pkt_len;
+        let len = pkt_buf.as_ref().len();
+        pkt_buf.buf_resize(len + extend_by, 0);
+        // edgewire: copied straight across, not through a new Vec (the two are apart).
+        let src = &bufs[item.bufs_index as usize].as_ref()
+            [bufs_offset + headers_len..bufs_offset + headers_len + extend_by];
+        pkt_buf.as_mut()[bufs_offset + pkt_len..bufs_offset + pkt_len + extend_by]
+            .copy_from_slice(src);
         // Flip the slice headers in bufs as part of prepend. The index of item
         // is already being tracked for writing.
-        bufs.swap(item.bufs_index as usize, pkt_bufs_index);
+        std::mem::swap(&mut bufs[item.bufs_index as usize], pkt_buf);
     } else {
         // pkt_head = &bufs[item.bufs_index as usize][bufs_offset..];
         if bufs[item.bufs_index as usize].buf_capacity() < 2 * bufs_offset + coalesced_len {
@@ -1180,25 +1176,23 @@ fn tcp_gro<B: ExpandBuffer>(
     table: &mut TcpGROTable,
     is_v6: bool,
 ) -> GroResult {
-    // edgewire: the packet is copied into a buffer the table keeps, not into a new Vec
-    // (as published: a malloc, a copy and a free for every packet written to the TUN;
-    // the copy stays, as what follows reads it while it changes other buffers).
-    let mut pkt = std::mem::take(&mut table.scratch);
-    pkt.clear();
-    pkt.extend_from_slice(&bufs[pkt_i].as_ref()[offset..]);
-    let result = tcp_gro_packet(&pkt, bufs, offset, pkt_i, table, is_v6);
-    table.scratch = pkt;
-    result
+    // edgewire: the packet is read where it lies, not copied (as published, into a new
+    // Vec: a malloc, a copy and a free for every packet written to the TUN). The items
+    // it may join all lie before it (`bufs_index` < `pkt_i`), so the slice splits there:
+    // `bufs` below holds the items, `pkt_buf` the packet.
+    let (bufs, rest) = bufs.split_at_mut(pkt_i);
+    tcp_gro_packet(&mut rest[0], bufs, offset, pkt_i, table, is_v6)
 }
 
 fn tcp_gro_packet<B: ExpandBuffer>(
-    pkt: &[u8],
+    pkt_buf: &mut B,
     bufs: &mut [B],
     offset: usize,
     pkt_i: usize,
     table: &mut TcpGROTable,
     is_v6: bool,
 ) -> GroResult {
+    let pkt = &pkt_buf.as_ref()[offset..];
     if pkt.len() > u16::MAX as usize {
         // A valid IPv4 or IPv6 packet will never exceed this.
         return GroResult::Noop;
@@ -1294,6 +1288,9 @@ fn tcp_gro_packet<B: ExpandBuffer>(
         // sequence number perspective, however once an item is inserted into
         // the table it is never compared across other items later.
         let item = &mut items[i];
+        // edgewire: borrowed anew each pass, as `coalesce_tcp_packets` takes the buffer
+        // mutably (a prepend grows it).
+        let pkt = &pkt_buf.as_ref()[offset..];
         let can = tcp_packets_can_coalesce(
             pkt,
             iph_len as u8,
@@ -1310,7 +1307,7 @@ fn tcp_gro_packet<B: ExpandBuffer>(
             CanCoalesce::Unavailable => {}
             _ => {
                 let result = coalesce_tcp_packets(
-                    can, pkt, pkt_i, gso_size, seq, psh_set, item, bufs, offset, is_v6,
+                    can, pkt_buf, gso_size, seq, psh_set, item, bufs, offset, is_v6,
                 );
 
                 match result {
@@ -1338,6 +1335,7 @@ fn tcp_gro_packet<B: ExpandBuffer>(
     }
 
     // failed to coalesce with any other packets; store the item in the flow
+    let pkt = &pkt_buf.as_ref()[offset..];
     table.insert(
         pkt,
         src_addr_offset,
@@ -1592,15 +1590,10 @@ fn udp_gro<B: ExpandBuffer>(
     table: &mut UdpGROTable,
     is_v6: bool,
 ) -> GroResult {
-    // edgewire: the packet is copied into a buffer the table keeps, not into a new Vec
-    // (as published: a malloc, a copy and a free for every packet written to the TUN;
-    // the copy stays, as what follows reads it while it changes other buffers).
-    let mut pkt = std::mem::take(&mut table.scratch);
-    pkt.clear();
-    pkt.extend_from_slice(&bufs[pkt_i].as_ref()[offset..]);
-    let result = udp_gro_packet(&pkt, bufs, offset, pkt_i, table, is_v6);
-    table.scratch = pkt;
-    result
+    // edgewire: the packet is read where it lies, not copied into a new Vec (see
+    // `tcp_gro`); only the items before it change.
+    let (bufs, rest) = bufs.split_at_mut(pkt_i);
+    udp_gro_packet(&rest[0].as_ref()[offset..], bufs, offset, pkt_i, table, is_v6)
 }
 
 fn udp_gro_packet<B: ExpandBuffer>(
@@ -1688,7 +1681,6 @@ fn udp_gro_packet<B: ExpandBuffer>(
             _ => {}
         }
     }
-    let pkt = &bufs[pkt_i].as_ref()[offset..];
     // Failed to coalesce; store the packet in the flow.
     table.insert(
         pkt,
