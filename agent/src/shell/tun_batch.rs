@@ -71,6 +71,10 @@ pub struct TunBatch {
     sizes: Vec<usize>,
     /// Segments of the last read.
     count: usize,
+    /// The length of the last read's packet when it came whole (no GSO): it is read
+    /// from `frame` where it lies, not copied into a segment (every UDP packet and
+    /// every ACK comes so).
+    whole: Option<usize>,
     /// Decrypted packets waiting for `write`, each behind room for the virtio header.
     out: Vec<Vec<u8>>,
     out_used: usize,
@@ -97,6 +101,7 @@ impl TunBatch {
             segment,
             sizes: vec![0; SEGMENTS],
             count: 0,
+            whole: None,
             out: Vec::new(),
             out_used: 0,
             gro: None,
@@ -113,6 +118,7 @@ impl TunBatch {
     /// was bad, which is counted); `WouldBlock` when nothing is queued.
     pub fn read(&mut self, dev: &AsyncDevice) -> io::Result<usize> {
         self.count = 0;
+        self.whole = None;
         if !self.offload {
             self.sizes[0] = dev.try_recv(&mut self.segments[0])?;
             self.count = 1;
@@ -124,7 +130,11 @@ impl TunBatch {
             self.segments.push(vec![0; self.segment]);
         }
         match split_frame(&mut self.frame[..len], &mut self.segments, &mut self.sizes) {
-            Ok(n) => self.count = n,
+            Ok(Frame::Whole(n)) => {
+                self.whole = Some(n);
+                return Ok(1);
+            }
+            Ok(Frame::Split(n)) => self.count = n,
             Err(why) => {
                 self.bad_frames += 1;
                 log::debug!("dropped a {len}-byte frame from the TUN device: {why:?}");
@@ -135,9 +145,11 @@ impl TunBatch {
 
     /// The packets of the last `read`.
     pub fn packets(&self) -> impl Iterator<Item = &[u8]> {
-        (self.segments[..self.count].iter())
+        let whole = self.whole.map(|n| &self.frame[VIRTIO_NET_HDR_LEN..][..n]);
+        let split = (self.segments[..self.count].iter())
             .zip(&self.sizes)
-            .map(|(b, &n)| &b[..n])
+            .map(|(b, &n)| &b[..n]);
+        whole.into_iter().chain(split)
     }
 
     /// Queues a packet for the next `write`: `buf` holds it behind `TUN_HEADROOM` bytes,
@@ -235,14 +247,24 @@ fn segments_needed(frame: &[u8]) -> usize {
     frame.len().div_ceil(usize::from(hdr.gso_size)).max(1)
 }
 
+/// What a frame from an offloading TUN held, once checked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// One packet of this length, left in the frame behind the header (its checksum
+    /// finished there when the kernel left it to us).
+    Whole(usize),
+    /// A super-packet, split into this many packets in the segments.
+    Split(usize),
+}
+
 /// Splits one frame read from an offloading TUN (virtio-net header, then an IP packet,
-/// maybe a TCP or UDP super-packet) into `segments`; the number of packets.
+/// maybe a TCP or UDP super-packet) into `segments`, or leaves a lone packet where it is.
 /// After wireguard-go's `handleVirtioRead`, with the checks made before anything is cut.
 pub fn split_frame(
     frame: &mut [u8],
     segments: &mut [Vec<u8>],
     sizes: &mut [usize],
-) -> Result<usize, BadFrame> {
+) -> Result<Frame, BadFrame> {
     if frame.len() <= VIRTIO_NET_HDR_LEN {
         return Err(BadFrame::Short);
     }
@@ -260,19 +282,11 @@ pub fn split_frame(
         return Err(BadFrame::Malformed("checksum field past the packet"));
     }
     if hdr.gso_type == VIRTIO_NET_HDR_GSO_NONE {
-        let Some(first) = segments.first_mut() else {
-            return Err(BadFrame::Malformed("no buffer"));
-        };
-        if first.len() < len {
-            return Err(BadFrame::Malformed("packet larger than a segment buffer"));
-        }
         if needs_csum {
             // CHECKSUM_PARTIAL: the kernel left the transport checksum to us.
             finish_checksum(packet, usize::from(hdr.csum_start), csum_at);
         }
-        first[..len].copy_from_slice(packet);
-        sizes[0] = len;
-        return Ok(1);
+        return Ok(Frame::Whole(len));
     }
     if hdr.gso_size == 0 {
         return Err(BadFrame::Malformed("GSO segment size 0"));
@@ -318,6 +332,7 @@ pub fn split_frame(
         return Err(BadFrame::Malformed("more segments than the batch holds"));
     }
     tun_rs::gso_split(packet, hdr, segments, sizes, 0, is_v6)
+        .map(Frame::Split)
         .map_err(|_| BadFrame::Malformed("tun-rs could not split it"))
 }
 

@@ -50,8 +50,9 @@ fn buffers(n: usize) -> (Vec<Vec<u8>>, Vec<usize>) {
 fn a_tcp_super_packet_splits_into_mss_sized_packets_with_their_own_headers() {
     let (hdr, packet) = tso_frame();
     let (mut segs, mut sizes) = buffers(SEGMENTS);
-    let n = split_frame(&mut frame(hdr, &packet), &mut segs, &mut sizes).unwrap();
-    assert_eq!(n, 3);
+    let got = split_frame(&mut frame(hdr, &packet), &mut segs, &mut sizes);
+    assert_eq!(got, Ok(Frame::Split(3)));
+    let n = 3;
     for (i, seg) in segs[..n].iter().enumerate() {
         let seg = &seg[..sizes[i]];
         assert_eq!(seg.len(), 40 + usize::from(MSS));
@@ -68,12 +69,40 @@ fn a_plain_packet_passes_through_whole() {
     hdr.gso_type = VIRTIO_NET_HDR_GSO_NONE;
     hdr.flags = 0;
     let packet = &packet[..1040];
+    let mut f = frame(hdr, packet);
     let (mut segs, mut sizes) = buffers(4);
     assert_eq!(
-        split_frame(&mut frame(hdr, packet), &mut segs, &mut sizes),
-        Ok(1)
+        split_frame(&mut f, &mut segs, &mut sizes),
+        Ok(Frame::Whole(1040))
     );
-    assert_eq!(&segs[0][..sizes[0]], packet);
+    assert_eq!(&f[VIRTIO_NET_HDR_LEN..], packet);
+}
+
+#[test]
+fn a_lone_packet_whose_checksum_the_kernel_left_gets_it_finished_where_it_lies() {
+    let (mut hdr, mut packet) = tso_frame();
+    hdr.gso_type = VIRTIO_NET_HDR_GSO_NONE;
+    packet.truncate(40 + 1000);
+    packet[2..4].copy_from_slice(&1040u16.to_be_bytes());
+    // CHECKSUM_PARTIAL: the field holds the pseudo-header's sum, not yet inverted.
+    let mut pseudo = [0u8; 12];
+    pseudo[..8].copy_from_slice(&packet[12..20]);
+    pseudo[9] = 6;
+    pseudo[10..12].copy_from_slice(&1020u16.to_be_bytes());
+    let partial = tun_rs::checksum(&pseudo, 0);
+    packet[36..38].copy_from_slice(&partial.to_be_bytes());
+    let mut f = frame(hdr, &packet);
+    let (mut segs, mut sizes) = buffers(4);
+    assert_eq!(
+        split_frame(&mut f, &mut segs, &mut sizes),
+        Ok(Frame::Whole(1040))
+    );
+    let tcp = &f[VIRTIO_NET_HDR_LEN + 20..];
+    assert_ne!(tcp[16..18], partial.to_be_bytes());
+    assert_eq!(
+        tun_rs::checksum(tcp, tun_rs::checksum_no_fold(&pseudo, 0)),
+        0xffff
+    );
 }
 
 #[test]
