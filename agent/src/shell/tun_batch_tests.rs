@@ -52,8 +52,7 @@ fn a_tcp_super_packet_splits_into_mss_sized_packets_with_their_own_headers() {
     let (mut segs, mut sizes) = buffers(SEGMENTS);
     let got = split_frame(&mut frame(hdr, &packet), &mut segs, &mut sizes);
     assert_eq!(got, Ok(Frame::Split(3)));
-    let n = 3;
-    for (i, seg) in segs[..n].iter().enumerate() {
+    for (i, seg) in segs[..3].iter().enumerate() {
         let seg = &seg[..sizes[i]];
         assert_eq!(seg.len(), 40 + usize::from(MSS));
         assert_eq!(u16::from_be_bytes([seg[2], seg[3]]) as usize, seg.len());
