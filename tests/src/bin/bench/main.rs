@@ -15,8 +15,9 @@
 //! `--udp-at 400,600` measures instead only the loss of UDP at those fixed rates (Mbit/s),
 //! each for the full `--seconds`, with both ends' CPU seconds per GB carried and the
 //! datagrams the receiving end wrote per write call (its TUN writes: `syscw` of
-//! /proc/PID/io; 1.0 means no coalescing, which went unseen for sessions): for tuning,
-//! where the search's steps are too coarse. `--busy N` runs N CPU-bound threads beside
+//! /proc/PID/io; 1.0 means no coalescing, which went unseen for sessions), and where the
+//! lost datagrams were dropped (`losses.rs`: the receiving application's socket, the
+//! tunnel's, the sending TUN): for tuning, where the search's steps are too coarse. `--busy N` runs N CPU-bound threads beside
 //! the whole run, as a device's own workload would: a change that helps iperf3 on an idle
 //! machine can starve the tunnel on a busy one (a `sched_yield` per TUN write did).
 
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use edgewire_lab::*;
 
+mod losses;
 mod suite;
 use suite::Figures;
 
@@ -324,16 +326,27 @@ fn measure(
             let before = cpu();
             let writes = figures::write_calls(pids[1]);
             let steal = suite::HostSteal::start();
-            match suite::udp_loss_at(left, right, RIGHT_OVERLAY, seconds, rate) {
-                Ok((got, lost)) => println!(
+            let watch = losses::LossWatch::start(pids[0], pids[1]);
+            let run = suite::udp_loss_at(left, right, RIGHT_OVERLAY, seconds, rate);
+            let losses = watch.finish();
+            match run {
+                Ok((got, lost, lost_datagrams)) => println!(
                     "{name:<15} UDP at {rate:>5} Mbit/s: {got:>6.0} Mbit/s arrived, {lost:.2} % \
                      lost; both ends {:.2} CPU s per GB; receiving end {:.1} datagrams per \
-                     write call; host CPU stolen {:.1} %",
+                     write call; host CPU stolen {:.1} %\n{:<15} {lost_datagrams} datagrams \
+                     lost; dropped by the receiving application's socket {}, by other \
+                     sockets where it runs {}, by the sending side's interfaces {} and \
+                     sockets {}",
                     before.zip(cpu()).map_or(f64::NAN, |(b, a)| (a - b)
                         / (got * f64::from(seconds) / 8e3)),
                     suite::datagrams(got, seconds)
                         / (figures::write_calls(pids[1]) - writes).max(1) as f64,
-                    steal.percent().unwrap_or(f64::NAN)
+                    steal.percent().unwrap_or(f64::NAN),
+                    "",
+                    losses.app_socket,
+                    losses.other_receiving_sockets,
+                    losses.sending_interfaces,
+                    losses.sending_sockets,
                 ),
                 Err(e) => println!("{name:<15} UDP at {rate:>5} Mbit/s: {e}"),
             }

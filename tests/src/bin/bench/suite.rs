@@ -172,14 +172,14 @@ pub fn datagrams(mbps: f64, seconds: u32) -> f64 {
     mbps * 1e6 / 8.0 * f64::from(seconds) / len
 }
 
-/// UDP at a fixed rate: (Mbit/s received, per cent lost).
+/// UDP at a fixed rate: (Mbit/s received, per cent lost, datagrams lost).
 pub fn udp_loss_at(
     left: &Host,
     right: &Host,
     dst: &str,
     seconds: u32,
     mbps: u32,
-) -> Result<(f64, f64), String> {
+) -> Result<(f64, f64, u64), String> {
     let rate = format!("{mbps}M");
     let j = iperf(
         left,
@@ -190,14 +190,21 @@ pub fn udp_loss_at(
     )?;
     let got = received_mbps(&j).ok_or("no throughput in iperf3's JSON")?;
     let lost = lost_percent(&j).ok_or("no loss in iperf3's JSON")?;
-    Ok((got, lost))
+    let datagrams =
+        receiving_end(&j, "lost_packets").ok_or("no lost datagrams in iperf3's JSON")?;
+    Ok((got, lost, datagrams as u64))
 }
 
 fn lost_percent(json: &serde_json::Value) -> Option<f64> {
+    receiving_end(json, "lost_percent")
+}
+
+/// A loss figure of the receiving end, which iperf3 puts in `sum_received` or `sum`.
+fn receiving_end(json: &serde_json::Value, field: &str) -> Option<f64> {
     let end = &json["end"];
-    end["sum_received"]["lost_percent"]
+    end["sum_received"][field]
         .as_f64()
-        .or_else(|| end["sum"]["lost_percent"].as_f64())
+        .or_else(|| end["sum"][field].as_f64())
 }
 
 /// A one-off iperf3 server on `right`, listening before this returns.
