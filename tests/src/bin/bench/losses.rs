@@ -62,6 +62,20 @@ pub struct Losses {
     pub sending_sockets: u64,
 }
 
+impl Losses {
+    /// "dropped by …": the places, for a line that has said how many were lost.
+    pub fn places(&self) -> String {
+        format!(
+            "dropped by the receiving application's socket {}, by other sockets where it \
+             runs {}, by the sending side's interfaces {} and sockets {}",
+            self.app_socket,
+            self.other_receiving_sockets,
+            self.sending_interfaces,
+            self.sending_sockets
+        )
+    }
+}
+
 impl LossWatch {
     /// `sender` and `receiver` are processes in the sending and receiving namespaces.
     pub fn start(sender: u32, receiver: u32) -> LossWatch {

@@ -334,19 +334,14 @@ fn measure(
                     "{name:<15} UDP at {rate:>5} Mbit/s: {got:>6.0} Mbit/s arrived, {lost:.2} % \
                      lost; both ends {:.2} CPU s per GB; receiving end {:.1} datagrams per \
                      write call; host CPU stolen {:.1} %\n{:<15} {lost_datagrams} datagrams \
-                     lost; dropped by the receiving application's socket {}, by other \
-                     sockets where it runs {}, by the sending side's interfaces {} and \
-                     sockets {}",
+                     lost; {}",
                     before.zip(cpu()).map_or(f64::NAN, |(b, a)| (a - b)
                         / (got * f64::from(seconds) / 8e3)),
                     suite::datagrams(got, seconds)
                         / (figures::write_calls(pids[1]) - writes).max(1) as f64,
                     steal.percent().unwrap_or(f64::NAN),
                     "",
-                    losses.app_socket,
-                    losses.other_receiving_sockets,
-                    losses.sending_interfaces,
-                    losses.sending_sockets,
+                    losses.places(),
                 ),
                 Err(e) => println!("{name:<15} UDP at {rate:>5} Mbit/s: {e}"),
             }

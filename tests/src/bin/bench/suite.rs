@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use edgewire_lab::*;
 
+use crate::losses::LossWatch;
+
 /// Datagram payload for UDP through a tunnel of MTU 1420: the TCP MSS there (1368, what
 /// iperf3 checks against), so nothing is fragmented.
 const UDP_LEN: &str = "1368";
@@ -66,7 +68,7 @@ pub fn run_all(left: &Host, right: &Host, dst: &str, seconds: u32, pids: [u32; 2
         Ok(j) => f.tcp4_mbps = received_mbps(&j),
         Err(e) => warn("TCP 4 streams", e),
     }
-    f.udp_mbps = udp_highest(left, right, dst, seconds);
+    f.udp_mbps = udp_highest(left, right, dst, seconds, pids);
     let before = cpu_secs(pids[0]).zip(cpu_secs(pids[1]));
     let rate = format!("{FIXED_MBPS}M");
     match iperf(left, right, dst, seconds, &["-b", &rate]) {
@@ -115,7 +117,7 @@ fn tcp_with_ping(
 /// passes later), then the gap between the highest pass and the lowest failure is halved
 /// until they are within 5 %. The figure is what the receiver got at the highest passing
 /// rate.
-fn udp_highest(left: &Host, right: &Host, dst: &str, seconds: u32) -> Option<f64> {
+fn udp_highest(left: &Host, right: &Host, dst: &str, seconds: u32, pids: [u32; 2]) -> Option<f64> {
     const DOWN: f64 = 0.85;
     const UP: f64 = 1.3;
     const CLOSE_ENOUGH: f64 = 1.05;
@@ -125,7 +127,10 @@ fn udp_highest(left: &Host, right: &Host, dst: &str, seconds: u32) -> Option<f64
     let run = |rate: Option<f64>| -> Option<(f64, bool)> {
         let b = rate.map_or("0".to_owned(), |r| format!("{}M", r.round() as u64));
         let steal = HostSteal::start();
-        let j = match iperf(left, right, dst, probe, &["-u", "-b", &b, "-l", UDP_LEN]) {
+        let watch = LossWatch::start(pids[0], pids[1]);
+        let j = iperf(left, right, dst, probe, &["-u", "-b", &b, "-l", UDP_LEN]);
+        let losses = watch.finish();
+        let j = match j {
             Ok(j) => j,
             Err(e) => {
                 eprintln!("bench: UDP at {b}: {e}");
@@ -136,7 +141,9 @@ fn udp_highest(left: &Host, right: &Host, dst: &str, seconds: u32) -> Option<f64
         let lost = lost_percent(&j)?;
         let stolen = steal.percent().unwrap_or(f64::NAN);
         eprintln!(
-            "bench: UDP at {b}: {got:.0} Mbit/s, {lost:.2} % lost; host CPU stolen {stolen:.1} %"
+            "bench: UDP at {b}: {got:.0} Mbit/s, {lost:.2} % lost; host CPU stolen \
+             {stolen:.1} %; {}",
+            losses.places()
         );
         Some((got, lost < MAX_LOSS_PERCENT))
     };
