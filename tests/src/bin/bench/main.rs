@@ -17,9 +17,10 @@
 //! datagrams the receiving end wrote per write call (its TUN writes: `syscw` of
 //! /proc/PID/io; 1.0 means no coalescing, which went unseen for sessions), and where the
 //! lost datagrams were dropped (`losses.rs`: the receiving application's socket, the
-//! tunnel's, the sending TUN): for tuning, where the search's steps are too coarse. `--busy N` runs N CPU-bound threads beside
-//! the whole run, as a device's own workload would: a change that helps iperf3 on an idle
-//! machine can starve the tunnel on a busy one (a `sched_yield` per TUN write did).
+//! tunnel's, the sending TUN): for tuning, where the search's steps are too coarse.
+//! `--busy N` runs N CPU-bound threads beside the whole run, as a device's own workload
+//! would: a change that helps iperf3 on an idle machine can starve the tunnel on a busy
+//! one (a `sched_yield` per TUN write did).
 
 use std::time::Duration;
 
