@@ -55,6 +55,7 @@ pub struct LossWatch {
 }
 
 /// Datagrams thrown away, by place.
+#[derive(Default)]
 pub struct Losses {
     pub app_socket: u64,
     pub other_receiving_sockets: u64,
@@ -63,6 +64,23 @@ pub struct Losses {
 }
 
 impl Losses {
+    pub fn add(&mut self, other: &Losses) {
+        self.app_socket += other.app_socket;
+        self.other_receiving_sockets += other.other_receiving_sockets;
+        self.sending_interfaces += other.sending_interfaces;
+        self.sending_sockets += other.sending_sockets;
+    }
+
+    /// The per cent of the dropped datagrams that the receiving application's socket
+    /// dropped; `None` when nothing was dropped.
+    pub fn at_app_percent(&self) -> Option<f64> {
+        let all = self.app_socket
+            + self.other_receiving_sockets
+            + self.sending_interfaces
+            + self.sending_sockets;
+        (all > 0).then(|| self.app_socket as f64 * 100.0 / all as f64)
+    }
+
     /// "dropped by …": the places, for a line that has said how many were lost.
     pub fn places(&self) -> String {
         format!(
@@ -170,6 +188,21 @@ fn tx_dropped(dev: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_applications_share_is_of_every_place_added_up() {
+        let mut sum = Losses::default();
+        assert_eq!(sum.at_app_percent(), None);
+        let probe = |app, tunnel, interfaces| Losses {
+            app_socket: app,
+            other_receiving_sockets: tunnel,
+            sending_interfaces: interfaces,
+            sending_sockets: 0,
+        };
+        sum.add(&probe(30, 10, 0));
+        sum.add(&probe(50, 0, 10));
+        assert_eq!(sum.at_app_percent(), Some(80.0));
+    }
 
     #[test]
     fn the_drops_of_the_sockets_on_the_port_are_summed() {

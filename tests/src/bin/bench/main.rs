@@ -445,6 +445,15 @@ fn report(outcomes: &[Outcome]) {
         }
         println!();
     }
+    // A share, not a speed: no ratio to wireguard-go's.
+    print!("{:<30}", "UDP loss at the app's socket %");
+    for (_, f) in &tunnels {
+        let cell = f
+            .udp_lost_at_app_percent
+            .map_or("-".into(), |p| format!("{p:.0}"));
+        print!(" {cell:>22}");
+    }
+    println!();
     print!("{:<30}", "host CPU stolen, %");
     for (_, f) in &tunnels {
         let cell = f.stolen_percent.map_or("-".into(), |p| format!("{p:.1}"));
@@ -457,6 +466,11 @@ fn report(outcomes: &[Outcome]) {
     }
     println!(
         "\n(×: the figure divided by wireguard-go's in this run; for CPU, RTT and RSS lower is better)"
+    );
+    println!(
+        "(UDP loss at the app's socket: of the datagrams the UDP search lost, the share the \
+         receiving iperf3's socket dropped; near 100 %, the tunnel kept up and iperf3 did not \
+         get a core in time)"
     );
     println!(
         "(host CPU stolen: time the hypervisor gave other guests during that column's runs; \

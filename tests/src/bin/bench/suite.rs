@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use edgewire_lab::*;
 
-use crate::losses::LossWatch;
+use crate::losses::{LossWatch, Losses};
 
 /// Datagram payload for UDP through a tunnel of MTU 1420: the TCP MSS there (1368, what
 /// iperf3 checks against), so nothing is fragmented.
@@ -29,6 +29,10 @@ pub struct Figures {
     pub tcp1_kb_per_write: Option<f64>,
     pub tcp4_mbps: Option<f64>,
     pub udp_mbps: Option<f64>,
+    /// Of the datagrams the UDP search's probes lost (the flood aside), the per cent the
+    /// receiving application's socket dropped: near 100, the tunnel kept up and the
+    /// application did not get a core in time (see `losses.rs`).
+    pub udp_lost_at_app_percent: Option<f64>,
     pub cpu_s_per_gb: Option<f64>,
     pub ping_idle_ms: Option<f64>,
     pub ping_load_ms: Option<f64>,
@@ -68,7 +72,9 @@ pub fn run_all(left: &Host, right: &Host, dst: &str, seconds: u32, pids: [u32; 2
         Ok(j) => f.tcp4_mbps = received_mbps(&j),
         Err(e) => warn("TCP 4 streams", e),
     }
-    f.udp_mbps = udp_highest(left, right, dst, seconds, pids);
+    let mut udp_lost = Losses::default();
+    f.udp_mbps = udp_highest(left, right, dst, seconds, pids, &mut udp_lost);
+    f.udp_lost_at_app_percent = udp_lost.at_app_percent();
     let before = cpu_secs(pids[0]).zip(cpu_secs(pids[1]));
     let rate = format!("{FIXED_MBPS}M");
     match iperf(left, right, dst, seconds, &["-b", &rate]) {
@@ -117,19 +123,31 @@ fn tcp_with_ping(
 /// passes later), then the gap between the highest pass and the lowest failure is halved
 /// until they are within 5 %. The figure is what the receiver got at the highest passing
 /// rate.
-fn udp_highest(left: &Host, right: &Host, dst: &str, seconds: u32, pids: [u32; 2]) -> Option<f64> {
+/// `lost` adds up where the probes' datagrams were dropped, the flood's aside (it drops
+/// most of what it sends on the sending side, by design).
+fn udp_highest(
+    left: &Host,
+    right: &Host,
+    dst: &str,
+    seconds: u32,
+    pids: [u32; 2],
+    lost: &mut Losses,
+) -> Option<f64> {
     const DOWN: f64 = 0.85;
     const UP: f64 = 1.3;
     const CLOSE_ENOUGH: f64 = 1.05;
     const PROBES: usize = 12;
     let probe = (seconds / 2).max(2);
     // (Mbit/s received, whether the loss stayed under the limit)
-    let run = |rate: Option<f64>| -> Option<(f64, bool)> {
+    let mut run = |rate: Option<f64>| -> Option<(f64, bool)> {
         let b = rate.map_or("0".to_owned(), |r| format!("{}M", r.round() as u64));
         let steal = HostSteal::start();
         let watch = LossWatch::start(pids[0], pids[1]);
         let j = iperf(left, right, dst, probe, &["-u", "-b", &b, "-l", UDP_LEN]);
         let losses = watch.finish();
+        if rate.is_some() {
+            lost.add(&losses);
+        }
         let j = match j {
             Ok(j) => j,
             Err(e) => {
