@@ -15,6 +15,7 @@ use std::io;
 
 use crate::core::TUN_HEADROOM;
 
+use super::pages::Pages;
 use super::tun_room::Room;
 
 use tun_rs::{
@@ -63,7 +64,7 @@ pub enum BadFrame {
 pub struct TunBatch {
     /// Whether the device carries virtio-net headers (offload is on).
     offload: bool,
-    frame: Vec<u8>,
+    frame: Pages,
     /// Split packets; grown to what the largest super-packet needed (at most
     /// `SEGMENTS`), so an idle agent holds one.
     segments: Vec<Vec<u8>>,
@@ -95,8 +96,8 @@ impl TunBatch {
         let segment = if offload { segment } else { 65_535 };
         TunBatch {
             offload,
-            // Zeroed pages cost nothing until written: only what the largest frame used.
-            frame: vec![0; if offload { FRAME } else { 0 }],
+            // Mapped: only the pages the largest frame so far has used are resident.
+            frame: Pages::zeroed(if offload { FRAME } else { 0 }),
             segments: vec![vec![0; segment]],
             segment,
             sizes: vec![0; SEGMENTS],

@@ -19,6 +19,8 @@ use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
+use super::pages::Pages;
+
 /// Not in every libc target module (musl, armv7): the values from linux/udp.h.
 const UDP_SEGMENT: libc::c_int = 103;
 const UDP_GRO: libc::c_int = 104;
@@ -86,7 +88,7 @@ fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc:
 
 /// Received datagrams, one `recvmmsg` at a time, in one arena allocated once.
 pub struct RecvBatch {
-    arena: Vec<u8>,
+    arena: Pages,
     slot: usize,
     names: Vec<libc::sockaddr_storage>,
     cmsgs: Vec<[u64; CMSG_ROOM / 8]>,
@@ -103,7 +105,8 @@ impl RecvBatch {
     pub fn new(slots: usize, slot: usize) -> RecvBatch {
         let slots = slots.max(1);
         RecvBatch {
-            arena: vec![0; slots * slot],
+            // Mapped: a slot is resident once a message has filled it, not before.
+            arena: Pages::zeroed(slots * slot),
             slot,
             // SAFETY: all-zero sockaddr_storage, iovec and mmsghdr are valid values.
             names: vec![unsafe { zeroed() }; slots],
