@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::core::packet::ipv4_for_test;
 use crate::keys::PrivateKey;
 use crate::manifest::Role;
 
@@ -87,6 +88,30 @@ pub fn the_first_initiation_makes_the_session_and_an_idle_one_is_let_go_then_mad
         "the ping after the pause arrived"
     );
     assert!(hub_peer(&sim));
+}
+
+#[test]
+pub fn packets_of_every_size_that_waited_for_the_handshake_arrive_whole_and_in_order() {
+    let (mut sim, keys) = hub_with_silent_edges(1);
+    sim.nodes.truncate(1);
+    let edge = sim.add(keys[1].clone(), "192.168.1.10:51820", [10, 42, 1, 1]);
+    sim.nodes[edge].public = Some("198.51.100.2:40001".parse().unwrap());
+    sim.apply(&hub_and_edges_manifest(&keys));
+    // All sent before any handshake: boringtun queues them, and the session sends them
+    // once it has keys, each in a buffer sized from the largest of them.
+    let sizes = [40, 1400, 8000, 20, 60_000];
+    let sent: Vec<Vec<u8>> = sizes
+        .iter()
+        .map(|&len| ipv4_for_test([10, 42, 1, 1], [10, 42, 0, 1], len))
+        .collect();
+    let now = sim.now;
+    for packet in &sent {
+        sim.nodes[edge].node.handle_tun(packet, now);
+    }
+    sim.run();
+    let got: Vec<usize> = sim.nodes[0].tun.iter().map(Vec::len).collect();
+    assert_eq!(got, sizes.map(|len| len + 20), "what the hub's TUN received");
+    assert_eq!(sim.nodes[0].tun, sent);
 }
 
 /// The hub (`keys[0]`) and an edge of its own site for each other key. No keepalive
