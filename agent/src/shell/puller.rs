@@ -16,6 +16,7 @@ use crate::keys::PublicKey;
 use crate::manifest::Manifest;
 
 use super::intake::Intake;
+use super::pages;
 
 /// One poll, as the event loop receives it.
 pub struct Polled {
@@ -126,6 +127,9 @@ impl Puller {
                     if tx.send_blocking(polled).is_err() {
                         return;
                     }
+                    // The poll's deepest calls (a TLS handshake) need not stay resident
+                    // while the thread sleeps.
+                    pages::release_stack_below_caller();
                     match woken.recv_timeout(schedule(ok)) {
                         Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                         Err(mpsc::RecvTimeoutError::Disconnected) => return,

@@ -110,7 +110,11 @@ pub fn packets_of_every_size_that_waited_for_the_handshake_arrive_whole_and_in_o
     }
     sim.run();
     let got: Vec<usize> = sim.nodes[0].tun.iter().map(Vec::len).collect();
-    assert_eq!(got, sizes.map(|len| len + 20), "what the hub's TUN received");
+    assert_eq!(
+        got,
+        sizes.map(|len| len + 20),
+        "what the hub's TUN received"
+    );
     assert_eq!(sim.nodes[0].tun, sent);
 }
 

@@ -36,6 +36,7 @@ use super::netlink::Netlink;
 use super::notify::Notifier;
 use super::offload;
 use super::pace;
+use super::pages::Pages;
 use super::puller::{self, Accepted, Polled, Puller};
 use super::relay::{self, Raced, Relay};
 use super::resolver::Resolver;
@@ -127,7 +128,7 @@ pub struct Agent<'a> {
     /// TLS settings for the relays, made when the first race starts.
     relay_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Where the relays' connections are read into; allocated with the first one.
-    relay_buf: Vec<u8>,
+    relay_buf: Pages,
     /// This node's part of the manifest in force.
     topology: Option<Topology>,
     manifest: Option<ManifestInfo>,
@@ -231,7 +232,7 @@ impl<'a> Agent<'a> {
             relay_tx,
             relay_rx,
             relay_tls: None,
-            relay_buf: Vec::new(),
+            relay_buf: Pages::zeroed(0),
             topology: None,
             manifest: None,
             state: "starting".into(),
@@ -253,7 +254,7 @@ impl<'a> Agent<'a> {
             self.flush().await;
             self.mark_ready();
         }
-        let mut udp_buf = vec![0u8; if self.udp.batching() { 0 } else { RECV_BUFFER }];
+        let mut udp_buf = Pages::zeroed(if self.udp.batching() { 0 } else { RECV_BUFFER });
         let mut timer = Timer::never();
         let mut metrics_tick = (self.metrics.as_ref())
             .filter(|m| m.has_file())

@@ -10,6 +10,7 @@ use crate::core::{RelayId, RelaySlot};
 use crate::manifest::{Manifest, Role};
 
 use super::super::clock;
+use super::super::pages::Pages;
 use super::super::relay::{self, Raced, Relay};
 
 /// Reads from one connection per wake-up before the loop flushes.
@@ -93,7 +94,7 @@ impl super::Agent<'_> {
             return;
         };
         if self.relay_buf.is_empty() {
-            self.relay_buf = vec![0u8; super::RECV_BUFFER];
+            self.relay_buf = Pages::zeroed(super::RECV_BUFFER);
         }
         let stream = pump.is_stream();
         let mut broken = pump
