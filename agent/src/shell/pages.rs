@@ -5,6 +5,9 @@
 //! block is freed. So the TUN's 64 KiB frame, allocated with `vec![0; n]`, was 68 KiB
 //! resident from the start, while idle traffic writes only its first page. Mapped, a
 //! buffer costs the pages the largest packet so far has touched, on every libc.
+//!
+//! And a thread's stack, which keeps every page its deepest call touched until the
+//! thread ends: `release_stack_below_caller` gives those back while a helper sleeps.
 
 use std::ops::{Deref, DerefMut};
 use std::ptr::{self, NonNull};
