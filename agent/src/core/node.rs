@@ -599,6 +599,11 @@ impl Node {
         }
     }
 
+    /// Frees the buffers kept for reuse, for a node whose traffic has stopped.
+    pub fn shed_buffers(&mut self) {
+        self.out.shed();
+    }
+
     /// Hands a transmitted buffer back for reuse.
     pub fn recycle(&mut self, buf: Vec<u8>) {
         self.out.recycle(buf);

@@ -41,6 +41,11 @@ impl Outbox {
             .unwrap_or_else(|| Vec::with_capacity(BUFFER_CAPACITY))
     }
 
+    /// Frees the buffers kept for reuse (up to `POOL_LIMIT` after a burst).
+    pub fn shed(&mut self) {
+        self.pool = Vec::new();
+    }
+
     pub fn recycle(&mut self, buf: Vec<u8>) {
         // An empty one (the TUN batch's spare before it has its own) is no use to keep.
         if self.pool.len() < POOL_LIMIT && buf.capacity() > 0 {

@@ -63,6 +63,17 @@ impl Pages {
         }
     }
 
+    /// Gives the pages back: the next write finds a zeroed page, faulted in anew. What
+    /// the buffer held is not kept.
+    pub fn discard(&mut self) {
+        if let Backing::Mapped(p) = self.backing {
+            // SAFETY: our own mapping, whole; `&mut self` means nothing reads it meanwhile.
+            unsafe {
+                libc::madvise(p.as_ptr().cast(), self.len, libc::MADV_DONTNEED);
+            }
+        }
+    }
+
     fn on_heap(len: usize) -> Pages {
         Pages {
             backing: Backing::Heap(vec![0; len].into_boxed_slice()),
@@ -236,6 +247,18 @@ mod tests {
             (2..=32).contains(&resident),
             "{resident} of 256 pages resident"
         );
+    }
+
+    #[test]
+    fn a_discarded_buffer_gives_its_pages_back_and_works_on() {
+        let mut buf = Pages::zeroed(256 * 1024);
+        buf.fill(9);
+        assert_eq!(resident_pages(&buf), 64);
+        buf.discard();
+        assert_eq!(resident_pages(&buf), 0);
+        assert!(buf.iter().all(|b| *b == 0), "reads zero again");
+        buf[100_000] = 5;
+        assert_eq!(buf[100_000], 5);
     }
 
     #[test]

@@ -169,6 +169,20 @@ impl TunBatch {
         spare
     }
 
+    /// Gives back what a burst grew, for an agent whose traffic has stopped: the
+    /// frame's pages, the segments but one, the buffers kept for writes, the GRO
+    /// tables and the room for coalescing. The next burst grows them again.
+    pub fn shed(&mut self) {
+        self.frame.discard();
+        self.segments.truncate(1);
+        self.segments.shrink_to_fit();
+        // Packets still waiting for a write stay; the spares behind them go.
+        self.out.truncate(self.out_used);
+        self.out.shrink_to_fit();
+        self.gro = None;
+        self.room.shed();
+    }
+
     pub fn queued(&self) -> usize {
         self.out_used
     }

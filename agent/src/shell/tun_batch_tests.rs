@@ -267,3 +267,21 @@ fn short_or_unknown_packets_are_not_taken_for_udp() {
     assert!(!is_udp(&[0x10; 40]));
     assert!(is_udp(&queued(4, 17, 0)[VIRTIO_NET_HDR_LEN..]));
 }
+
+#[test]
+fn shedding_keeps_the_packets_that_wait_for_a_write() {
+    let mut batch = TunBatch::new(true, 1420);
+    for tag in 1..=5u8 {
+        let mut buf = vec![0u8; VIRTIO_NET_HDR_LEN + 40];
+        buf[VIRTIO_NET_HDR_LEN..].fill(tag);
+        assert!(batch.queue(buf).is_empty(), "no spare yet");
+    }
+    batch.shed();
+    assert_eq!(batch.queued(), 5);
+    let tags: Vec<u8> = batch.out[..5]
+        .iter()
+        .map(|b| b[VIRTIO_NET_HDR_LEN])
+        .collect();
+    assert_eq!(tags, [1, 2, 3, 4, 5], "the waiting packets, in order");
+    assert_eq!(batch.segments.len(), 1, "a read still has a segment");
+}

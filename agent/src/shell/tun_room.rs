@@ -75,6 +75,14 @@ pub struct Room {
 }
 
 impl Room {
+    /// Frees the spare buffers and the plans kept between writes. Nothing is lent
+    /// between writes: `take_back` returns it all.
+    pub fn shed(&mut self) {
+        self.spare = Vec::new();
+        self.flows = Vec::new();
+        self.heads = Vec::new();
+    }
+
     /// Moves the first packet of each planned coalesced packet among `bufs` (each
     /// behind room for the virtio header) into a buffer that holds it coalesced.
     pub fn lend(&mut self, bufs: &mut [Vec<u8>]) {

@@ -118,6 +118,11 @@ impl RecvBatch {
         }
     }
 
+    /// Gives the arena's pages back; the next messages fault in what they fill.
+    pub fn shed(&mut self) {
+        self.arena.discard();
+    }
+
     /// One `recvmmsg` without waiting; `WouldBlock` when nothing is queued. Returns how
     /// many messages came (each may be a train of datagrams: see `datagrams`).
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {

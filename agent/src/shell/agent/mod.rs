@@ -73,6 +73,9 @@ const BUSY_FOR: std::time::Duration = std::time::Duration::from_millis(2);
 /// directly (one `poll` on the two descriptors) before the loop goes back to the full
 /// wait. Under load the next packet comes within this; an idle agent pays it once.
 const SHORT_WAIT: std::time::Duration = std::time::Duration::from_micros(500);
+/// How long after the last packet the buffers a burst grew are given back (see
+/// `shed`). A burst that comes back later grows them again, in about 0.2 ms.
+const SHED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 /// Large enough for any datagram or packet; boringtun must never see a short buffer.
 const RECV_BUFFER: usize = 65_536;
 
@@ -139,6 +142,8 @@ pub struct Agent<'a> {
     notify: Notifier,
     /// When systemd next expects `WATCHDOG=1` (none without a watchdog).
     next_watchdog: Option<Instant>,
+    /// When to give back what the last burst grew; `None` once given back.
+    shed_at: Option<Instant>,
     ready: bool,
     wall_clock: clock::WallClockWatch,
     /// Saving the time, counting the peers that do not answer.
@@ -238,6 +243,7 @@ impl<'a> Agent<'a> {
             state: "starting".into(),
             status_line: String::new(),
             next_watchdog: notify.watchdog_interval().map(|i| now + i),
+            shed_at: None,
             notify,
             ready: false,
             wall_clock: clock::WallClockWatch::new(),
@@ -404,10 +410,15 @@ impl<'a> Agent<'a> {
 
     fn next_deadline(&self) -> Option<Instant> {
         let node = self.node.poll_timeout().map(|(t, _)| t);
-        [node, self.next_watchdog, Some(self.chores.next_due())]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            node,
+            self.next_watchdog,
+            self.shed_at,
+            Some(self.chores.next_due()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// After a packet wake-up that moved `moved` packets: flush, and while packets keep
@@ -418,6 +429,7 @@ impl<'a> Agent<'a> {
             return;
         }
         let started = clock::now();
+        self.shed_at = Some(started + SHED_AFTER);
         loop {
             let now = clock::now();
             let deadline = self.next_deadline();
@@ -523,8 +535,25 @@ impl<'a> Agent<'a> {
             self.next_watchdog = self.notify.watchdog_interval().map(|i| due.max(now) + i);
         }
         self.chores.run(&self.node, now);
+        if self.shed_at.is_some_and(|due| now >= due) {
+            self.shed_at = None;
+            self.shed();
+        }
         // A hub that stopped answering moves the overlay without a path event.
         self.publish_status();
+    }
+
+    /// Gives back what a burst of packets grew, once none has moved for `SHED_AFTER`:
+    /// the receive arena's and the TUN frame's pages, the buffers kept for reuse, the
+    /// GRO tables. Left alone, an agent that once carried a TCP flood held 1-2 MB more
+    /// for good (its peak), idle ever after.
+    fn shed(&mut self) {
+        self.udp.shed();
+        self.tun_batch.shed();
+        self.relay_buf.discard();
+        self.node.shed_buffers();
+        pace::give_back_memory();
+        log::debug!("no packets for {SHED_AFTER:?}: gave back the buffers the last burst grew");
     }
 
     /// A poll of the manifest URL finished.

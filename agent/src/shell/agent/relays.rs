@@ -96,6 +96,8 @@ impl super::Agent<'_> {
         if self.relay_buf.is_empty() {
             self.relay_buf = Pages::zeroed(super::RECV_BUFFER);
         }
+        // Relayed packets are traffic too: the buffers stay while they come.
+        self.shed_at = Some(now + super::SHED_AFTER);
         let stream = pump.is_stream();
         let mut broken = pump
             .flush()

@@ -388,7 +388,7 @@ fn report(outcomes: &[Outcome]) {
     }
     println!();
     type Pick = fn(&Figures) -> Option<f64>;
-    let rows: [(&str, Pick, usize); 13] = [
+    let rows: [(&str, Pick, usize); 15] = [
         ("TCP 1 stream, Mbit/s", |f| f.tcp1_mbps, 0),
         ("  kB per write, receiving end", |f| f.tcp1_kb_per_write, 1),
         ("TCP 4 streams, Mbit/s", |f| f.tcp4_mbps, 0),
@@ -425,6 +425,16 @@ fn report(outcomes: &[Outcome]) {
             "RSS peak right, MB",
             |f| f.peak_rss_kb.map(|r| r.1 as f64 / 1024.0),
             1,
+        ),
+        (
+            "RSS idle again 12 s later, left",
+            |f| f.idle_again_rss_kb.map(|r| r.0 as f64 / 1024.0),
+            2,
+        ),
+        (
+            "RSS idle again 12 s later, right",
+            |f| f.idle_again_rss_kb.map(|r| r.1 as f64 / 1024.0),
+            2,
         ),
     ];
     // Idle RSS to 10 kB: the target for it is 4.5 MB, and one decimal could not tell

@@ -43,6 +43,10 @@ pub struct Figures {
     pub idle_anon_kb: Option<(u64, u64)>,
     /// VmHWM of each end after everything, kB.
     pub peak_rss_kb: Option<(u64, u64)>,
+    /// VmRSS of each end `IDLE_AGAIN` after the last run, kB: what a device that once
+    /// carried a flood holds while idle (edgewire gives a burst's buffers back 10 s
+    /// after the last packet).
+    pub idle_again_rss_kb: Option<(u64, u64)>,
     /// The share of the machine's CPU time the hypervisor gave to other guests while
     /// these figures were measured, per cent (see `HostSteal`).
     pub stolen_percent: Option<f64>,
@@ -90,8 +94,14 @@ pub fn run_all(left: &Host, right: &Host, dst: &str, seconds: u32, pids: [u32; 2
     }
     f.peak_rss_kb = peak_rss_kb(pids[0]).zip(peak_rss_kb(pids[1]));
     f.stolen_percent = steal.percent();
+    // Not a wait for a condition: idleness for this long is what is measured.
+    std::thread::sleep(IDLE_AGAIN);
+    f.idle_again_rss_kb = Some((figures::rss_kb(pids[0]), figures::rss_kb(pids[1])));
     f
 }
+
+/// How long the tunnel idles after the last run before `idle_again_rss_kb` is read.
+const IDLE_AGAIN: Duration = Duration::from_secs(12);
 
 /// TCP, one stream, with a ping every 0.2 s running beside it: (Mbit/s, mean RTT ms).
 fn tcp_with_ping(
