@@ -22,6 +22,18 @@ fn hub_with_silent_edges(edges: usize) -> (Sim, Vec<PrivateKey>) {
     (sim, keys)
 }
 
+/// `hub_with_silent_edges`, with the first edge added to the simulation (behind a NAT
+/// of its own) and its index: the edge that talks.
+fn hub_and_one_talking_edge(edges: usize) -> (Sim, Vec<PrivateKey>, usize) {
+    let (mut sim, keys) = hub_with_silent_edges(edges);
+    // Only the edge that talks costs the hub a session.
+    sim.nodes.truncate(1);
+    let edge = sim.add(keys[1].clone(), "192.168.1.10:51820", [10, 42, 1, 1]);
+    sim.nodes[edge].public = Some("198.51.100.2:40001".parse().unwrap());
+    sim.apply(&hub_and_edges_manifest(&keys));
+    (sim, keys, edge)
+}
+
 fn live_sessions(sim: &Sim, node: usize) -> usize {
     sim.nodes[node]
         .node
@@ -44,12 +56,7 @@ pub fn a_hub_holds_no_session_and_no_timer_for_edges_that_never_talked() {
 
 #[test]
 pub fn the_first_initiation_makes_the_session_and_an_idle_one_is_let_go_then_made_again() {
-    let (mut sim, keys) = hub_with_silent_edges(3);
-    // Only the edge that talks costs the hub a session.
-    sim.nodes.truncate(1);
-    let edge = sim.add(keys[1].clone(), "192.168.1.10:51820", [10, 42, 1, 1]);
-    sim.nodes[edge].public = Some("198.51.100.2:40001".parse().unwrap());
-    sim.apply(&hub_and_edges_manifest(&keys));
+    let (mut sim, keys, edge) = hub_and_one_talking_edge(3);
     sim.send_ping(edge, [10, 42, 1, 1], [10, 42, 0, 1]);
     sim.run();
     assert_eq!(sim.nodes[0].tun.len(), 1, "the first ping arrived");
@@ -92,11 +99,7 @@ pub fn the_first_initiation_makes_the_session_and_an_idle_one_is_let_go_then_mad
 
 #[test]
 pub fn packets_of_every_size_that_waited_for_the_handshake_arrive_whole_and_in_order() {
-    let (mut sim, keys) = hub_with_silent_edges(1);
-    sim.nodes.truncate(1);
-    let edge = sim.add(keys[1].clone(), "192.168.1.10:51820", [10, 42, 1, 1]);
-    sim.nodes[edge].public = Some("198.51.100.2:40001".parse().unwrap());
-    sim.apply(&hub_and_edges_manifest(&keys));
+    let (mut sim, _, edge) = hub_and_one_talking_edge(1);
     // All sent before any handshake: boringtun queues them, and the session sends them
     // once it has keys, each in a buffer sized from the largest of them.
     let sizes = [40, 1400, 8000, 20, 60_000];
