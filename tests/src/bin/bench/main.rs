@@ -427,12 +427,12 @@ fn report(outcomes: &[Outcome]) {
             1,
         ),
         (
-            "RSS idle again 12 s later, left",
+            "RSS idle again 25 s later, left",
             |f| f.idle_again_rss_kb.map(|r| r.0 as f64 / 1024.0),
             2,
         ),
         (
-            "RSS idle again 12 s later, right",
+            "RSS idle again 25 s later, right",
             |f| f.idle_again_rss_kb.map(|r| r.1 as f64 / 1024.0),
             2,
         ),
