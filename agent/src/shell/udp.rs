@@ -107,7 +107,6 @@ impl Udp {
         self.recv.as_ref().map_or(0, |r| r.truncated)
     }
 
-    /// One `recvmmsg` without waiting (batching on); the datagrams are in `datagrams`.
     /// Gives back the pages of the receive arena that bursts filled.
     pub fn shed(&mut self) {
         if let Some(batch) = self.recv.as_mut() {
@@ -115,6 +114,7 @@ impl Udp {
         }
     }
 
+    /// One `recvmmsg` without waiting (batching on); the datagrams are in `datagrams`.
     pub fn recv_batch(&mut self) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
         let fd = self.socket.get_ref().as_raw_fd();
