@@ -15,11 +15,8 @@ pub fn read_capped(mut reader: impl Read, max: usize) -> io::Result<Option<Vec<u
     let mut filled = 0;
     loop {
         if filled == out.len() {
-            let room = (out.len() * 2).max(FIRST_CHUNK).min(max + 1);
-            if room == filled {
-                return Ok(None);
-            }
-            out.resize(room, 0);
+            // Always more than `filled`: a body past `max` has returned below.
+            out.resize((out.len() * 2).max(FIRST_CHUNK).min(max + 1), 0);
         }
         match reader.read(&mut out[filled..]) {
             Ok(0) => {
