@@ -560,6 +560,8 @@ pub struct TcpFlowKey {
 /// - State is maintained across multiple recv_multiple calls
 pub struct TcpGROTable {
     items_by_flow: GroFlowTable<TcpFlowKey, TcpGROItem>,
+    // edgewire: see `GROTable::trust_checksums`.
+    checksums_trusted: bool,
 }
 
 impl Default for TcpGROTable {
@@ -572,6 +574,7 @@ impl TcpGROTable {
     fn new() -> Self {
         Self {
             items_by_flow: GroFlowTable::new(),
+            checksums_trusted: false,
         }
     }
 }
@@ -705,6 +708,8 @@ pub struct UdpFlowKey {
 ///  udpGROTable holds flow and coalescing information for the purposes of UDP GRO.
 pub struct UdpGROTable {
     items_by_flow: GroFlowTable<UdpFlowKey, UdpGROItem>,
+    // edgewire: see `GROTable::trust_checksums`.
+    checksums_trusted: bool,
 }
 
 impl Default for UdpGROTable {
@@ -717,6 +722,7 @@ impl UdpGROTable {
     pub fn new() -> Self {
         Self {
             items_by_flow: GroFlowTable::new(),
+            checksums_trusted: false,
         }
     }
 }
@@ -1031,6 +1037,7 @@ fn coalesce_udp_packets<B: ExpandBuffer>(
     bufs: &mut [B],
     bufs_offset: usize,
     is_v6: bool,
+    verify: bool,
 ) -> CoalesceResult {
     let buf = bufs[item.bufs_index as usize].as_ref();
     // let pkt_head = &buf[bufs_offset..]; // the packet that will end up at the front
@@ -1042,14 +1049,15 @@ fn coalesce_udp_packets<B: ExpandBuffer>(
         return CoalesceResult::InsufficientCap;
     }
 
-    if item.num_merged == 0
+    if verify
+        && item.num_merged == 0
         && (item.c_sum_known_invalid
             || !checksum_valid(&buf[bufs_offset..], item.iph_len, IPPROTO_UDP as _, is_v6))
     {
         return CoalesceResult::ItemInvalidCSum;
     }
 
-    if !checksum_valid(pkt, item.iph_len, IPPROTO_UDP as _, is_v6) {
+    if verify && !checksum_valid(pkt, item.iph_len, IPPROTO_UDP as _, is_v6) {
         return CoalesceResult::PktInvalidCSum;
     }
     bufs[item.bufs_index as usize].buf_extend_from_slice(&pkt[headers_len..]);
@@ -1072,6 +1080,7 @@ fn coalesce_tcp_packets<B: ExpandBuffer>(
     bufs: &mut [B],
     bufs_offset: usize,
     is_v6: bool,
+    verify: bool,
 ) -> CoalesceResult {
     // edgewire: the packet is its own buffer here, apart from `bufs` (see `tcp_gro`).
     let pkt = &pkt_buf.as_ref()[bufs_offset..];
@@ -1089,7 +1098,8 @@ fn coalesce_tcp_packets<B: ExpandBuffer>(
         if psh_set {
             return CoalesceResult::PSHEnding;
         }
-        if item.num_merged == 0
+        if verify
+            && item.num_merged == 0
             && !checksum_valid(
                 &bufs[item.bufs_index as usize].as_ref()[bufs_offset..],
                 item.iph_len,
@@ -1099,7 +1109,7 @@ fn coalesce_tcp_packets<B: ExpandBuffer>(
         {
             return CoalesceResult::ItemInvalidCSum;
         }
-        if !checksum_valid(pkt, item.iph_len, IPPROTO_TCP as _, is_v6) {
+        if verify && !checksum_valid(pkt, item.iph_len, IPPROTO_TCP as _, is_v6) {
             return CoalesceResult::PktInvalidCSum;
         }
         item.sent_seq = seq;
@@ -1121,7 +1131,8 @@ fn coalesce_tcp_packets<B: ExpandBuffer>(
             // too small.
             return CoalesceResult::InsufficientCap;
         }
-        if item.num_merged == 0
+        if verify
+            && item.num_merged == 0
             && !checksum_valid(
                 &bufs[item.bufs_index as usize].as_ref()[bufs_offset..],
                 item.iph_len,
@@ -1131,7 +1142,7 @@ fn coalesce_tcp_packets<B: ExpandBuffer>(
         {
             return CoalesceResult::ItemInvalidCSum;
         }
-        if !checksum_valid(pkt, item.iph_len, IPPROTO_TCP as _, is_v6) {
+        if verify && !checksum_valid(pkt, item.iph_len, IPPROTO_TCP as _, is_v6) {
             return CoalesceResult::PktInvalidCSum;
         }
         if psh_set {
@@ -1196,6 +1207,7 @@ fn tcp_gro_packet<B: ExpandBuffer>(
     table: &mut TcpGROTable,
     is_v6: bool,
 ) -> GroResult {
+    let verify = !table.checksums_trusted;
     let pkt = &pkt_buf.as_ref()[offset..];
     if pkt.len() > u16::MAX as usize {
         // A valid IPv4 or IPv6 packet will never exceed this.
@@ -1311,7 +1323,7 @@ fn tcp_gro_packet<B: ExpandBuffer>(
             CanCoalesce::Unavailable => {}
             _ => {
                 let result = coalesce_tcp_packets(
-                    can, pkt_buf, gso_size, seq, psh_set, item, bufs, offset, is_v6,
+                    can, pkt_buf, gso_size, seq, psh_set, item, bufs, offset, is_v6, verify,
                 );
 
                 match result {
@@ -1608,6 +1620,7 @@ fn udp_gro_packet<B: ExpandBuffer>(
     table: &mut UdpGROTable,
     is_v6: bool,
 ) -> GroResult {
+    let verify = !table.checksums_trusted;
     if pkt.len() > u16::MAX as usize {
         // A valid IPv4 or IPv6 packet will never exceed this.
         return GroResult::Noop;
@@ -1668,7 +1681,7 @@ fn udp_gro_packet<B: ExpandBuffer>(
     let mut pkt_csum_known_invalid = false;
 
     if can == CanCoalesce::Append {
-        match coalesce_udp_packets(pkt, item, bufs, offset, is_v6) {
+        match coalesce_udp_packets(pkt, item, bufs, offset, is_v6, verify) {
             CoalesceResult::Success => {
                 // 前面是引用，这里不需要再更新
                 // table.update_at(*item, items_len - 1);
@@ -2341,6 +2354,19 @@ impl GROTable {
             tcp_gro_table: TcpGROTable::new(),
             udp_gro_table: UdpGROTable::new(),
         }
+    }
+    /// edgewire: coalesce without checking each packet's TCP or UDP checksum first.
+    /// For packets that a cipher with authentication (WireGuard's ChaCha20-Poly1305)
+    /// has just verified: nothing can have changed them since their sender's stack, so
+    /// the check only costs a pass over every byte. In-kernel WireGuard marks such
+    /// packets `CHECKSUM_UNNECESSARY` for the same reason. The one change it makes: a
+    /// packet whose sender got its checksum wrong is delivered when it joins another
+    /// (a coalesced packet goes out with `VIRTIO_NET_HDR_F_NEEDS_CSUM`, which the kernel
+    /// takes as good) where the check would have left it alone for the kernel to drop.
+    /// In-kernel WireGuard delivers it too.
+    pub fn trust_checksums(&mut self) {
+        self.tcp_gro_table.checksums_trusted = true;
+        self.udp_gro_table.checksums_trusted = true;
     }
     pub(crate) fn reset(&mut self) {
         self.to_write.clear();
