@@ -42,7 +42,9 @@ pub const SEGMENTS: usize = 128;
 /// the agent's). Sixteen, and fifteen writes saved in sixteen.
 const UDP_RUN: usize = 16;
 /// A read holds the virtio-net header and the largest IP packet.
-const FRAME: usize = VIRTIO_NET_HDR_LEN + 65_535;
+const FRAME: usize = VIRTIO_NET_HDR_LEN + MAX_PACKET;
+/// The largest IP packet the device can hand over (an IPv4 total length's limit).
+const MAX_PACKET: usize = 65_535;
 
 // The core leaves exactly the header's room in front of the packets it decrypts.
 const _: () = assert!(TUN_HEADROOM == VIRTIO_NET_HDR_LEN);
@@ -64,17 +66,19 @@ pub enum BadFrame {
 pub struct TunBatch {
     /// Whether the device carries virtio-net headers (offload is on).
     offload: bool,
+    /// What one read took: a frame behind its virtio-net header, or without offload a
+    /// packet alone.
     frame: Pages,
     /// Split packets; grown to what the largest super-packet needed (at most
-    /// `SEGMENTS`), so an idle agent holds one.
+    /// `SEGMENTS`), and emptied when traffic stops (`shed`).
     segments: Vec<Vec<u8>>,
     segment: usize,
     sizes: Vec<usize>,
     /// Segments of the last read.
     count: usize,
-    /// The length of the last read's packet when it came whole (no GSO): it is read
-    /// from `frame` where it lies, not copied into a segment (every UDP packet and
-    /// every ACK comes so).
+    /// The length of the last read's packet when it came whole (no GSO, or no
+    /// offload): it is read from `frame` where it lies, not copied into a segment
+    /// (every UDP packet and every ACK comes so).
     whole: Option<usize>,
     /// Decrypted packets waiting for `write`, each behind room for the virtio header.
     out: Vec<Vec<u8>>,
@@ -90,16 +94,13 @@ pub struct TunBatch {
 
 impl TunBatch {
     pub fn new(offload: bool, mtu: u16) -> TunBatch {
-        let segment = usize::from(mtu).max(1280);
-        // Without offload a packet is read straight into the one segment buffer, so it
-        // must hold whatever the device could hand over.
-        let segment = if offload { segment } else { 65_535 };
         TunBatch {
             offload,
             // Mapped: only the pages the largest frame so far has used are resident.
-            frame: Pages::zeroed(if offload { FRAME } else { 0 }),
-            segments: vec![vec![0; segment]],
-            segment,
+            // Without offload it must still hold whatever the device could hand over.
+            frame: Pages::zeroed(if offload { FRAME } else { MAX_PACKET }),
+            segments: Vec::new(),
+            segment: usize::from(mtu).max(1280),
             sizes: vec![0; SEGMENTS],
             count: 0,
             whole: None,
@@ -121,8 +122,7 @@ impl TunBatch {
         self.count = 0;
         self.whole = None;
         if !self.offload {
-            self.sizes[0] = dev.try_recv(&mut self.segments[0])?;
-            self.count = 1;
+            self.whole = Some(dev.try_recv(&mut self.frame)?);
             return Ok(1);
         }
         let len = dev.try_recv(&mut self.frame)?;
@@ -146,7 +146,8 @@ impl TunBatch {
 
     /// The packets of the last `read`.
     pub fn packets(&self) -> impl Iterator<Item = &[u8]> {
-        let whole = self.whole.map(|n| &self.frame[VIRTIO_NET_HDR_LEN..][..n]);
+        let header = if self.offload { VIRTIO_NET_HDR_LEN } else { 0 };
+        let whole = self.whole.map(|n| &self.frame[header..][..n]);
         let split = (self.segments[..self.count].iter())
             .zip(&self.sizes)
             .map(|(b, &n)| &b[..n]);
@@ -170,12 +171,11 @@ impl TunBatch {
     }
 
     /// Gives back what a burst grew, for an agent whose traffic has stopped: the
-    /// frame's pages, the segments but one, the buffers kept for writes, the GRO
+    /// frame's pages, the segments, the buffers kept for writes, the GRO
     /// tables and the room for coalescing. The next burst grows them again.
     pub fn shed(&mut self) {
         self.frame.discard();
-        self.segments.truncate(1);
-        self.segments.shrink_to_fit();
+        self.segments = Vec::new();
         // Packets still waiting for a write stay; the spares behind them go.
         self.out.truncate(self.out_used);
         self.out.shrink_to_fit();
@@ -256,16 +256,16 @@ fn is_udp(packet: &[u8]) -> bool {
     }
 }
 
-/// How many packets a frame read from an offloading TUN will split into, from its
-/// header alone (1 when it cannot tell; `split_frame` judges the rest).
+/// How many segment buffers a frame read from an offloading TUN will split into, from
+/// its header alone: none for a lone packet (it stays in the frame) or a header that
+/// cannot be read (`split_frame` judges the rest).
 fn segments_needed(frame: &[u8]) -> usize {
-    let Ok(hdr) = VirtioNetHdr::decode(frame) else {
-        return 1;
-    };
-    if hdr.gso_type == VIRTIO_NET_HDR_GSO_NONE || hdr.gso_size == 0 {
-        return 1;
+    match VirtioNetHdr::decode(frame) {
+        Ok(hdr) if hdr.gso_type != VIRTIO_NET_HDR_GSO_NONE && hdr.gso_size != 0 => {
+            frame.len().div_ceil(usize::from(hdr.gso_size))
+        }
+        _ => 0,
     }
-    frame.len().div_ceil(usize::from(hdr.gso_size)).max(1)
 }
 
 /// What a frame from an offloading TUN held, once checked.
