@@ -84,7 +84,7 @@ fn attributes() -> io::Result<SchedAttr> {
 mod tests {
     use super::*;
 
-    /// The kernel's version as (major, minor), from uname.
+    /// The running kernel's version as (major, minor), from /proc/sys/kernel/osrelease.
     fn kernel() -> (u32, u32) {
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
         let mut parts = release
