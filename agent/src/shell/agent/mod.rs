@@ -40,6 +40,7 @@ use super::pages::Pages;
 use super::puller::{self, Accepted, Polled, Puller};
 use super::relay::{self, Raced, Relay};
 use super::resolver::Resolver;
+use super::slice;
 use super::status_server::{self, StatusServer};
 use super::tun;
 use super::tun_batch::{self, TunBatch};
@@ -103,6 +104,8 @@ pub struct Agent<'a> {
     /// The TUN side's buffers: super-packets split on the way in, flights coalesced on
     /// the way out.
     tun_batch: TunBatch,
+    /// Lets the applications the TUN's packets go to run first.
+    give_way: slice::GiveWay,
     udp: Udp,
     /// Datagrams the core produced, sent together at the end of the turn.
     udp_out: Vec<(std::net::SocketAddr, Vec<u8>)>,
@@ -221,6 +224,7 @@ impl<'a> Agent<'a> {
             node,
             tun,
             tun_batch,
+            give_way: slice::GiveWay::new(),
             udp,
             udp_out: Vec::with_capacity(SEND_BATCH),
             netlink,
@@ -722,9 +726,16 @@ impl<'a> Agent<'a> {
     }
 
     async fn write_tun(&mut self) {
+        let packets = self.tun_batch.queued();
+        if packets == 0 {
+            return;
+        }
         if let Err(e) = self.tun_batch.write(&self.tun).await {
             log::debug!("writing {}: {e}", self.config.interface);
         }
+        // The packets now wait in an application's socket, and the write woke it: let
+        // it read them before the next batch is decrypted (see slice.rs).
+        self.give_way.after_write(packets);
     }
 }
 
