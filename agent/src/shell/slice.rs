@@ -198,7 +198,7 @@ mod tests {
         let with = times_the_reader_ran_first(true);
         assert!(
             with >= TRIALS * 9 / 10,
-            "with give_way the reader ran first {with} times of {TRIALS}"
+            "giving way, the reader ran first {with} times of {TRIALS}"
         );
         assert!(
             without <= TRIALS / 2,
@@ -244,7 +244,7 @@ mod tests {
 
     /// A writer and a reader pinned to one CPU, the reader SCHED_BATCH so that waking it
     /// does not preempt the writer by itself (as a reader's wakeup may not: that is the
-    /// case `give_way` is for). Of `TRIALS` one-byte writes, how many the reader had
+    /// case `GiveWay` is for). Of `TRIALS` one-byte writes, how many the reader had
     /// read when the writer looked right after (giving way first if `give`).
     fn times_the_reader_ran_first(give: bool) -> u32 {
         let cpu = first_allowed_cpu();
