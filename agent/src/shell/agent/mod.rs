@@ -727,9 +727,6 @@ impl<'a> Agent<'a> {
 
     async fn write_tun(&mut self) {
         let packets = self.tun_batch.queued();
-        if packets == 0 {
-            return;
-        }
         if let Err(e) = self.tun_batch.write(&self.tun).await {
             log::debug!("writing {}: {e}", self.config.interface);
         }
