@@ -20,7 +20,10 @@ pub fn read_capped(mut reader: impl Read, max: usize) -> io::Result<Option<Vec<u
         }
         match reader.read(&mut out[filled..]) {
             Ok(0) => {
+                // The body is kept (the manifest's bytes, to compare with the next
+                // poll's): not the 16 KiB the first read was given room for.
                 out.truncate(filled);
+                out.shrink_to_fit();
                 return Ok(Some(out));
             }
             Ok(n) => filled += n,
@@ -41,6 +44,12 @@ mod tests {
     fn a_body_up_to_the_cap_is_read_whole() {
         let data = vec![7u8; 40_000];
         assert_eq!(read_capped(&data[..], 40_000).unwrap(), Some(data));
+    }
+
+    #[test]
+    fn a_small_body_keeps_no_room_past_its_end() {
+        let body = read_capped(&[7u8; 1_500][..], 40_000).unwrap().unwrap();
+        assert_eq!((body.len(), body.capacity()), (1_500, 1_500));
     }
 
     #[test]
