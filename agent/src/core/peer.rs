@@ -115,6 +115,16 @@ pub struct Punched {
     pub offers: u32,
     /// The candidate the direct path was punched through, once one was.
     pub through: Option<Candidate>,
+    /// The other side's candidates of the punch that found the path, kept when the punch
+    /// ends: a later switch to one of them (an answer straight from their TURN
+    /// allocation while we were on our relay) is named for it, not taken for a punch.
+    pub theirs: Vec<Candidate>,
+}
+
+impl Punched {
+    fn candidate(&self, addr: SocketAddr) -> Option<Candidate> {
+        self.theirs.iter().copied().find(|c| c.addr == addr)
+    }
 }
 
 impl Peer {
@@ -565,6 +575,11 @@ impl Peer {
             None => return,
         };
         self.switched(why, out);
+        if let (Some(Switch::Promoted { to, .. } | Switch::Roamed { to, .. }), Some(p)) =
+            (switch, self.punched.as_mut())
+        {
+            p.through = p.candidate(to.endpoint());
+        }
         let name = &self.config.name;
         match switch {
             Some(Switch::Promoted { from, to }) => {
@@ -579,10 +594,10 @@ impl Peer {
             }
             Some(Switch::Learned(path)) => match self.punched.as_mut() {
                 Some(p) => {
-                    let through = p
-                        .punch
-                        .take()
-                        .and_then(|punch| punch.candidate(path.endpoint()));
+                    if let Some(punch) = p.punch.take() {
+                        p.theirs = punch.candidates().to_vec();
+                    }
+                    let through = p.candidate(path.endpoint());
                     p.through = through;
                     let how = through.map_or("a peer-reflexive address", |c| c.kind.name());
                     log::info!(
@@ -795,5 +810,63 @@ impl Peer {
         self.last_sent = Some(now);
         self.stats.tx_bytes += datagram.len() as u64;
         out.push(path.into(), datagram);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::PrivateKey;
+
+    /// The lab's order between two symmetric NATs: the punch finds the other side at a
+    /// peer-reflexive address through our relay; then its answers come straight from
+    /// its TURN allocation, one of the candidates it offered. That path is a relay hop
+    /// all the same, and `status` must say so (it said "direct", via "punched").
+    #[test]
+    fn a_switch_to_their_relayed_candidate_after_the_punch_is_named_for_it() {
+        let now = Instant::now();
+        let gate = HandshakeGate::new(&PrivateKey::generate(), now);
+        let config = PeerConfig {
+            name: "dev-b".into(),
+            role: Role::Edge,
+            allowed_ips: Vec::new(),
+            endpoints: Vec::new(),
+            keepalive: None,
+            preshared_key: None,
+        };
+        let mut peer = Peer::new(PrivateKey::generate().public_key(), config, 1, &gate);
+        let candidate = |kind, addr: &str| Candidate {
+            kind,
+            addr: addr.parse().unwrap(),
+        };
+        let relayed = candidate(CandidateKind::Relayed, "203.0.113.30:49355");
+        let reflexive = candidate(CandidateKind::ServerReflexive, "192.0.2.2:40000");
+        let punch = Punch::start(vec![reflexive, relayed], Duration::from_millis(100), now);
+        peer.punched = Some(Punched {
+            made: now,
+            punch: Some(punch),
+            next_offer: None,
+            offers: 0,
+            through: None,
+            theirs: Vec::new(),
+        });
+        let mut out = Outbox::default();
+        let peer_reflexive = "192.0.2.2:33309".parse().unwrap();
+        peer.follow(
+            Path::Relayed {
+                relay: 0,
+                peer: peer_reflexive,
+            },
+            &mut out,
+        );
+        assert_eq!(peer.direct_via(), None, "on our relay");
+        peer.follow(Path::Direct(relayed.addr), &mut out);
+        assert_eq!(peer.direct_via(), Some("relayed"));
+        peer.follow(Path::Direct("198.51.100.9:1000".parse().unwrap()), &mut out);
+        assert_eq!(
+            peer.direct_via(),
+            Some("punched"),
+            "roamed off its candidates"
+        );
     }
 }

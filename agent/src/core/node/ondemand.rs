@@ -87,6 +87,7 @@ impl Node {
                 next_offer: None,
                 offers: 0,
                 through: None,
+                theirs: Vec::new(),
             });
         }
         self.punched.insert(key);
