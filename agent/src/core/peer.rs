@@ -113,11 +113,10 @@ pub struct Punched {
     pub next_offer: Option<Instant>,
     /// Offers sent so far.
     pub offers: u32,
-    /// The candidate the direct path was punched through, once one was.
-    pub through: Option<Candidate>,
     /// The other side's candidates of the punch that found the path, kept when the punch
-    /// ends: a later switch to one of them (an answer straight from their TURN
-    /// allocation while we were on our relay) is named for it, not taken for a punch.
+    /// ends: the path in use is named for the one it ends at (see `punched_through`),
+    /// however it came to it (punched, or a later answer straight from their TURN
+    /// allocation while we were on our relay).
     pub theirs: Vec<Candidate>,
 }
 
@@ -326,9 +325,9 @@ impl Peer {
             .collect()
     }
 
-    /// The other side's candidate the direct path was punched through.
+    /// The other side's candidate the path in use ends at.
     pub fn punched_through(&self) -> Option<Candidate> {
-        self.punched.as_ref()?.through
+        self.punched.as_ref()?.candidate(self.path()?.endpoint())
     }
 
     /// The smoothed handshake round trip on the active path, once measured.
@@ -575,11 +574,6 @@ impl Peer {
             None => return,
         };
         self.switched(why, out);
-        if let (Some(Switch::Promoted { to, .. } | Switch::Roamed { to, .. }), Some(p)) =
-            (switch, self.punched.as_mut())
-        {
-            p.through = p.candidate(to.endpoint());
-        }
         let name = &self.config.name;
         match switch {
             Some(Switch::Promoted { from, to }) => {
@@ -598,7 +592,6 @@ impl Peer {
                         p.theirs = punch.candidates().to_vec();
                     }
                     let through = p.candidate(path.endpoint());
-                    p.through = through;
                     let how = through.map_or("a peer-reflexive address", |c| c.kind.name());
                     log::info!(
                         "peer {name}: path switched to {path}: punched through the NATs ({how}); traffic leaves the hub"
@@ -847,7 +840,6 @@ mod tests {
             punch: Some(punch),
             next_offer: None,
             offers: 0,
-            through: None,
             theirs: Vec::new(),
         });
         let mut out = Outbox::default();

@@ -86,7 +86,6 @@ impl Node {
                 punch: None,
                 next_offer: None,
                 offers: 0,
-                through: None,
                 theirs: Vec::new(),
             });
         }
