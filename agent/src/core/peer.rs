@@ -122,7 +122,7 @@ pub struct Punched {
 
 impl Punched {
     fn candidate(&self, addr: SocketAddr) -> Option<Candidate> {
-        self.theirs.iter().copied().find(|c| c.addr == addr)
+        Candidate::at(&self.theirs, addr)
     }
 }
 

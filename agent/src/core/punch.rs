@@ -90,7 +90,7 @@ impl Punch {
 
     /// The candidate an authenticated answer came from, if it is one of theirs.
     pub fn candidate(&self, addr: SocketAddr) -> Option<Candidate> {
-        self.candidates.iter().copied().find(|c| c.addr == addr)
+        Candidate::at(&self.candidates, addr)
     }
 
     pub fn gave_up(&self, now: Instant) -> bool {

@@ -67,6 +67,13 @@ pub struct Candidate {
     pub addr: SocketAddr,
 }
 
+impl Candidate {
+    /// The one of `candidates` at `addr`, if any.
+    pub fn at(candidates: &[Candidate], addr: SocketAddr) -> Option<Candidate> {
+        candidates.iter().copied().find(|c| c.addr == addr)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Offer,
