@@ -1,23 +1,26 @@
 //! Benchmark (not a test): two namespaces joined by a veth, tunnelled by two edgewire ends
 //! (release build), two wireguard-go ends and two boringtun-cli ends, plus raw-veth
-//! baselines. Per implementation (see `suite.rs`): iperf3 TCP with one and four streams,
-//! the highest UDP rate with under 1 % loss, CPU seconds per GB at a fixed 200 Mbit/s
-//! (both ends, /proc/PID/stat), ping RTT idle and under load, RSS idle and peak per end,
-//! the kB the receiving end wrote per write call with one stream (its TUN writes);
-//! each figure with its ratio to wireguard-go's in the same run, whether edgewire's
-//! batching and offload were on (its `data path:` log line), and how much of the host's
-//! CPU the hypervisor took while each column was measured (`suite::HostSteal`).
+//! baselines (TCP: one stream; UDP: the tunnels' UDP search, run with no tunnel). Per
+//! implementation (see `suite.rs`): iperf3 TCP with one and four streams, the highest UDP
+//! rate with under 1 % loss, CPU seconds per GB at a fixed 200 Mbit/s (both ends,
+//! /proc/PID/stat), ping RTT idle and under load, RSS idle and peak per end, the kB the
+//! receiving end wrote per write call with one stream (its TUN writes); each figure with
+//! its ratio to wireguard-go's in the same run, the UDP figure also as a share of the bare
+//! veth's, whether edgewire's batching and offload were on (its `data path:` log line),
+//! and how much of the host's CPU the hypervisor took while each column was measured
+//! (`suite::HostSteal`).
 //!
 //! Run as root: `scripts/bench`, or
 //! `cargo run --release -p edgewire-lab --bin bench -- [--seconds N] [--only NAME,…]`
 //! with NAME among veth-tcp, veth-udp, edgewire, edgewire-static, wireguard-go,
 //! boringtun-cli. edgewire-static is the static musl build (`$EDGEWIRE_STATIC_BIN`).
 //! `--udp-at 400,600` measures instead only the loss of UDP at those fixed rates (Mbit/s),
-//! each for the full `--seconds`, with both ends' CPU seconds per GB carried and the
-//! datagrams the receiving end wrote per write call (its TUN writes: `syscw` of
-//! /proc/PID/io; 1.0 means no coalescing, which went unseen for sessions), and where the
-//! lost datagrams were dropped (`losses.rs`: the receiving application's socket, the
-//! tunnel's, the sending TUN): for tuning, where the search's steps are too coarse.
+//! each for the full `--seconds` (over the bare veth too), with both ends' CPU seconds
+//! per GB carried and the datagrams the receiving end wrote per write call (its TUN
+//! writes: `syscw` of /proc/PID/io; 1.0 means no coalescing, which went unseen for
+//! sessions), and where the lost datagrams were dropped (`losses.rs`: the receiving
+//! application's socket, the tunnel's, the sending TUN): for tuning, where the search's
+//! steps are too coarse.
 //! `--busy N` runs N CPU-bound threads beside the whole run, as a device's own workload
 //! would: a change that helps iperf3 on an idle machine can starve the tunnel on a busy
 //! one (a `sched_yield` per TUN write did).
@@ -171,21 +174,54 @@ fn pair(lab: &Lab) -> (Host, Host) {
     (left, right)
 }
 
+/// The veth alone, no tunnel. TCP: one iperf3 stream. UDP: the highest rate under 1 %
+/// loss, found by the same search and datagram size as the tunnels' UDP row, so that row
+/// can be read against what the machine carries with no tunnel at all (two iperf3s here,
+/// against two iperf3s and two tunnel ends on the same two cores there).
 fn raw_veth(seconds: u32, udp: bool) -> Outcome {
     let lab = Lab::new("bench-veth");
     let (left, right) = pair(&lab);
-    let extra: &[&str] = if udp {
-        &["-u", "-b", "0", "-l", "1400"]
+    let name = if udp { "veth-udp" } else { "veth-tcp" };
+    let mbps = if udp {
+        raw_veth_udp(&left, &right, seconds)
     } else {
-        &[]
+        suite::iperf(&left, &right, RIGHT_UNDERLAY, seconds, &[])
+            .and_then(|j| suite::received_mbps(&j).ok_or("no throughput".into()))
     };
     Outcome {
-        name: if udp { "veth-udp" } else { "veth-tcp" },
-        mbps: suite::iperf(&left, &right, RIGHT_UNDERLAY, seconds, extra)
-            .and_then(|j| suite::received_mbps(&j).ok_or("no throughput".into())),
+        name,
+        mbps,
         figures: None,
         data_path: String::new(),
     }
+}
+
+/// UDP over the bare veth: the search, or with `--udp-at` the loss at each rate.
+fn raw_veth_udp(left: &Host, right: &Host, seconds: u32) -> Result<f64, String> {
+    // Where the drops are counted (`losses.rs` reads a namespace through a process in it).
+    let anchors = [left, right].map(|h| h.spawn("anchor", &["sleep", "86400"]));
+    let pids = [anchors[0].pid(), anchors[1].pid()];
+    let Some(rates) = UDP_AT.get() else {
+        let mut lost = losses::Losses::default();
+        return suite::udp_highest(left, right, RIGHT_UNDERLAY, seconds, pids, &mut lost)
+            .ok_or_else(|| "no rate passed".into());
+    };
+    for &rate in rates {
+        let watch = losses::LossWatch::start(pids[0], pids[1]);
+        let run = suite::udp_loss_at(left, right, RIGHT_UNDERLAY, seconds, rate);
+        let losses = watch.finish();
+        match run {
+            Ok((got, lost, lost_datagrams)) => println!(
+                "{:<15} UDP at {rate:>5} Mbit/s: {got:>6.0} Mbit/s arrived, {lost:.2} % lost \
+                 (no tunnel)\n{:<15} {lost_datagrams} datagrams lost; {}",
+                "veth-udp",
+                "",
+                losses.places(),
+            ),
+            Err(e) => println!("{:<15} UDP at {rate:>5} Mbit/s: {e}", "veth-udp"),
+        }
+    }
+    Err(UDP_AT_ONLY.into())
 }
 
 fn wireguard(implementation: WgImpl, seconds: u32) -> Outcome {
@@ -366,10 +402,17 @@ fn measure(
 fn report(outcomes: &[Outcome]) {
     for o in outcomes.iter().filter(|o| o.figures.is_none()) {
         match &o.mbps {
+            Ok(mbps) if o.name == "veth-udp" => println!(
+                "{:<15} {mbps:>10.1} Mbit/s (no tunnel; the highest rate under 1 % loss)",
+                o.name
+            ),
             Ok(mbps) => println!("{:<15} {mbps:>10.1} Mbit/s (no tunnel)", o.name),
             Err(e) => println!("{:<15} failed: {e}", o.name),
         }
     }
+    let veth_udp = (outcomes.iter())
+        .find(|o| o.name == "veth-udp")
+        .and_then(|o| o.mbps.clone().ok());
     let tunnels: Vec<(&str, &Figures)> = outcomes
         .iter()
         .filter_map(|o| Some((o.name, o.figures.as_ref()?)))
@@ -466,6 +509,17 @@ fn report(outcomes: &[Outcome]) {
         print!(" {cell:>22}");
     }
     println!();
+    if let Some(ceiling) = veth_udp.filter(|c| *c > 0.0) {
+        // Also a share: of what the machine carried with no tunnel by the same search.
+        print!("{:<30}", "UDP as % of the bare veth's");
+        for (_, f) in &tunnels {
+            let cell = f
+                .udp_mbps
+                .map_or("-".into(), |u| format!("{:.0}", u * 100.0 / ceiling));
+            print!(" {cell:>22}");
+        }
+        println!();
+    }
     print!("{:<30}", "host CPU stolen, %");
     for (_, f) in &tunnels {
         let cell = f.stolen_percent.map_or("-".into(), |p| format!("{p:.1}"));
@@ -484,6 +538,13 @@ fn report(outcomes: &[Outcome]) {
          receiving iperf3's socket dropped; near 100 %, the tunnel kept up and iperf3 did not \
          get a core in time)"
     );
+    if veth_udp.is_some() {
+        println!(
+            "(UDP as % of the bare veth's: of the highest rate under 1 % loss that the same \
+             search found over the veth with no tunnel, where only the two iperf3s share the \
+             cores)"
+        );
+    }
     println!(
         "(host CPU stolen: time the hypervisor gave other guests during that column's runs; \
          columns measured under very different shares are not comparable)"

@@ -134,8 +134,9 @@ fn tcp_with_ping(
 /// until they are within 5 %. The figure is what the receiver got at the highest passing
 /// rate.
 /// `lost` adds up where the probes' datagrams were dropped, the flood's aside (it drops
-/// most of what it sends on the sending side, by design).
-fn udp_highest(
+/// most of what it sends on the sending side, by design). `pids` are processes in the
+/// sending and the receiving namespace, where the drops are counted.
+pub fn udp_highest(
     left: &Host,
     right: &Host,
     dst: &str,
