@@ -204,7 +204,7 @@ fn raw_veth_udp(left: &Host, right: &Host, seconds: u32) -> Result<f64, String> 
     let Some(rates) = UDP_AT.get() else {
         let mut lost = losses::Losses::default();
         return suite::udp_highest(left, right, RIGHT_UNDERLAY, seconds, pids, &mut lost)
-            .ok_or_else(|| "no rate passed".into());
+            .ok_or_else(|| "no rate passed, or an iperf3 run failed (said above)".into());
     };
     for &rate in rates {
         let watch = losses::LossWatch::start(pids[0], pids[1]);
