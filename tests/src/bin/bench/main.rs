@@ -210,16 +210,7 @@ fn raw_veth_udp(left: &Host, right: &Host, seconds: u32) -> Result<f64, String> 
         let watch = losses::LossWatch::start(pids[0], pids[1]);
         let run = suite::udp_loss_at(left, right, RIGHT_UNDERLAY, seconds, rate);
         let losses = watch.finish();
-        match run {
-            Ok((got, lost, lost_datagrams)) => println!(
-                "{:<15} UDP at {rate:>5} Mbit/s: {got:>6.0} Mbit/s arrived, {lost:.2} % lost \
-                 (no tunnel)\n{:<15} {lost_datagrams} datagrams lost; {}",
-                "veth-udp",
-                "",
-                losses.places(),
-            ),
-            Err(e) => println!("{:<15} UDP at {rate:>5} Mbit/s: {e}", "veth-udp"),
-        }
+        print_udp_at("veth-udp", rate, run, &losses, |_| " (no tunnel)".into());
     }
     Err(UDP_AT_ONLY.into())
 }
@@ -366,22 +357,17 @@ fn measure(
             let watch = losses::LossWatch::start(pids[0], pids[1]);
             let run = suite::udp_loss_at(left, right, RIGHT_OVERLAY, seconds, rate);
             let losses = watch.finish();
-            match run {
-                Ok((got, lost, lost_datagrams)) => println!(
-                    "{name:<15} UDP at {rate:>5} Mbit/s: {got:>6.0} Mbit/s arrived, {lost:.2} % \
-                     lost; both ends {:.2} CPU s per GB; receiving end {:.1} datagrams per \
-                     write call; host CPU stolen {:.1} %\n{:<15} {lost_datagrams} datagrams \
-                     lost; {}",
+            print_udp_at(name, rate, run, &losses, |got| {
+                format!(
+                    "; both ends {:.2} CPU s per GB; receiving end {:.1} datagrams per write \
+                     call; host CPU stolen {:.1} %",
                     before.zip(cpu()).map_or(f64::NAN, |(b, a)| (a - b)
                         / (got * f64::from(seconds) / 8e3)),
                     suite::datagrams(got, seconds)
                         / (figures::write_calls(pids[1]) - writes).max(1) as f64,
                     steal.percent().unwrap_or(f64::NAN),
-                    "",
-                    losses.places(),
-                ),
-                Err(e) => println!("{name:<15} UDP at {rate:>5} Mbit/s: {e}"),
-            }
+                )
+            });
         }
         return Outcome {
             name,
@@ -396,6 +382,28 @@ fn measure(
         mbps: figures.tcp1_mbps.ok_or_else(|| "no TCP figure".into()),
         figures: Some(figures),
         data_path,
+    }
+}
+
+/// One `--udp-at` line pair: what `run` (`suite::udp_loss_at`) measured at `rate`, with
+/// `detail` (from the Mbit/s that arrived) after the loss, then where the lost datagrams
+/// were dropped.
+fn print_udp_at(
+    name: &str,
+    rate: u32,
+    run: Result<(f64, f64, u64), String>,
+    losses: &losses::Losses,
+    detail: impl FnOnce(f64) -> String,
+) {
+    match run {
+        Ok((got, lost, lost_datagrams)) => println!(
+            "{name:<15} UDP at {rate:>5} Mbit/s: {got:>6.0} Mbit/s arrived, {lost:.2} % lost{}\n\
+             {:<15} {lost_datagrams} datagrams lost; {}",
+            detail(got),
+            "",
+            losses.places(),
+        ),
+        Err(e) => println!("{name:<15} UDP at {rate:>5} Mbit/s: {e}"),
     }
 }
 
