@@ -420,7 +420,8 @@ fn report(outcomes: &[Outcome]) {
     }
     let veth_udp = (outcomes.iter())
         .find(|o| o.name == "veth-udp")
-        .and_then(|o| o.mbps.clone().ok());
+        .and_then(|o| o.mbps.as_ref().ok().copied())
+        .filter(|mbps| *mbps > 0.0);
     let tunnels: Vec<(&str, &Figures)> = outcomes
         .iter()
         .filter_map(|o| Some((o.name, o.figures.as_ref()?)))
@@ -517,7 +518,7 @@ fn report(outcomes: &[Outcome]) {
         print!(" {cell:>22}");
     }
     println!();
-    if let Some(ceiling) = veth_udp.filter(|c| *c > 0.0) {
+    if let Some(ceiling) = veth_udp {
         // Also a share: of what the machine carried with no tunnel by the same search.
         print!("{:<30}", "UDP as % of the bare veth's");
         for (_, f) in &tunnels {
