@@ -141,6 +141,23 @@ fn head(m: &mut Metrics, r: &Report, x: &Extra<'_>) {
         ],
         1,
     );
+    if let Some(path) = &r.data_path {
+        m.family(
+            "edgewire_data_path_info",
+            "gauge",
+            "How packets move now: UDP send and receive levels after any step down \
+             (gso, sendmmsg, single; gro, recvmmsg, single) and the TUN's offload.",
+        );
+        m.sample(
+            "edgewire_data_path_info",
+            &[
+                ("udp_send", &path.udp_send),
+                ("udp_receive", &path.udp_receive),
+                ("tun_offload", if path.tun_offload { "on" } else { "off" }),
+            ],
+            1,
+        );
+    }
     m.family(
         "process_start_time_seconds",
         "gauge",
@@ -398,7 +415,7 @@ pub fn rss_bytes(statm: &str, page_size: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{DropReport, HubReport, ManifestInfo, PeerReport};
+    use crate::status::{DataPath, DropReport, HubReport, ManifestInfo, PeerReport};
 
     fn report() -> Report {
         Report {
@@ -430,6 +447,11 @@ mod tests {
                 no_route: 4,
                 ..DropReport::default()
             },
+            data_path: Some(DataPath {
+                udp_send: "gso".into(),
+                udp_receive: "gro".into(),
+                tun_offload: false,
+            }),
             ..Report::default()
         }
     }
@@ -499,6 +521,7 @@ mod tests {
             "process_start_time_seconds 1764400000",
             "process_resident_memory_bytes 4194304",
             "edgewire_build_info{version=\"0.1.0\",",
+            "edgewire_data_path_info{udp_send=\"gso\",udp_receive=\"gro\",tun_offload=\"off\"} 1",
         ] {
             assert!(text.contains(line), "{line:?} in\n{text}");
         }

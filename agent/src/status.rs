@@ -59,6 +59,45 @@ pub struct Report {
     pub reflexive_addresses: Vec<String>,
     pub peers: Vec<PeerReport>,
     pub drops: DropReport,
+    /// How packets move now (null from an agent older than this field).
+    #[serde(default)]
+    pub data_path: Option<DataPath>,
+}
+
+/// How the agent moves packets, as it is now: a level the kernel refused at run time
+/// (GSO answered with EIO by an egress device without checksum offload) has stepped
+/// down for good, and shows here, so a fleet's devices that lost a fast path can be
+/// found without reading their logs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DataPath {
+    /// `gso` (a run of datagrams to one peer in one `UDP_SEGMENT` message), `sendmmsg`
+    /// or `single` (one datagram per system call).
+    pub udp_send: String,
+    /// `gro` (trains the kernel coalesced), `recvmmsg` or `single`.
+    pub udp_receive: String,
+    /// Whether the TUN carries virtio-net headers: TCP super-packets from the kernel,
+    /// coalesced runs back to it.
+    pub tun_offload: bool,
+}
+
+impl std::fmt::Display for DataPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn name(level: &str) -> &str {
+            match level {
+                "gso" => "GSO",
+                "gro" => "GRO",
+                "single" => "one datagram a call",
+                other => other,
+            }
+        }
+        write!(
+            f,
+            "UDP send {}, receive {}; TUN offload {}",
+            name(&self.udp_send),
+            name(&self.udp_receive),
+            if self.tun_offload { "on" } else { "off" }
+        )
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -282,6 +321,9 @@ fn human(r: &Report, all: bool) -> String {
         };
         let _ = writeln!(s, "nat:       {} mapping{seen}", r.nat_mapping);
     }
+    if let Some(path) = &r.data_path {
+        let _ = writeln!(s, "data path: {path}");
+    }
     match (&r.overlay_hub, &r.overlay_via) {
         (Some(hub), _) if hub.carrying => {
             let _ = writeln!(s, "overlay:   via {} ({})", hub.name, hub.health);
@@ -388,6 +430,11 @@ mod tests {
                 last_handshake_secs: Some(200),
                 ..PeerReport::default()
             }],
+            data_path: Some(DataPath {
+                udp_send: "sendmmsg".into(),
+                udp_receive: "gro".into(),
+                tun_offload: true,
+            }),
             ..Report::default()
         }
     }
@@ -402,6 +449,7 @@ mod tests {
             "nat:       endpoint-dependent mapping, seen as 198.51.100.2:40000",
             "overlay:   via hub-1 (up)",
             "transfer:  1.5 KiB received, 230 MiB sent",
+            "data path: UDP send sendmmsg, receive GRO; TUN offload on",
             "handshake: 3 min 20 s ago",
             "keepalive: every 25 s",
         ] {
@@ -450,6 +498,7 @@ mod tests {
             "manifest_poll",
             "nat_mapping",
             "reflexive_addresses",
+            "data_path",
         ] {
             assert!(json.get(new).is_some(), "{new}");
         }
@@ -478,7 +527,12 @@ mod tests {
             "listen_port":51820,"manifest":null,"state":"starting","overlay_via":"hub-1",
             "peers":[],"drops":{"no_route":0,"unknown_datagram":0,"refused":0}}"#;
         let r: Report = serde_json::from_str(older).unwrap();
-        assert!(human(&r, false).contains("overlay:   via hub-1"));
+        let text = human(&r, false);
+        assert!(text.contains("overlay:   via hub-1"), "{text}");
+        assert!(
+            !text.contains("data path:"),
+            "an older agent says nothing of it: {text}"
+        );
     }
 
     #[test]

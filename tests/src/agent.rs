@@ -118,6 +118,18 @@ pub struct Status {
     pub nat_mapping: Option<String>,
     #[serde(default)]
     pub drops: DropStatus,
+    /// How packets move now (after any step down the kernel forced).
+    #[serde(default)]
+    pub data_path: Option<DataPathStatus>,
+}
+
+/// `data_path` of the status: `udp_send` `gso`, `sendmmsg` or `single`; `udp_receive`
+/// `gro`, `recvmmsg` or `single`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DataPathStatus {
+    pub udp_send: String,
+    pub udp_receive: String,
+    pub tun_offload: bool,
 }
 
 /// The drop counters the lab looks at.

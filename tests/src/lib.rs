@@ -41,8 +41,8 @@ mod wg;
 pub mod worlds;
 
 pub use agent::{
-    AGENT_IFACE, AGENT_PORT, Agent, ManifestStatus, PeerStatus, Status, edgewire_bin,
-    edgewire_bin_for, find_edgewire_bin, peak_rss_kb, run_netcheck, use_edgewire_bin,
+    AGENT_IFACE, AGENT_PORT, Agent, DataPathStatus, ManifestStatus, PeerStatus, Status,
+    edgewire_bin, edgewire_bin_for, find_edgewire_bin, peak_rss_kb, run_netcheck, use_edgewire_bin,
     use_edgewire_profile, wait_status_answers,
 };
 pub use coturn::{Coturn, CoturnAuth, CoturnConfig, udp_echo_peer};

@@ -320,6 +320,18 @@ fn the_metrics_file_and_endpoint_count_the_traffic_a_ping_caused() {
     assert!(now - started < 120.0 && started <= now, "{started}");
     let rss = after["process_resident_memory_bytes"];
     assert!(rss > 1e6 && rss < 64e6, "{rss}");
+    // How packets move, as `scripts/test` asks in this run (its second pass turns
+    // batching and offload off).
+    let path = if std::env::var("EDGEWIRE_OFFLOAD").is_ok_and(|v| v == "off") {
+        "udp_send=\"single\",udp_receive=\"single\",tun_offload=\"off\""
+    } else {
+        "udp_send=\"gso\",udp_receive=\"gro\",tun_offload=\"on\""
+    };
+    assert_eq!(
+        after.get(&format!("edgewire_data_path_info{{{path}}}")),
+        Some(&1.0),
+        "{after:?}"
+    );
 
     // The same text over HTTP, from inside the agent's namespace.
     let http = w.a_host.run(&[

@@ -17,19 +17,34 @@ fn bytes(status: &Status, peer: &str) -> (u64, u64) {
     (p.rx_bytes, p.tx_bytes)
 }
 
-/// The agent says which data path it runs; it must be the one the environment asks
-/// for (`scripts/test` runs this file again with `EDGEWIRE_OFFLOAD=off`).
+/// The agent says which data path it runs, in its log and in its status (which shows
+/// it as it is now, after any step down); it must be the one the environment asks for
+/// (`scripts/test` runs this file again with `EDGEWIRE_OFFLOAD=off`). Called after bulk
+/// traffic, so GSO has been used and kept, not only detected.
 fn assert_data_path(agent: &Agent) {
     let line = agent
         .wait_log("data path:", T)
         .unwrap_or_else(|| panic!("{}: no data path line in {}", agent.name(), agent.log()));
+    let path = agent.status().unwrap().data_path.unwrap();
     if offload_off() {
         assert!(line.contains("EDGEWIRE_OFFLOAD=off"), "{line}");
+        assert_eq!(
+            (path.udp_send.as_str(), path.udp_receive.as_str()),
+            ("single", "single"),
+            "{path:?}"
+        );
+        assert!(!path.tun_offload, "{path:?}");
     } else {
         assert!(
             line.contains("GSO") && line.contains("TUN offload on"),
             "{line}"
         );
+        assert_eq!(
+            (path.udp_send.as_str(), path.udp_receive.as_str()),
+            ("gso", "gro"),
+            "{path:?}"
+        );
+        assert!(path.tun_offload, "{path:?}");
     }
 }
 
@@ -124,9 +139,9 @@ fn edges_of_different_sites_reach_each_other_through_the_hub_and_not_directly() 
 
     // Bulk TCP through the hub arrives whole: the hub's kernel forwards what it read from
     // the TUN (coalesced by GRO) back into it (as a super-packet to split again).
-    assert_data_path(&hub);
     bulk_tcp(a_host, b_host, "10.42.2.1:7001", 16 << 20, T);
     assert_eq!(hub.status().unwrap().drops.bad_batch, 0);
+    assert_data_path(&hub);
 }
 
 /// Also: a burst of UDP reaches the TUN coalesced (see the end).
@@ -190,9 +205,9 @@ fn two_edges_of_the_same_site_reach_each_other_directly() {
     a2.wait_handshakes(&["dev-a1", "hub-1"], T);
 
     // Bulk TCP both ways over the direct path arrives whole.
-    assert_data_path(&a1);
     bulk_tcp(&a1_host, &a2_host, "10.42.1.2:7001", 32 << 20, T);
     bulk_tcp(&a2_host, &a1_host, "10.42.1.1:7001", 32 << 20, T);
+    assert_data_path(&a1);
     let drops = a2.status().unwrap().drops;
     assert_eq!(drops.bad_batch, 0, "{drops:?}");
 

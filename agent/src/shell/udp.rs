@@ -63,8 +63,8 @@ impl Udp {
     }
 
     /// Many datagrams per system call from now on: GSO and GRO where the kernel has them,
-    /// else `sendmmsg`/`recvmmsg`. Says what it got, for the log.
-    pub fn enable_batching(&mut self) -> String {
+    /// else `sendmmsg`/`recvmmsg` (what it got: `levels`).
+    pub fn enable_batching(&mut self) {
         use std::os::fd::AsRawFd;
         let fd = self.socket.get_ref().as_raw_fd();
         self.gro = udp_batch::enable_gro(fd);
@@ -79,23 +79,23 @@ impl Udp {
             Level::Mmsg
         };
         self.send = SendBatch::new(level);
-        self.describe()
     }
 
-    /// The send level and whether GRO is on, e.g. "GSO, GRO" (the send level can still
-    /// step down at run time).
-    pub fn describe(&self) -> String {
+    /// How sends and receives go now, as the status names them: `gso`, `sendmmsg` or
+    /// `single`; `gro`, `recvmmsg` or `single`. The send level can still step down at
+    /// run time, so this is asked afresh each time.
+    pub fn levels(&self) -> (&'static str, &'static str) {
         let send = match self.send.level() {
-            Level::Gso => "GSO",
+            Level::Gso => "gso",
             Level::Mmsg => "sendmmsg",
-            Level::Single => "one datagram per send",
+            Level::Single => "single",
         };
         let recv = match (&self.recv, self.gro) {
-            (Some(_), true) => "GRO",
+            (Some(_), true) => "gro",
             (Some(_), false) => "recvmmsg",
-            (None, _) => "one datagram per receive",
+            (None, _) => "single",
         };
-        format!("{send}, {recv}")
+        (send, recv)
     }
 
     pub fn batching(&self) -> bool {
@@ -319,6 +319,47 @@ mod tests {
             assert!(got >= 2 * RECEIVE_BUFFER as usize, "{got} bytes");
         } else {
             assert!(got >= 200 * 1024, "{got} bytes");
+        }
+    }
+
+    #[test]
+    fn the_levels_the_status_shows_follow_a_step_down_at_run_time() {
+        let mut udp = Udp::bind(0).unwrap();
+        assert_eq!(udp.levels(), ("single", "single"), "before batching");
+        udp.enable_batching();
+        assert_eq!(udp.levels(), ("gso", "gro"));
+        // SO_NO_CHECK makes Linux answer UDP_SEGMENT sends with EINVAL: a kernel that
+        // refuses GSO only once traffic flows.
+        let on: libc::c_int = 1;
+        // SAFETY: an int option on the socket this test owns.
+        let rc = unsafe {
+            libc::setsockopt(
+                udp.raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NO_CHECK,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        let peer = UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+        let to = peer.local_addr().unwrap();
+        let train: Vec<(SocketAddr, Vec<u8>)> = (0..8u8).map(|i| (to, vec![i; 1000])).collect();
+        smol::block_on(udp.send_batch(&train));
+        assert_eq!(
+            udp.levels(),
+            ("sendmmsg", "gro"),
+            "stepped down, and says so"
+        );
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 2048];
+        for i in 0..8u8 {
+            let n = peer.recv(&mut buf).unwrap();
+            assert_eq!(
+                &buf[..n],
+                &[i; 1000][..],
+                "datagram {i}, in order and whole"
+            );
         }
     }
 

@@ -173,11 +173,8 @@ impl<'a> Agent<'a> {
             .await
             .with_context(|| format!("binding UDP port {}", config.listen_port))?;
         if offload {
-            let got = udp.enable_batching();
-            log::info!(
-                "data path: UDP {got}; TUN offload {}",
-                if tun_batch.offload() { "on" } else { "off" }
-            );
+            udp.enable_batching();
+            log::info!("data path: {}", report::data_path(&udp, &tun_batch));
         } else {
             log::info!(
                 "data path: {}=off, one datagram and one packet per system call",

@@ -9,8 +9,10 @@ use crate::core::{Candidate, Health, Path};
 use crate::keys::PublicKey;
 use crate::manifest::Role;
 use crate::prefix::Prefix;
-use crate::status::{DropReport, HubReport, ManifestPoll, PeerReport, Report};
+use crate::status::{DataPath, DropReport, HubReport, ManifestPoll, PeerReport, Report};
 
+use super::super::tun_batch::TunBatch;
+use super::super::udp::Udp;
 use super::clock;
 use super::record::secs_since;
 
@@ -137,8 +139,20 @@ impl super::Agent<'_> {
                 shed_handshakes: drops.shed,
                 bad_batch: self.tun_batch.bad_frames + self.udp.truncated(),
             },
+            data_path: Some(data_path(&self.udp, &self.tun_batch)),
         };
         (report, peers)
+    }
+}
+
+/// How packets move now: the UDP socket's levels (after any step down) and the TUN's
+/// offload.
+pub(super) fn data_path(udp: &Udp, tun: &TunBatch) -> DataPath {
+    let (send, receive) = udp.levels();
+    DataPath {
+        udp_send: send.into(),
+        udp_receive: receive.into(),
+        tun_offload: tun.offload(),
     }
 }
 
