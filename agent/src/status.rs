@@ -65,9 +65,9 @@ pub struct Report {
 }
 
 /// How the agent moves packets, as it is now: a level the kernel refused at run time
-/// (GSO answered with EIO by an egress device without checksum offload) has stepped
-/// down for good, and shows here, so a fleet's devices that lost a fast path can be
-/// found without reading their logs.
+/// (on older kernels, GSO answered with EIO by an egress device without checksum
+/// offload) has stepped down for good, and shows here, so a fleet's devices that lost a
+/// fast path can be found without reading their logs.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct DataPath {
     /// `gso` (a run of datagrams to one peer in one `UDP_SEGMENT` message), `sendmmsg`

@@ -3,9 +3,10 @@
 //! messages that each carry either one datagram or a run of equal-size datagrams to one
 //! destination with a `UDP_SEGMENT` control message (UDP GSO).
 //!
-//! The kernel may refuse a level (old ARM vendor kernels, an egress device without
-//! checksum offload answers GSO with EIO): the sender steps down once, GSO → `sendmmsg`
-//! → one `sendto` per datagram, and says so once in the log.
+//! The kernel may refuse a level (old ARM vendor kernels; on older kernels an egress
+//! device without checksum offload answers GSO with EIO, where 6.18 checksums the train
+//! in software and sends it): the sender steps down once, GSO → `sendmmsg` → one
+//! `sendto` per datagram, and says so once in the log.
 //!
 //! Why our own module and not quinn-udp: quinn-udp is well kept, but it brings ECN, IP
 //! packet info, Windows and macOS paths and its own `Transmit`/`RecvMeta` types, and
@@ -284,8 +285,8 @@ impl SendBatch {
     }
 
     /// Errors that mean "this kernel or device cannot do this level", not "this
-    /// datagram": EIO is what UDP GSO gives where the egress device lacks checksum
-    /// offload; ENOSYS a kernel without sendmmsg. A GSO refusal counts only when the
+    /// datagram": EIO is what UDP GSO gives on older kernels where the egress device
+    /// lacks checksum offload; ENOSYS a kernel without sendmmsg. A GSO refusal counts only when the
     /// message that failed (the first: sendmmsg reports an error only for it) carried
     /// segments; a lone datagram's EINVAL says something about that datagram.
     fn refused(&self, e: &io::Error) -> bool {
