@@ -7,6 +7,7 @@ mod clockfloor;
 pub(crate) mod clocktrust;
 mod control_socket;
 mod fdstore;
+mod give_way;
 mod ifaddrs;
 mod intake;
 mod metrics_out;
@@ -20,7 +21,6 @@ mod puller;
 mod reactor_tests;
 mod relay;
 mod resolver;
-mod slice;
 mod status_server;
 mod tun;
 mod tun_batch;
@@ -72,13 +72,6 @@ pub fn run(config: RunConfig, ops: OperatorConfig) -> anyhow::Result<()> {
         ),
     }
     let key = crate::keys::load_or_create(&config.state_dir)?;
-    // This thread runs the data path: it yields its CPU to the applications it wakes
-    // (see slice.rs).
-    match slice::lengthen(slice::LOOP_SLICE) {
-        Ok(true) => log::debug!("loop thread: scheduler slice {:?}", slice::LOOP_SLICE),
-        Ok(false) => log::debug!("loop thread: not SCHED_OTHER; its scheduling left alone"),
-        Err(e) => log::debug!("loop thread: the kernel refused a longer scheduler slice: {e}"),
-    }
     let ex = LocalExecutor::new();
     // async-io's `block_on`: this thread waits in epoll itself and runs what it wakes
     // with no other thread between. Our async-io (vendor/async-io/EDGEWIRE.md) keeps its

@@ -30,6 +30,7 @@ use crate::status::ManifestInfo;
 use super::clock;
 use super::clockfloor::ClockFloor;
 use super::control_socket::ControlSocket;
+use super::give_way::GiveWay;
 use super::intake::Intake;
 use super::metrics_out::MetricsOut;
 use super::netlink::Netlink;
@@ -40,7 +41,6 @@ use super::pages::Pages;
 use super::puller::{self, Accepted, Polled, Puller};
 use super::relay::{self, Raced, Relay};
 use super::resolver::Resolver;
-use super::slice;
 use super::status_server::{self, StatusServer};
 use super::tun;
 use super::tun_batch::{self, TunBatch};
@@ -105,7 +105,7 @@ pub struct Agent<'a> {
     /// the way out.
     tun_batch: TunBatch,
     /// Lets the applications the TUN's packets go to run first.
-    give_way: slice::GiveWay,
+    give_way: GiveWay,
     udp: Udp,
     /// Datagrams the core produced, sent together at the end of the turn.
     udp_out: Vec<(std::net::SocketAddr, Vec<u8>)>,
@@ -221,7 +221,7 @@ impl<'a> Agent<'a> {
             node,
             tun,
             tun_batch,
-            give_way: slice::GiveWay::new(),
+            give_way: GiveWay::new(),
             udp,
             udp_out: Vec::with_capacity(SEND_BATCH),
             netlink,
@@ -728,7 +728,7 @@ impl<'a> Agent<'a> {
             log::debug!("writing {}: {e}", self.config.interface);
         }
         // The packets now wait in an application's socket, and the write woke it: let
-        // it read them before the next batch is decrypted (see slice.rs).
+        // it read them before the next batch is decrypted (see give_way.rs).
         self.give_way.after_write(packets);
     }
 }
