@@ -18,9 +18,11 @@ const UDP_LEN: &str = "1368";
 const FIXED_MBPS: u32 = 200;
 /// Loss allowed at the highest UDP rate.
 const MAX_LOSS_PERCENT: f64 = 1.0;
-/// The socket buffers of the second UDP search (iperf3's `-w`, on both ends; the host's
-/// `rmem_max` allows it): what an application built for high-rate UDP asks for (QUIC
-/// stacks ask for megabytes), against the 208 KiB default of the first.
+/// The socket buffers of the second UDP search (iperf3's `-w`, on both ends): what an
+/// application built for high-rate UDP asks for (QUIC stacks ask for megabytes), against
+/// the 208 KiB default of the first. It needs `net.core.rmem_max` and `wmem_max` of at
+/// least 4 MiB, as this machine's kernel has them; below that iperf3 stops with "socket
+/// buffer size not set correctly" (said on stderr) and the row stays empty.
 const BIG_BUFFER: &str = "4M";
 
 /// What one implementation's tunnel did; `None` where a run failed (said on stderr).
@@ -88,6 +90,8 @@ pub fn run_all(left: &Host, right: &Host, dst: &str, seconds: u32, pids: [u32; 2
     let mut udp_lost = Losses::default();
     f.udp_mbps = udp_highest(left, right, dst, seconds, pids, &mut udp_lost, &[]);
     f.udp_lost_at_app_percent = udp_lost.at_app_percent();
+    // Where its probes lost datagrams is printed on stderr, probe by probe; the report
+    // has the rate only.
     let mut big_lost = Losses::default();
     f.udp_big_buffer_mbps = udp_highest(
         left,
