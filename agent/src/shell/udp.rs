@@ -330,18 +330,12 @@ mod tests {
         assert_eq!(udp.levels(), ("gso", "gro"));
         // SO_NO_CHECK makes Linux answer UDP_SEGMENT sends with EINVAL: a kernel that
         // refuses GSO only once traffic flows.
-        let on: libc::c_int = 1;
-        // SAFETY: an int option on the socket this test owns.
-        let rc = unsafe {
-            libc::setsockopt(
-                udp.raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_NO_CHECK,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0);
+        assert!(udp_batch::setsockopt_int(
+            udp.raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NO_CHECK,
+            1
+        ));
         let peer = UdpSocket::bind(("127.0.0.1", 0)).unwrap();
         let to = peer.local_addr().unwrap();
         let train: Vec<(SocketAddr, Vec<u8>)> = (0..8u8).map(|i| (to, vec![i; 1000])).collect();

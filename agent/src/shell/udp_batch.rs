@@ -74,7 +74,12 @@ pub fn kernel_has_gso(fd: RawFd) -> bool {
     rc == 0
 }
 
-fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> bool {
+pub(super) fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> bool {
     // SAFETY: a plain int option on a socket the caller owns.
     unsafe {
         libc::setsockopt(
