@@ -9,7 +9,8 @@
 //! instead of when the agent's turn ends. Under EEVDF yielding moves the agent's deadline
 //! one slice on (and with it alone on the CPU, returns at once); before 6.6, CFS skips it
 //! once. Not while a CPU-bound task shares the CPU (see `GiveWay`). Measured with
-//! `--udp-at`, runs alternating with the build before it: loss at 1,250 Mbit/s 4.2 %
+//! `--udp-at`, runs alternating with the build before it (both with the slice below):
+//! loss at 1,250 Mbit/s 4.2 %
 //! (1.7-8.2, 6 runs) without, 1.9 % (0.6-3.5) with; at 1,400 Mbit/s 6.8 % (3.6-15.2, 5
 //! runs) without, 3.7 % (1.3-6.7) with.
 //!
@@ -19,7 +20,7 @@
 //! sending side: `bench --only edgewire --udp-at`, runs alternating, loss with iperf3's
 //! default buffers at 1,100 Mbit/s 0.59 % with it, 0.57 % without (4 runs each), at
 //! 1,250 2.69 % and 2.80 %; with 4 MiB buffers (the receiving application no longer the
-//! limit) at 1,500 Mbit/s 1.74 % with it, 0.53 % without (6 runs each), at 1,650 4.24 %
+//! limit) at 1,500 Mbit/s 1.74 % with it, 0.52 % without (6 runs each), at 1,650 4.24 %
 //! and 2.43 % (3 runs). The loss it added was at the sending TUN's queue: a woken agent
 //! with a long slice does not preempt the task on its CPU, so it came late to read.
 
