@@ -37,23 +37,24 @@ const SLACK: usize = 2 * VIRTIO_NET_HDR_LEN;
 #[derive(PartialEq, Eq, Clone, Copy)]
 struct FlowKey([u8; 37]);
 
-/// A flow among the packets of one write: its key, the length of its packets' IP and
-/// transport headers (what coalescing leaves out of all but the first), its coalesced
-/// packet being planned (an index into `Room::heads`), and whether it was given room.
+/// A flow among the packets of one write: its key, its coalesced packet being planned
+/// (an index into `Room::heads`), and whether it was given room.
 struct Flow {
     key: FlowKey,
-    headers: usize,
     head: usize,
     lent: bool,
 }
 
 /// A planned coalesced packet: its flow (an index into `Room::flows`), the packet it
-/// starts from, how many it takes in and its length; the payload size of its packets
-/// (the first one's), the TCP sequence number that may follow, and whether nothing may
-/// (a shorter packet or a TCP push ended it).
+/// starts from, the length of that packet's IP and transport headers (what coalescing
+/// leaves out of all that join it, which must have the same), how many it takes in and
+/// its length; the payload size of its packets (the first one's), the TCP sequence
+/// number that may follow, and whether nothing may (a shorter packet or a TCP push ended
+/// it).
 struct Head {
     flow: usize,
     at: usize,
+    headers: usize,
     packets: usize,
     len: usize,
     segment: usize,
@@ -131,7 +132,6 @@ impl Room {
                 None => {
                     self.flows.push(Flow {
                         key,
-                        headers,
                         head: usize::MAX,
                         lent: false,
                     });
@@ -140,8 +140,8 @@ impl Room {
             };
             let current = self.flows[flow].head;
             if let Some(head) = self.heads.get_mut(current)
-                && headers == self.flows[flow].headers
-                && joins(head, &bufs[head.at][VIRTIO_NET_HDR_LEN..], packet, headers)
+                && headers == head.headers
+                && joins(head, &bufs[head.at][VIRTIO_NET_HDR_LEN..], packet)
             {
                 head.len += payload;
                 head.packets += 1;
@@ -153,6 +153,7 @@ impl Room {
             self.heads.push(Head {
                 flow,
                 at: i,
+                headers,
                 packets: 1,
                 len: packet.len(),
                 segment: payload,
@@ -191,12 +192,13 @@ fn take_fitting(spare: &mut Vec<Vec<u8>>, want: usize) -> Vec<u8> {
     }
 }
 
-/// Whether tun-rs appends `packet` (of the head's flow, with the head's header length
-/// `headers`) to the coalesced packet `head` that starts with `first`: it fits in one IP
+/// Whether tun-rs appends `packet` (of the head's flow, with the head's header length)
+/// to the coalesced packet `head` that starts with `first`: it fits in one IP
 /// packet, comes next in sequence, is no larger than the first and follows no shorter one
 /// or push, and its IP fields and TCP options are the first's. A packet tun-rs would
 /// leave alone anyway (flags other than ack and push) is planned as one that starts anew.
-fn joins(head: &Head, first: &[u8], packet: &[u8], headers: usize) -> bool {
+fn joins(head: &Head, first: &[u8], packet: &[u8]) -> bool {
+    let headers = head.headers;
     const TCP: u8 = 6;
     let payload = packet.len() - headers;
     if head.ended || payload > head.segment || head.len + payload > COALESCED_MAX {

@@ -173,6 +173,38 @@ fn segment(seq: u32, stamp: u32, flags: u8, payload: usize) -> Vec<u8> {
 
 const ACK: u8 = 0x10;
 
+/// A TCP segment of one flow with `options` bytes of TCP options and `payload` bytes.
+fn segment_with_options(seq: u32, options: usize, payload: usize) -> Vec<u8> {
+    let len = 20 + 20 + options + payload;
+    let mut buf = packet(6, 50000, len);
+    let ip = &mut buf[VIRTIO_NET_HDR_LEN..];
+    ip[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    ip[24..28].copy_from_slice(&seq.to_be_bytes());
+    ip[32] = (((20 + options) / 4) as u8) << 4;
+    ip[33] = ACK;
+    buf
+}
+
+#[test]
+fn a_flow_whose_header_length_changes_is_planned_without_reading_past_a_packet() {
+    // A flow's first packet has 12 bytes of options; the next has none and only 7
+    // bytes of payload (47 bytes), so it starts a coalesced packet of its own; the
+    // third has the options again. Planned against the first packet's header length,
+    // the third was compared with the second over 52 bytes of header, past its end: a
+    // panic that any peer could cause with three packets (found by
+    // `tun_hostile_tests`).
+    let mut bufs = vec![
+        segment_with_options(1000, 12, 100),
+        segment_with_options(1100, 0, 7),
+        segment_with_options(1107, 12, 7),
+    ];
+    let mut room = Room::default();
+    room.lend(&mut bufs);
+    // Nothing joins: each header differs from the one before it.
+    assert!(bufs.iter().all(|b| b.capacity() == CORE_CAPACITY));
+    room.take_back(&mut bufs);
+}
+
 /// The packets tun-rs's GRO writes for `bufs` once `Room` has lent its buffers, each
 /// checked (see `gro_writes`).
 fn writes_after_gro(room: &mut Room, bufs: &mut [Vec<u8>]) -> usize {
