@@ -205,11 +205,8 @@ impl TunBatch {
             // it, in short runs (see `UDP_RUN`).
             let udp_from = udp_last(&mut self.out[..used]);
             let mut result = Ok(());
-            let (rest, udp) = self.out[..used].split_at_mut(udp_from);
-            for run in std::iter::once(rest)
-                .filter(|r| !r.is_empty())
-                .chain(udp.chunks_mut(UDP_RUN))
-            {
+            for run in runs(udp_from, used) {
+                let run = &mut self.out[run];
                 self.room.lend(run);
                 if let Err(e) = dev.send_multiple(gro, run, VIRTIO_NET_HDR_LEN).await {
                     result = Err(e);
@@ -230,6 +227,15 @@ impl TunBatch {
             result
         }
     }
+}
+
+/// The writes of `used` queued packets whose UDP ones begin at `udp_from`: the others
+/// in one, then the UDP ones in runs of `UDP_RUN`.
+fn runs(udp_from: usize, used: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let udp = (udp_from..used).step_by(UDP_RUN);
+    std::iter::once(0..udp_from)
+        .filter(|others| !others.is_empty())
+        .chain(udp.map(move |start| start..(start + UDP_RUN).min(used)))
 }
 
 /// Moves the UDP packets among `bufs` (each behind room for the virtio header) after
@@ -370,3 +376,7 @@ fn finish_checksum(packet: &mut [u8], start: usize, at: usize) {
 #[cfg(test)]
 #[path = "tun_batch_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "tun_hostile_tests.rs"]
+mod hostile_tests;

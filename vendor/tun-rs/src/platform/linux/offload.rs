@@ -2368,6 +2368,12 @@ impl GROTable {
         self.tcp_gro_table.checksums_trusted = true;
         self.udp_gro_table.checksums_trusted = true;
     }
+    /// edgewire: the buffers `apply_gro` left to be written, by their index in its
+    /// `bufs`, for tests that check what would reach the device.
+    #[doc(hidden)]
+    pub fn to_write(&self) -> &[usize] {
+        &self.to_write
+    }
     pub(crate) fn reset(&mut self) {
         self.to_write.clear();
         self.tcp_gro_table.reset();
