@@ -13,35 +13,9 @@ const T: Duration = Duration::from_secs(20);
 fn an_edge_behind_nat_reaches_a_wireguard_go_device_through_a_wireguard_go_hub() {
     require_root!();
     let lab = Lab::new("wggo-hub");
-    let world = HubSites::new(&lab, 2);
-    let (hub_host, a_host, b_host) = (&world.hub_host, &world.devs[0], &world.devs[1]);
-
-    let dev_b = WgDevice::wireguard_go(b_host, 51820);
-    dev_b.address("10.42.2.1/16");
-    let mut dev_a = Agent::new(a_host, "dev-a");
-    let hub = wireguard_go_hub(
-        hub_host,
-        &[
-            (dev_a.public_key(), "10.42.1.1/32"),
-            (dev_b.public_key(), "10.42.2.1/32"),
-        ],
-    );
-    dev_b.add_peer(&WgPeerConfig {
-        public_key: hub.public_key().into(),
-        allowed_ips: vec!["10.42.0.0/16".into()],
-        endpoint: Some("203.0.113.10:51820".into()),
-        keepalive: Some(5),
-    });
-
-    let key = NetworkKey::generate(lab.dir(), "network.key");
-    let manifest = hub_and_devs(
-        1,
-        hub.public_key(),
-        &[dev_a.public_key(), dev_b.public_key()],
-    )
-    .build(&key, lab.dir(), "manifest");
-    dev_a.start(&manifest.to_string_lossy(), &key.public);
-
+    let sites = edge_and_wireguard_go_device(&lab);
+    let (dev_a, dev_b, hub) = (&sites.dev_a, &sites.dev_b, &sites.hub);
+    let (a_host, b_host) = (&sites.world.devs[0], &sites.world.devs[1]);
     a_host.ping("10.42.0.1", T).unwrap();
     hub.wait_handshake(dev_b.public_key(), T);
     let reply = a_host.ping("10.42.2.1", T).unwrap();
@@ -65,6 +39,50 @@ fn an_edge_behind_nat_reaches_a_wireguard_go_device_through_a_wireguard_go_hub()
             (None, Some("hub")),
             "{status:#?}"
         );
+    }
+}
+
+/// dev-a (edgewire) and dev-b (wireguard-go), each behind the NAT of its own site, and
+/// a wireguard-go hub between them; dev-a started on a signed manifest of the three.
+/// Declared so that the processes end before the namespaces go.
+struct Sites {
+    dev_a: Agent,
+    dev_b: WgDevice,
+    hub: WgDevice,
+    world: HubSites,
+}
+
+fn edge_and_wireguard_go_device(lab: &Lab) -> Sites {
+    let world = HubSites::new(lab, 2);
+    let dev_b = WgDevice::wireguard_go(&world.devs[1], 51820);
+    dev_b.address("10.42.2.1/16");
+    let mut dev_a = Agent::new(&world.devs[0], "dev-a");
+    let hub = wireguard_go_hub(
+        &world.hub_host,
+        &[
+            (dev_a.public_key(), "10.42.1.1/32"),
+            (dev_b.public_key(), "10.42.2.1/32"),
+        ],
+    );
+    dev_b.add_peer(&WgPeerConfig {
+        public_key: hub.public_key().into(),
+        allowed_ips: vec!["10.42.0.0/16".into()],
+        endpoint: Some("203.0.113.10:51820".into()),
+        keepalive: Some(5),
+    });
+    let key = NetworkKey::generate(lab.dir(), "network.key");
+    let manifest = hub_and_devs(
+        1,
+        hub.public_key(),
+        &[dev_a.public_key(), dev_b.public_key()],
+    )
+    .build(&key, lab.dir(), "manifest");
+    dev_a.start(&manifest.to_string_lossy(), &key.public);
+    Sites {
+        dev_a,
+        dev_b,
+        hub,
+        world,
     }
 }
 
@@ -130,32 +148,9 @@ fn an_edge_restarted_with_its_clock_in_1970_is_still_answered_by_a_wireguard_go_
 fn tcp_segments_whose_options_come_and_go_do_not_take_the_edge_down() {
     require_root!();
     let lab = Lab::new("wggo-options");
-    let world = HubSites::new(&lab, 2);
-    let (hub_host, a_host, b_host) = (&world.hub_host, &world.devs[0], &world.devs[1]);
-    let dev_b = WgDevice::wireguard_go(b_host, 51820);
-    dev_b.address("10.42.2.1/16");
-    let mut dev_a = Agent::new(a_host, "dev-a");
-    let hub = wireguard_go_hub(
-        hub_host,
-        &[
-            (dev_a.public_key(), "10.42.1.1/32"),
-            (dev_b.public_key(), "10.42.2.1/32"),
-        ],
-    );
-    dev_b.add_peer(&WgPeerConfig {
-        public_key: hub.public_key().into(),
-        allowed_ips: vec!["10.42.0.0/16".into()],
-        endpoint: Some("203.0.113.10:51820".into()),
-        keepalive: Some(5),
-    });
-    let key = NetworkKey::generate(lab.dir(), "network.key");
-    let manifest = hub_and_devs(
-        1,
-        hub.public_key(),
-        &[dev_a.public_key(), dev_b.public_key()],
-    )
-    .build(&key, lab.dir(), "manifest");
-    dev_a.start(&manifest.to_string_lossy(), &key.public);
+    let sites = edge_and_wireguard_go_device(&lab);
+    let dev_a = &sites.dev_a;
+    let (a_host, b_host) = (&sites.world.devs[0], &sites.world.devs[1]);
     b_host.ping("10.42.1.1", T).unwrap();
 
     let before = tcp_segments_in(a_host);

@@ -198,8 +198,8 @@ fn take_fitting(spare: &mut Vec<Vec<u8>>, want: usize) -> Vec<u8> {
 /// or push, and its IP fields and TCP options are the first's. A packet tun-rs would
 /// leave alone anyway (flags other than ack and push) is planned as one that starts anew.
 fn joins(head: &Head, first: &[u8], packet: &[u8]) -> bool {
-    let headers = head.headers;
     const TCP: u8 = 6;
+    let headers = head.headers;
     let payload = packet.len() - headers;
     if head.ended || payload > head.segment || head.len + payload > COALESCED_MAX {
         return false;
