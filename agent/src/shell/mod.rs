@@ -24,6 +24,10 @@ mod resolver;
 mod status_server;
 mod tun;
 mod tun_batch;
+/// The TUN's paths without a device, checked, for tests and the fuzz targets.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod tun_hostile;
 mod tun_room;
 mod udp;
 mod udp_batch;

@@ -24,9 +24,9 @@ use tun_rs::{
 };
 
 // From linux/virtio_net.h; tun-rs does not export these.
-const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
-const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
-const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
+pub(super) const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+pub(super) const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
+pub(super) const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
 const VIRTIO_NET_HDR_GSO_ECN: u8 = 0x80;
 
 /// Packets one super-packet may split into: 64 KiB of TCP payload at the smallest MSS
@@ -231,7 +231,7 @@ impl TunBatch {
 
 /// The writes of `used` queued packets whose UDP ones begin at `udp_from`: the others
 /// in one, then the UDP ones in runs of `UDP_RUN`.
-fn runs(udp_from: usize, used: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+pub(super) fn runs(udp_from: usize, used: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     let udp = (udp_from..used).step_by(UDP_RUN);
     std::iter::once(0..udp_from)
         .filter(|others| !others.is_empty())
@@ -240,7 +240,7 @@ fn runs(udp_from: usize, used: usize) -> impl Iterator<Item = std::ops::Range<us
 
 /// Moves the UDP packets among `bufs` (each behind room for the virtio header) after
 /// the others, keeping the order within each group; where the UDP ones begin.
-fn udp_last(bufs: &mut [Vec<u8>]) -> usize {
+pub(super) fn udp_last(bufs: &mut [Vec<u8>]) -> usize {
     let mut others = 0;
     for i in 0..bufs.len() {
         if !is_udp(&bufs[i][VIRTIO_NET_HDR_LEN..]) {
@@ -376,7 +376,3 @@ fn finish_checksum(packet: &mut [u8], start: usize, at: usize) {
 #[cfg(test)]
 #[path = "tun_batch_tests.rs"]
 mod tests;
-
-#[cfg(test)]
-#[path = "tun_hostile_tests.rs"]
-mod hostile_tests;
