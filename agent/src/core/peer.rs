@@ -14,7 +14,7 @@ use super::liveness::{Action, Backoff, Health, Liveness, RETRY_MAX, RETRY_MAX_KE
 use super::mesh::Ended;
 use super::node::{Event, SwitchReason};
 use super::outbox::Outbox;
-use super::path::{Path, RelayId};
+use super::path::{Path, RelayId, TUN_HEADROOM};
 use super::paths::{PathSelector, RelayInfo, Switch};
 use super::punch::{PUNCH_FOR, Punch};
 use super::session::{HandshakeGate, MessageKind, Received, Session, SessionError};
@@ -33,6 +33,8 @@ const ACTIVE_WINDOW: Duration = Duration::from_secs(16);
 const IDLE_TICK: Duration = Duration::from_secs(60);
 /// A data message without payload (a keepalive) is exactly this long.
 const KEEPALIVE_LEN: usize = 32;
+/// The shortest IP packet delivered: an IPv4 header without options.
+const IPV4_HEADER: usize = 20;
 /// WireGuard's REKEY_AFTER_TIME: an initiator renews its keys this often.
 const REKEY_AFTER: Duration = Duration::from_secs(120);
 /// A handshake initiation this recent is sent again on a new path rather than replaced:
@@ -466,8 +468,9 @@ impl Peer {
     }
 
     /// Handles a datagram that names this peer. Returns the IP packet it carried (behind
-    /// `TUN_HEADROOM` bytes of room), if any and if its source is one the peer may send
-    /// from, for the node to place; an error when WireGuard refused the datagram.
+    /// `TUN_HEADROOM` bytes of room), if any, at least an IPv4 header long, and from a
+    /// source the peer may send from, for the node to place; an error when WireGuard
+    /// refused the datagram.
     pub fn receive(
         &mut self,
         via: Path,
@@ -539,6 +542,19 @@ impl Peer {
         let Received::Packet(packet, src) = received else {
             return Ok(None);
         };
+        // boringtun cuts an IPv4 packet to the length its header claims, which the
+        // sender may make shorter than the header itself (an IPv6 one is never cut
+        // below its 40 bytes). No stack takes such a packet, and an empty one made
+        // tun-rs refuse the whole write it was in: every peer's packets in it lost.
+        let len = packet.len() - TUN_HEADROOM;
+        if len < IPV4_HEADER {
+            log::debug!(
+                "peer {}: dropped a {len}-byte packet, shorter than an IPv4 header",
+                self.config.name
+            );
+            out.recycle(packet);
+            return Ok(None);
+        }
         let allowed = self
             .config
             .allowed_ips

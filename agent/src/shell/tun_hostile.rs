@@ -3,9 +3,9 @@
 //! (`tun_hostile_tests.rs`) and for the fuzz targets `tun_write` and `tun_read` (fuzz/,
 //! built with the `fuzzing` feature). Not part of the agent.
 //!
-//! A peer's packets pass WireGuard's authentication and boringtun's one check (an IP
-//! length no longer than what was decrypted, the packet cut to it); everything else in
-//! them is the peer's choice, and goes through `Room`'s plan and tun-rs's GRO (trusting
+//! A peer's packets pass WireGuard's authentication, boringtun's one check (an IP length
+//! no longer than what was decrypted, the packet cut to it) and the core's (no shorter
+//! than an IPv4 header); everything else in them is the peer's choice, and goes through `Room`'s plan and tun-rs's GRO (trusting
 //! checksums, as the agent runs it) on the way to the device. A panic there takes the
 //! agent down, and a hub with it, for every peer; a packet whose IP length no longer
 //! matches what is written is dropped by the kernel, with the packets coalesced into it.
@@ -20,12 +20,13 @@ use super::tun_room::Room;
 /// What the core's buffers hold (its pool's size).
 pub const CORE_CAPACITY: usize = 2048;
 
-/// A decrypted packet as boringtun hands it over, behind room for the virtio header in
-/// a buffer like the core's; `None` where boringtun refuses it (it claims more bytes
-/// than it has, or is no IP packet at all).
+/// A decrypted packet as the core hands it to the TUN, behind room for the virtio
+/// header in a buffer like the core's; `None` where boringtun refuses it (it claims more
+/// bytes than it has, or is no IP packet at all) or the core drops it (boringtun cut it
+/// shorter than an IPv4 header: see `Peer::receive`).
 pub fn decrypted(packet: &[u8]) -> Option<Vec<u8>> {
     let claimed = claimed_len(packet)?;
-    let packet = packet.get(..claimed)?;
+    let packet = packet.get(..claimed).filter(|p| p.len() >= 20)?;
     let mut buf = Vec::with_capacity(CORE_CAPACITY.max(VIRTIO_NET_HDR_LEN + packet.len()));
     buf.resize(VIRTIO_NET_HDR_LEN, 0);
     buf.extend_from_slice(packet);

@@ -271,3 +271,25 @@ pub fn boringtun_is_told_whose_tunnel_it_runs() {
     gate.check(spoofed(1).ip(), &[0u8; 148], sim.now);
     assert_eq!(crate::core::boringtun_peer(), None);
 }
+
+/// boringtun cuts an IPv4 packet to the length its header claims, and a peer may claim
+/// less than the header. Such packets once reached the TUN's write, where an empty one
+/// made tun-rs refuse the whole write: the packets of every peer in it lost.
+#[test]
+pub fn a_packet_a_peer_cut_shorter_than_its_ip_header_never_reaches_the_tun() {
+    let (mut sim, _, _) = hub_and_two_nated_edges();
+    sim.send_ping(1, [10, 42, 1, 1], [10, 42, 0, 1]);
+    sim.run();
+    let before = sim.nodes[0].tun.len();
+    assert!(before > 0, "the hub got dev-a's first ping");
+    for claimed in [0u16, 1, 10, 19] {
+        let mut packet = crate::core::packet::ipv4_for_test([10, 42, 1, 1], [10, 42, 0, 1], 40);
+        packet[2..4].copy_from_slice(&claimed.to_be_bytes());
+        let now = sim.now;
+        sim.nodes[1].node.handle_tun(&packet, now);
+    }
+    sim.send_ping(1, [10, 42, 1, 1], [10, 42, 0, 1]);
+    sim.run();
+    let lengths: Vec<usize> = sim.nodes[0].tun[before..].iter().map(Vec::len).collect();
+    assert_eq!(lengths, [60], "only the second ping reached the hub's TUN");
+}
