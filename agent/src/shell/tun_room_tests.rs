@@ -1,9 +1,7 @@
 //! Which packets get a large buffer, and that every buffer of the core comes back.
 
 use super::*;
-
-/// What the core's buffers hold (its pool's size).
-const CORE_CAPACITY: usize = 2048;
+use crate::shell::tun_hostile::CORE_CAPACITY;
 
 /// A queued IPv4 packet of `protocol` from port `from`, `len` bytes in all, behind room
 /// for the virtio header, in a buffer the size of the core's.
