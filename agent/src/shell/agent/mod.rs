@@ -723,13 +723,15 @@ impl<'a> Agent<'a> {
     }
 
     async fn write_tun(&mut self) {
-        let packets = self.tun_batch.queued();
-        if let Err(e) = self.tun_batch.write(&self.tun).await {
+        // Each run's packets wait in an application's socket once written, and the write
+        // woke it: let it read them before the next run lands (see give_way.rs).
+        let give_way = &mut self.give_way;
+        let wrote = self
+            .tun_batch
+            .write(&self.tun, |packets| give_way.after_write(packets));
+        if let Err(e) = wrote.await {
             log::debug!("writing {}: {e}", self.config.interface);
         }
-        // The packets now wait in an application's socket, and the write woke it: let
-        // it read them before the next batch is decrypted (see give_way.rs).
-        self.give_way.after_write(packets);
     }
 }
 
