@@ -22,7 +22,9 @@
 //! and 1,253 Mbit/s against 1,040, 1,014 and 1,021 (boringtun-cli 717, 701 and 658 in
 //! the same rounds); TCP one stream 5,030, 5,315 and 5,025 against 4,797, 5,487 and
 //! 4,657; beside two CPU-bound threads (`--busy 2`, two rounds) TCP one stream 2,389 and
-//! 2,512 against 2,537 and 2,505.
+//! 2,512 against 2,537 and 2,505. In a noisier hour, with 8 s runs (TCP one stream
+//! 3,356-4,689 Mbit/s), three rounds showed no difference: UDP 1,068, 793 and 899
+//! against 1,027, 764 and 921.
 //!
 //! The loop once also asked for a 10 ms scheduler slice (`sched_setattr`, Linux 6.12+),
 //! so that an application it woke would run first; that came before `GiveWay`, which now
@@ -49,6 +51,15 @@ use super::clock;
 /// the two cores), and giving way at every write then cut TCP through the tunnel from
 /// 1,638 to 73 Mbit/s and put the idle ping at 8 ms instead of 0.3. So when giving way
 /// has cost more than `AWAY_LIMIT` on average, it stops for `PAUSE`.
+///
+/// The average also pauses it where it helps: at 1,400 Mbit/s of UDP (giving way after
+/// each run, about 8,000 times a second) 1 % of give-ways cost over 0.5 ms (the longest
+/// 2.9 ms), enough to pause it several times in 8 s. Pausing only when 6 of the last 8
+/// give-ways cost over `AWAY_LIMIT` carried more UDP under 1 % loss (whole benchmark,
+/// five rounds: 1,139-1,422 Mbit/s against 995-1,244), but beside one CPU-bound thread
+/// (`--busy 1`, two rounds) cost TCP a tenth to a fifth (2,656 and 2,227 Mbit/s against
+/// 2,992 and 2,789): there too few give-ways are long to pause it, yet they add up
+/// (35-200 ms a second, measured under the average's rule). Not taken.
 pub struct GiveWay {
     /// What a give-way has lately cost, on average (the newest weighs 1/8).
     away: Duration,
