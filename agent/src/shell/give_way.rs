@@ -53,13 +53,13 @@ use super::clock;
 /// has cost more than `AWAY_LIMIT` on average, it stops for `PAUSE`.
 ///
 /// The average also pauses it where it helps: at 1,400 Mbit/s of UDP (giving way after
-/// each run, about 8,000 times a second) 1 % of give-ways cost over 0.5 ms (the longest
-/// 2.9 ms), enough to pause it several times in 8 s. Pausing only when 6 of the last 8
-/// give-ways cost over `AWAY_LIMIT` carried more UDP under 1 % loss (whole benchmark,
-/// five rounds: 1,139-1,422 Mbit/s against 995-1,244), but beside one CPU-bound thread
-/// (`--busy 1`, two rounds) cost TCP a tenth to a fifth (2,656 and 2,227 Mbit/s against
-/// 2,992 and 2,789): there too few give-ways are long to pause it, yet they add up
-/// (35-200 ms a second, measured under the average's rule). Not taken.
+/// each run, about 8,000 times a second) 0.25-1.5 % of give-ways cost over 0.5 ms (the
+/// longest 2.9 ms), enough to pause it several times in 8 s. Pausing only when 6 of the
+/// last 8 give-ways cost over `AWAY_LIMIT` carried more UDP under 1 % loss (whole
+/// benchmark, five rounds: 1,139-1,422 Mbit/s against 995-1,244), but beside one
+/// CPU-bound thread (`--busy 1`, two rounds) cost TCP a tenth to a fifth (2,656 and
+/// 2,227 Mbit/s against 2,992 and 2,789): there too few give-ways are long to pause it,
+/// yet they add up (35-200 ms a second, measured under the average's rule). Not taken.
 pub struct GiveWay {
     /// What a give-way has lately cost, on average (the newest weighs 1/8).
     away: Duration,
