@@ -17,14 +17,14 @@
 //! After each run (`TunBatch::write`: up to 16 UDP datagrams), not once after the whole
 //! batch: the datagrams of one turn (up to 128) are more than an application's default
 //! socket holds (about 90 of 1400 bytes), and a reader woken onto this CPU read none of
-//! them before the last run had landed. The whole benchmark, three rounds alternating
-//! with giving way once per batch: UDP under 1 % loss with default buffers 1,227, 1,272
-//! and 1,253 Mbit/s against 1,040, 1,014 and 1,021 (boringtun-cli 717, 701 and 658 in
-//! the same rounds); TCP one stream 5,030, 5,315 and 5,025 against 4,797, 5,487 and
-//! 4,657; beside two CPU-bound threads (`--busy 2`, two rounds) TCP one stream 2,389 and
-//! 2,512 against 2,537 and 2,505. In a noisier hour, with 8 s runs (TCP one stream
-//! 3,356-4,689 Mbit/s), three rounds showed no difference: UDP 1,068, 793 and 899
-//! against 1,027, 764 and 921.
+//! them before the last run had landed. The whole benchmark (5 s runs), three rounds
+//! alternating with giving way once per batch: UDP under 1 % loss with default buffers
+//! 1,227, 1,272 and 1,253 Mbit/s against 1,040, 1,014 and 1,021 (boringtun-cli 717, 701
+//! and 658 in the same rounds); TCP one stream 5,030, 5,315 and 5,025 against 4,797,
+//! 5,487 and 4,657; beside two CPU-bound threads (`--busy 2`, two rounds) TCP one
+//! stream 2,389 and 2,512 against 2,537 and 2,505. In a noisier hour, with 8 s runs
+//! (TCP one stream 3,356-4,689 Mbit/s), three rounds showed no difference: UDP 1,068,
+//! 793 and 899 against 1,027, 764 and 921.
 //!
 //! The loop once also asked for a 10 ms scheduler slice (`sched_setattr`, Linux 6.12+),
 //! so that an application it woke would run first; that came before `GiveWay`, which now
@@ -56,8 +56,8 @@ use super::clock;
 /// each run, about 8,000 times a second) 0.25-1.5 % of give-ways cost over 0.5 ms (the
 /// longest 2.9 ms), enough to pause it several times in 8 s. Pausing only when 6 of the
 /// last 8 give-ways cost over `AWAY_LIMIT` carried more UDP under 1 % loss (whole
-/// benchmark, five rounds: 1,139-1,422 Mbit/s against 995-1,244), but beside one
-/// CPU-bound thread (`--busy 1`, two rounds) cost TCP a tenth to a fifth (2,656 and
+/// benchmark, 5 s runs, five rounds: 1,139-1,422 Mbit/s against 995-1,244), but beside
+/// one CPU-bound thread (`--busy 1`, two rounds) cost TCP a tenth to a fifth (2,656 and
 /// 2,227 Mbit/s against 2,992 and 2,789): there too few give-ways are long to pause it,
 /// yet they add up (35-200 ms a second, measured under the average's rule). Not taken.
 pub struct GiveWay {
