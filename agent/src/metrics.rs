@@ -153,7 +153,8 @@ fn head(m: &mut Metrics, r: &Report, x: &Extra<'_>) {
             &[
                 ("udp_send", &path.udp_send),
                 ("udp_receive", &path.udp_receive),
-                ("tun_offload", if path.tun_offload { "on" } else { "off" }),
+                ("tun_offload", on_off(path.tun_offload)),
+                ("tun_udp_offload", on_off(path.tun_udp_offload)),
             ],
             1,
         );
@@ -399,6 +400,10 @@ impl Metrics {
     }
 }
 
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
 /// Label values escape backslash, double quote and newline (exposition format 0.0.4).
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -451,6 +456,7 @@ mod tests {
                 udp_send: "gso".into(),
                 udp_receive: "gro".into(),
                 tun_offload: false,
+                tun_udp_offload: false,
             }),
             ..Report::default()
         }
@@ -521,7 +527,7 @@ mod tests {
             "process_start_time_seconds 1764400000",
             "process_resident_memory_bytes 4194304",
             "edgewire_build_info{version=\"0.1.0\",",
-            "edgewire_data_path_info{udp_send=\"gso\",udp_receive=\"gro\",tun_offload=\"off\"} 1",
+            "edgewire_data_path_info{udp_send=\"gso\",udp_receive=\"gro\",tun_offload=\"off\",tun_udp_offload=\"off\"} 1",
         ] {
             assert!(text.contains(line), "{line:?} in\n{text}");
         }

@@ -78,6 +78,11 @@ pub struct DataPath {
     /// Whether the TUN carries virtio-net headers: TCP super-packets from the kernel,
     /// coalesced runs back to it.
     pub tun_offload: bool,
+    /// Whether UDP goes the same way (Linux 6.2+): an application's `UDP_SEGMENT` sends
+    /// reach the agent whole, and runs of datagrams go back coalesced. Absent from an
+    /// older agent's report.
+    #[serde(default)]
+    pub tun_udp_offload: bool,
 }
 
 impl std::fmt::Display for DataPath {
@@ -90,12 +95,16 @@ impl std::fmt::Display for DataPath {
                 other => other,
             }
         }
+        let tun = match (self.tun_offload, self.tun_udp_offload) {
+            (false, _) => "off",
+            (true, false) => "on (TCP only)",
+            (true, true) => "on (TCP and UDP)",
+        };
         write!(
             f,
-            "UDP send {}, receive {}; TUN offload {}",
+            "UDP send {}, receive {}; TUN offload {tun}",
             name(&self.udp_send),
             name(&self.udp_receive),
-            if self.tun_offload { "on" } else { "off" }
         )
     }
 }
@@ -434,6 +443,7 @@ mod tests {
                 udp_send: "sendmmsg".into(),
                 udp_receive: "gro".into(),
                 tun_offload: true,
+                tun_udp_offload: false,
             }),
             ..Report::default()
         }
@@ -449,7 +459,7 @@ mod tests {
             "nat:       endpoint-dependent mapping, seen as 198.51.100.2:40000",
             "overlay:   via hub-1 (up)",
             "transfer:  1.5 KiB received, 230 MiB sent",
-            "data path: UDP send sendmmsg, receive GRO; TUN offload on",
+            "data path: UDP send sendmmsg, receive GRO; TUN offload on (TCP only)",
             "handshake: 3 min 20 s ago",
             "keepalive: every 25 s",
         ] {

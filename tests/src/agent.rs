@@ -130,6 +130,8 @@ pub struct DataPathStatus {
     pub udp_send: String,
     pub udp_receive: String,
     pub tun_offload: bool,
+    #[serde(default)]
+    pub tun_udp_offload: bool,
 }
 
 /// The drop counters the lab looks at.

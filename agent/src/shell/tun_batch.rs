@@ -1,7 +1,8 @@
 //! Many packets per TUN system call. With offload on (IFF_VNET_HDR + TUNSETOFFLOAD TSO4/
-//! TSO6, asked of tun-rs), one read brings a TCP super-packet of up to 64 KiB behind a
-//! virtio-net header, split here into MTU-sized packets for the core to encrypt one by
-//! one; on the way back, the decrypted packets of one flight are coalesced again (GRO,
+//! TSO6, and USO4/USO6 where the kernel has them, 6.2+, asked of tun-rs), one read brings
+//! a TCP super-packet of up to 64 KiB behind a virtio-net header (or a UDP one, from an
+//! application sending with `UDP_SEGMENT`), split here into MTU-sized packets for the
+//! core to encrypt one by one; on the way back, the decrypted packets of one flight are coalesced again (GRO,
 //! tun-rs's `GROTable`) so the kernel takes a flight in a few writes. Without offload
 //! (`EDGEWIRE_OFFLOAD=off`, or a descriptor systemd passed without the header) each read
 //! is one packet and each write one packet, through the same code.
@@ -68,6 +69,10 @@ pub enum BadFrame {
 pub struct TunBatch {
     /// Whether the device carries virtio-net headers (offload is on).
     offload: bool,
+    /// Whether UDP is offloaded too (Linux 6.2+): tun-rs then coalesces UDP runs, and
+    /// the kernel hands over an application's `UDP_SEGMENT` sends whole. Only reported
+    /// here: tun-rs decides the coalescing, and a UDP super-packet is split either way.
+    udp_offload: bool,
     /// What one read took: a frame behind its virtio-net header, or without offload a
     /// packet alone.
     frame: Pages,
@@ -95,9 +100,10 @@ pub struct TunBatch {
 }
 
 impl TunBatch {
-    pub fn new(offload: bool, mtu: u16) -> TunBatch {
+    pub fn new(offload: bool, udp_offload: bool, mtu: u16) -> TunBatch {
         TunBatch {
             offload,
+            udp_offload: offload && udp_offload,
             // Mapped: only the pages the largest frame so far has used are resident.
             // Without offload it must still hold whatever the device could hand over.
             frame: Pages::zeroed(if offload { FRAME } else { MAX_PACKET }),
@@ -116,6 +122,10 @@ impl TunBatch {
 
     pub fn offload(&self) -> bool {
         self.offload
+    }
+
+    pub fn udp_offload(&self) -> bool {
+        self.udp_offload
     }
 
     /// One read without waiting: `Ok(n)` packets are in `packets()` (0 when the frame

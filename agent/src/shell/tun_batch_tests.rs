@@ -270,7 +270,7 @@ fn short_or_unknown_packets_are_not_taken_for_udp() {
 
 #[test]
 fn shedding_keeps_the_packets_that_wait_for_a_write() {
-    let mut batch = TunBatch::new(true, 1420);
+    let mut batch = TunBatch::new(true, true, 1420);
     for tag in 1..=5u8 {
         let mut buf = vec![0u8; VIRTIO_NET_HDR_LEN + 40];
         buf[VIRTIO_NET_HDR_LEN..].fill(tag);

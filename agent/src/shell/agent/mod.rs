@@ -166,7 +166,7 @@ impl<'a> Agent<'a> {
         let fetcher = Fetcher::new(FetchConfig::from_run(&config))?;
         let offload = offload::enabled();
         let tun = tun::create_waiting(&config.interface, offload, super::udp::PORT_WAIT).await?;
-        let tun_batch = TunBatch::new(tun.tcp_gso(), config.mtu);
+        let tun_batch = TunBatch::new(tun.tcp_gso(), tun.udp_gso(), config.mtu);
         let mut netlink = Netlink::open(&config.interface)?;
         netlink.set_mtu_and_up(config.mtu)?;
         let mut udp = Udp::bind_waiting(config.listen_port, super::udp::PORT_WAIT)

@@ -153,6 +153,7 @@ pub(super) fn data_path(udp: &Udp, tun: &TunBatch) -> DataPath {
         udp_send: send.into(),
         udp_receive: receive.into(),
         tun_offload: tun.offload(),
+        tun_udp_offload: tun.udp_offload(),
     }
 }
 
