@@ -43,12 +43,23 @@ pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
 /// its TUN writes and little else (datagrams go out with sendmmsg, which this does not
 /// count; log lines and status answers are a handful).
 pub fn write_calls(pid: u32) -> u64 {
+    io_counter(pid, "syscw")
+}
+
+/// Read system calls `pid` has made so far (`syscr`): for an agent, its TUN reads, each
+/// ending with one that finds nothing, and little else (datagrams come in with
+/// recvmmsg, which this does not count; status requests are a few).
+pub fn read_calls(pid: u32) -> u64 {
+    io_counter(pid, "syscr")
+}
+
+fn io_counter(pid: u32, field: &str) -> u64 {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io"))
         .unwrap_or_else(|e| panic!("reading /proc/{pid}/io: {e}"));
     io.lines()
-        .find_map(|l| l.strip_prefix("syscw: "))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(": "))
         .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no syscw in /proc/{pid}/io: {io}"))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/io: {io}"))
 }
 
 #[cfg(test)]

@@ -89,6 +89,109 @@ pub fn frozen_udp_burst(
     crate::figures::write_calls(receiver.pid()) - writes
 }
 
+/// Sends UDP from `from` to `addr` on `to` the way QUIC stacks do: each send is one
+/// buffer that the kernel cuts into datagrams of a segment size (`UDP_SEGMENT`), one
+/// send for each `(segment size, bytes)` of `sends`; a last datagram shorter than the
+/// segment size ends it. On a TUN with UDP offload (Linux 6.2+) the kernel hands the
+/// agent each send whole, as one super-packet to split and checksum. One send at a time:
+/// each of its datagrams must arrive byte for byte and in order, within `within`, before
+/// the next send goes. Returns the datagrams that arrived.
+pub fn gso_udp(
+    from: &Host,
+    to: &Host,
+    addr: &str,
+    sends: &[(usize, usize)],
+    within: Duration,
+) -> usize {
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+    let socket = in_netns(to, || UdpSocket::bind(addr).expect("binding the receiver"));
+    socket.set_read_timeout(Some(within)).unwrap();
+    let sender = in_netns(from, || {
+        UdpSocket::bind("0.0.0.0:0").expect("binding the sender")
+    });
+    let mut arrived = 0;
+    let mut buf = vec![0u8; 65_536];
+    for (send, &(segment, bytes)) in sends.iter().enumerate() {
+        let datagrams: Vec<Vec<u8>> = (0..bytes.div_ceil(segment))
+            .map(|i| numbered(send, i, segment.min(bytes - i * segment)))
+            .collect();
+        let size = libc::c_int::try_from(segment).expect("a segment size fits an int");
+        // SAFETY: a live socket and an int option value of the length given.
+        let rc = unsafe {
+            libc::setsockopt(
+                sender.as_raw_fd(),
+                libc::SOL_UDP,
+                libc::UDP_SEGMENT,
+                (&raw const size).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "UDP_SEGMENT {segment}: {}",
+            std::io::Error::last_os_error()
+        );
+        sender
+            .send_to(&datagrams.concat(), addr)
+            .unwrap_or_else(|e| panic!("send {send} ({bytes} bytes by {segment}): {e}"));
+        for (i, datagram) in datagrams.iter().enumerate() {
+            let n = socket.recv(&mut buf).unwrap_or_else(|e| {
+                panic!(
+                    "datagram {i} of send {send} ({bytes} bytes by {segment}) did not arrive \
+                     ({e}); the receiver's UDP counters:\n{}",
+                    udp_counters(to)
+                )
+            });
+            assert!(
+                buf[..n] == datagram[..],
+                "datagram {i} of send {send} ({bytes} bytes by {segment}) arrived as {n} \
+                 bytes, numbered {:?}; the receiver's UDP counters:\n{}",
+                buf.get(..8),
+                udp_counters(to)
+            );
+            arrived += 1;
+        }
+    }
+    arrived
+}
+
+/// Sends for `gso_udp`, (segment size, bytes), 1,085 datagrams in all: the largest
+/// segment a 1420-byte MTU takes, whole and with a short last datagram; smaller ones;
+/// many tiny ones; a send of one segment; five times over.
+pub fn gso_sends() -> Vec<(usize, usize)> {
+    [
+        (1392, 1392 * 40),
+        (1392, 1392 * 20 + 100),
+        (1200, 1200 * 30 + 8),
+        (536, 536 * 60 + 300),
+        (64, 64 * 60),
+        (1392, 1392 * 2 + 10),
+        (1000, 1000),
+    ]
+    .repeat(5)
+}
+
+/// `len` bytes (at least 8) that say which send and which of its datagrams they are.
+fn numbered(send: usize, index: usize, len: usize) -> Vec<u8> {
+    assert!(len >= 8, "a numbered datagram holds its two numbers");
+    let mut datagram = Vec::with_capacity(len);
+    datagram.extend_from_slice(&(send as u32).to_be_bytes());
+    datagram.extend_from_slice(&(index as u32).to_be_bytes());
+    datagram.extend((8..len).map(|i| (i ^ send ^ (index << 3)) as u8));
+    datagram
+}
+
+/// The `Udp:` lines of /proc/net/snmp in `host`'s namespace (checksum errors among them).
+fn udp_counters(host: &Host) -> String {
+    let snmp = host.run(&["cat", "/proc/net/snmp"]);
+    snmp.lines()
+        .filter(|l| l.starts_with("Udp:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Sends SIGCONT to its process when dropped.
 struct Thaw<'a>(&'a crate::Proc);
 

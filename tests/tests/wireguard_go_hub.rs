@@ -1,6 +1,7 @@
 //! End-to-end: an edgewire edge behind NAT uses a standard WireGuard hub (wireguard-go
-//! configured with `wg`, as a Kilo node is) and reaches a second device through it; and
-//! stays up when that device sends it packets crafted to trip its coalescing.
+//! configured with `wg`, as a Kilo node is) and reaches a second device through it; sends
+//! it what an application sent with UDP GSO as datagrams its kernel takes; and stays up
+//! when that device sends it packets crafted to trip its coalescing.
 
 use std::time::Duration;
 
@@ -38,6 +39,45 @@ fn an_edge_behind_nat_reaches_a_wireguard_go_device_through_a_wireguard_go_hub()
             (b.path.as_deref(), b.via.as_deref()),
             (None, Some("hub")),
             "{status:#?}"
+        );
+    }
+}
+
+/// An application sending UDP with GSO (`UDP_SEGMENT`, as QUIC stacks do) hands the
+/// edge's TUN each send whole, as one super-packet (Linux 6.2+, with TUN offload). The
+/// edge must split it into datagrams that a standard peer's kernel takes, checksums and
+/// all: wireguard-go writes each to its TUN as it is, and the kernel checks them there
+/// (an edgewire receiver would not: it hands runs to its kernel coalesced, the checksum
+/// still to fill in).
+#[test]
+fn udp_an_application_sends_with_gso_reaches_a_wireguard_go_device_whole() {
+    require_root!();
+    let lab = Lab::new("wggo-uso");
+    let sites = edge_and_wireguard_go_device(&lab);
+    let (dev_a, a_host, b_host) = (&sites.dev_a, &sites.world.devs[0], &sites.world.devs[1]);
+    sites.hub.wait_handshake(sites.dev_b.public_key(), T);
+    a_host.ping("10.42.2.1", T).unwrap();
+    let offloaded = dev_a.status().unwrap().data_path.unwrap().tun_udp_offload;
+
+    let sends = gso_sends();
+    let pid = dev_a.proc().pid();
+    let reads = figures::read_calls(pid);
+    let arrived = gso_udp(a_host, b_host, "10.42.2.1:7002", &sends, T);
+    let reads = figures::read_calls(pid) - reads;
+    assert_eq!(arrived, 1085);
+    // A send the kernel hands over whole is one read, among the few each wake-up makes
+    // (a lone datagram a send: about 3); the sends average 31 datagrams. Without UDP
+    // offload the kernel cuts them before the TUN, a read each.
+    if offloaded {
+        assert!(
+            reads < arrived as u64 / 4,
+            "{reads} reads for {} sends of {arrived} datagrams: not read whole",
+            sends.len()
+        );
+    } else {
+        assert!(
+            reads >= arrived as u64,
+            "{reads} reads for {arrived} datagrams"
         );
     }
 }
