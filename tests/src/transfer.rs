@@ -104,7 +104,6 @@ pub fn gso_udp(
     within: Duration,
 ) -> usize {
     use std::net::UdpSocket;
-    use std::os::fd::AsRawFd;
     let socket = in_netns(to, || UdpSocket::bind(addr).expect("binding the receiver"));
     socket.set_read_timeout(Some(within)).unwrap();
     let sender = in_netns(from, || {
@@ -117,22 +116,8 @@ pub fn gso_udp(
             .map(|i| numbered(send, i, segment.min(bytes - i * segment)))
             .collect();
         let size = libc::c_int::try_from(segment).expect("a segment size fits an int");
-        // SAFETY: a live socket and an int option value of the length given.
-        let rc = unsafe {
-            libc::setsockopt(
-                sender.as_raw_fd(),
-                libc::SOL_UDP,
-                libc::UDP_SEGMENT,
-                (&raw const size).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(
-            rc,
-            0,
-            "UDP_SEGMENT {segment}: {}",
-            std::io::Error::last_os_error()
-        );
+        set_udp_option(&sender, libc::UDP_SEGMENT, size)
+            .unwrap_or_else(|e| panic!("UDP_SEGMENT {segment}: {e}"));
         sender
             .send_to(&datagrams.concat(), addr)
             .unwrap_or_else(|e| panic!("send {send} ({bytes} bytes by {segment}): {e}"));
@@ -171,6 +156,30 @@ pub fn gso_sends() -> Vec<(usize, usize)> {
         (1000, 1000),
     ]
     .repeat(5)
+}
+
+/// Sets a UDP-level socket option that takes an int (`UDP_SEGMENT`, `UDP_GRO`).
+pub fn set_udp_option(
+    socket: &std::net::UdpSocket,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a live socket and an int option value of the length given.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            option,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// `len` bytes (at least 8) that say which send and which of its datagrams they are.
