@@ -2,10 +2,11 @@
 //! TSO6, and USO4/USO6 where the kernel has them, 6.2+, asked of tun-rs), one read brings
 //! a TCP super-packet of up to 64 KiB behind a virtio-net header (or a UDP one, from an
 //! application sending with `UDP_SEGMENT`), split here into MTU-sized packets for the
-//! core to encrypt one by one; on the way back, the decrypted packets of one flight are coalesced again (GRO,
-//! tun-rs's `GROTable`) so the kernel takes a flight in a few writes. Without offload
-//! (`EDGEWIRE_OFFLOAD=off`, or a descriptor systemd passed without the header) each read
-//! is one packet and each write one packet, through the same code.
+//! core to encrypt one by one; on the way back, the decrypted packets of one flight are
+//! coalesced again (GRO, tun-rs's `GROTable`) so the kernel takes a flight in a few
+//! writes. Without offload (`EDGEWIRE_OFFLOAD=off`, or a descriptor systemd passed
+//! without the header) each read is one packet and each write one packet, through the
+//! same code.
 //!
 //! The splitting is ours, not tun-rs's `recv_multiple`: it is the same work on top of
 //! tun-rs's public `gso_split`, with the header checks in one place we can test with
