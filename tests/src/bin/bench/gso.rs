@@ -106,7 +106,8 @@ fn send(socket: &UdpSocket, rate: Option<f64>, time: Duration) -> Result<usize, 
         }
         match socket.send(&run) {
             Ok(_) => sent += RUN,
-            // The sending TUN's queue was full: those datagrams are lost, as iperf3's.
+            // A queue on the way out was full (the kernel says so rather than block): the
+            // run is lost, and counted so, as iperf3 counts its own.
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => sent += RUN,
             Err(e) => return Err(format!("sending: {e}")),
         }

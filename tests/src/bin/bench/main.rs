@@ -2,14 +2,14 @@
 //! (release build), two wireguard-go ends and two boringtun-cli ends, plus raw-veth
 //! baselines (TCP: one stream; UDP: the tunnels' UDP search, run with no tunnel). Per
 //! implementation (see `suite.rs`): iperf3 TCP with one and four streams, the highest UDP
-//! rate with under 1 % loss (with iperf3's default socket buffers, again with 4 MiB
-//! ones, and sent in runs with GSO as QUIC stacks send), CPU seconds per GB at a fixed 200 Mbit/s (both ends,
-//! /proc/PID/stat), ping RTT idle and under load, RSS idle and peak per end, the kB the
-//! receiving end wrote per write call with one stream (its TUN writes); each figure with
-//! its ratio to wireguard-go's in the same run, the UDP figure also as a share of the bare
-//! veth's, whether edgewire's batching and offload were on (its `data path:` log line),
-//! and how much of the host's CPU the hypervisor took while each column was measured
-//! (`suite::HostSteal`).
+//! rate with under 1 % loss (with iperf3's default socket buffers, again with 4 MiB ones,
+//! and sent in runs with GSO as QUIC stacks send: `gso.rs`), CPU seconds per GB at a fixed
+//! 200 Mbit/s (both ends, /proc/PID/stat), ping RTT idle and under load, RSS idle and peak
+//! per end, the kB the receiving end wrote per write call with one stream (its TUN writes);
+//! each figure with its ratio to wireguard-go's in the same run, the UDP figure also as a
+//! share of the bare veth's, whether edgewire's batching and offload were on (its
+//! `data path:` log line), and how much of the host's CPU the hypervisor took while each column
+//! was measured (`suite::HostSteal`).
 //!
 //! Run as root: `scripts/bench`, or
 //! `cargo run --release -p edgewire-lab --bin bench -- [--seconds N] [--only NAME,…]`
