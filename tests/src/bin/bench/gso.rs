@@ -16,10 +16,8 @@ use std::time::{Duration, Instant};
 
 use edgewire_lab::*;
 
-use crate::suite::{HostSteal, MAX_LOSS_PERCENT, search};
+use crate::suite::{HostSteal, MAX_LOSS_PERCENT, UDP_LEN as LEN, search};
 
-/// The datagram payload, as iperf3's (`suite::UDP_LEN`).
-const LEN: usize = 1368;
 /// Datagrams a send carries: quinn's most (`MAX_TRANSMIT_SEGMENTS`).
 const RUN: usize = 10;
 const PORT: u16 = 5202;

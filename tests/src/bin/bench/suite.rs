@@ -12,8 +12,8 @@ use edgewire_lab::*;
 use crate::losses::{LossWatch, Losses};
 
 /// Datagram payload for UDP through a tunnel of MTU 1420: the TCP MSS there (1368, what
-/// iperf3 checks against), so nothing is fragmented.
-const UDP_LEN: &str = "1368";
+/// iperf3 checks against), so nothing is fragmented. The GSO row's datagrams too.
+pub const UDP_LEN: usize = 1368;
 /// The fixed rate CPU per GB is measured at: below what every implementation reaches.
 const FIXED_MBPS: u32 = 200;
 /// Loss allowed at the highest UDP rate.
@@ -172,7 +172,8 @@ pub fn udp_highest(
         let b = rate.map_or("0".to_owned(), |r| format!("{}M", r.round() as u64));
         let steal = HostSteal::start();
         let watch = LossWatch::start(pids[0], pids[1]);
-        let mut args = vec!["-u", "-b", &b, "-l", UDP_LEN];
+        let len = UDP_LEN.to_string();
+        let mut args = vec!["-u", "-b", &b, "-l", &len];
         args.extend(extra);
         let j = iperf(left, right, dst, probe, &args);
         let losses = watch.finish();
@@ -245,8 +246,7 @@ pub fn search(mut run: impl FnMut(Option<f64>) -> Option<(f64, bool)>) -> Option
 
 /// Datagrams of `UDP_LEN` bytes in `mbps` of iperf3's payload over `seconds`.
 pub fn datagrams(mbps: f64, seconds: u32) -> f64 {
-    let len: f64 = UDP_LEN.parse().expect("UDP_LEN is a number");
-    mbps * 1e6 / 8.0 * f64::from(seconds) / len
+    mbps * 1e6 / 8.0 * f64::from(seconds) / UDP_LEN as f64
 }
 
 /// UDP at a fixed rate: (Mbit/s received, per cent lost, datagrams lost).
@@ -258,13 +258,8 @@ pub fn udp_loss_at(
     mbps: u32,
 ) -> Result<(f64, f64, u64), String> {
     let rate = format!("{mbps}M");
-    let j = iperf(
-        left,
-        right,
-        dst,
-        seconds,
-        &["-u", "-b", &rate, "-l", UDP_LEN],
-    )?;
+    let len = UDP_LEN.to_string();
+    let j = iperf(left, right, dst, seconds, &["-u", "-b", &rate, "-l", &len])?;
     let got = received_mbps(&j).ok_or("no throughput in iperf3's JSON")?;
     let lost = lost_percent(&j).ok_or("no loss in iperf3's JSON")?;
     let datagrams =
