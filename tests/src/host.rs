@@ -3,6 +3,8 @@
 
 use std::fmt;
 use std::fs::File;
+use std::io;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -19,6 +21,8 @@ pub struct Host {
     pub(crate) lab: Arc<LabInner>,
     name: String,
     ns: String,
+    /// The one CPU everything this host runs is kept on (`on_cpu`), if any.
+    cpu: Option<usize>,
 }
 
 /// The result of a command that ran to completion.
@@ -58,6 +62,7 @@ impl Host {
             lab,
             name: name.to_owned(),
             ns,
+            cpu: None,
         };
         host.run(&["ip", "link", "set", "lo", "up"]);
         // Strict reverse-path filtering drops legitimate asymmetric lab traffic.
@@ -80,12 +85,30 @@ impl Host {
         &self.lab.dir
     }
 
+    /// This host as a one-core device: every command it runs from now on, with every
+    /// thread that command starts, runs on CPU `cpu` alone, as do the threads of this
+    /// process that call `keep_thread_on_cpu`.
+    pub fn on_cpu(mut self, cpu: usize) -> Host {
+        self.cpu = Some(cpu);
+        self
+    }
+
+    /// Keeps the calling thread on this host's CPU, if it has one (`on_cpu`).
+    pub fn keep_thread_on_cpu(&self) -> io::Result<()> {
+        self.cpu.map_or(Ok(()), keep_on_cpu)
+    }
+
     /// A command that runs `argv` inside this namespace (`ip netns exec` execs, so the
     /// spawned PID is the command's own).
     pub fn command(&self, argv: &[&str]) -> Command {
         assert!(!argv.is_empty(), "empty command");
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns]).args(argv);
+        if let Some(cpu) = self.cpu {
+            // SAFETY: between fork and exec the closure only calls sched_setaffinity (a
+            // system call, async-signal-safe) on a set built on its own stack.
+            unsafe { cmd.pre_exec(move || keep_on_cpu(cpu)) };
+        }
         cmd
     }
 
@@ -326,6 +349,23 @@ impl Host {
 impl fmt::Debug for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Host({} in {})", self.name, self.ns)
+    }
+}
+
+/// Keeps the calling thread (and what it starts from now on) on CPU `cpu`.
+fn keep_on_cpu(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: an all-zero cpu_set_t is an empty set, and `cpu` is within it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size given; pid 0 is the calling thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

@@ -6,11 +6,10 @@
 //! a call, so its UDP rows never take that path.
 //!
 //! Sender and receiver are threads of this process, each with a socket made in its
-//! namespace. The rate is found as for iperf3 (`suite::search`): under 1 % lost, with
+//! namespace (and on its host's CPU with `--pin`). The rate is found as for iperf3 (`suite::search`): under 1 % lost, with
 //! default socket buffers.
 
 use std::net::UdpSocket;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -71,15 +70,25 @@ fn run(
     set_udp_option(&sender, libc::UDP_SEGMENT, LEN as libc::c_int)
         .map_err(|e| format!("UDP_SEGMENT: {e}"))?;
 
-    let sending = Arc::new(AtomicBool::new(true));
-    let receiving = {
-        let sending = Arc::clone(&sending);
-        std::thread::spawn(move || receive(&receiver, &sending))
-    };
-    let sent = send(&sender, rate, time);
-    sending.store(false, Ordering::Relaxed);
-    let received = receiving.join().map_err(|_| "the receiver panicked")?;
-    let sent = sent?;
+    let sending = AtomicBool::new(true);
+    let (sent, received) = std::thread::scope(|s| {
+        let receiving = s.spawn(|| {
+            right
+                .keep_thread_on_cpu()
+                .expect("keeping the receiver on its CPU");
+            receive(&receiver, &sending)
+        });
+        let sent = s.spawn(|| {
+            left.keep_thread_on_cpu()
+                .expect("keeping the sender on its CPU");
+            send(&sender, rate, time)
+        });
+        let sent = sent.join().map_err(|_| "the sender panicked".to_owned());
+        sending.store(false, Ordering::Relaxed);
+        (sent, receiving.join().map_err(|_| "the receiver panicked"))
+    });
+    let received = received?;
+    let sent = sent??;
     if sent == 0 {
         return Err("nothing was sent".into());
     }

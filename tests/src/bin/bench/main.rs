@@ -25,6 +25,11 @@
 //! `--busy N` runs N CPU-bound threads beside the whole run, as a device's own workload
 //! would: a change that helps iperf3 on an idle machine can starve the tunnel on a busy
 //! one (a `sched_yield` per TUN write did).
+//! `--pin` keeps each end on a CPU of its own (the left namespace's processes and
+//! threads on the first CPU this process may use, the right's on the second), as two
+//! one-core devices run: there a tunnel end shares its core with its own applications,
+//! never with the other end. Without it the four busy processes of a UDP run (two
+//! iperf3s, two tunnel ends) share the machine's cores as the scheduler places them.
 
 use std::time::Duration;
 
@@ -70,6 +75,11 @@ fn main() {
 
     println!("edgewire bench: iperf3 left -> right, {seconds} s per run");
     println!("(two namespaces joined by a veth; tunnels MTU 1420)");
+    if let Some([left, right]) = PINNED.get() {
+        println!(
+            "(each end on a CPU of its own, as two one-core devices: left on CPU {left}, right on CPU {right})"
+        );
+    }
     if busy > 0 {
         println!("({busy} CPU-bound threads running beside, as a device's own workload)");
         for _ in 0..busy {
@@ -106,6 +116,9 @@ fn main() {
         None => report(&outcomes),
     }
 }
+
+/// `--pin`'s CPUs for the left and the right end, when given.
+static PINNED: std::sync::OnceLock<[usize; 2]> = std::sync::OnceLock::new();
 
 /// `--udp-at`'s rates, when given.
 static UDP_AT: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
@@ -144,6 +157,15 @@ fn parse_args() -> (u32, Vec<String>, usize) {
                     .and_then(|s| s.parse().ok())
                     .expect("--busy takes a number of threads")
             }
+            "--pin" => match first_two_cpus() {
+                Some(cpus) => {
+                    let _ = PINNED.set(cpus);
+                }
+                None => {
+                    eprintln!("bench: --pin needs two CPUs this process may run on");
+                    std::process::exit(2);
+                }
+            },
             "--udp-at" => {
                 let rates = args
                     .next()
@@ -153,7 +175,7 @@ fn parse_args() -> (u32, Vec<String>, usize) {
             }
             _ => {
                 eprintln!(
-                    "usage: bench [--seconds N] [--only {}] [--udp-at MBPS,…] [--busy N]",
+                    "usage: bench [--seconds N] [--only {}] [--udp-at MBPS,…] [--busy N] [--pin]",
                     ALL.join(",")
                 );
                 std::process::exit(2);
@@ -163,10 +185,26 @@ fn parse_args() -> (u32, Vec<String>, usize) {
     (seconds, only, busy)
 }
 
-/// Two hosts joined by one veth.
+/// The first two CPUs this process may run on.
+fn first_two_cpus() -> Option<[usize; 2]> {
+    // SAFETY: an all-zero cpu_set_t is an empty set; the kernel fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a cpu_set_t of the size given; pid 0 is this thread.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) } != 0 {
+        return None;
+    }
+    // SAFETY: every `cpu` is below CPU_SETSIZE.
+    let mut cpus =
+        (0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) });
+    Some([cpus.next()?, cpus.next()?])
+}
+
+/// Two hosts joined by one veth (each on its CPU with `--pin`).
 fn pair(lab: &Lab) -> (Host, Host) {
-    let left = lab.host("left");
-    let right = lab.host("right");
+    let (mut left, mut right) = (lab.host("left"), lab.host("right"));
+    if let Some(&[l, r]) = PINNED.get() {
+        (left, right) = (left.on_cpu(l), right.on_cpu(r));
+    }
     lab.link(
         &left,
         &right,
