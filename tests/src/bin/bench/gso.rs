@@ -6,8 +6,8 @@
 //! a call, so its UDP rows never take that path.
 //!
 //! Sender and receiver are threads of this process, each with a socket made in its
-//! namespace (and on its host's CPU with `--pin`). The rate is found as for iperf3 (`suite::search`): under 1 % lost, with
-//! default socket buffers.
+//! namespace (and on its host's CPU with `--pin`). The rate is found as for iperf3
+//! (`suite::search`): under 1 % lost, with default socket buffers.
 
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
