@@ -62,6 +62,15 @@ impl Proc {
         child.try_wait().ok().flatten()
     }
 
+    /// The scheduling policy of the process's main thread (`SCHED_OTHER`, `SCHED_BATCH`,
+    /// …: field 41 of /proc/PID/stat); `None` once it is gone.
+    pub fn sched_policy(&self) -> Option<i32> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        // After the command name, which may hold spaces, the fields from the third on.
+        let fields = stat.rsplit_once(')')?.1;
+        fields.split_whitespace().nth(41 - 3)?.parse().ok()
+    }
+
     pub fn is_running(&self) -> bool {
         self.exit_status().is_none()
     }

@@ -2,6 +2,7 @@
 //! Edges of different sites reach each other through the hub (direct paths between them
 //! need STUN servers: see nat_traversal.rs); edges of one site directly.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use edgewire_lab::worlds::{HubSites, SITES, hub_and_devs};
@@ -234,4 +235,33 @@ fn two_edges_of_the_same_site_reach_each_other_directly() {
             "{writes} write calls for {count} datagrams"
         );
     }
+
+    // A stream of small datagrams into dev-a1's TUN makes its event loop a batch task,
+    // and the end of the stream a normal one again, by itself (wake_policy.rs).
+    // (Without TUN offload the bulk TCP above came as a stream of packets too.)
+    let policy = || a1.proc().sched_policy().expect("dev-a1 runs");
+    wait_for(
+        "dev-a1's event loop to be a normal task before the stream",
+        T,
+        || (policy() == libc::SCHED_OTHER).then_some(()),
+    );
+    let sender = in_netns(&a1_host, || std::net::UdpSocket::bind("0.0.0.0:0").unwrap());
+    let streaming = std::sync::atomic::AtomicBool::new(true);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let until = std::time::Instant::now() + T;
+            while streaming.load(Relaxed) && std::time::Instant::now() < until {
+                let _ = sender.send_to(&[7; 64], "10.42.1.2:7003");
+            }
+        });
+        wait_for("dev-a1's event loop to become a batch task", T, || {
+            (policy() == libc::SCHED_BATCH).then_some(())
+        });
+        streaming.store(false, Relaxed);
+    });
+    wait_for("dev-a1's event loop to be a normal task again", T, || {
+        (policy() == libc::SCHED_OTHER).then_some(())
+    });
+    a1.wait_log("now a normal task", T)
+        .unwrap_or_else(|| panic!("no policy line in {}", a1.log()));
 }

@@ -31,6 +31,7 @@ pub mod tun_hostile;
 mod tun_room;
 mod udp;
 mod udp_batch;
+mod wake_policy;
 
 use smol::LocalExecutor;
 

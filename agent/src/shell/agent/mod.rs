@@ -45,6 +45,7 @@ use super::status_server::{self, StatusServer};
 use super::tun;
 use super::tun_batch::{self, TunBatch};
 use super::udp::Udp;
+use super::wake_policy::WakePolicy;
 use chores::Chores;
 
 /// Reads per wakeup before the transmits are flushed: bounds the work done per turn of
@@ -106,6 +107,8 @@ pub struct Agent<'a> {
     tun_batch: TunBatch,
     /// Lets the applications the TUN's packets go to run first.
     give_way: GiveWay,
+    /// Lets the applications that stream into the TUN run on (see wake_policy.rs).
+    wake_policy: WakePolicy,
     udp: Udp,
     /// Datagrams the core produced, sent together at the end of the turn.
     udp_out: Vec<(std::net::SocketAddr, Vec<u8>)>,
@@ -222,6 +225,7 @@ impl<'a> Agent<'a> {
             tun,
             tun_batch,
             give_way: GiveWay::new(),
+            wake_policy: WakePolicy::new(),
             udp,
             udp_out: Vec::with_capacity(SEND_BATCH),
             netlink,
@@ -393,6 +397,7 @@ impl<'a> Agent<'a> {
                 }
             }
             self.flush().await;
+            self.wake_policy.review();
         }
     }
 
@@ -416,6 +421,7 @@ impl<'a> Agent<'a> {
             node,
             self.next_watchdog,
             self.shed_at,
+            self.wake_policy.due(),
             Some(self.chores.next_due()),
         ]
         .into_iter()
@@ -457,6 +463,7 @@ impl<'a> Agent<'a> {
         for _ in 0..BATCH {
             match self.tun_batch.read(&self.tun) {
                 Ok(n) => {
+                    self.wake_policy.count_read();
                     for packet in self.tun_batch.packets() {
                         self.node.handle_tun(packet, now);
                     }
