@@ -150,7 +150,8 @@ fn edges_of_different_sites_reach_each_other_through_the_hub_and_not_directly() 
     assert_data_path(&hub);
 }
 
-/// Also: a burst of UDP reaches the TUN coalesced (see the end).
+/// Also: a burst of UDP reaches the TUN coalesced, and a stream of UDP makes the
+/// sending edge's event loop a batch task until it ends (see the end).
 #[test]
 fn two_edges_of_the_same_site_reach_each_other_directly() {
     require_root!();
