@@ -25,10 +25,10 @@
 //! end (or the next scheduler tick): beside two busy threads (`bench --busy 2`) the idle
 //! ping through the tunnel took 5.96 ms with both agents batch all the time, 0.37 ms as
 //! normal tasks. So the loop is a batch task only while the TUN gives it more than
-//! `TO_BATCH` packets a second, as no interactive flow does (the same ping with this
-//! module: 0.79 ms, 0.43 without, one run each); under such a stream a packet waits
-//! behind the others anyway (ping under TCP load beside the busy threads: 2.17 ms with
-//! it, 5.10 without).
+//! `TO_BATCH` packets a second, as no interactive flow does, and a normal one again
+//! within a `WINDOW` of the stream's end; under such a stream a packet waits behind the
+//! others anyway (ping under TCP load beside the busy threads, one run each: 2.17 ms
+//! with this module, 5.10 without).
 //!
 //! A scheduling policy the loop was started with other than the normal one (systemd's
 //! `CPUSchedulingPolicy=`, `chrt`) is the operator's and is left alone.
