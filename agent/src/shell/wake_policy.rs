@@ -224,6 +224,17 @@ mod tests {
             ],
             "batch from 20,000 reads a second; normal again below 5,000, not before"
         );
+        assert_eq!(
+            policy.due(),
+            Some(start + WINDOW * 9),
+            "a batch task reviews at the end of its window, woken or not"
+        );
+        run(&mut policy, start + WINDOW * 8, &[0]);
+        assert_eq!(
+            policy.due(),
+            None,
+            "a normal task needs no review of its own"
+        );
     }
 
     #[test]
