@@ -118,7 +118,7 @@ impl GiveWay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{self, Read, Write};
+    use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -185,10 +185,7 @@ mod tests {
             let read = read.clone();
             move || {
                 pin(cpu);
-                let batch = libc::sched_param { sched_priority: 0 };
-                // SAFETY: the calling thread, a valid sched_param.
-                let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &batch) };
-                assert_eq!(set, 0, "SCHED_BATCH: {}", io::Error::last_os_error());
+                super::super::wake_policy::set_batch(true).expect("SCHED_BATCH");
                 let mut byte = [0];
                 for i in 0..=TRIALS {
                     from_writer.read_exact(&mut byte).unwrap();

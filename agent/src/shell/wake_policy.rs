@@ -142,13 +142,16 @@ impl WakePolicy {
 }
 
 /// Makes the calling thread a batch task, or a normal one. Either keeps its nice value.
-fn set_batch(batch: bool) -> io::Result<()> {
+pub(super) fn set_batch(batch: bool) -> io::Result<()> {
     let policy = if batch {
         libc::SCHED_BATCH
     } else {
         libc::SCHED_OTHER
     };
-    let param = libc::sched_param { sched_priority: 0 };
+    // Zeroed, not a literal: musl's sched_param has more fields than glibc's (the
+    // sporadic server's), and priority 0 is all these two policies take.
+    // SAFETY: sched_param is plain integers, for which all zeroes is a valid value.
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
     // SAFETY: 0 is the calling thread; `param` is a valid sched_param for the call.
     match unsafe { libc::sched_setscheduler(0, policy, &param) } {
         0 => Ok(()),
