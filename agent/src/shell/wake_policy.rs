@@ -70,8 +70,7 @@ const TO_NORMAL: u64 = 5_000;
 
 impl WakePolicy {
     pub fn new() -> WakePolicy {
-        // SAFETY: no pointers; 0 is the calling thread.
-        let policy = unsafe { libc::sched_getscheduler(0) };
+        let policy = policy_now();
         let state = if policy == libc::SCHED_OTHER {
             State::Normal
         } else {
@@ -152,11 +151,21 @@ pub(super) fn set_batch(batch: bool) -> io::Result<()> {
     // sporadic server's), and priority 0 is all these two policies take.
     // SAFETY: sched_param is plain integers, for which all zeroes is a valid value.
     let param: libc::sched_param = unsafe { std::mem::zeroed() };
+    // The system call, not libc's function: musl's `sched_setscheduler` fails with
+    // ENOSYS by design (POSIX means a process, Linux acts on a thread), and the static
+    // musl build is what devices run.
     // SAFETY: 0 is the calling thread; `param` is a valid sched_param for the call.
-    match unsafe { libc::sched_setscheduler(0, policy, &param) } {
+    match unsafe { libc::syscall(libc::SYS_sched_setscheduler, 0, policy, &param) } {
         0 => Ok(()),
         _ => Err(io::Error::last_os_error()),
     }
+}
+
+/// The calling thread's scheduling policy, -1 if unknown (errno says why). The system
+/// call, as in `set_batch`: musl's function fails with ENOSYS.
+fn policy_now() -> libc::c_int {
+    // SAFETY: no pointers; 0 is the calling thread.
+    unsafe { libc::syscall(libc::SYS_sched_getscheduler, 0) as libc::c_int }
 }
 
 fn policy_name(policy: libc::c_int) -> String {
@@ -284,13 +293,11 @@ mod tests {
     #[test]
     fn the_thread_becomes_a_batch_task_and_a_normal_one_again() {
         let policies = std::thread::spawn(|| {
-            // SAFETY: 0 is the calling thread.
-            let get = || unsafe { libc::sched_getscheduler(0) };
-            let before = get();
+            let before = policy_now();
             set_batch(true).unwrap();
-            let batch = get();
+            let batch = policy_now();
             set_batch(false).unwrap();
-            (before, batch, get())
+            (before, batch, policy_now())
         })
         .join()
         .unwrap();
