@@ -150,8 +150,8 @@ fn edges_of_different_sites_reach_each_other_through_the_hub_and_not_directly() 
     assert_data_path(&hub);
 }
 
-/// Also: a burst of UDP reaches the TUN coalesced, and a stream of UDP makes the
-/// sending edge's event loop a batch task until it ends (see the end).
+/// Also: a burst of UDP reaches the TUN coalesced, the TUN's queue is deep, and a stream
+/// of UDP makes the sending edge's event loop a batch task until it ends (see the end).
 #[test]
 fn two_edges_of_the_same_site_reach_each_other_directly() {
     require_root!();
@@ -236,6 +236,11 @@ fn two_edges_of_the_same_site_reach_each_other_directly() {
             "{writes} write calls for {count} datagrams"
         );
     }
+
+    // A stream's bursts wait in the TUN while the batch task is not running: the agent
+    // gives it room for 2,000 packets (netlink/mod.rs), the kernel's default being 500.
+    let queue_len = format!("/sys/class/net/{AGENT_IFACE}/tx_queue_len");
+    assert_eq!(a1_host.run(&["cat", &queue_len]).trim(), "2000");
 
     // A stream of small datagrams into dev-a1's TUN makes its event loop a batch task,
     // and the end of the stream a normal one again, by itself (wake_policy.rs).
