@@ -342,7 +342,8 @@ fn tail(m: &mut Metrics, r: &Report, x: &Extra<'_>) {
     m.family(
         "edgewire_dropped_packets_total",
         "counter",
-        "Packets and datagrams dropped, by reason.",
+        "Packets and datagrams dropped, by reason (tun_queue_full: sent by applications \
+         faster than the agent encrypts them).",
     );
     let d = &r.drops;
     for (reason, n) in [
@@ -353,6 +354,10 @@ fn tail(m: &mut Metrics, r: &Report, x: &Extra<'_>) {
         ("bad_batch", d.bad_batch),
     ] {
         m.sample("edgewire_dropped_packets_total", &[("reason", reason)], n);
+    }
+    if let Some(n) = d.tun_queue_full {
+        let labels = [("reason", "tun_queue_full")];
+        m.sample("edgewire_dropped_packets_total", &labels, n);
     }
     m.family(
         "edgewire_cookie_replies_total",
@@ -450,6 +455,7 @@ mod tests {
             }],
             drops: DropReport {
                 no_route: 4,
+                tun_queue_full: Some(3000),
                 ..DropReport::default()
             },
             data_path: Some(DataPath {
@@ -524,6 +530,7 @@ mod tests {
             "edgewire_manifest_last_success_timestamp_seconds 1764400090",
             "edgewire_manifest_poll_failures_total{kind=\"timeout\"} 2",
             "edgewire_dropped_packets_total{reason=\"no_route\"} 4",
+            "edgewire_dropped_packets_total{reason=\"tun_queue_full\"} 3000",
             "process_start_time_seconds 1764400000",
             "process_resident_memory_bytes 4194304",
             "edgewire_build_info{version=\"0.1.0\",",

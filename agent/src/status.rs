@@ -188,6 +188,33 @@ pub struct DropReport {
     /// super-packet), and datagrams larger than a receive slot.
     #[serde(default)]
     pub bad_batch: u64,
+    /// Packets applications sent to the TUN while its queue was full: faster than the
+    /// agent encrypts them (the interface's `tx_dropped`). `None` when the kernel did
+    /// not say, or from an older agent.
+    #[serde(default)]
+    pub tun_queue_full: Option<u64>,
+}
+
+impl DropReport {
+    /// The reasons with drops, counted, for one line of `status`: empty when none.
+    fn nonzero(&self) -> String {
+        [
+            (self.no_route, "no route"),
+            (self.unknown_datagram, "unknown datagram"),
+            (self.refused, "refused"),
+            (self.shed_handshakes, "handshake flood"),
+            (self.bad_batch, "bad batch"),
+            (
+                self.tun_queue_full.unwrap_or(0),
+                "TUN queue full (sent faster than the agent encrypts)",
+            ),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, why)| format!("{n} {why}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
 }
 
 /// Asks the agent whose state directory is `state_dir` and prints its answer.
@@ -333,6 +360,10 @@ fn human(r: &Report, all: bool) -> String {
     if let Some(path) = &r.data_path {
         let _ = writeln!(s, "data path: {path}");
     }
+    let dropped = r.drops.nonzero();
+    if !dropped.is_empty() {
+        let _ = writeln!(s, "dropped:   {dropped}");
+    }
     match (&r.overlay_hub, &r.overlay_via) {
         (Some(hub), _) if hub.carrying => {
             let _ = writeln!(s, "overlay:   via {} ({})", hub.name, hub.health);
@@ -445,6 +476,11 @@ mod tests {
                 tun_offload: true,
                 tun_udp_offload: false,
             }),
+            drops: DropReport {
+                no_route: 4,
+                tun_queue_full: Some(3000),
+                ..DropReport::default()
+            },
             ..Report::default()
         }
     }
@@ -462,9 +498,13 @@ mod tests {
             "data path: UDP send sendmmsg, receive GRO; TUN offload on (TCP only)",
             "handshake: 3 min 20 s ago",
             "keepalive: every 25 s",
+            "dropped:   4 no route, 3000 TUN queue full (sent faster than the agent encrypts)",
         ] {
             assert!(text.contains(want), "{want:?} in\n{text}");
         }
+        let mut quiet = report();
+        quiet.drops = DropReport::default();
+        assert!(!human(&quiet, false).contains("dropped:"));
     }
 
     #[test]

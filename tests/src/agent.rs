@@ -142,6 +142,9 @@ pub struct DropStatus {
     pub bad_batch: u64,
     #[serde(default)]
     pub refused: u64,
+    /// Packets applications sent while the TUN's queue was full.
+    #[serde(default)]
+    pub tun_queue_full: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

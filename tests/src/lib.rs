@@ -54,7 +54,9 @@ pub use manifest::{ManifestSource, NetworkKey, NodeSource};
 pub use net::{Link, NatKind, NatSite, Wan};
 pub use netns::in_netns;
 pub use proc::Proc;
-pub use transfer::{bulk_tcp, frozen_udp_burst, gso_sends, gso_udp, set_udp_option};
+pub use transfer::{
+    bulk_tcp, frozen_udp_burst, gso_sends, gso_udp, set_udp_option, udp_into_frozen_tun,
+};
 pub use wait::{poll_until, wait_for};
 pub use wg::{KeyPair, WgDevice, WgImpl, WgPeerConfig, WgPeerStat};
 

@@ -89,6 +89,22 @@ pub fn frozen_udp_burst(
     crate::figures::write_calls(receiver.pid()) - writes
 }
 
+/// Sends `count` UDP datagrams of `len` bytes from the host of `agent` to `addr` through
+/// its TUN while the agent is frozen, so they wait in the TUN's queue and what does not
+/// fit there is dropped by the kernel; thaws it. Nobody need listen at `addr`.
+pub fn udp_into_frozen_tun(agent: &crate::Agent, addr: &str, count: usize, len: usize) {
+    use std::net::UdpSocket;
+    let sender = in_netns(agent.host(), || {
+        UdpSocket::bind("0.0.0.0:0").expect("binding the sender")
+    });
+    agent.proc().signal(libc::SIGSTOP);
+    let _thaw = Thaw(agent.proc());
+    for _ in 0..count {
+        // A full queue may be reported to the sender, or not: either way it is dropped.
+        let _ = sender.send_to(&vec![9; len], addr);
+    }
+}
+
 /// Sends UDP from `from` to `addr` on `to` the way QUIC stacks do: each send is one
 /// buffer that the kernel cuts into datagrams of a segment size (`UDP_SEGMENT`), one
 /// send for each `(segment size, bytes)` of `sends`; a last datagram shorter than the

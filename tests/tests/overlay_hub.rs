@@ -241,6 +241,16 @@ fn two_edges_of_the_same_site_reach_each_other_directly() {
     // gives it room for 2,000 packets (netlink/mod.rs), the kernel's default being 500.
     let queue_len = format!("/sys/class/net/{AGENT_IFACE}/tx_queue_len");
     assert_eq!(a1_host.run(&["cat", &queue_len]).trim(), "2000");
+    // What overflows it is counted in the status and the metrics (`tun_queue_full`):
+    // 2,600 datagrams sent while the agent is frozen, 2,000 of them queued.
+    let queue_drops = || a1.status().unwrap().drops.tun_queue_full;
+    let before = queue_drops().expect("dev-a1 reads its TUN's drop counter");
+    udp_into_frozen_tun(&a1, "10.42.1.2:7004", 2600, 200);
+    let dropped = queue_drops().unwrap() - before;
+    assert!(
+        (500..=700).contains(&dropped),
+        "{dropped} dropped at the TUN"
+    );
 
     // A stream of small datagrams into dev-a1's TUN makes its event loop a batch task,
     // and the end of the stream a normal one again, by itself (wake_policy.rs).

@@ -138,6 +138,11 @@ impl super::Agent<'_> {
                 cookie_replies: drops.cookie_replies,
                 shed_handshakes: drops.shed,
                 bad_batch: self.tun_batch.bad_frames + self.udp.truncated(),
+                tun_queue_full: self
+                    .netlink
+                    .tun_queue_drops()
+                    .inspect_err(|e| log::debug!("reading the TUN's drop counter: {e}"))
+                    .ok(),
             },
             data_path: Some(data_path(&self.udp, &self.tun_batch)),
         };

@@ -1,15 +1,17 @@
-//! A NETLINK_ROUTE socket: send a request, wait for its acknowledgement. The kernel
+//! A NETLINK_ROUTE socket: send a request, wait for its answer. The kernel
 //! answers these at once, so the calls block the loop for microseconds; a receive
 //! timeout bounds the rare case where it does not. The only `unsafe` of the netlink
 //! code lives here: the libc calls.
 
-use super::wire::{self, Request};
+use super::wire::{self, Answer, Request};
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 pub struct RouteSocket {
     fd: OwnedFd,
-    seq: u32,
+    /// A cell, so that reading a counter (`&self`, from the status report) can ask too.
+    seq: Cell<u32>,
 }
 
 impl RouteSocket {
@@ -44,13 +46,33 @@ impl RouteSocket {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(RouteSocket { fd, seq: 0 })
+        Ok(RouteSocket {
+            fd,
+            seq: Cell::new(0),
+        })
     }
 
     /// Sends `request` and returns the kernel's verdict: `Err` carries its errno.
-    pub fn execute(&mut self, request: Request) -> io::Result<()> {
-        self.seq = self.seq.wrapping_add(1);
-        let message = request.encode(self.seq);
+    pub fn execute(&self, request: Request) -> io::Result<()> {
+        self.ask(request, |answer| match answer {
+            Answer::Ack(Ok(())) => Ok(()),
+            Answer::Ack(Err(errno)) => Err(io::Error::from_raw_os_error(errno)),
+            Answer::Message(kind, _) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the kernel answered a change with a message of type {kind}"),
+            )),
+        })
+    }
+
+    /// Sends `request` and gives the kernel's answer to `read`.
+    pub fn ask<T>(
+        &self,
+        request: Request,
+        read: impl FnOnce(Answer<'_>) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let seq = self.seq.get().wrapping_add(1);
+        self.seq.set(seq);
+        let message = request.encode(seq);
         // SAFETY: an all-zero sockaddr_nl is valid; family set below; pid 0 is the kernel.
         let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -68,6 +90,7 @@ impl RouteSocket {
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
+        // A link's message is one to two kilobytes.
         let mut buf = [0u8; 8192];
         // Each receive waits at most the socket's 2 s timeout; a few stray messages are
         // skipped, more than that means something is wrong.
@@ -78,9 +101,8 @@ impl RouteSocket {
             if n < 0 {
                 return Err(io::Error::last_os_error());
             }
-            match wire::ack(&buf[..n as usize], self.seq) {
-                Some(Ok(())) => return Ok(()),
-                Some(Err(errno)) => return Err(io::Error::from_raw_os_error(errno)),
+            match wire::answer(&buf[..n as usize], seq) {
+                Some(answer) => return read(answer),
                 // Another message (a late answer to an older request): keep reading.
                 None => continue,
             }

@@ -1,5 +1,6 @@
-//! rtnetlink messages, byte by byte: the four kinds the agent sends (link, address and
-//! route changes) and the acknowledgement it reads back. Only what the agent needs; the
+//! rtnetlink messages, byte by byte: the kinds the agent sends (link, address and route
+//! changes, and a query of the link's counters) and the answers it reads back: an
+//! acknowledgement, or the link's description. Only what the agent needs; the
 //! layouts are those of `linux/netlink.h`, `linux/rtnetlink.h`, `linux/if_addr.h` and
 //! `linux/if_link.h`, all in host byte order.
 
@@ -14,6 +15,7 @@ const NLM_F_CREATE: u16 = 0x400;
 
 const NLMSG_ERROR: u16 = 2;
 const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
 const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
@@ -22,6 +24,14 @@ const RTM_DELROUTE: u16 = 25;
 const IFF_UP: u32 = 0x1;
 const IFLA_MTU: u16 = 4;
 const IFLA_TXQLEN: u16 = 13;
+const IFLA_STATS64: u16 = 23;
+/// The attribute type's top bits are flags (NLA_F_NESTED, NLA_F_NET_BYTEORDER).
+const NLA_TYPE_MASK: u16 = 0x3fff;
+/// struct ifinfomsg: family, pad, type, index, flags, change.
+const IFINFOMSG_LEN: usize = 16;
+/// `tx_dropped` is the eighth u64 of struct rtnl_link_stats64 (after rx/tx packets,
+/// bytes and errors, and rx_dropped).
+const TX_DROPPED_AT: usize = 7 * 8;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const RTA_DST: u16 = 1;
@@ -61,6 +71,11 @@ pub enum Request {
         index: u32,
         prefix: Prefix,
     },
+    /// The link's description, counters included; answered by a message, not an
+    /// acknowledgement.
+    GetLink {
+        index: u32,
+    },
 }
 
 impl Request {
@@ -69,7 +84,7 @@ impl Request {
         let mut m = Message::new(seq);
         match *self {
             Request::LinkUp { index, mtu, queue } => {
-                m.header(RTM_NEWLINK, 0);
+                m.header(RTM_NEWLINK, NLM_F_ACK);
                 // struct ifinfomsg: family, pad, type, index, flags, change.
                 m.u8(0).u8(0).u16(0).u32(index).u32(IFF_UP).u32(IFF_UP);
                 m.attr(IFLA_MTU, &mtu.to_ne_bytes());
@@ -78,7 +93,10 @@ impl Request {
             Request::AddAddress { index, address } | Request::DeleteAddress { index, address } => {
                 let add = matches!(self, Request::AddAddress { .. });
                 let flags = if add { NLM_F_CREATE | NLM_F_REPLACE } else { 0 };
-                m.header(if add { RTM_NEWADDR } else { RTM_DELADDR }, flags);
+                m.header(
+                    if add { RTM_NEWADDR } else { RTM_DELADDR },
+                    NLM_F_ACK | flags,
+                );
                 // struct ifaddrmsg: family, prefixlen, flags, scope, index.
                 m.u8(family(address.addr()))
                     .u8(address.len())
@@ -92,7 +110,10 @@ impl Request {
             Request::AddRoute { index, prefix } | Request::DeleteRoute { index, prefix } => {
                 let add = matches!(self, Request::AddRoute { .. });
                 let flags = if add { NLM_F_CREATE | NLM_F_REPLACE } else { 0 };
-                m.header(if add { RTM_NEWROUTE } else { RTM_DELROUTE }, flags);
+                m.header(
+                    if add { RTM_NEWROUTE } else { RTM_DELROUTE },
+                    NLM_F_ACK | flags,
+                );
                 let net = prefix.network();
                 // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope,
                 // type, flags.
@@ -104,6 +125,11 @@ impl Request {
                 m.u32(0);
                 m.attr(RTA_DST, &ip_bytes(net.addr()));
                 m.attr(RTA_OIF, &index.to_ne_bytes());
+            }
+            Request::GetLink { index } => {
+                // No acknowledgement: the answer is the link's message, or an error.
+                m.header(RTM_GETLINK, 0);
+                m.u8(0).u8(0).u16(0).u32(index).u32(0).u32(0);
             }
         }
         m.finish()
@@ -139,7 +165,7 @@ impl Message {
         let seq = self.seq;
         self.u32(0)
             .u16(kind)
-            .u16(NLM_F_REQUEST | NLM_F_ACK | flags)
+            .u16(NLM_F_REQUEST | flags)
             .u32(seq)
             .u32(0);
     }
@@ -175,9 +201,17 @@ impl Message {
     }
 }
 
-/// The kernel's answer to request `seq`: `Ok(())` for an acknowledgement, `Err(errno)`
-/// for a refusal, `None` when `datagram` holds no answer to that request.
-pub fn ack(datagram: &[u8], seq: u32) -> Option<Result<(), i32>> {
+/// The kernel's answer to a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer<'a> {
+    /// `Ok(())` for an acknowledgement, `Err(errno)` for a refusal.
+    Ack(Result<(), i32>),
+    /// A message of this type; the bytes after its header.
+    Message(u16, &'a [u8]),
+}
+
+/// The kernel's answer to request `seq` in `datagram`, or `None` when it holds none.
+pub fn answer(datagram: &[u8], seq: u32) -> Option<Answer<'_>> {
     let mut rest = datagram;
     while rest.len() >= HEADER_LEN {
         let len = u32::from_ne_bytes(rest[0..4].try_into().ok()?) as usize;
@@ -186,9 +220,37 @@ pub fn ack(datagram: &[u8], seq: u32) -> Option<Result<(), i32>> {
         if len < HEADER_LEN || len > rest.len() {
             return None;
         }
-        if kind == NLMSG_ERROR && this_seq == seq && len >= HEADER_LEN + 4 {
-            let code = i32::from_ne_bytes(rest[16..20].try_into().ok()?);
-            return Some(if code == 0 { Ok(()) } else { Err(-code) });
+        if this_seq == seq {
+            if kind != NLMSG_ERROR {
+                return Some(Answer::Message(kind, &rest[HEADER_LEN..len]));
+            }
+            if len >= HEADER_LEN + 4 {
+                let code = i32::from_ne_bytes(rest[16..20].try_into().ok()?);
+                return Some(Answer::Ack(if code == 0 { Ok(()) } else { Err(-code) }));
+            }
+        }
+        rest = rest.get((len + 3) & !3..).unwrap_or(&[]);
+    }
+    None
+}
+
+/// The `tx_dropped` counter in the body of an RTM_NEWLINK message (`Answer::Message`):
+/// on a TUN, what applications sent while its queue was full. `None` if the message
+/// carries no 64-bit counters.
+pub fn link_tx_dropped(kind: u16, body: &[u8]) -> Option<u64> {
+    if kind != RTM_NEWLINK {
+        return None;
+    }
+    let mut rest = body.get(IFINFOMSG_LEN..)?;
+    while rest.len() >= 4 {
+        let len = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
+        let attr = u16::from_ne_bytes([rest[2], rest[3]]) & NLA_TYPE_MASK;
+        if len < 4 || len > rest.len() {
+            return None;
+        }
+        if attr == IFLA_STATS64 {
+            let counter = rest.get(4 + TX_DROPPED_AT..4 + TX_DROPPED_AT + 8)?;
+            return Some(u64::from_ne_bytes(counter.try_into().ok()?));
         }
         rest = rest.get((len + 3) & !3..).unwrap_or(&[]);
     }
@@ -258,7 +320,7 @@ mod tests {
 
     #[test]
     fn acks_and_refusals_are_read_for_the_right_request() {
-        let answer = |seq: u32, code: i32| {
+        let answer_to = |seq: u32, code: i32| {
             let mut b = Vec::new();
             b.extend_from_slice(&36u32.to_ne_bytes());
             b.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
@@ -269,12 +331,57 @@ mod tests {
             b.extend_from_slice(&[0u8; 16]);
             b
         };
-        assert_eq!(ack(&answer(5, 0), 5), Some(Ok(())));
-        assert_eq!(ack(&answer(5, -3), 5), Some(Err(3)));
-        assert_eq!(ack(&answer(4, 0), 5), None);
-        assert_eq!(ack(&[1, 2, 3], 5), None);
-        let mut bad = answer(5, 0);
+        assert_eq!(answer(&answer_to(5, 0), 5), Some(Answer::Ack(Ok(()))));
+        assert_eq!(answer(&answer_to(5, -3), 5), Some(Answer::Ack(Err(3))));
+        assert_eq!(answer(&answer_to(4, 0), 5), None);
+        assert_eq!(answer(&[1, 2, 3], 5), None);
+        let mut bad = answer_to(5, 0);
         bad[0] = 200; // a length past the datagram
-        assert_eq!(ack(&bad, 5), None);
+        assert_eq!(answer(&bad, 5), None);
+    }
+
+    /// An RTM_NEWLINK answer to request `seq`: ifinfomsg, then `attrs` (type, data).
+    fn link_message(seq: u32, attrs: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut m = Message::new(seq);
+        m.header(RTM_NEWLINK, 0);
+        m.u8(0).u8(0).u16(65534).u32(7).u32(IFF_UP).u32(0);
+        for (kind, data) in attrs {
+            m.attr(*kind, data);
+        }
+        m.finish()
+    }
+
+    #[test]
+    fn a_links_tx_dropped_is_the_eighth_64_bit_counter() {
+        // rtnl_link_stats64 numbered 1, 2, 3...: tx_dropped is 8.
+        let stats: Vec<u8> = (1..=24u64).flat_map(u64::to_ne_bytes).collect();
+        let name = b"ew0\0".to_vec();
+        // The kernel pads IFLA_STATS64 to eight bytes with an empty IFLA_PAD before it.
+        let datagram = link_message(9, &[(3, name), (42, Vec::new()), (IFLA_STATS64, stats)]);
+        let Some(Answer::Message(kind, body)) = answer(&datagram, 9) else {
+            panic!("no message read")
+        };
+        assert_eq!(link_tx_dropped(kind, body), Some(8));
+    }
+
+    #[test]
+    fn a_link_message_without_whole_counters_has_no_tx_dropped() {
+        let read = |attrs: &[(u16, Vec<u8>)]| {
+            let datagram = link_message(1, attrs);
+            match answer(&datagram, 1) {
+                Some(Answer::Message(kind, body)) => link_tx_dropped(kind, body),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(read(&[(IFLA_MTU, 1420u32.to_ne_bytes().to_vec())]), None);
+        // Cut short: seven counters and a half.
+        assert_eq!(read(&[(IFLA_STATS64, vec![0; 60])]), None);
+        let mut bad = link_message(1, &[(IFLA_STATS64, vec![0; 192])]);
+        bad[HEADER_LEN + IFINFOMSG_LEN] = 255; // an attribute past the message's end
+        let Some(Answer::Message(kind, body)) = answer(&bad, 1) else {
+            panic!("no message read")
+        };
+        assert_eq!(link_tx_dropped(kind, body), None);
+        assert_eq!(link_tx_dropped(NLMSG_ERROR, body), None);
     }
 }
