@@ -97,11 +97,12 @@ pub fn udp_into_frozen_tun(agent: &crate::Agent, addr: &str, count: usize, len: 
     let sender = in_netns(agent.host(), || {
         UdpSocket::bind("0.0.0.0:0").expect("binding the sender")
     });
+    let payload = vec![9; len];
     agent.proc().signal(libc::SIGSTOP);
     let _thaw = Thaw(agent.proc());
     for _ in 0..count {
         // A full queue may be reported to the sender, or not: either way it is dropped.
-        let _ = sender.send_to(&vec![9; len], addr);
+        let _ = sender.send_to(&payload, addr);
     }
 }
 
