@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use edgewire_lab::*;
 
-use crate::suite::{HostSteal, MAX_LOSS_PERCENT, UDP_LEN as LEN, search};
+use crate::suite::{HostSteal, MAX_LOSS_PERCENT, UDP_LEN as LEN, search, unstolen};
 
 /// Datagrams a send carries: quinn's most (`MAX_TRANSMIT_SEGMENTS`).
 const RUN: usize = 10;
@@ -28,21 +28,24 @@ const DRAIN: Duration = Duration::from_millis(300);
 pub fn highest(left: &Host, right: &Host, dst: &str, seconds: u32) -> Option<f64> {
     let probe = Duration::from_secs(u64::from((seconds / 2).max(2)));
     search(|rate| {
-        let steal = HostSteal::start();
-        let (got, lost) = match run(left, right, dst, rate, probe) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("bench: UDP with GSO: {e}");
-                return None;
-            }
-        };
-        eprintln!(
-            "bench: UDP with GSO at {}: {got:.0} Mbit/s, {lost:.2} % lost; host CPU stolen \
-             {:.1} %",
-            rate.map_or("full speed".to_owned(), |r| format!("{r:.0}M")),
-            steal.percent().unwrap_or(f64::NAN)
-        );
-        Some((got, lost < MAX_LOSS_PERCENT))
+        unstolen(|| {
+            let steal = HostSteal::start();
+            let (got, lost) = match run(left, right, dst, rate, probe) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("bench: UDP with GSO: {e}");
+                    return None;
+                }
+            };
+            let stolen = steal.percent();
+            eprintln!(
+                "bench: UDP with GSO at {}: {got:.0} Mbit/s, {lost:.2} % lost; host CPU \
+                 stolen {:.1} %",
+                rate.map_or("full speed".to_owned(), |r| format!("{r:.0}M")),
+                stolen.unwrap_or(f64::NAN)
+            );
+            Some(((got, lost < MAX_LOSS_PERCENT), stolen))
+        })
     })
 }
 

@@ -609,6 +609,7 @@ fn report(outcomes: &[Outcome]) {
     }
     println!(
         "(host CPU stolen: time the hypervisor gave other guests during that column's runs; \
-         columns measured under very different shares are not comparable)"
+         columns measured under very different shares are not comparable; a UDP search's \
+         probe under more than 10 % is void and run again, up to three times)"
     );
 }

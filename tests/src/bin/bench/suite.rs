@@ -169,38 +169,43 @@ pub fn udp_highest(
 ) -> Option<f64> {
     let probe = (seconds / 2).max(2);
     search(|rate| {
-        let b = rate.map_or("0".to_owned(), |r| format!("{}M", r.round() as u64));
-        let steal = HostSteal::start();
-        let watch = LossWatch::start(pids[0], pids[1]);
-        let len = UDP_LEN.to_string();
-        let mut args = vec!["-u", "-b", &b, "-l", &len];
-        args.extend(extra);
-        let j = iperf(left, right, dst, probe, &args);
-        let losses = watch.finish();
+        let (got, passed, losses) = unstolen(|| {
+            let steal = HostSteal::start();
+            let watch = LossWatch::start(pids[0], pids[1]);
+            let b = rate.map_or("0".to_owned(), |r| format!("{}M", r.round() as u64));
+            let len = UDP_LEN.to_string();
+            let mut args = vec!["-u", "-b", &b, "-l", &len];
+            args.extend(extra);
+            let j = iperf(left, right, dst, probe, &args);
+            let losses = watch.finish();
+            let j = match j {
+                Ok(j) => j,
+                Err(e) => {
+                    eprintln!("bench: UDP at {b}: {e}");
+                    return None;
+                }
+            };
+            let got = received_mbps(&j)?;
+            let lost = lost_percent(&j)?;
+            let stolen = steal.percent();
+            eprintln!(
+                "bench: UDP at {b}{}: {got:.0} Mbit/s, {lost:.2} % lost; host CPU stolen \
+                 {:.1} %; {}",
+                if extra.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", extra.join(" "))
+                },
+                stolen.unwrap_or(f64::NAN),
+                losses.places()
+            );
+            Some(((got, lost < MAX_LOSS_PERCENT, losses), stolen))
+        })?;
+        // Where the probes that count lost datagrams; not the flood's, nor a void one's.
         if rate.is_some() {
             lost.add(&losses);
         }
-        let j = match j {
-            Ok(j) => j,
-            Err(e) => {
-                eprintln!("bench: UDP at {b}: {e}");
-                return None;
-            }
-        };
-        let got = received_mbps(&j)?;
-        let lost = lost_percent(&j)?;
-        let stolen = steal.percent().unwrap_or(f64::NAN);
-        eprintln!(
-            "bench: UDP at {b}{}: {got:.0} Mbit/s, {lost:.2} % lost; host CPU stolen \
-             {stolen:.1} %; {}",
-            if extra.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", extra.join(" "))
-            },
-            losses.places()
-        );
-        Some((got, lost < MAX_LOSS_PERCENT))
+        Some((got, passed))
     })
 }
 
@@ -369,6 +374,36 @@ impl HostSteal {
     }
 }
 
+/// A probe during which the hypervisor took more than this share of the host's CPU
+/// measured the host, not the tunnel, and is run again. In one search (edgewire, default
+/// buffers) the probes made under 18-32 % steal lost 6-36 % at rates from 660 down to
+/// 240 Mbit/s, where those under 10 % lost 0.02-2.1 %, 777 Mbit/s among them (1.8 %);
+/// the search walked down through them and ended at 229 Mbit/s.
+const STOLEN_VOID_PERCENT: f64 = 10.0;
+/// Runs of one probe at most: on a host stolen from for that long, the last run is
+/// taken as it is (its steal is on stderr, and the column's in the report).
+const PROBE_RUNS: usize = 3;
+
+/// Runs `probe` until a run's host steal (the second value; `None` when unknown) stays
+/// under `STOLEN_VOID_PERCENT`, at most `PROBE_RUNS` times, and gives that run's result.
+/// A probe that fails (`None`) is not run again.
+pub fn unstolen<T>(mut probe: impl FnMut() -> Option<(T, Option<f64>)>) -> Option<T> {
+    let mut runs = 1;
+    loop {
+        let (result, stolen) = probe()?;
+        match stolen {
+            Some(stolen) if stolen > STOLEN_VOID_PERCENT && runs < PROBE_RUNS => {
+                eprintln!(
+                    "bench: that probe is void (host CPU stolen {stolen:.1} % > \
+                     {STOLEN_VOID_PERCENT} %): running it again"
+                );
+                runs += 1;
+            }
+            _ => return Some(result),
+        }
+    }
+}
+
 /// (steal, all) ticks of all CPUs so far, from /proc/stat's `cpu` line.
 fn host_ticks() -> Option<(u64, u64)> {
     let stat = fs::read_to_string("/proc/stat").ok()?;
@@ -389,4 +424,47 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     (hz > 0).then(|| ticks as f64 / hz as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `unstolen` over probes whose host steals are `stolen` in turn: (the run whose
+    /// result it gave, runs made).
+    fn probe_with(stolen: &[Option<f64>]) -> (Option<usize>, usize) {
+        let mut runs = 0;
+        let result = unstolen(|| {
+            runs += 1;
+            Some((runs, stolen[runs - 1]))
+        });
+        (result, runs)
+    }
+
+    #[test]
+    fn a_probe_under_heavy_steal_is_run_again_up_to_three_times() {
+        assert_eq!(probe_with(&[Some(2.0)]), (Some(1), 1));
+        assert_eq!(probe_with(&[Some(25.0), Some(10.0)]), (Some(2), 2));
+        assert_eq!(
+            probe_with(&[Some(31.0), Some(12.0), Some(4.0)]),
+            (Some(3), 3)
+        );
+        // Still stolen from after three runs: the third counts, and no fourth is made.
+        assert_eq!(
+            probe_with(&[Some(31.0), Some(30.0), Some(29.0)]),
+            (Some(3), 3)
+        );
+        // Unknown steal (no /proc/stat) is no reason to run again.
+        assert_eq!(probe_with(&[None]), (Some(1), 1));
+    }
+
+    #[test]
+    fn a_failed_probe_is_not_run_again() {
+        let mut runs = 0;
+        let result: Option<()> = unstolen(|| {
+            runs += 1;
+            None
+        });
+        assert_eq!((result, runs), (None, 1));
+    }
 }
