@@ -376,7 +376,7 @@ impl HostSteal {
 
 /// A probe during which the hypervisor took more than this share of the host's CPU
 /// measured the host, not the tunnel, and is run again. In one search (edgewire, default
-/// buffers) the probes made under 18-32 % steal lost 6-36 % at rates from 660 down to
+/// buffers) the probes made under 18-32 % steal lost 3.8-36 % at rates from 660 down to
 /// 240 Mbit/s, where those under 10 % lost 0.02-2.1 %, 777 Mbit/s among them (1.8 %);
 /// the search walked down through them and ended at 229 Mbit/s.
 const STOLEN_VOID_PERCENT: f64 = 10.0;
