@@ -169,44 +169,57 @@ pub fn udp_highest(
 ) -> Option<f64> {
     let probe = (seconds / 2).max(2);
     search(|rate| {
-        let (got, passed, losses) = unstolen(|| {
-            let steal = HostSteal::start();
-            let watch = LossWatch::start(pids[0], pids[1]);
-            let b = rate.map_or("0".to_owned(), |r| format!("{}M", r.round() as u64));
-            let len = UDP_LEN.to_string();
-            let mut args = vec!["-u", "-b", &b, "-l", &len];
-            args.extend(extra);
-            let j = iperf(left, right, dst, probe, &args);
-            let losses = watch.finish();
-            let j = match j {
-                Ok(j) => j,
-                Err(e) => {
-                    eprintln!("bench: UDP at {b}: {e}");
-                    return None;
-                }
-            };
-            let got = received_mbps(&j)?;
-            let lost = lost_percent(&j)?;
-            let stolen = steal.percent();
-            eprintln!(
-                "bench: UDP at {b}{}: {got:.0} Mbit/s, {lost:.2} % lost; host CPU stolen \
-                 {:.1} %; {}",
-                if extra.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", extra.join(" "))
-                },
-                stolen.unwrap_or(f64::NAN),
-                losses.places()
-            );
-            Some(((got, lost < MAX_LOSS_PERCENT, losses), stolen))
-        })?;
+        let run = || udp_probe(left, right, dst, probe, rate, pids, extra);
+        let (got, passed, losses) = unstolen(run)?;
         // Where the probes that count lost datagrams; not the flood's, nor a void one's.
         if rate.is_some() {
             lost.add(&losses);
         }
         Some((got, passed))
     })
+}
+
+/// One probe of `udp_highest`: iperf3 UDP at `rate` Mbit/s (as fast as it can without
+/// one) for `seconds`; (Mbit/s received, whether the loss stayed under the limit, where
+/// datagrams were lost) and the host's CPU stolen meanwhile, per cent. Said on stderr.
+fn udp_probe(
+    left: &Host,
+    right: &Host,
+    dst: &str,
+    seconds: u32,
+    rate: Option<f64>,
+    pids: [u32; 2],
+    extra: &[&str],
+) -> Option<((f64, bool, Losses), Option<f64>)> {
+    let steal = HostSteal::start();
+    let watch = LossWatch::start(pids[0], pids[1]);
+    let b = rate.map_or("0".to_owned(), |r| format!("{}M", r.round() as u64));
+    let len = UDP_LEN.to_string();
+    let mut args = vec!["-u", "-b", &b, "-l", &len];
+    args.extend(extra);
+    let j = iperf(left, right, dst, seconds, &args);
+    let losses = watch.finish();
+    let j = match j {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("bench: UDP at {b}: {e}");
+            return None;
+        }
+    };
+    let got = received_mbps(&j)?;
+    let lost = lost_percent(&j)?;
+    let stolen = steal.percent();
+    eprintln!(
+        "bench: UDP at {b}{}: {got:.0} Mbit/s, {lost:.2} % lost; host CPU stolen {:.1} %; {}",
+        if extra.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", extra.join(" "))
+        },
+        stolen.unwrap_or(f64::NAN),
+        losses.places()
+    );
+    Some(((got, lost < MAX_LOSS_PERCENT, losses), stolen))
 }
 
 /// The highest rate with under 1 % loss, by `run` (a rate, or `None` for as fast as the
