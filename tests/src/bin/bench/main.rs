@@ -15,6 +15,8 @@
 //! `cargo run --release -p edgewire-lab --bin bench -- [--seconds N] [--only NAME,…]`
 //! with NAME among veth-tcp, veth-udp, edgewire, edgewire-static, wireguard-go,
 //! boringtun-cli. edgewire-static is the static musl build (`$EDGEWIRE_STATIC_BIN`).
+//! `--runs N` repeats the whole run N times and ends with every figure's and every
+//! ratio's min / median / max (`runs.rs`; ratios within one run).
 //! `--udp-at 400,600` measures instead only the loss of UDP at those fixed rates (Mbit/s),
 //! each for the full `--seconds` (over the bare veth too), with both ends' CPU seconds
 //! per GB carried and the datagrams the receiving end wrote per write call (its TUN
@@ -37,7 +39,9 @@ use edgewire_lab::*;
 
 mod gso;
 mod losses;
+mod runs;
 mod suite;
+use runs::Row;
 use suite::Figures;
 
 const LEFT_UNDERLAY: &str = "198.51.100.1";
@@ -71,7 +75,12 @@ fn main() {
     }
     Lab::install_panic_cleanup();
     use_edgewire_profile("release");
-    let (seconds, only, busy) = parse_args();
+    let Args {
+        seconds,
+        only,
+        busy,
+        runs,
+    } = parse_args();
 
     println!("edgewire bench: iperf3 left -> right, {seconds} s per run");
     println!("(two namespaces joined by a veth; tunnels MTU 1420)");
@@ -92,29 +101,57 @@ fn main() {
             });
         }
     }
-    println!();
-    let mut outcomes = Vec::new();
-    for name in ALL.into_iter().filter(|n| only.iter().any(|o| o == n)) {
-        eprintln!("bench: running {name} …");
-        let outcome = match name {
-            "veth-tcp" => raw_veth(seconds, false),
-            "veth-udp" => raw_veth(seconds, true),
-            "edgewire" => edgewire_release(seconds),
-            "edgewire-static" => edgewire_static(seconds),
-            "wireguard-go" => wireguard(WgImpl::WireguardGo, seconds),
-            "boringtun-cli" => wireguard(WgImpl::BoringtunCli, seconds),
-            _ => unreachable!(),
-        };
-        outcomes.push(outcome);
+    let mut all_runs = Vec::new();
+    for run in 1..=runs {
+        if runs > 1 {
+            println!("\n== run {run} of {runs} ==");
+            eprintln!("bench: run {run} of {runs}");
+        }
+        println!();
+        let mut outcomes = Vec::new();
+        for name in ALL.into_iter().filter(|n| only.iter().any(|o| o == n)) {
+            eprintln!("bench: running {name} …");
+            let outcome = match name {
+                "veth-tcp" => raw_veth(seconds, false),
+                "veth-udp" => raw_veth(seconds, true),
+                "edgewire" => edgewire_release(seconds),
+                "edgewire-static" => edgewire_static(seconds),
+                "wireguard-go" => wireguard(WgImpl::WireguardGo, seconds),
+                "boringtun-cli" => wireguard(WgImpl::BoringtunCli, seconds),
+                _ => unreachable!(),
+            };
+            outcomes.push(outcome);
+        }
+        match UDP_AT.get() {
+            // Their lines are printed as they come; only what could not run is left to say.
+            Some(_) => (outcomes.iter())
+                .filter_map(|o| Some((o.name, o.mbps.as_ref().err()?)))
+                .filter(|(_, e)| e.as_str() != UDP_AT_ONLY)
+                .for_each(|(name, e)| println!("{name:<15} failed: {e}")),
+            None => report(&outcomes),
+        }
+        all_runs.push(outcomes);
     }
-    match UDP_AT.get() {
-        // Their lines are printed as they come; only what could not run is left to say.
-        Some(_) => (outcomes.iter())
-            .filter_map(|o| Some((o.name, o.mbps.as_ref().err()?)))
-            .filter(|(_, e)| e.as_str() != UDP_AT_ONLY)
-            .for_each(|(name, e)| println!("{name:<15} failed: {e}")),
-        None => report(&outcomes),
+    if runs > 1 && UDP_AT.get().is_none() {
+        let tunnels: Vec<runs::Run> = (all_runs.iter())
+            .map(|outcomes| {
+                (outcomes.iter())
+                    .filter_map(|o| Some((o.name, o.figures.as_ref()?)))
+                    .collect()
+            })
+            .collect();
+        runs::print_summary(&tunnels, &ROWS, &SHARES);
     }
+}
+
+/// What the command line asked for.
+struct Args {
+    seconds: u32,
+    only: Vec<String>,
+    /// `--busy`'s CPU-bound threads.
+    busy: usize,
+    /// `--runs`: how many times the whole benchmark runs.
+    runs: u32,
 }
 
 /// `--pin`'s CPUs for the left and the right end, when given.
@@ -125,10 +162,10 @@ static UDP_AT: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
 /// What a tunnel measured with `--udp-at` reports instead of its figures.
 const UDP_AT_ONLY: &str = "only UDP at fixed rates was measured";
 
-/// `--seconds`, `--only`'s runs and `--busy`'s thread count.
-fn parse_args() -> (u32, Vec<String>, usize) {
+fn parse_args() -> Args {
     let mut seconds = 10;
     let mut busy = 0;
+    let mut runs = 1;
     let mut only: Vec<String> = ALL.iter().map(|s| s.to_string()).collect();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -157,6 +194,13 @@ fn parse_args() -> (u32, Vec<String>, usize) {
                     .and_then(|s| s.parse().ok())
                     .expect("--busy takes a number of threads")
             }
+            "--runs" => {
+                runs = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .filter(|n| *n > 0)
+                    .expect("--runs takes a number above zero")
+            }
             "--pin" => match first_two_cpus() {
                 Some(cpus) => {
                     let _ = PINNED.set(cpus);
@@ -175,14 +219,20 @@ fn parse_args() -> (u32, Vec<String>, usize) {
             }
             _ => {
                 eprintln!(
-                    "usage: bench [--seconds N] [--only {}] [--udp-at MBPS,…] [--busy N] [--pin]",
+                    "usage: bench [--seconds N] [--only {}] [--udp-at MBPS,…] [--busy N] [--pin] \
+                     [--runs N]",
                     ALL.join(",")
                 );
                 std::process::exit(2);
             }
         }
     }
-    (seconds, only, busy)
+    Args {
+        seconds,
+        only,
+        busy,
+        runs,
+    }
 }
 
 /// The first two CPUs this process may run on.
@@ -447,6 +497,69 @@ fn print_udp_at(
     }
 }
 
+/// The figures shown with their ratio to wireguard-go's.
+const ROWS: [Row; 17] = [
+    ("TCP 1 stream, Mbit/s", |f| f.tcp1_mbps, 0),
+    ("  kB per write, receiving end", |f| f.tcp1_kb_per_write, 1),
+    ("TCP 4 streams, Mbit/s", |f| f.tcp4_mbps, 0),
+    ("UDP < 1 % loss, Mbit/s", |f| f.udp_mbps, 0),
+    ("  with 4 MiB socket buffers", |f| f.udp_big_buffer_mbps, 0),
+    ("  sent with GSO, read with GRO", |f| f.udp_gso_mbps, 0),
+    ("CPU s per GB at 200 Mbit/s", |f| f.cpu_s_per_gb, 2),
+    ("ping idle, ms", |f| f.ping_idle_ms, 3),
+    ("ping under TCP load, ms", |f| f.ping_load_ms, 3),
+    (
+        "RSS idle left, MB",
+        |f| f.idle_rss_kb.map(|r| r.0 as f64 / 1024.0),
+        2,
+    ),
+    (
+        "RSS idle right, MB",
+        |f| f.idle_rss_kb.map(|r| r.1 as f64 / 1024.0),
+        2,
+    ),
+    (
+        "  of it anonymous, left",
+        |f| f.idle_anon_kb.map(|r| r.0 as f64 / 1024.0),
+        2,
+    ),
+    (
+        "  of it anonymous, right",
+        |f| f.idle_anon_kb.map(|r| r.1 as f64 / 1024.0),
+        2,
+    ),
+    (
+        "RSS peak left, MB",
+        |f| f.peak_rss_kb.map(|r| r.0 as f64 / 1024.0),
+        1,
+    ),
+    (
+        "RSS peak right, MB",
+        |f| f.peak_rss_kb.map(|r| r.1 as f64 / 1024.0),
+        1,
+    ),
+    (
+        "RSS idle again 25 s later, left",
+        |f| f.idle_again_rss_kb.map(|r| r.0 as f64 / 1024.0),
+        2,
+    ),
+    (
+        "RSS idle again 25 s later, right",
+        |f| f.idle_again_rss_kb.map(|r| r.1 as f64 / 1024.0),
+        2,
+    ),
+];
+
+/// Shares, not speeds: summarised over `--runs` without ratios.
+const SHARES: [Row; 2] = [
+    (
+        "UDP loss at the app's socket %",
+        |f| f.udp_lost_at_app_percent,
+        0,
+    ),
+    ("host CPU stolen, %", |f| f.stolen_percent, 1),
+];
+
 fn report(outcomes: &[Outcome]) {
     for o in outcomes.iter().filter(|o| o.figures.is_none()) {
         match &o.mbps {
@@ -479,61 +592,9 @@ fn report(outcomes: &[Outcome]) {
         print!(" {name:>22}");
     }
     println!();
-    type Pick = fn(&Figures) -> Option<f64>;
-    let rows: [(&str, Pick, usize); 17] = [
-        ("TCP 1 stream, Mbit/s", |f| f.tcp1_mbps, 0),
-        ("  kB per write, receiving end", |f| f.tcp1_kb_per_write, 1),
-        ("TCP 4 streams, Mbit/s", |f| f.tcp4_mbps, 0),
-        ("UDP < 1 % loss, Mbit/s", |f| f.udp_mbps, 0),
-        ("  with 4 MiB socket buffers", |f| f.udp_big_buffer_mbps, 0),
-        ("  sent with GSO, read with GRO", |f| f.udp_gso_mbps, 0),
-        ("CPU s per GB at 200 Mbit/s", |f| f.cpu_s_per_gb, 2),
-        ("ping idle, ms", |f| f.ping_idle_ms, 3),
-        ("ping under TCP load, ms", |f| f.ping_load_ms, 3),
-        (
-            "RSS idle left, MB",
-            |f| f.idle_rss_kb.map(|r| r.0 as f64 / 1024.0),
-            2,
-        ),
-        (
-            "RSS idle right, MB",
-            |f| f.idle_rss_kb.map(|r| r.1 as f64 / 1024.0),
-            2,
-        ),
-        (
-            "  of it anonymous, left",
-            |f| f.idle_anon_kb.map(|r| r.0 as f64 / 1024.0),
-            2,
-        ),
-        (
-            "  of it anonymous, right",
-            |f| f.idle_anon_kb.map(|r| r.1 as f64 / 1024.0),
-            2,
-        ),
-        (
-            "RSS peak left, MB",
-            |f| f.peak_rss_kb.map(|r| r.0 as f64 / 1024.0),
-            1,
-        ),
-        (
-            "RSS peak right, MB",
-            |f| f.peak_rss_kb.map(|r| r.1 as f64 / 1024.0),
-            1,
-        ),
-        (
-            "RSS idle again 25 s later, left",
-            |f| f.idle_again_rss_kb.map(|r| r.0 as f64 / 1024.0),
-            2,
-        ),
-        (
-            "RSS idle again 25 s later, right",
-            |f| f.idle_again_rss_kb.map(|r| r.1 as f64 / 1024.0),
-            2,
-        ),
-    ];
     // Idle RSS to 10 kB: the target for it is 4.5 MB, and one decimal could not tell
     // 4.46 from 4.54.
-    for (label, pick, digits) in rows {
+    for (label, pick, digits) in ROWS {
         print!("{label:<30}");
         for (_, f) in &tunnels {
             let cell = match pick(f) {
