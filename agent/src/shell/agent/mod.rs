@@ -218,6 +218,7 @@ impl<'a> Agent<'a> {
         let (relay_tx, relay_rx) = relay::races();
         let notify = Notifier::from_env();
         let now = clock::now();
+        let tun_drops = netlink.tun_queue_drops().ok();
         Ok(Agent {
             ex,
             config,
@@ -253,7 +254,7 @@ impl<'a> Agent<'a> {
             notify,
             ready: false,
             wall_clock: clock::WallClockWatch::new(),
-            chores: Chores::start(clock_floor, now),
+            chores: Chores::start(clock_floor, tun_drops, now),
             record: record::Record::new(now, clock::unix_now()),
         })
     }
@@ -543,7 +544,13 @@ impl<'a> Agent<'a> {
             self.notify.watchdog();
             self.next_watchdog = self.notify.watchdog_interval().map(|i| due.max(now) + i);
         }
-        self.chores.run(&self.node, now);
+        let netlink = &self.netlink;
+        let read_tun_drops = || {
+            (netlink.tun_queue_drops())
+                .inspect_err(|e| log::debug!("reading the TUN's drop counter: {e}"))
+                .ok()
+        };
+        self.chores.run(&self.node, read_tun_drops, now);
         if self.shed_at.is_some_and(|due| now >= due) {
             self.shed_at = None;
             self.shed();
