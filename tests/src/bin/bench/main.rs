@@ -508,47 +508,36 @@ const ROWS: [Row; 17] = [
     ("CPU s per GB at 200 Mbit/s", |f| f.cpu_s_per_gb, 2),
     ("ping idle, ms", |f| f.ping_idle_ms, 3),
     ("ping under TCP load, ms", |f| f.ping_load_ms, 3),
-    (
-        "RSS idle left, MB",
-        |f| f.idle_rss_kb.map(|r| r.0 as f64 / 1024.0),
-        2,
-    ),
-    (
-        "RSS idle right, MB",
-        |f| f.idle_rss_kb.map(|r| r.1 as f64 / 1024.0),
-        2,
-    ),
+    ("RSS idle left, MB", |f| f.idle_rss_kb.map(|r| mb(r.0)), 2),
+    ("RSS idle right, MB", |f| f.idle_rss_kb.map(|r| mb(r.1)), 2),
     (
         "  of it anonymous, left",
-        |f| f.idle_anon_kb.map(|r| r.0 as f64 / 1024.0),
+        |f| f.idle_anon_kb.map(|r| mb(r.0)),
         2,
     ),
     (
         "  of it anonymous, right",
-        |f| f.idle_anon_kb.map(|r| r.1 as f64 / 1024.0),
+        |f| f.idle_anon_kb.map(|r| mb(r.1)),
         2,
     ),
-    (
-        "RSS peak left, MB",
-        |f| f.peak_rss_kb.map(|r| r.0 as f64 / 1024.0),
-        1,
-    ),
-    (
-        "RSS peak right, MB",
-        |f| f.peak_rss_kb.map(|r| r.1 as f64 / 1024.0),
-        1,
-    ),
+    ("RSS peak left, MB", |f| f.peak_rss_kb.map(|r| mb(r.0)), 1),
+    ("RSS peak right, MB", |f| f.peak_rss_kb.map(|r| mb(r.1)), 1),
     (
         "RSS idle again 25 s later, left",
-        |f| f.idle_again_rss_kb.map(|r| r.0 as f64 / 1024.0),
+        |f| f.idle_again_rss_kb.map(|r| mb(r.0)),
         2,
     ),
     (
         "RSS idle again 25 s later, right",
-        |f| f.idle_again_rss_kb.map(|r| r.1 as f64 / 1024.0),
+        |f| f.idle_again_rss_kb.map(|r| mb(r.1)),
         2,
     ),
 ];
+
+/// Kilobytes (as /proc gives them) in megabytes.
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
 
 /// Shares, not speeds: summarised over `--runs` without ratios.
 const SHARES: [Row; 2] = [
