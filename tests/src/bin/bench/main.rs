@@ -16,7 +16,8 @@
 //! with NAME among veth-tcp, veth-udp, edgewire, edgewire-static, wireguard-go,
 //! boringtun-cli. edgewire-static is the static musl build (`$EDGEWIRE_STATIC_BIN`).
 //! `--runs N` repeats the whole run N times and ends with every figure's and every
-//! ratio's min / median / max (`runs.rs`; ratios within one run).
+//! ratio's min / median / max (`runs.rs`; ratios within one run), the bare veth's UDP and
+//! each tunnel's share of it included.
 //! `--udp-at 400,600` measures instead only the loss of UDP at those fixed rates (Mbit/s),
 //! each for the full `--seconds` (over the bare veth too), with both ends' CPU seconds
 //! per GB carried and the datagrams the receiving end wrote per write call (its TUN
@@ -122,6 +123,7 @@ fn main() {
             };
             outcomes.push(outcome);
         }
+        share_of_bare_veth(&mut outcomes);
         match UDP_AT.get() {
             // Their lines are printed as they come; only what could not run is left to say.
             Some(_) => (outcomes.iter())
@@ -141,6 +143,34 @@ fn main() {
             })
             .collect();
         runs::print_summary(&tunnels, &ROWS, &SHARES);
+        let veth: Vec<f64> = (all_runs.iter().flatten())
+            .filter(|o| o.name == "veth-udp")
+            .filter_map(|o| o.mbps.as_ref().ok().copied())
+            .collect();
+        if !veth.is_empty() {
+            let label = "bare veth UDP < 1 % loss, Mbit/s";
+            let cell = runs::cell(runs::spread(veth), runs as usize, 0);
+            println!("{label:<34} {cell:>30}");
+        }
+    }
+}
+
+/// The bare veth's UDP in this run, if it was measured.
+fn bare_veth_udp(outcomes: &[Outcome]) -> Option<f64> {
+    (outcomes.iter())
+        .find(|o| o.name == "veth-udp")
+        .and_then(|o| o.mbps.as_ref().ok().copied())
+        .filter(|mbps| *mbps > 0.0)
+}
+
+/// Each tunnel's UDP as a share of the bare veth's in the same run: a ratio to a ceiling
+/// measured an hour later would mix two hosts' loads.
+fn share_of_bare_veth(outcomes: &mut [Outcome]) {
+    let Some(ceiling) = bare_veth_udp(outcomes) else {
+        return;
+    };
+    for f in outcomes.iter_mut().filter_map(|o| o.figures.as_mut()) {
+        f.udp_of_bare_veth_percent = f.udp_mbps.map(|u| u * 100.0 / ceiling);
     }
 }
 
@@ -540,10 +570,15 @@ fn mb(kb: u64) -> f64 {
 }
 
 /// Shares, not speeds: summarised over `--runs` without ratios.
-const SHARES: [Row; 2] = [
+const SHARES: [Row; 3] = [
     (
         "UDP loss at the app's socket %",
         |f| f.udp_lost_at_app_percent,
+        0,
+    ),
+    (
+        "UDP as % of the bare veth's",
+        |f| f.udp_of_bare_veth_percent,
         0,
     ),
     ("host CPU stolen, %", |f| f.stolen_percent, 1),
@@ -560,10 +595,7 @@ fn report(outcomes: &[Outcome]) {
             Err(e) => println!("{:<15} failed: {e}", o.name),
         }
     }
-    let veth_udp = (outcomes.iter())
-        .find(|o| o.name == "veth-udp")
-        .and_then(|o| o.mbps.as_ref().ok().copied())
-        .filter(|mbps| *mbps > 0.0);
+    let veth_udp = bare_veth_udp(outcomes);
     let tunnels: Vec<(&str, &Figures)> = outcomes
         .iter()
         .filter_map(|o| Some((o.name, o.figures.as_ref()?)))
@@ -601,32 +633,19 @@ fn report(outcomes: &[Outcome]) {
         }
         println!();
     }
-    // A share, not a speed: no ratio to wireguard-go's.
-    print!("{:<30}", "UDP loss at the app's socket %");
-    for (_, f) in &tunnels {
-        let cell = f
-            .udp_lost_at_app_percent
-            .map_or("-".into(), |p| format!("{p:.0}"));
-        print!(" {cell:>22}");
-    }
-    println!();
-    if let Some(ceiling) = veth_udp {
-        // Also a share: of what the machine carried with no tunnel by the same search.
-        print!("{:<30}", "UDP as % of the bare veth's");
+    // Shares, not speeds: no ratio to wireguard-go's. The share of the bare veth's is
+    // there only when the veth was measured in this run.
+    for (label, pick, digits) in SHARES {
+        if tunnels.iter().all(|(_, f)| pick(f).is_none()) {
+            continue;
+        }
+        print!("{label:<30}");
         for (_, f) in &tunnels {
-            let cell = f
-                .udp_mbps
-                .map_or("-".into(), |u| format!("{:.0}", u * 100.0 / ceiling));
+            let cell = pick(f).map_or("-".into(), |v| format!("{v:.digits$}"));
             print!(" {cell:>22}");
         }
         println!();
     }
-    print!("{:<30}", "host CPU stolen, %");
-    for (_, f) in &tunnels {
-        let cell = f.stolen_percent.map_or("-".into(), |p| format!("{p:.1}"));
-        print!(" {cell:>22}");
-    }
-    println!();
     println!();
     for o in outcomes.iter().filter(|o| o.figures.is_some()) {
         println!("{:<15} data path: {}", o.name, o.data_path);
@@ -662,4 +681,49 @@ fn report(outcomes: &[Outcome]) {
          columns measured under very different shares are not comparable; a UDP search's \
          probe under more than 10 % is void and run again, up to three times)"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(name: &'static str, mbps: Result<f64, String>, udp: Option<f64>) -> Outcome {
+        Outcome {
+            name,
+            mbps,
+            figures: udp.map(|u| Figures {
+                udp_mbps: Some(u),
+                ..Figures::default()
+            }),
+            data_path: String::new(),
+        }
+    }
+
+    fn shares(outcomes: &[Outcome]) -> Vec<Option<f64>> {
+        (outcomes.iter())
+            .filter_map(|o| Some(o.figures.as_ref()?.udp_of_bare_veth_percent))
+            .collect()
+    }
+
+    #[test]
+    fn a_tunnels_udp_is_a_share_of_the_bare_veths_in_the_same_run_only() {
+        let mut run = vec![
+            outcome("veth-udp", Ok(2000.0), None),
+            outcome("edgewire", Ok(0.0), Some(1500.0)),
+            outcome("wireguard-go", Ok(0.0), Some(400.0)),
+        ];
+        share_of_bare_veth(&mut run);
+        assert_eq!(shares(&run), vec![Some(75.0), Some(20.0)]);
+        // No veth in the run, or its search failed: no share, not one against zero.
+        for veth in [
+            None,
+            Some(Err("no rate under 1 %".to_string())),
+            Some(Ok(0.0)),
+        ] {
+            let mut run = vec![outcome("edgewire", Ok(0.0), Some(1500.0))];
+            run.extend(veth.map(|mbps| outcome("veth-udp", mbps, None)));
+            share_of_bare_veth(&mut run);
+            assert_eq!(shares(&run), vec![None]);
+        }
+    }
 }

@@ -47,6 +47,10 @@ pub struct Figures {
     /// The same search with UDP sent in runs with GSO and received in trains with GRO,
     /// as QUIC stacks do (`gso.rs`), default buffers.
     pub udp_gso_mbps: Option<f64>,
+    /// `udp_mbps` as a per cent of what the same search found over the bare veth in the
+    /// same run (`veth-udp`), where only the two iperf3s share the cores: how much of the
+    /// machine's UDP the tunnel leaves. Set by the run once the veth was measured.
+    pub udp_of_bare_veth_percent: Option<f64>,
     pub cpu_s_per_gb: Option<f64>,
     pub ping_idle_ms: Option<f64>,
     pub ping_load_ms: Option<f64>,
