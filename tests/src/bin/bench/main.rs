@@ -143,10 +143,7 @@ fn main() {
             })
             .collect();
         runs::print_summary(&tunnels, &ROWS, &SHARES);
-        let veth: Vec<f64> = (all_runs.iter().flatten())
-            .filter(|o| o.name == "veth-udp")
-            .filter_map(|o| o.mbps.as_ref().ok().copied())
-            .collect();
+        let veth: Vec<f64> = all_runs.iter().filter_map(|o| bare_veth_udp(o)).collect();
         if !veth.is_empty() {
             let label = "bare veth UDP < 1 % loss, Mbit/s";
             let cell = runs::cell(runs::spread(veth), runs as usize, 0);
