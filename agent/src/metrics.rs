@@ -343,7 +343,8 @@ fn tail(m: &mut Metrics, r: &Report, x: &Extra<'_>) {
         "edgewire_dropped_packets_total",
         "counter",
         "Packets and datagrams dropped, by reason (tun_queue_full: sent by applications \
-         faster than the agent encrypts them).",
+         faster than the agent encrypts them; queue_delay: received faster than it decrypts \
+         them, dropped to keep the queue short).",
     );
     let d = &r.drops;
     for (reason, n) in [
@@ -352,6 +353,7 @@ fn tail(m: &mut Metrics, r: &Report, x: &Extra<'_>) {
         ("refused", d.refused),
         ("handshake_flood", d.shed_handshakes),
         ("bad_batch", d.bad_batch),
+        ("queue_delay", d.queue_delay),
     ] {
         m.sample("edgewire_dropped_packets_total", &[("reason", reason)], n);
     }
@@ -456,6 +458,7 @@ mod tests {
             drops: DropReport {
                 no_route: 4,
                 tun_queue_full: Some(3000),
+                queue_delay: 211,
                 ..DropReport::default()
             },
             data_path: Some(DataPath {
@@ -531,6 +534,7 @@ mod tests {
             "edgewire_manifest_poll_failures_total{kind=\"timeout\"} 2",
             "edgewire_dropped_packets_total{reason=\"no_route\"} 4",
             "edgewire_dropped_packets_total{reason=\"tun_queue_full\"} 3000",
+            "edgewire_dropped_packets_total{reason=\"queue_delay\"} 211",
             "process_start_time_seconds 1764400000",
             "process_resident_memory_bytes 4194304",
             "edgewire_build_info{version=\"0.1.0\",",

@@ -188,6 +188,10 @@ pub struct DropReport {
     /// super-packet), and datagrams larger than a receive slot.
     #[serde(default)]
     pub bad_batch: u64,
+    /// Data datagrams dropped because a queue stood in front of the agent: it decrypted
+    /// slower than they came, and each had waited over 5 ms (CoDel; see codel.rs).
+    #[serde(default)]
+    pub queue_delay: u64,
     /// Packets applications sent to the TUN while its queue was full: faster than the
     /// agent encrypts them (the interface's `tx_dropped`). `None` when the kernel did
     /// not say, or from an older agent.
@@ -204,6 +208,10 @@ impl DropReport {
             (self.refused, "refused"),
             (self.shed_handshakes, "handshake flood"),
             (self.bad_batch, "bad batch"),
+            (
+                self.queue_delay,
+                "queue delay (came faster than the agent decrypts)",
+            ),
             (
                 self.tun_queue_full.unwrap_or(0),
                 "TUN queue full (sent faster than the agent encrypts)",
@@ -479,6 +487,7 @@ mod tests {
             drops: DropReport {
                 no_route: 4,
                 tun_queue_full: Some(3000),
+                queue_delay: 211,
                 ..DropReport::default()
             },
             ..Report::default()
@@ -498,7 +507,8 @@ mod tests {
             "data path: UDP send sendmmsg, receive GRO; TUN offload on (TCP only)",
             "handshake: 3 min 20 s ago",
             "keepalive: every 25 s",
-            "dropped:   4 no route, 3000 TUN queue full (sent faster than the agent encrypts)",
+            "dropped:   4 no route, 211 queue delay (came faster than the agent decrypts), \
+             3000 TUN queue full (sent faster than the agent encrypts)",
         ] {
             assert!(text.contains(want), "{want:?} in\n{text}");
         }

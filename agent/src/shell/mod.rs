@@ -5,6 +5,7 @@ mod agent;
 mod clock;
 mod clockfloor;
 pub(crate) mod clocktrust;
+mod codel;
 mod control_socket;
 mod fdstore;
 mod give_way;

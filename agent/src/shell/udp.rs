@@ -68,6 +68,12 @@ impl Udp {
         use std::os::fd::AsRawFd;
         let fd = self.socket.get_ref().as_raw_fd();
         self.gro = udp_batch::enable_gro(fd);
+        if !udp_batch::enable_timestamps(fd) {
+            log::info!(
+                "the kernel does not stamp datagrams' arrival (SO_TIMESTAMP): a queue that \
+                 builds up in front of the agent is not kept short"
+            );
+        }
         self.recv = Some(if self.gro {
             RecvBatch::new(GRO_SLOTS, GRO_SLOT)
         } else {
@@ -124,8 +130,9 @@ impl Udp {
         }
     }
 
-    /// The datagrams of the last `recv_batch`, GRO trains split, senders canonical.
-    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
+    /// The datagrams of the last `recv_batch`, GRO trains split, senders canonical, each
+    /// with how long it waited in the socket.
+    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8], Duration)> + '_ {
         self.recv.iter().flat_map(|b| b.datagrams())
     }
 

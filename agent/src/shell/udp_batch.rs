@@ -8,6 +8,9 @@
 //! in software and sends it): the sender steps down once, GSO → `sendmmsg` → one
 //! `sendto` per datagram, and says so once in the log.
 //!
+//! Each received message also carries the time the kernel took it in (`SO_TIMESTAMP`),
+//! so the loop knows how long it waited in the socket (codel.rs).
+//!
 //! Why our own module and not quinn-udp: quinn-udp is well kept, but it brings ECN, IP
 //! packet info, Windows and macOS paths and its own `Transmit`/`RecvMeta` types, and
 //! receives into one `IoSliceMut` per message that the caller must size; what the agent
@@ -19,6 +22,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::pages::Pages;
 
@@ -29,8 +33,18 @@ const UDP_GRO: libc::c_int = 104;
 const MAX_SEGMENTS: usize = 64;
 /// Bytes in one GSO message: an IP datagram's payload must fit in 64 KiB.
 const MAX_GSO_BYTES: usize = 65_000;
-/// Room for one control message of one int (GRO's segment size, GSO's u16), aligned.
-const CMSG_ROOM: usize = 32;
+/// `SO_TIMESTAMP_OLD` (x86, arm and arm64 alike; every kernel the agent runs on, and
+/// qemu-user passes it through, which the agent's slow-device lab runs need): the
+/// arrival time as a `timeval` of two `long`s, 64-bit or 32-bit with the architecture,
+/// told apart by the message's length. Only a wait is read from it, so a 32-bit second
+/// count that wrapped in 2038 still gives the right difference (`waited`).
+const SO_TIMESTAMP_OLD: libc::c_int = 29;
+/// Room for the control messages of one message, aligned: GRO's segment size (one int)
+/// and the arrival time (up to 16 bytes) on receive, GSO's u16 on send.
+const CMSG_ROOM: usize = 64;
+/// A wait longer than this is a step of the wall clock between the kernel's stamp and
+/// the loop's reading, not a queue: no socket buffer holds a second of traffic.
+const LONGEST_WAIT: Duration = Duration::from_secs(1);
 
 /// How many datagrams a send system call may carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +69,12 @@ impl Level {
 /// Asks the kernel to coalesce received trains (UDP GRO, Linux 5.0). False when refused.
 pub fn enable_gro(fd: RawFd) -> bool {
     setsockopt_int(fd, libc::SOL_UDP, UDP_GRO, 1)
+}
+
+/// Asks the kernel to stamp each datagram's arrival. False when refused: waits are then
+/// unknown, and nothing is dropped for them.
+pub fn enable_timestamps(fd: RawFd) -> bool {
+    setsockopt_int(fd, libc::SOL_SOCKET, SO_TIMESTAMP_OLD, 1)
 }
 
 /// Whether the kernel knows UDP GSO (Linux 4.18): reading the option fails without it.
@@ -100,8 +120,9 @@ pub struct RecvBatch {
     cmsgs: Vec<[u64; CMSG_ROOM / 8]>,
     iovs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
-    /// Per message of the last call: its length and GRO segment size (0: one datagram).
-    got: Vec<(usize, usize)>,
+    /// Per message of the last call: its length, GRO segment size (0: one datagram) and
+    /// how long it waited in the socket (zero when the kernel did not stamp it).
+    got: Vec<(usize, usize, Duration)>,
     /// Messages the kernel cut short (bigger than a slot), dropped since the agent began.
     pub truncated: u64,
 }
@@ -166,6 +187,7 @@ impl RecvBatch {
             return Err(io::Error::last_os_error());
         }
         self.got.clear();
+        let taken = SystemTime::now();
         for i in 0..n as usize {
             let hdr = &self.msgs[i].msg_hdr;
             if hdr.msg_flags & libc::MSG_TRUNC != 0 {
@@ -174,25 +196,30 @@ impl RecvBatch {
                     "dropped a UDP datagram bigger than the {}-byte slot",
                     self.slot
                 );
-                self.got.push((0, 0));
+                self.got.push((0, 0, Duration::ZERO));
                 continue;
             }
+            let controls = controls(hdr);
+            let waited = (controls.arrived)
+                .and_then(|at| waited(taken, at))
+                .unwrap_or_default();
             self.got
-                .push((self.msgs[i].msg_len as usize, gro_segment(hdr)));
+                .push((self.msgs[i].msg_len as usize, controls.segment, waited));
         }
         Ok(n as usize)
     }
 
-    /// The datagrams of the last `recv`, trains split at their segment size, in order.
-    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
+    /// The datagrams of the last `recv`, trains split at their segment size, in order,
+    /// each with how long it waited in the socket.
+    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddr, &[u8], Duration)> + '_ {
         self.got
             .iter()
             .enumerate()
-            .filter(|(_, (len, _))| *len > 0)
-            .filter_map(|(i, &(len, segment))| {
+            .filter(|(_, (len, _, _))| *len > 0)
+            .filter_map(|(i, &(len, segment, waited))| {
                 let from = decode_addr(&self.names[i])?;
                 let bytes = &self.arena[i * self.slot..i * self.slot + len];
-                Some(split_train(bytes, segment).map(move |d| (from, d)))
+                Some(split_train(bytes, segment).map(move |d| (from, d, waited)))
             })
             .flatten()
     }
@@ -209,21 +236,68 @@ pub fn split_train(bytes: &[u8], segment: usize) -> std::slice::Chunks<'_, u8> {
     bytes.chunks(size)
 }
 
-/// The segment size of a coalesced train, from its `UDP_GRO` control message; 0 if none.
-fn gro_segment(hdr: &libc::msghdr) -> usize {
+/// What a received message's control messages said.
+struct Controls {
+    /// A coalesced train's segment size (`UDP_GRO`); 0 if none.
+    segment: usize,
+    /// When the kernel took it in (`SO_TIMESTAMP_OLD`), as (seconds, microseconds) since
+    /// the epoch, if it said.
+    arrived: Option<(i64, i64)>,
+}
+
+/// How long before `taken` a datagram stamped `arrived` came in; none for a stamp after
+/// it or over `LONGEST_WAIT` before (the wall clock stepped). Seconds are compared
+/// modulo 2^32, as a 32-bit `timeval` holds them.
+fn waited(taken: SystemTime, (secs, micros): (i64, i64)) -> Option<Duration> {
+    let now = taken.duration_since(UNIX_EPOCH).ok()?;
+    let whole = (now.as_secs() as u32).wrapping_sub(secs as u32);
+    if whole > LONGEST_WAIT.as_secs() as u32 + 1 {
+        return None;
+    }
+    let stamp =
+        Duration::from_secs(u64::from(whole)) + Duration::from_micros(now.subsec_micros().into());
+    stamp
+        .checked_sub(Duration::from_micros(micros.clamp(0, 999_999) as u64))
+        .filter(|w| *w <= LONGEST_WAIT)
+}
+
+fn controls(hdr: &libc::msghdr) -> Controls {
+    let mut found = Controls {
+        segment: 0,
+        arrived: None,
+    };
     // SAFETY: the CMSG_* walk stays inside msg_control/msg_controllen, which the kernel
-    // filled; the data of a UDP_GRO message is one int.
+    // filled; the data of a UDP_GRO message is one int, of a timestamp two longs (their
+    // size read from the message's length).
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
         while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
-                let data = libc::CMSG_DATA(cmsg) as *const libc::c_int;
-                return std::ptr::read_unaligned(data).max(0) as usize;
+            let data = libc::CMSG_DATA(cmsg);
+            match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                (libc::SOL_UDP, UDP_GRO) => {
+                    let segment = std::ptr::read_unaligned(data as *const libc::c_int);
+                    found.segment = segment.max(0) as usize;
+                }
+                (libc::SOL_SOCKET, SO_TIMESTAMP_OLD) => {
+                    let len = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
+                    found.arrived = match len {
+                        16 => {
+                            let [s, us] = std::ptr::read_unaligned(data as *const [i64; 2]);
+                            Some((s, us))
+                        }
+                        8 => {
+                            let [s, us] = std::ptr::read_unaligned(data as *const [i32; 2]);
+                            Some((s.into(), us.into()))
+                        }
+                        _ => None,
+                    };
+                }
+                _ => {}
             }
             cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
         }
     }
-    0
+    found
 }
 
 /// Sends batches of datagrams; keeps the level the kernel accepted.

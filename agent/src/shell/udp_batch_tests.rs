@@ -20,7 +20,7 @@ fn drain(rx: &UdpSocket, batch: &mut RecvBatch, want: usize) -> Vec<(SocketAddr,
     let mut got = Vec::new();
     while got.len() < want && Instant::now() < deadline {
         match batch.recv(rx.as_raw_fd()) {
-            Ok(_) => got.extend(batch.datagrams().map(|(f, d)| (f, d.to_vec()))),
+            Ok(_) => got.extend(batch.datagrams().map(|(f, d, _)| (f, d.to_vec()))),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(1))
             }
@@ -185,4 +185,66 @@ fn a_kernel_that_refuses_gso_gets_the_train_by_sendmmsg_and_keeps_that_level() {
     let got = drain(&rx, &mut batch, datagrams.len());
     assert_eq!(got.len(), datagrams.len());
     assert!(got.iter().zip(&datagrams).all(|((_, g), (_, d))| g == d));
+}
+
+/// The wait the loop's queue control reads (codel.rs): as long as the datagram lay in
+/// the socket, with GRO trains and without, and zero when the kernel was not asked.
+#[test]
+fn each_datagram_says_how_long_it_waited_in_the_socket() {
+    // Long enough to tell from a scheduling hiccup, short of LONGEST_WAIT.
+    const LAY: Duration = Duration::from_millis(30);
+    for (stamped, gro) in [(true, true), (true, false), (false, true)] {
+        let (tx, rx) = pair();
+        assert!(
+            !stamped || enable_timestamps(rx.as_raw_fd()),
+            "Linux 5.1+ stamps"
+        );
+        assert!(!gro || enable_gro(rx.as_raw_fd()));
+        let to = rx.local_addr().unwrap();
+        let mut sender = SendBatch::new(Level::Gso);
+        let datagrams = train(to);
+        let sent_at = Instant::now();
+        let mut sent = 0;
+        while sent < datagrams.len() {
+            sent += sender
+                .send(tx.as_raw_fd(), false, &datagrams[sent..])
+                .unwrap();
+        }
+        // What is measured is this wait: the datagrams lie in the socket meanwhile.
+        std::thread::sleep(LAY);
+        let mut batch = RecvBatch::new(64, 65_536);
+        batch.recv(rx.as_raw_fd()).unwrap();
+        let lain = sent_at.elapsed();
+        let waits: Vec<Duration> = batch.datagrams().map(|(_, _, w)| w).collect();
+        assert_eq!(waits.len(), datagrams.len(), "stamped {stamped}, gro {gro}");
+        for wait in waits {
+            if stamped {
+                assert!(
+                    wait >= LAY && wait <= lain,
+                    "{wait:?}, lain {lain:?}, gro {gro}"
+                );
+            } else {
+                assert_eq!(wait, Duration::ZERO);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_wait_is_read_from_a_32_bit_stamp_after_its_seconds_wrapped_and_never_backwards() {
+    let taken = UNIX_EPOCH + Duration::from_secs(1 << 32) + Duration::from_millis(500);
+    let wrapped = (0, 400_000);
+    assert_eq!(waited(taken, wrapped), Some(Duration::from_millis(100)));
+    let whole = ((1i64 << 32) - 1, 900_000);
+    assert_eq!(waited(taken, whole), Some(Duration::from_millis(600)));
+    assert_eq!(
+        waited(taken, (0, 600_000)),
+        None,
+        "a stamp after the reading"
+    );
+    assert_eq!(
+        waited(taken, (-5, 0)),
+        None,
+        "a wall clock stepped back 5 s"
+    );
 }

@@ -29,6 +29,7 @@ use crate::status::ManifestInfo;
 
 use super::clock;
 use super::clockfloor::ClockFloor;
+use super::codel::{self, Codel};
 use super::control_socket::ControlSocket;
 use super::give_way::GiveWay;
 use super::intake::Intake;
@@ -110,6 +111,8 @@ pub struct Agent<'a> {
     /// Lets the applications that stream into the TUN run on (see wake_policy.rs).
     wake_policy: WakePolicy,
     udp: Udp,
+    /// Drops data that waited too long in the UDP socket's queue (codel.rs).
+    codel: Codel,
     /// Datagrams the core produced, sent together at the end of the turn.
     udp_out: Vec<(std::net::SocketAddr, Vec<u8>)>,
     netlink: Netlink,
@@ -228,6 +231,7 @@ impl<'a> Agent<'a> {
             give_way: GiveWay::new(),
             wake_policy: WakePolicy::new(),
             udp,
+            codel: Codel::new(),
             udp_out: Vec::with_capacity(SEND_BATCH),
             netlink,
             status,
@@ -512,9 +516,18 @@ impl<'a> Agent<'a> {
         while packets < PACKET_BUDGET {
             match self.udp.recv_batch() {
                 Ok(_) => {
-                    for (from, datagram) in self.udp.datagrams() {
-                        self.node.handle_udp(from, datagram, now);
+                    let taken = clock::now();
+                    for (from, datagram, waited) in self.udp.datagrams() {
                         packets += 1;
+                        // Before it costs a decryption (codel.rs).
+                        if codel::droppable(datagram) && self.codel.should_drop(taken, waited) {
+                            log::debug!(
+                                "dropped a data datagram from {from} that waited {waited:?}: \
+                                 a queue stands in front of the agent"
+                            );
+                            continue;
+                        }
+                        self.node.handle_udp(from, datagram, now);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

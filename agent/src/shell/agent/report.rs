@@ -138,6 +138,7 @@ impl super::Agent<'_> {
                 cookie_replies: drops.cookie_replies,
                 shed_handshakes: drops.shed,
                 bad_batch: self.tun_batch.bad_frames + self.udp.truncated(),
+                queue_delay: self.codel.dropped,
                 tun_queue_full: self
                     .netlink
                     .tun_queue_drops()
