@@ -62,7 +62,7 @@ impl Codel {
             }
             let due = self.drop_next.is_some_and(|next| now >= next);
             if due {
-                self.count += 1;
+                self.count = self.count.saturating_add(1);
                 self.drop_next = self.drop_next.map(|next| next + control_law(self.count));
                 self.dropped += 1;
             }
