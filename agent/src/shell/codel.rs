@@ -8,9 +8,11 @@
 //! when a packet is lost, which a 4 MiB buffer does late. Measured with the agent slowed
 //! to a small board's pace (the aarch64 build under qemu-user, both ends, in the
 //! benchmark's namespaces; a CUBIC iperf3 for 10 s with a ping every 50 ms beside): the
-//! receiving agent's socket held 1.9-3.7 MB and pings took 85-91 ms on average (up to
-//! 147 ms); with this, 19-25 ms (up to 58), at the same throughput (233-295 Mbit/s
-//! against 245-280), three rounds each.
+//! receiving agent's socket held 1.9-3.7 MB and pings took 62-91 ms on average (up to
+//! 147 ms); with this, 19-25 ms (up to 58), at the same throughput (median 292 Mbit/s
+//! against 294), six rounds each. The cost is to BBR senders, which do not slow down
+//! for a loss: the benchmark's BBR stream through the same slow agents, median 238
+//! Mbit/s against 287.
 //!
 //! The kernel stamps each datagram as it arrives (`SO_TIMESTAMP`), so the loop knows
 //! how long every one waited. While the wait has stayed above `TARGET` for a whole
