@@ -27,10 +27,10 @@
 use std::time::{Duration, Instant};
 
 /// The wait a queue may keep standing (RFC 8289's 5 ms).
-pub const TARGET: Duration = Duration::from_millis(5);
+const TARGET: Duration = Duration::from_millis(5);
 /// How long the wait must stay above `TARGET` before the first drop: longer than a
 /// TCP flow's round trip on the paths the agent serves, so a burst is not a queue.
-pub const INTERVAL: Duration = Duration::from_millis(100);
+const INTERVAL: Duration = Duration::from_millis(100);
 
 /// CoDel's state, fed each datagram's wait as the loop takes it.
 #[derive(Debug, Default)]
