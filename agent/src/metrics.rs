@@ -344,7 +344,8 @@ fn tail(m: &mut Metrics, r: &Report, x: &Extra<'_>) {
         "counter",
         "Packets and datagrams dropped, by reason (tun_queue_full: sent by applications \
          faster than the agent encrypts them; queue_delay: received faster than it decrypts \
-         them, dropped to keep the queue short).",
+         them, and sent_queue_delay: sent faster than it encrypts them, dropped to keep the \
+         queue short).",
     );
     let d = &r.drops;
     for (reason, n) in [
@@ -354,6 +355,7 @@ fn tail(m: &mut Metrics, r: &Report, x: &Extra<'_>) {
         ("handshake_flood", d.shed_handshakes),
         ("bad_batch", d.bad_batch),
         ("queue_delay", d.queue_delay),
+        ("sent_queue_delay", d.sent_queue_delay),
     ] {
         m.sample("edgewire_dropped_packets_total", &[("reason", reason)], n);
     }
@@ -459,6 +461,7 @@ mod tests {
                 no_route: 4,
                 tun_queue_full: Some(3000),
                 queue_delay: 211,
+                sent_queue_delay: 17,
                 ..DropReport::default()
             },
             data_path: Some(DataPath {
@@ -535,6 +538,7 @@ mod tests {
             "edgewire_dropped_packets_total{reason=\"no_route\"} 4",
             "edgewire_dropped_packets_total{reason=\"tun_queue_full\"} 3000",
             "edgewire_dropped_packets_total{reason=\"queue_delay\"} 211",
+            "edgewire_dropped_packets_total{reason=\"sent_queue_delay\"} 17",
             "process_start_time_seconds 1764400000",
             "process_resident_memory_bytes 4194304",
             "edgewire_build_info{version=\"0.1.0\",",

@@ -192,6 +192,11 @@ pub struct DropReport {
     /// slower than they came, and each had waited over 5 ms (CoDel; see codel.rs).
     #[serde(default)]
     pub queue_delay: u64,
+    /// TCP segments applications sent that were dropped because a queue stood in the
+    /// TUN in front of the agent: it encrypted slower than they came, and each had
+    /// waited over 5 ms, by the segment's own timestamp (CoDel; see sent_wait.rs).
+    #[serde(default)]
+    pub sent_queue_delay: u64,
     /// Packets applications sent to the TUN while its queue was full: faster than the
     /// agent encrypts them (the interface's `tx_dropped`). `None` when the kernel did
     /// not say, or from an older agent.
@@ -211,6 +216,10 @@ impl DropReport {
             (
                 self.queue_delay,
                 "queue delay (came faster than the agent decrypts)",
+            ),
+            (
+                self.sent_queue_delay,
+                "send queue delay (sent faster than the agent encrypts)",
             ),
             (
                 self.tun_queue_full.unwrap_or(0),
@@ -488,6 +497,7 @@ mod tests {
                 no_route: 4,
                 tun_queue_full: Some(3000),
                 queue_delay: 211,
+                sent_queue_delay: 17,
                 ..DropReport::default()
             },
             ..Report::default()
@@ -508,6 +518,7 @@ mod tests {
             "handshake: 3 min 20 s ago",
             "keepalive: every 25 s",
             "dropped:   4 no route, 211 queue delay (came faster than the agent decrypts), \
+             17 send queue delay (sent faster than the agent encrypts), \
              3000 TUN queue full (sent faster than the agent encrypts)",
         ] {
             assert!(text.contains(want), "{want:?} in\n{text}");

@@ -30,6 +30,7 @@ use crate::status::ManifestInfo;
 use super::clock;
 use super::clockfloor::ClockFloor;
 use super::codel::{self, Codel};
+use super::sent_wait::SentWaits;
 use super::control_socket::ControlSocket;
 use super::give_way::GiveWay;
 use super::intake::Intake;
@@ -113,6 +114,10 @@ pub struct Agent<'a> {
     udp: Udp,
     /// Drops data that waited too long in the UDP socket's queue (codel.rs).
     codel: Codel,
+    /// How long TCP segments waited in the TUN's queue (sent_wait.rs), and the CoDel
+    /// that drops them when they wait too long.
+    sent_waits: SentWaits,
+    sent_codel: Codel,
     /// Datagrams the core produced, sent together at the end of the turn.
     udp_out: Vec<(std::net::SocketAddr, Vec<u8>)>,
     netlink: Netlink,
@@ -232,6 +237,8 @@ impl<'a> Agent<'a> {
             wake_policy: WakePolicy::new(),
             udp,
             codel: Codel::new(),
+            sent_waits: SentWaits::new(clock::now()),
+            sent_codel: Codel::new(),
             udp_out: Vec::with_capacity(SEND_BATCH),
             netlink,
             status,
@@ -469,7 +476,19 @@ impl<'a> Agent<'a> {
             match self.tun_batch.read(&self.tun) {
                 Ok(n) => {
                     self.wake_policy.count_read();
+                    let mut first = true;
                     for packet in self.tun_batch.packets() {
+                        // One sample a read: a super-packet's segments waited alike.
+                        if std::mem::take(&mut first)
+                            && let Some(waited) = self.sent_waits.wait(packet, now)
+                            && self.sent_codel.should_drop(now, waited)
+                        {
+                            log::debug!(
+                                "dropped a TCP segment that waited {waited:?} in the TUN's \
+                                 queue: a queue stands in front of the agent"
+                            );
+                            continue;
+                        }
                         self.node.handle_tun(packet, now);
                     }
                     packets += n;
