@@ -3,7 +3,8 @@
 //! into the TUN, so the header and the packet are made from their bytes. The frame goes
 //! through the agent's `split_frame` with segment buffers of the MTU's size;
 //! `shell::tun_hostile::Reader` panics unless it comes back whole, split into segments
-//! whose IP length is their size, or refused.
+//! whose IP length is their size, or refused; its first packet is read for its TCP
+//! timestamp as the agent reads it (sent_wait.rs).
 #![no_main]
 
 use std::cell::RefCell;

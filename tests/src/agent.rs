@@ -145,6 +145,12 @@ pub struct DropStatus {
     /// Packets applications sent while the TUN's queue was full.
     #[serde(default)]
     pub tun_queue_full: Option<u64>,
+    /// Data datagrams dropped because they waited too long in the UDP socket's queue.
+    #[serde(default)]
+    pub queue_delay: u64,
+    /// TCP segments dropped because they waited too long in the TUN's queue.
+    #[serde(default)]
+    pub sent_queue_delay: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,5 +1,6 @@
-//! Keeps the queue in front of the loop short when the agent falls behind: CoDel
-//! (RFC 8289) on the datagrams it takes from its UDP socket.
+//! Keeps the queues in front of the loop short when the agent falls behind: CoDel
+//! (RFC 8289) on the datagrams it takes from its UDP socket, and on the TCP segments it
+//! reads from the TUN (their waits told by sent_wait.rs; one `Codel` for each queue).
 //!
 //! The socket's receive buffer is large (udp.rs: 4 MiB, so that a handshake flood or a
 //! burst while the loop is descheduled loses nothing). When the agent decrypts slower
@@ -32,7 +33,7 @@ const TARGET: Duration = Duration::from_millis(5);
 /// TCP flow's round trip on the paths the agent serves, so a burst is not a queue.
 const INTERVAL: Duration = Duration::from_millis(100);
 
-/// CoDel's state, fed each datagram's wait as the loop takes it.
+/// CoDel's state for one queue, fed each packet's wait as the loop takes it.
 #[derive(Debug, Default)]
 pub struct Codel {
     /// When the wait, above `TARGET` since, will have been so for an `INTERVAL`.
@@ -54,7 +55,7 @@ impl Codel {
         Codel::default()
     }
 
-    /// Whether to drop a datagram taken at `now` that waited `waited` in the queue.
+    /// Whether to drop a packet taken at `now` that waited `waited` in the queue.
     pub fn should_drop(&mut self, now: Instant, waited: Duration) -> bool {
         let ok_to_drop = self.standing(now, waited);
         if self.dropping {

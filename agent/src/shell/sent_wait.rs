@@ -110,8 +110,15 @@ impl SentWaits {
                 let pace = ticks / span.as_secs_f64() / 1000.0;
                 flow.millisecond_clock = Some((0.8..1.25).contains(&pace));
                 log::debug!(
-                    "TCP {:?}: its timestamps tick {pace:.3} times a millisecond",
-                    flow.key
+                    "TCP from port {} to port {}: its timestamps tick {pace:.3} times a \
+                     millisecond, so its waits are {}",
+                    flow.key.ports >> 16,
+                    flow.key.ports & 0xffff,
+                    if flow.millisecond_clock == Some(true) {
+                        "measured"
+                    } else {
+                        "not measured"
+                    }
                 );
             }
         }

@@ -82,7 +82,11 @@ fn stamps_that_do_not_tick_in_milliseconds_are_never_believed() {
     // A jiffies clock at 100 Hz or 250 Hz (Linux before 4.13), and microseconds (Linux's
     // usec timestamps): read as milliseconds they would look like a wait growing or
     // shrinking for ever.
-    for (name, per_second) in [("10 ms", 100u64), ("4 ms", 250), ("microseconds", 1_000_000)] {
+    for (name, per_second) in [
+        ("10 ms", 100u64),
+        ("4 ms", 250),
+        ("microseconds", 1_000_000),
+    ] {
         let start = Instant::now();
         let mut waits = SentWaits::new(start);
         for t in (0..5000).step_by(10) {
@@ -114,7 +118,10 @@ fn each_flow_is_measured_against_its_own_offset() {
     let segment = |port: u16, offset: u32, t: u64| ipv4(&tcp(port, offset + t as u32, 500));
     for t in (0..=2500).step_by(10) {
         waits.wait(&segment(22, 10, t), start + ms(t));
-        waits.wait(&ipv6(&tcp(443, 3_000_000_000 + t as u32, 500)), start + ms(t));
+        waits.wait(
+            &ipv6(&tcp(443, 3_000_000_000 + t as u32, 500)),
+            start + ms(t),
+        );
     }
     let read = start + 2625 * MS;
     assert_eq!(waits.wait(&segment(22, 10, 2600), read), Some(25 * MS));
@@ -150,8 +157,16 @@ fn the_flow_seen_least_lately_gives_way_when_the_table_is_full() {
         waits.wait(&ipv4(&tcp(port, 0, 10)), start + ms(t));
     }
     assert_eq!(waits.flows.len(), FLOWS);
-    assert!(waits.flows.iter().all(|f| f.key.ports & 0xffff != 0), "port 0 went");
-    assert!(waits.flows.iter().any(|f| f.key.ports & 0xffff == FLOWS as u32));
+    assert!(
+        waits.flows.iter().all(|f| f.key.ports & 0xffff != 0),
+        "port 0 went"
+    );
+    assert!(
+        waits
+            .flows
+            .iter()
+            .any(|f| f.key.ports & 0xffff == FLOWS as u32)
+    );
 }
 
 #[test]

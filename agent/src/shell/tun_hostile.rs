@@ -15,6 +15,7 @@
 use tun_rs::{GROTable, VIRTIO_NET_HDR_LEN, VirtioNetHdr};
 
 use super::tun_batch::{Frame, SEGMENTS, VIRTIO_NET_HDR_GSO_NONE, runs, split_frame, udp_last};
+use super::sent_wait::SentWaits;
 use super::tun_room::Room;
 
 /// What the core's buffers hold (its pool's size).
@@ -126,6 +127,8 @@ fn carried(frame: &[u8]) -> usize {
 /// The read path's split, with segment buffers of the MTU's size as the agent has them.
 pub struct Reader {
     segments: Vec<Vec<u8>>,
+    /// The agent reads each frame's first packet for its TCP timestamp (sent_wait.rs).
+    waits: SentWaits,
     sizes: Vec<usize>,
     /// Frames split, and frames refused.
     pub split: usize,
@@ -136,6 +139,7 @@ impl Reader {
     pub fn new(mtu: usize) -> Reader {
         Reader {
             segments: vec![vec![0; mtu]; SEGMENTS],
+            waits: SentWaits::new(std::time::Instant::now()),
             sizes: vec![0; SEGMENTS],
             split: 0,
             refused: 0,
@@ -144,13 +148,19 @@ impl Reader {
 
     /// Takes one frame as the TUN hands it over (virtio-net header, then the packet) and
     /// panics unless it comes back whole, or split into segments whose IP length is
-    /// their size, or refused.
+    /// their size, or refused. The first packet is read for its TCP timestamp, as the
+    /// agent does (which must not panic either).
     pub fn read(&mut self, frame: &mut [u8]) {
+        let now = std::time::Instant::now();
         match split_frame(frame, &mut self.segments, &mut self.sizes) {
-            Ok(Frame::Whole(n)) => assert_eq!(n, frame.len() - VIRTIO_NET_HDR_LEN),
+            Ok(Frame::Whole(n)) => {
+                assert_eq!(n, frame.len() - VIRTIO_NET_HDR_LEN);
+                self.waits.wait(&frame[VIRTIO_NET_HDR_LEN..], now);
+            }
             Ok(Frame::Split(n)) => {
                 self.split += 1;
                 assert!(n <= SEGMENTS, "{n} segments");
+                self.waits.wait(&self.segments[0][..self.sizes[0]], now);
                 for (segment, &size) in self.segments.iter().zip(&self.sizes).take(n) {
                     let ip = &segment[..size];
                     assert_eq!(claimed_len(ip), Some(size), "a segment's IP length");

@@ -1,0 +1,163 @@
+//! End-to-end: a device that encrypts and decrypts slower than a TCP flow through it
+//! sends keeps the queues in front of it short by dropping from them (CoDel: on the UDP
+//! socket's queue, agent/src/shell/codel.rs, and on the TUN's, sent_wait.rs), instead
+//! of letting the flow stand its whole window there. The device runs the aarch64 build
+//! under qemu-user, this machine's only way to a small board's pace (about 400 Mbit/s,
+//! against several Gbit/s for the native hub); `scripts/test` builds it before the tests
+//! (scripts/check-packaging).
+//!
+//! How short the queues get is a benchmark's figure, not asserted here (the machine is
+//! shared); the test prints the pings and asserts that real kernel TCP, through a real
+//! TUN and real sockets, is what the agent measured and dropped from.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use edgewire_lab::pingstream::{PingRecord, PingStream};
+use edgewire_lab::worlds::{HubSites, hub_and_devs};
+use edgewire_lab::*;
+
+/// Long enough for an agent under qemu-user to start and shake hands.
+const T: Duration = Duration::from_secs(60);
+/// How long each transfer runs: the agent trusts a flow's timestamps after 2 s, and
+/// CoDel drops only after a queue has stood 100 ms.
+const SECONDS: &str = "8";
+
+/// The static aarch64 build, where `scripts/build-arm` puts it.
+fn aarch64_bin() -> PathBuf {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
+    };
+    let bin = target.join("aarch64-unknown-linux-musl/release/edgewire");
+    assert!(
+        bin.is_file(),
+        "no aarch64 build at {}: build it first with scripts/build-arm \
+         aarch64-unknown-linux-musl (scripts/test does, before the tests)",
+        bin.display()
+    );
+    bin
+}
+
+/// Whether this run asks the agents for no offload (`EDGEWIRE_OFFLOAD=off`).
+fn offload_off() -> bool {
+    std::env::var("EDGEWIRE_OFFLOAD").is_ok_and(|v| v == "off")
+}
+
+/// A CUBIC iperf3 from `client` to `server` at `dst` (`reverse`: from the server), with
+/// a ping from `client` every 50 ms beside it; Mbit/s received and the pings.
+fn cubic_with_pings(client: &Host, server: &Host, dst: &str, reverse: bool) -> (f64, PingRecord) {
+    let iperf = server.spawn("iperf3-server", &["iperf3", "-s", "-1", "-B", dst]);
+    wait_for(
+        "the iperf3 server to listen",
+        Duration::from_secs(10),
+        || {
+            let out = server.exec(&["ss", "-Hltn", "sport", "=", ":5201"]);
+            (!out.stdout.trim().is_empty()).then_some(())
+        },
+    );
+    let pings = PingStream::start(client, dst, Duration::from_millis(50));
+    let mut argv = vec!["iperf3", "-c", dst, "-t", SECONDS, "-C", "cubic", "-J"];
+    if reverse {
+        argv.push("-R");
+    }
+    let out = client.exec(&argv);
+    let pings = pings.stop(Duration::from_secs(1));
+    iperf.stop();
+    let json: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("iperf3 printed no JSON ({e}): {}{}", out.stdout, out.stderr));
+    assert!(json["error"].is_null(), "iperf3: {}", json["error"]);
+    let bits = json["end"]["sum_received"]["bits_per_second"].as_f64();
+    (bits.expect("iperf3's received rate") / 1e6, pings)
+}
+
+/// The pings' round trips once the flow has run a second: "avg / max ms (n)".
+fn describe(pings: &PingRecord) -> String {
+    let from = pings.started + Duration::from_secs(1);
+    let mut rtts: Vec<Duration> = (pings.sent.iter().zip(&pings.answered))
+        .filter(|(sent, _)| **sent >= from)
+        .filter_map(|(sent, answered)| answered.map(|a| a - *sent))
+        .collect();
+    rtts.sort();
+    let Some(max) = rtts.last() else {
+        return "no ping answered".into();
+    };
+    let avg = rtts.iter().sum::<Duration>() / rtts.len() as u32;
+    format!(
+        "pings {:.1} / {:.1} ms on average / at most ({} answered)",
+        avg.as_secs_f64() * 1e3,
+        max.as_secs_f64() * 1e3,
+        rtts.len()
+    )
+}
+
+#[test]
+fn a_device_slower_than_its_flows_drops_from_its_queues_both_ways() {
+    require_root!();
+    let arm = aarch64_bin();
+    let lab = Lab::new("slow-device");
+    let world = HubSites::new(&lab, 1);
+    let (hub_host, dev_host) = (&world.hub_host, &world.devs[0]);
+    let mut hub = Agent::new(hub_host, "hub-1");
+    let mut dev = Agent::new(dev_host, "dev-a");
+    let key = NetworkKey::generate(lab.dir(), "network.key");
+    let manifest =
+        hub_and_devs(1, hub.public_key(), &[dev.public_key()]).build(&key, lab.dir(), "manifest");
+    let url = manifest.to_string_lossy();
+    hub.start(&url, &key.public);
+    // The wrapper drops the native binary `start_args` puts after it and runs the
+    // aarch64 one in its place, with the same arguments.
+    let run_arm = format!("shift; exec qemu-aarch64-static {} \"$@\"", arm.display());
+    let wrapper = ["sh", "-c", run_arm.as_str(), "sh"];
+    dev.start_args(
+        &wrapper,
+        &["--manifest-url", &url, "--manifest-pubkey", &key.public],
+    );
+    let started = Instant::now();
+    wait_for("the device under qemu to reach the hub", T, || {
+        dev_host.ping("10.42.0.1", Duration::from_secs(2)).ok()
+    });
+    let idle = dev_host.ping("10.42.0.1", T).unwrap();
+    eprintln!(
+        "device up {:?} after start; idle ping {idle:?}",
+        started.elapsed()
+    );
+
+    // An upload from the device: its TCP stands in the device's TUN queue.
+    let (mbps, pings) = cubic_with_pings(dev_host, hub_host, "10.42.0.1", false);
+    let drops = dev.status().unwrap().drops;
+    eprintln!(
+        "upload {mbps:.0} Mbit/s, {}; TCP segments dropped from the TUN's queue: {}",
+        describe(&pings),
+        drops.sent_queue_delay
+    );
+    assert!(
+        drops.sent_queue_delay > 0,
+        "the device never dropped from a standing TUN queue ({mbps:.0} Mbit/s, {}):\n{}",
+        describe(&pings),
+        dev.log()
+    );
+
+    // A download to the device: the hub's datagrams stand in the device's UDP socket.
+    // Its waits are read from the kernel's receive stamps, which the path without
+    // offload (one datagram a call) does not ask for.
+    let (mbps, pings) = cubic_with_pings(dev_host, hub_host, "10.42.0.1", true);
+    let drops = dev.status().unwrap().drops;
+    eprintln!(
+        "download {mbps:.0} Mbit/s, {}; data datagrams dropped from the UDP socket's \
+         queue: {}",
+        describe(&pings),
+        drops.queue_delay
+    );
+    if !offload_off() {
+        assert!(
+            drops.queue_delay > 0,
+            "the device never dropped from a standing UDP socket queue ({mbps:.0} \
+             Mbit/s, {}):\n{}",
+            describe(&pings),
+            dev.log()
+        );
+    }
+    assert_eq!(drops.bad_batch, 0);
+}
