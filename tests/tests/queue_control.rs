@@ -19,7 +19,7 @@ use edgewire_lab::*;
 
 /// Long enough for an agent under qemu-user to start and shake hands.
 const T: Duration = Duration::from_secs(60);
-/// How long each transfer runs: the agent trusts a flow's timestamps after 2 s, and
+/// How long each transfer runs: the agent trusts a flow's timestamps after 1 s, and
 /// CoDel drops only after a queue has stood 100 ms.
 const SECONDS: &str = "8";
 

@@ -34,8 +34,10 @@ use std::time::{Duration, Instant};
 /// by only a few milliseconds.
 const WINDOW: Duration = Duration::from_secs(30);
 /// How long a flow's stamps must keep pace with the agent's clock before its waits are
-/// believed.
-const PROVE: Duration = Duration::from_secs(2);
+/// believed: long enough that a queue changing by 100 ms meanwhile misjudges the pace by
+/// a tenth at most; short, because a new flow's slow start fills the queue unchecked
+/// until then.
+const PROVE: Duration = Duration::from_secs(1);
 /// Flows followed at once; the one seen least lately gives way to a new one.
 const FLOWS: usize = 32;
 

@@ -53,15 +53,17 @@ fn a_segment_waited_as_long_as_its_stamp_lags_the_least_lag_of_its_flow() {
     let start = Instant::now();
     let mut waits = SentWaits::new(start);
     // Every 10 ms, read as soon as sent: nothing is believed until the clock is proven.
-    for t in (0..2000).step_by(10) {
+    let proven = PROVE.as_millis() as u64;
+    for t in (0..proven).step_by(10) {
         assert_eq!(sent_at(&mut waits, start, t, t), None, "at {t} ms");
     }
-    assert_eq!(sent_at(&mut waits, start, 2000, 2000), Some(Duration::ZERO));
+    assert_eq!(sent_at(&mut waits, start, proven, proven), Some(Duration::ZERO));
     // A queue builds: each segment read 40 ms after it was stamped.
-    assert_eq!(sent_at(&mut waits, start, 2010, 2050), Some(40 * MS));
-    assert_eq!(sent_at(&mut waits, start, 2020, 2060), Some(40 * MS));
+    let t = proven + 10;
+    assert_eq!(sent_at(&mut waits, start, t, t + 40), Some(40 * MS));
+    assert_eq!(sent_at(&mut waits, start, t + 10, t + 50), Some(40 * MS));
     // And drains.
-    assert_eq!(sent_at(&mut waits, start, 2100, 2101), Some(MS));
+    assert_eq!(sent_at(&mut waits, start, t + 100, t + 101), Some(MS));
 }
 
 #[test]
