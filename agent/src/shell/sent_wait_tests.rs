@@ -57,7 +57,10 @@ fn a_segment_waited_as_long_as_its_stamp_lags_the_least_lag_of_its_flow() {
     for t in (0..proven).step_by(10) {
         assert_eq!(sent_at(&mut waits, start, t, t), None, "at {t} ms");
     }
-    assert_eq!(sent_at(&mut waits, start, proven, proven), Some(Duration::ZERO));
+    assert_eq!(
+        sent_at(&mut waits, start, proven, proven),
+        Some(Duration::ZERO)
+    );
     // A queue builds: each segment read 40 ms after it was stamped.
     let t = proven + 10;
     assert_eq!(sent_at(&mut waits, start, t, t + 40), Some(40 * MS));

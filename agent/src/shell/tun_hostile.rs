@@ -14,8 +14,8 @@
 
 use tun_rs::{GROTable, VIRTIO_NET_HDR_LEN, VirtioNetHdr};
 
-use super::tun_batch::{Frame, SEGMENTS, VIRTIO_NET_HDR_GSO_NONE, runs, split_frame, udp_last};
 use super::sent_wait::SentWaits;
+use super::tun_batch::{Frame, SEGMENTS, VIRTIO_NET_HDR_GSO_NONE, runs, split_frame, udp_last};
 use super::tun_room::Room;
 
 /// What the core's buffers hold (its pool's size).
