@@ -53,18 +53,27 @@ pub fn edgewire_bin_for(profile: &str) -> PathBuf {
     find_edgewire_bin(profile).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `$CARGO_TARGET_DIR` (read when the tests run) or the workspace's `target/`: where
+/// cargo and `scripts/build-arm` put the binaries.
+pub fn target_dir() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir), // an absolute dir replaces the base
+        None => workspace.join("target"),
+    }
+}
+
+/// Whether this run asks the agents for no batching and no offload
+/// (`EDGEWIRE_OFFLOAD=off`, `scripts/test`'s second pass).
+pub fn offload_off() -> bool {
+    std::env::var("EDGEWIRE_OFFLOAD").is_ok_and(|v| v == "off")
+}
+
 /// Like [`edgewire_bin_for`], returning what to do instead of panicking.
 pub fn find_edgewire_bin(profile: &str) -> Result<PathBuf, String> {
     let bin = match std::env::var_os("EDGEWIRE_BIN") {
         Some(bin) => PathBuf::from(bin),
-        None => {
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-            let target = match std::env::var_os("CARGO_TARGET_DIR") {
-                Some(dir) => workspace.join(dir), // an absolute dir replaces the base
-                None => workspace.join("target"),
-            };
-            target.join(profile).join("edgewire")
-        }
+        None => target_dir().join(profile).join("edgewire"),
     };
     if bin.is_file() {
         return Ok(bin);

@@ -42,8 +42,8 @@ pub mod worlds;
 
 pub use agent::{
     AGENT_IFACE, AGENT_PORT, Agent, DataPathStatus, ManifestStatus, PeerStatus, Status,
-    edgewire_bin, edgewire_bin_for, find_edgewire_bin, peak_rss_kb, run_netcheck, use_edgewire_bin,
-    use_edgewire_profile, wait_status_answers,
+    edgewire_bin, edgewire_bin_for, find_edgewire_bin, offload_off, peak_rss_kb, run_netcheck,
+    target_dir, use_edgewire_bin, use_edgewire_profile, wait_status_answers,
 };
 pub use coturn::{Coturn, CoturnAuth, CoturnConfig, udp_echo_peer};
 pub use fileserver::{FileServer, TestCa};

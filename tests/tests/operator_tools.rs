@@ -323,7 +323,7 @@ fn the_metrics_file_and_endpoint_count_the_traffic_a_ping_caused() {
     // How packets move, as `scripts/test` asks in this run (its second pass turns
     // batching and offload off); this kind of machine's kernel (6.2+) offloads UDP on a
     // TUN too.
-    let path = if std::env::var("EDGEWIRE_OFFLOAD").is_ok_and(|v| v == "off") {
+    let path = if offload_off() {
         "udp_send=\"single\",udp_receive=\"single\",tun_offload=\"off\",tun_udp_offload=\"off\""
     } else {
         "udp_send=\"gso\",udp_receive=\"gro\",tun_offload=\"on\",tun_udp_offload=\"on\""

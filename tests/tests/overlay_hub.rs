@@ -50,11 +50,6 @@ fn assert_data_path(agent: &Agent) {
     }
 }
 
-/// Whether this run asks the agents for no offload (`EDGEWIRE_OFFLOAD=off`).
-fn offload_off() -> bool {
-    std::env::var("EDGEWIRE_OFFLOAD").is_ok_and(|v| v == "off")
-}
-
 fn ping_all(from: &Host, to: &str, count: usize) {
     for _ in 0..count {
         from.ping(to, T).unwrap();

@@ -25,12 +25,7 @@ const SECONDS: &str = "8";
 
 /// The static aarch64 build, where `scripts/build-arm` puts it.
 fn aarch64_bin() -> PathBuf {
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace.join(dir),
-        None => workspace.join("target"),
-    };
-    let bin = target.join("aarch64-unknown-linux-musl/release/edgewire");
+    let bin = target_dir().join("aarch64-unknown-linux-musl/release/edgewire");
     assert!(
         bin.is_file(),
         "no aarch64 build at {}: build it first with scripts/build-arm \
@@ -38,11 +33,6 @@ fn aarch64_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-/// Whether this run asks the agents for no offload (`EDGEWIRE_OFFLOAD=off`).
-fn offload_off() -> bool {
-    std::env::var("EDGEWIRE_OFFLOAD").is_ok_and(|v| v == "off")
 }
 
 /// A CUBIC iperf3 from `client` to `server` at `dst` (`reverse`: from the server), with

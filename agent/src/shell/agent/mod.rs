@@ -476,10 +476,9 @@ impl<'a> Agent<'a> {
             match self.tun_batch.read(&self.tun) {
                 Ok(n) => {
                     self.wake_policy.count_read();
-                    let mut first = true;
-                    for packet in self.tun_batch.packets() {
+                    for (i, packet) in self.tun_batch.packets().enumerate() {
                         // One sample a read: a super-packet's segments waited alike.
-                        if std::mem::take(&mut first)
+                        if i == 0
                             && let Some(waited) = self.sent_waits.wait(packet, now)
                             && self.sent_codel.should_drop(now, waited)
                         {
