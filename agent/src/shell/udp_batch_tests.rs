@@ -187,6 +187,45 @@ fn a_kernel_that_refuses_gso_gets_the_train_by_sendmmsg_and_keeps_that_level() {
     assert!(got.iter().zip(&datagrams).all(|((_, g), (_, d))| g == d));
 }
 
+/// Waits, up to 5 s, until a datagram `rx` reads shows that it waited in the socket.
+///
+/// Linux stamps arriving packets only once a static key is on, and it turns that key on
+/// from a work queue a moment after the first socket in the system asks for stamps
+/// (`net_enable_timestamp`). A datagram that arrives before is stamped as it is read, so
+/// it looks as if it never waited. In the agent that costs nothing (a zero wait is never
+/// dropped); here it would fail the measurement, as it did once in CI under qemu.
+fn until_stamps_are_live(tx: &UdpSocket, rx: &UdpSocket) {
+    const LAY: Duration = Duration::from_millis(2);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut batch = RecvBatch::new(1, 2048);
+    loop {
+        tx.send_to(b"probe", rx.local_addr().unwrap()).unwrap();
+        std::thread::sleep(LAY);
+        let waits: Vec<Duration> = drain_waits(rx, &mut batch);
+        if waits.iter().all(|w| *w >= LAY) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the kernel never stamped on arrival: {waits:?}"
+        );
+    }
+}
+
+/// The waits of the datagram(s) `rx` holds, read once the first has arrived.
+fn drain_waits(rx: &UdpSocket, batch: &mut RecvBatch) -> Vec<Duration> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match batch.recv(rx.as_raw_fd()) {
+            Ok(_) => return batch.datagrams().map(|(_, _, w)| w).collect(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => panic!("recvmmsg: {e}"),
+        }
+    }
+}
+
 /// The wait the loop's queue control reads (codel.rs): as long as the datagram lay in
 /// the socket, with GRO trains and without, and zero when the kernel was not asked.
 #[test]
@@ -199,6 +238,9 @@ fn each_datagram_says_how_long_it_waited_in_the_socket() {
             !stamped || enable_timestamps(rx.as_raw_fd()),
             "Linux 5.1+ stamps"
         );
+        if stamped {
+            until_stamps_are_live(&tx, &rx);
+        }
         assert!(!gro || enable_gro(rx.as_raw_fd()));
         let to = rx.local_addr().unwrap();
         let mut sender = SendBatch::new(Level::Gso);
