@@ -125,15 +125,25 @@ mod tests {
 
     #[test]
     fn a_reader_woken_on_the_same_cpu_runs_before_the_writer_gives_way_and_not_before() {
-        let without = times_the_reader_ran_first(false);
-        let with = times_the_reader_ran_first(true);
-        assert!(
-            with >= TRIALS * 9 / 10,
-            "giving way, the reader ran first {with} times of {TRIALS}"
-        );
-        assert!(
-            without <= TRIALS / 2,
-            "without it the reader ran first {without} times of {TRIALS}: the test cannot tell"
+        // Other load on the CPU preempts the writer too, and then the reader runs first
+        // without any giving way: such a round cannot tell, and is measured again.
+        let mut withouts = Vec::new();
+        for _ in 0..3 {
+            let without = times_the_reader_ran_first(false);
+            withouts.push(without);
+            if without > TRIALS / 2 {
+                continue;
+            }
+            let with = times_the_reader_ran_first(true);
+            assert!(
+                with >= TRIALS * 9 / 10,
+                "giving way, the reader ran first {with} times of {TRIALS} (without: {without})"
+            );
+            return;
+        }
+        panic!(
+            "without giving way the reader ran first {withouts:?} times of {TRIALS}: the \
+             CPU is too busy for the test to tell"
         );
     }
 
