@@ -34,6 +34,8 @@ pub struct Udp {
     recv: Option<RecvBatch>,
     send: SendBatch,
     gro: bool,
+    /// Datagrams `try_recv` dropped for being bigger than its buffer.
+    truncated: u64,
 }
 
 impl Udp {
@@ -49,6 +51,12 @@ impl Udp {
             Err(e) => return Err(e),
         };
         udp.size_receive_buffer();
+        if !udp_batch::enable_timestamps(udp.raw_fd()) {
+            log::info!(
+                "the kernel does not stamp datagrams' arrival (SO_TIMESTAMP): a queue that \
+                 builds up in front of the agent is not kept short"
+            );
+        }
         Ok(udp)
     }
 
@@ -59,6 +67,7 @@ impl Udp {
             recv: None,
             send: SendBatch::new(Level::Single),
             gro: false,
+            truncated: 0,
         }
     }
 
@@ -68,12 +77,6 @@ impl Udp {
         use std::os::fd::AsRawFd;
         let fd = self.socket.get_ref().as_raw_fd();
         self.gro = udp_batch::enable_gro(fd);
-        if !udp_batch::enable_timestamps(fd) {
-            log::info!(
-                "the kernel does not stamp datagrams' arrival (SO_TIMESTAMP): a queue that \
-                 builds up in front of the agent is not kept short"
-            );
-        }
         self.recv = Some(if self.gro {
             RecvBatch::new(GRO_SLOTS, GRO_SLOT)
         } else {
@@ -108,9 +111,10 @@ impl Udp {
         self.recv.is_some()
     }
 
-    /// Datagrams dropped because they did not fit a receive slot.
+    /// Datagrams dropped because they did not fit a receive slot (or, batching off, the
+    /// receive buffer).
     pub fn truncated(&self) -> u64 {
-        self.recv.as_ref().map_or(0, |r| r.truncated)
+        self.truncated + self.recv.as_ref().map_or(0, |r| r.truncated)
     }
 
     /// Gives back the pages of the receive arena that bursts filled.
@@ -245,10 +249,22 @@ impl Udp {
         self.socket.get_ref().as_raw_fd()
     }
 
-    /// Reads one datagram without waiting; `WouldBlock` when there is none.
-    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let (n, from) = self.socket.get_ref().recv_from(buf)?;
-        Ok((n, canonical(from)))
+    /// Reads one datagram without waiting (batching off); `WouldBlock` when there is
+    /// none. Its length, sender (canonical) and how long it waited in the socket; `None`
+    /// for the length of one bigger than `buf`, which is dropped and counted.
+    pub fn try_recv(
+        &mut self,
+        buf: &mut [u8],
+    ) -> io::Result<(Option<usize>, SocketAddr, Duration)> {
+        let got = udp_batch::recv_one(self.raw_fd(), buf)?;
+        if got.0.is_none() {
+            self.truncated += 1;
+            log::debug!(
+                "dropped a UDP datagram bigger than the {}-byte buffer",
+                buf.len()
+            );
+        }
+        Ok(got)
     }
 
     /// `send_to` with an IP TTL (hop limit) for this datagram only: a punch that must
@@ -294,11 +310,6 @@ impl Udp {
         };
         self.socket.send_to(buf, to).await
     }
-}
-
-/// `::ffff:a.b.c.d` back to `a.b.c.d`, so an IPv4 peer has one address everywhere.
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 #[cfg(test)]

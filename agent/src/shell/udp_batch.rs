@@ -9,7 +9,8 @@
 //! `sendto` per datagram, and says so once in the log.
 //!
 //! Each received message also carries the time the kernel took it in (`SO_TIMESTAMP`),
-//! so the loop knows how long it waited in the socket (codel.rs).
+//! so the loop knows how long it waited in the socket (codel.rs); `recv_one` reads it
+//! for the one-datagram path too.
 //!
 //! Why our own module and not quinn-udp: quinn-udp is well kept, but it brings ECN, IP
 //! packet info, Windows and macOS paths and its own `Transmit`/`RecvMeta` types, and
@@ -223,6 +224,41 @@ impl RecvBatch {
             })
             .flatten()
     }
+}
+
+/// One `recvmsg` without waiting, into `buf`: the path without batching
+/// (`EDGEWIRE_OFFLOAD=off`). The datagram's length (`None` if it was bigger than `buf`
+/// and the kernel cut it), its sender, and how long it waited in the socket, so this
+/// path keeps its queue short as the batched one does (codel.rs).
+pub fn recv_one(fd: RawFd, buf: &mut [u8]) -> io::Result<(Option<usize>, SocketAddr, Duration)> {
+    // SAFETY: all-zero sockaddr_storage, iovec and msghdr are valid values.
+    let mut name: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut cmsgs = [0u64; CMSG_ROOM / 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let mut hdr: libc::msghdr = unsafe { zeroed() };
+    hdr.msg_name = &mut name as *mut _ as *mut libc::c_void;
+    hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = cmsgs.as_mut_ptr() as *mut libc::c_void;
+    hdr.msg_controllen = CMSG_ROOM as _;
+    // SAFETY: every pointer in `hdr` is to a local or to `buf`, all alive for the call;
+    // MSG_DONTWAIT keeps the one thread from blocking.
+    let n = unsafe { libc::recvmsg(fd, &mut hdr, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let taken = SystemTime::now();
+    let from = decode_addr(&name)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a sender of no IP family"))?;
+    let len = (hdr.msg_flags & libc::MSG_TRUNC == 0).then_some(n as usize);
+    let waited = (controls(&hdr).arrived)
+        .and_then(|at| waited(taken, at))
+        .unwrap_or_default();
+    Ok((len, from, waited))
 }
 
 /// A GRO train's datagrams: every one `segment` bytes but the last, which may be shorter.

@@ -290,3 +290,47 @@ fn a_wait_is_read_from_a_32_bit_stamp_after_its_seconds_wrapped_and_never_backwa
         "a wall clock stepped back 5 s"
     );
 }
+
+/// The path without batching reads the same wait, sender and bytes one datagram a call,
+/// and drops one bigger than its buffer instead of passing on a cut one.
+#[test]
+fn one_datagram_read_alone_says_how_long_it_waited_and_is_never_cut() {
+    const LAY: Duration = Duration::from_millis(30);
+    let (tx, rx) = pair();
+    assert!(enable_timestamps(rx.as_raw_fd()));
+    until_stamps_are_live(&tx, &rx);
+    let to = rx.local_addr().unwrap();
+    let sent_at = Instant::now();
+    tx.send_to(&[7; 1200], to).unwrap();
+    tx.send_to(&[8; 100], to).unwrap();
+    std::thread::sleep(LAY);
+    let mut buf = [0u8; 1000];
+    let (len, from, wait) = recv_one(rx.as_raw_fd(), &mut buf).unwrap();
+    assert_eq!(len, None, "1,200 bytes do not fit 1,000");
+    assert_eq!(from, tx.local_addr().unwrap());
+    assert!(wait >= LAY, "{wait:?}");
+    let (len, _, wait) = recv_one(rx.as_raw_fd(), &mut buf).unwrap();
+    let lain = sent_at.elapsed();
+    assert_eq!(len, Some(100));
+    assert_eq!(&buf[..100], &[8; 100][..]);
+    assert!(wait >= LAY && wait <= lain, "{wait:?}, lain {lain:?}");
+    let empty = recv_one(rx.as_raw_fd(), &mut buf).unwrap_err();
+    assert_eq!(empty.kind(), io::ErrorKind::WouldBlock);
+
+    let (tx, rx) = pair();
+    tx.send_to(b"unstamped", rx.local_addr().unwrap()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let got = loop {
+        match recv_one(rx.as_raw_fd(), &mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert_eq!(
+        (got.0, got.2),
+        (Some(9), Duration::ZERO),
+        "not asked, not stamped"
+    );
+}

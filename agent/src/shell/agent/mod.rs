@@ -10,9 +10,10 @@ mod relays;
 mod report;
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures_lite::{FutureExt, StreamExt};
@@ -514,9 +515,12 @@ impl<'a> Agent<'a> {
         let mut packets = 0;
         for _ in 0..BATCH {
             match self.udp.try_recv(buf) {
-                Ok((n, from)) => {
-                    self.node.handle_udp(from, &buf[..n], now);
+                Ok((len, from, waited)) => {
                     packets += 1;
+                    let Some(n) = len else { continue };
+                    if !dropped_for_queue(&mut self.codel, from, &buf[..n], waited, now) {
+                        self.node.handle_udp(from, &buf[..n], now);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // ICMP errors from earlier sends surface here; they say nothing new.
@@ -537,15 +541,9 @@ impl<'a> Agent<'a> {
                     let taken = clock::now();
                     for (from, datagram, waited) in self.udp.datagrams() {
                         packets += 1;
-                        // Before it costs a decryption (codel.rs).
-                        if codel::droppable(datagram) && self.codel.should_drop(taken, waited) {
-                            log::debug!(
-                                "dropped a data datagram from {from} that waited {waited:?}: \
-                                 a queue stands in front of the agent"
-                            );
-                            continue;
+                        if !dropped_for_queue(&mut self.codel, from, datagram, waited, taken) {
+                            self.node.handle_udp(from, datagram, now);
                         }
-                        self.node.handle_udp(from, datagram, now);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -829,4 +827,23 @@ fn signal_pipe(signals: &[i32]) -> anyhow::Result<Async<UnixStream>> {
             .context("installing the signal handlers")?;
     }
     Async::new(read).context("watching the signal pipe")
+}
+
+/// Whether CoDel drops this received datagram before it costs a decryption: data that
+/// waited in the socket while a queue stood in front of the agent (codel.rs).
+fn dropped_for_queue(
+    codel: &mut Codel,
+    from: SocketAddr,
+    datagram: &[u8],
+    waited: Duration,
+    now: Instant,
+) -> bool {
+    let drop = codel::droppable(datagram) && codel.should_drop(now, waited);
+    if drop {
+        log::debug!(
+            "dropped a data datagram from {from} that waited {waited:?}: a queue stands in \
+             front of the agent"
+        );
+    }
+    drop
 }
