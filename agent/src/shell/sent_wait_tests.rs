@@ -134,6 +134,53 @@ fn each_flow_is_measured_against_its_own_offset() {
     assert_eq!(waits.wait(&v6, read), Some(5 * MS));
 }
 
+/// Proves 10.42.0.1's clock with a flow to port 22 over the first 1.2 s.
+fn prove_the_source(waits: &mut SentWaits, start: Instant) {
+    for t in (0..=1200).step_by(10) {
+        waits.wait(&ipv4(&tcp(22, 10 + t as u32, 100)), start + ms(t));
+    }
+}
+
+#[test]
+fn a_new_flow_from_a_source_that_proved_its_clock_is_measured_from_its_first_segment() {
+    let start = Instant::now();
+    let mut waits = SentWaits::new(start);
+    prove_the_source(&mut waits, start);
+    // A new connection from the same host, its clock offset elsewhere, in slow start: its
+    // segments wait longer and longer from the first on.
+    let segment = |t: u64| ipv4(&tcp(5201, 4_000_000_000 + t as u32, 1000));
+    assert_eq!(waits.wait(&segment(1300), start + 1300 * MS), Some(ms(0)));
+    assert_eq!(waits.wait(&segment(1310), start + 1325 * MS), Some(ms(15)));
+    assert_eq!(waits.wait(&segment(1320), start + 1360 * MS), Some(ms(40)));
+    // Another host's new flow still proves its own clock first.
+    let other = |t: u64| ipv6(&tcp(5201, 77 + t as u32, 1000));
+    assert_eq!(waits.wait(&other(1300), start + 1300 * MS), None);
+    assert_eq!(waits.wait(&other(1310), start + 1350 * MS), None);
+}
+
+#[test]
+fn a_flow_that_fails_its_own_proof_disowns_its_source() {
+    let start = Instant::now();
+    let mut waits = SentWaits::new(start);
+    prove_the_source(&mut waits, start);
+    // From the same address (a NAT in front of two hosts, say) a flow whose clock ticks
+    // every 4 ms: believed at first, then disowned once its second has passed.
+    let jiffies = |t: u64| ipv4(&tcp(5201, (t / 4) as u32, 1000));
+    let mut believed = 0;
+    for t in (1300..=2400).step_by(10) {
+        let wait = waits.wait(&jiffies(t), start + ms(t));
+        if t < 2300 {
+            believed += usize::from(wait.is_some());
+        } else {
+            assert_eq!(wait, None, "at {t} ms, after its proof failed");
+        }
+    }
+    assert_eq!(believed, 100, "vouched for until its own proof");
+    // The next new flow from that address waits for a proof of its own.
+    let next = ipv4(&tcp(8080, 5, 1000));
+    assert_eq!(waits.wait(&next, start + 2500 * MS), None);
+}
+
 #[test]
 fn a_queue_that_stood_two_whole_windows_reads_as_no_wait() {
     // What the offset cannot tell apart from a sender's clock that stepped: said in the
