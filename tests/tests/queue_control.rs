@@ -62,6 +62,34 @@ fn cubic_with_pings(client: &Host, server: &Host, dst: &str, reverse: bool) -> (
     (bits.expect("iperf3's received rate") / 1e6, pings)
 }
 
+/// A UDP iperf3 from `client` to `server` at `dst` at `rate`, with a ping every 50 ms
+/// beside it; Mbit/s received and the pings.
+fn udp_with_pings(client: &Host, server: &Host, dst: &str, rate: &str) -> (f64, PingRecord) {
+    let iperf = server.spawn("iperf3-server", &["iperf3", "-s", "-1", "-B", dst]);
+    wait_for(
+        "the iperf3 server to listen",
+        Duration::from_secs(10),
+        || {
+            let out = server.exec(&["ss", "-Hltn", "sport", "=", ":5201"]);
+            (!out.stdout.trim().is_empty()).then_some(())
+        },
+    );
+    let pings = PingStream::start(client, dst, Duration::from_millis(50));
+    let argv = [
+        "iperf3", "-c", dst, "-t", SECONDS, "-u", "-b", rate, "-l", "1350", "-J",
+    ];
+    let out = client.exec(&argv);
+    let pings = pings.stop(Duration::from_secs(1));
+    iperf.stop();
+    let json: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("iperf3 printed no JSON ({e}): {}{}", out.stdout, out.stderr));
+    assert!(json["error"].is_null(), "iperf3: {}", json["error"]);
+    let sum = &json["end"]["sum"];
+    let bits = sum["bits_per_second"].as_f64().expect("iperf3's rate");
+    let lost = sum["lost_percent"].as_f64().unwrap_or(0.0);
+    (bits * (1.0 - lost / 100.0) / 1e6, pings)
+}
+
 /// The pings' round trips in the flow's first 2 s (its slow start) and after: "avg /
 /// max ms (n)" of each.
 fn describe(pings: &PingRecord) -> String {
@@ -160,6 +188,49 @@ fn a_device_slower_than_its_flows_drops_from_its_queues_both_ways() {
         "the device never dropped from a standing UDP socket queue ({mbps:.0} Mbit/s, \
          {}):\n{}",
         describe(&pings),
+        dev.log()
+    );
+
+    // An upload whose TCP carries no timestamps (Windows' default; here the device's
+    // namespace turns them off): its wait is timed by the agent's probes through the
+    // TUN's queue instead (ring_probe.rs).
+    let before = drops.sent_queue_delay;
+    let timestamps = |on: &str| {
+        let set = format!("net.ipv4.tcp_timestamps={on}");
+        assert!(dev_host.exec(&["sysctl", "-qw", &set]).success(), "{set}");
+    };
+    timestamps("0");
+    let (mbps, pings) = cubic_with_pings(dev_host, hub_host, "10.42.0.1", false);
+    timestamps("1");
+    let drops = dev.status().unwrap().drops;
+    eprintln!(
+        "upload without timestamps {mbps:.0} Mbit/s, {}; dropped from the TUN's queue: {}",
+        describe(&pings),
+        drops.sent_queue_delay - before
+    );
+    assert!(
+        drops.sent_queue_delay > before,
+        "the device's probes never timed a standing TUN queue of TCP without \
+         timestamps ({mbps:.0} Mbit/s, {}):\n{}",
+        describe(&pings),
+        dev.log()
+    );
+
+    // A UDP upload, which carries no clock either. iperf3 does not slow down for a loss,
+    // so this shows the measuring, not a shorter queue.
+    let before = drops.sent_queue_delay;
+    let (mbps, pings) = udp_with_pings(dev_host, hub_host, "10.42.0.1", "400M");
+    let drops = dev.status().unwrap().drops;
+    eprintln!(
+        "UDP upload at 400 Mbit/s: {mbps:.0} Mbit/s arrived, {}; dropped from the TUN's \
+         queue: {}",
+        describe(&pings),
+        drops.sent_queue_delay - before
+    );
+    assert!(
+        drops.sent_queue_delay >= before + 10,
+        "the device's probes never timed a standing TUN queue of UDP ({} drops):\n{}",
+        drops.sent_queue_delay - before,
         dev.log()
     );
     assert_eq!(drops.bad_batch, 0);

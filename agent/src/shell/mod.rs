@@ -22,6 +22,7 @@ mod puller;
 mod reactor_tests;
 mod relay;
 mod resolver;
+mod ring_probe;
 mod sent_wait;
 mod status_server;
 mod tun;

@@ -14,6 +14,7 @@
 
 use tun_rs::{GROTable, VIRTIO_NET_HDR_LEN, VirtioNetHdr};
 
+use super::ring_probe::{self, RingProbe};
 use super::sent_wait::SentWaits;
 use super::tun_batch::{Frame, SEGMENTS, VIRTIO_NET_HDR_GSO_NONE, runs, split_frame, udp_last};
 use super::tun_room::Room;
@@ -127,8 +128,11 @@ fn carried(frame: &[u8]) -> usize {
 /// The read path's split, with segment buffers of the MTU's size as the agent has them.
 pub struct Reader {
     segments: Vec<Vec<u8>>,
-    /// The agent reads each frame's first packet for its TCP timestamp (sent_wait.rs).
+    /// The agent reads each frame's first packet for its TCP timestamp (sent_wait.rs)
+    /// and for its own probe (ring_probe.rs; the secret all zeros, so fuzzed bytes can
+    /// reach it).
     waits: SentWaits,
+    probe: RingProbe,
     sizes: Vec<usize>,
     /// Frames split, and frames refused.
     pub split: usize,
@@ -140,6 +144,7 @@ impl Reader {
         Reader {
             segments: vec![vec![0; mtu]; SEGMENTS],
             waits: SentWaits::new(std::time::Instant::now()),
+            probe: RingProbe::detached([0; 8]),
             sizes: vec![0; SEGMENTS],
             split: 0,
             refused: 0,
@@ -148,19 +153,25 @@ impl Reader {
 
     /// Takes one frame as the TUN hands it over (virtio-net header, then the packet) and
     /// panics unless it comes back whole, or split into segments whose IP length is
-    /// their size, or refused. The first packet is read for its TCP timestamp, as the
-    /// agent does (which must not panic either).
+    /// their size, or refused. The first packet is read for a probe and its TCP
+    /// timestamp, as the agent does (which must not panic either).
     pub fn read(&mut self, frame: &mut [u8]) {
         let now = std::time::Instant::now();
         match split_frame(frame, &mut self.segments, &mut self.sizes) {
             Ok(Frame::Whole(n)) => {
                 assert_eq!(n, frame.len() - VIRTIO_NET_HDR_LEN);
-                self.waits.wait(&frame[VIRTIO_NET_HDR_LEN..], now);
+                first(
+                    &mut self.waits,
+                    &mut self.probe,
+                    &frame[VIRTIO_NET_HDR_LEN..],
+                    now,
+                );
             }
             Ok(Frame::Split(n)) => {
                 self.split += 1;
                 assert!(n <= SEGMENTS, "{n} segments");
-                self.waits.wait(&self.segments[0][..self.sizes[0]], now);
+                let packet = &self.segments[0][..self.sizes[0]];
+                first(&mut self.waits, &mut self.probe, packet, now);
                 for (segment, &size) in self.segments.iter().zip(&self.sizes).take(n) {
                     let ip = &segment[..size];
                     assert_eq!(claimed_len(ip), Some(size), "a segment's IP length");
@@ -168,6 +179,14 @@ impl Reader {
             }
             Err(_) => self.refused += 1,
         }
+    }
+}
+
+/// What the agent reads of a frame's first packet: its own probe, or the packet's wait.
+fn first(waits: &mut SentWaits, probe: &mut RingProbe, packet: &[u8], now: std::time::Instant) {
+    if !probe.take(packet, now) {
+        waits.wait(packet, now);
+        ring_probe::bulk(packet);
     }
 }
 

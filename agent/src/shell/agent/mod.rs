@@ -43,6 +43,7 @@ use super::pages::Pages;
 use super::puller::{self, Accepted, Polled, Puller};
 use super::relay::{self, Raced, Relay};
 use super::resolver::Resolver;
+use super::ring_probe::{self, RingProbe};
 use super::sent_wait::SentWaits;
 use super::status_server::{self, StatusServer};
 use super::tun;
@@ -118,6 +119,8 @@ pub struct Agent<'a> {
     /// How long TCP segments waited in the TUN's queue (sent_wait.rs), and the CoDel
     /// that drops them when they wait too long.
     sent_waits: SentWaits,
+    /// Times the TUN's queue for what has no stamps of its own (ring_probe.rs).
+    ring_probe: RingProbe,
     sent_codel: Codel,
     /// Datagrams the core produced, sent together at the end of the turn.
     udp_out: Vec<(std::net::SocketAddr, Vec<u8>)>,
@@ -228,6 +231,9 @@ impl<'a> Agent<'a> {
         let notify = Notifier::from_env();
         let now = clock::now();
         let tun_drops = netlink.tun_queue_drops().ok();
+        let mut secret = [0u8; 8];
+        rand_core::OsRng.fill_bytes(&mut secret);
+        let ring_probe = RingProbe::new(netlink.index(), secret);
         Ok(Agent {
             ex,
             config,
@@ -239,6 +245,7 @@ impl<'a> Agent<'a> {
             udp,
             codel: Codel::new(),
             sent_waits: SentWaits::new(clock::now()),
+            ring_probe,
             sent_codel: Codel::new(),
             udp_out: Vec::with_capacity(SEND_BATCH),
             netlink,
@@ -478,14 +485,19 @@ impl<'a> Agent<'a> {
                 Ok(n) => {
                     self.wake_policy.count_read();
                     for (i, packet) in self.tun_batch.packets().enumerate() {
-                        // One sample a read: a super-packet's segments waited alike.
+                        // One sample a read: a super-packet's segments waited alike. A
+                        // probe is a read of its own.
+                        if i == 0 && self.ring_probe.take(packet, now) {
+                            continue;
+                        }
                         if i == 0
-                            && let Some(waited) = self.sent_waits.wait(packet, now)
+                            && let Some(waited) =
+                                sent_wait(&mut self.sent_waits, &self.ring_probe, packet, now)
                             && self.sent_codel.should_drop(now, waited)
                         {
                             log::debug!(
-                                "dropped a TCP segment that waited {waited:?} in the TUN's \
-                                 queue: a queue stands in front of the agent"
+                                "dropped a packet that waited {waited:?} in the TUN's queue: \
+                                 a queue stands in front of the agent"
                             );
                             continue;
                         }
@@ -496,13 +508,18 @@ impl<'a> Agent<'a> {
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.ring_probe.drained(now);
+                    return packets;
+                }
                 Err(e) => {
                     log::warn!("reading {}: {e}", self.config.interface);
-                    break;
+                    return packets;
                 }
             }
         }
+        // More was queued than a turn takes: time the queue.
+        self.ring_probe.send(now);
         packets
     }
 
@@ -846,4 +863,17 @@ fn dropped_for_queue(
         );
     }
     drop
+}
+
+/// How long `packet`, read from the TUN at `now`, waited there: told by its own TCP
+/// timestamp where it has one the agent believes (sent_wait.rs), else, for bulk data, by
+/// the last probe through the queue (ring_probe.rs).
+fn sent_wait(
+    waits: &mut SentWaits,
+    probe: &RingProbe,
+    packet: &[u8],
+    now: Instant,
+) -> Option<Duration> {
+    let stamped = waits.wait(packet, now);
+    stamped.or_else(|| ring_probe::bulk(packet).then(|| probe.wait(now)).flatten())
 }

@@ -64,6 +64,11 @@ impl Netlink {
         })
     }
 
+    /// The interface's index.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
     /// Sets the MTU and the transmit queue (`TUN_QUEUE`) and brings the link up.
     pub fn set_mtu_and_up(&mut self, mtu: u16) -> anyhow::Result<()> {
         let request = Request::LinkUp {
