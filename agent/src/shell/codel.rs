@@ -1,6 +1,7 @@
 //! Keeps the queues in front of the loop short when the agent falls behind: CoDel
-//! (RFC 8289) on the datagrams it takes from its UDP socket, and on the TCP segments it
-//! reads from the TUN (their waits told by sent_wait.rs; one `Codel` for each queue).
+//! (RFC 8289) on the datagrams it takes from its UDP socket, and on the packets it reads
+//! from the TUN (their waits told by sent_wait.rs, or by ring_probe.rs; one `Codel` for
+//! each queue).
 //!
 //! The socket's receive buffer is large (udp.rs: 4 MiB, so that a handshake flood or a
 //! burst while the loop is descheduled loses nothing). When the agent decrypts slower

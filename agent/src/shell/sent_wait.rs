@@ -28,8 +28,11 @@
 //! their slow start included; each still proves itself, and one that fails disowns its
 //! address. In the lab test (tests/tests/queue_control.rs, three rounds alternating with
 //! the build before), pings in a second CUBIC upload's first 2 s took 18.8-21.3 ms on
-//! average (at most 34-41) against 32.4-43.9 (58-93), at the same throughput. Segments without the option (TCP from hosts that do not use it, UDP, ICMP)
-//! say nothing, and such traffic alone is never dropped for its queue.
+//! average (at most 34-41) against 32.4-43.9 (58-93), at the same throughput.
+//!
+//! Segments without the option (TCP from hosts that do not use it, UDP, ICMP) say
+//! nothing here; for bulk data among them, and for flows not yet proven, the agent
+//! times the queue with probes of its own (ring_probe.rs).
 
 use std::time::{Duration, Instant};
 
