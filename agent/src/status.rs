@@ -192,9 +192,10 @@ pub struct DropReport {
     /// slower than they came, and each had waited over 5 ms (CoDel; see codel.rs).
     #[serde(default)]
     pub queue_delay: u64,
-    /// TCP segments applications sent that were dropped because a queue stood in the
-    /// TUN in front of the agent: it encrypted slower than they came, and each had
-    /// waited over 5 ms, by the segment's own timestamp (CoDel; see sent_wait.rs).
+    /// Packets applications sent that were dropped because a queue stood in the TUN in
+    /// front of the agent: it encrypted slower than they came, and each had waited over
+    /// 5 ms, by a TCP segment's own timestamp or the agent's probe through the queue
+    /// (CoDel; see sent_wait.rs and ring_probe.rs).
     #[serde(default)]
     pub sent_queue_delay: u64,
     /// Packets applications sent to the TUN while its queue was full: faster than the
