@@ -38,26 +38,8 @@ fn aarch64_bin() -> PathBuf {
 /// A CUBIC iperf3 from `client` to `server` at `dst` (`reverse`: from the server), with
 /// a ping from `client` every 50 ms beside it; Mbit/s received and the pings.
 fn cubic_with_pings(client: &Host, server: &Host, dst: &str, reverse: bool) -> (f64, PingRecord) {
-    let iperf = server.spawn("iperf3-server", &["iperf3", "-s", "-1", "-B", dst]);
-    wait_for(
-        "the iperf3 server to listen",
-        Duration::from_secs(10),
-        || {
-            let out = server.exec(&["ss", "-Hltn", "sport", "=", ":5201"]);
-            (!out.stdout.trim().is_empty()).then_some(())
-        },
-    );
-    let pings = PingStream::start(client, dst, Duration::from_millis(50));
-    let mut argv = vec!["iperf3", "-c", dst, "-t", SECONDS, "-C", "cubic", "-J"];
-    if reverse {
-        argv.push("-R");
-    }
-    let out = client.exec(&argv);
-    let pings = pings.stop(Duration::from_secs(1));
-    iperf.stop();
-    let json: serde_json::Value = serde_json::from_str(&out.stdout)
-        .unwrap_or_else(|e| panic!("iperf3 printed no JSON ({e}): {}{}", out.stdout, out.stderr));
-    assert!(json["error"].is_null(), "iperf3: {}", json["error"]);
+    let direction: &[&str] = if reverse { &["-R"] } else { &[] };
+    let (json, pings) = iperf_with_pings(client, server, dst, &[&["-C", "cubic"], direction]);
     let bits = json["end"]["sum_received"]["bits_per_second"].as_f64();
     (bits.expect("iperf3's received rate") / 1e6, pings)
 }
@@ -65,6 +47,22 @@ fn cubic_with_pings(client: &Host, server: &Host, dst: &str, reverse: bool) -> (
 /// A UDP iperf3 from `client` to `server` at `dst` at `rate`, with a ping every 50 ms
 /// beside it; Mbit/s received and the pings.
 fn udp_with_pings(client: &Host, server: &Host, dst: &str, rate: &str) -> (f64, PingRecord) {
+    let udp = ["-u", "-b", rate, "-l", "1350"];
+    let (json, pings) = iperf_with_pings(client, server, dst, &[&udp]);
+    let sum = &json["end"]["sum"];
+    let bits = sum["bits_per_second"].as_f64().expect("iperf3's rate");
+    let lost = sum["lost_percent"].as_f64().unwrap_or(0.0);
+    (bits * (1.0 - lost / 100.0) / 1e6, pings)
+}
+
+/// An iperf3 for `SECONDS` from `client` to a server on `server` at `dst`, with `args`,
+/// and a ping from `client` every 50 ms beside it: iperf3's JSON report and the pings.
+fn iperf_with_pings(
+    client: &Host,
+    server: &Host,
+    dst: &str,
+    args: &[&[&str]],
+) -> (serde_json::Value, PingRecord) {
     let iperf = server.spawn("iperf3-server", &["iperf3", "-s", "-1", "-B", dst]);
     wait_for(
         "the iperf3 server to listen",
@@ -75,19 +73,15 @@ fn udp_with_pings(client: &Host, server: &Host, dst: &str, rate: &str) -> (f64, 
         },
     );
     let pings = PingStream::start(client, dst, Duration::from_millis(50));
-    let argv = [
-        "iperf3", "-c", dst, "-t", SECONDS, "-u", "-b", rate, "-l", "1350", "-J",
-    ];
+    let mut argv = vec!["iperf3", "-c", dst, "-t", SECONDS, "-J"];
+    argv.extend(args.concat());
     let out = client.exec(&argv);
     let pings = pings.stop(Duration::from_secs(1));
     iperf.stop();
     let json: serde_json::Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("iperf3 printed no JSON ({e}): {}{}", out.stdout, out.stderr));
     assert!(json["error"].is_null(), "iperf3: {}", json["error"]);
-    let sum = &json["end"]["sum"];
-    let bits = sum["bits_per_second"].as_f64().expect("iperf3's rate");
-    let lost = sum["lost_percent"].as_f64().unwrap_or(0.0);
-    (bits * (1.0 - lost / 100.0) / 1e6, pings)
+    (json, pings)
 }
 
 /// The pings' round trips in the flow's first 2 s (its slow start) and after: "avg /
