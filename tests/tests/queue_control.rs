@@ -1,7 +1,8 @@
 //! End-to-end: a device that encrypts and decrypts slower than a TCP flow through it
 //! sends keeps the queues in front of it short by dropping from them (CoDel: on the UDP
-//! socket's queue, agent/src/shell/codel.rs, and on the TUN's, sent_wait.rs), instead
-//! of letting the flow stand its whole window there. The device runs the aarch64 build
+//! socket's queue, agent/src/shell/codel.rs, and on the TUN's, timed by each segment's
+//! timestamp, sent_wait.rs, or by the agent's own probes, ring_probe.rs), instead of
+//! letting the flow stand its whole window there. The device runs the aarch64 build
 //! under qemu-user, this machine's only way to a small board's pace (about 400 Mbit/s,
 //! against several Gbit/s for the native hub); `scripts/test` builds it before the tests
 //! (scripts/check-packaging).
