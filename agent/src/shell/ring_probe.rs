@@ -53,8 +53,6 @@ pub struct RingProbe {
     last_sent: Option<Instant>,
     /// The last returned probe's wait, and when it came back.
     sample: Option<(Duration, Instant)>,
-    /// Probes that came back since the agent began.
-    pub returned: u64,
     /// Whether a failed send was logged: once is enough.
     said: bool,
 }
@@ -94,7 +92,6 @@ impl RingProbe {
             in_flight: Vec::with_capacity(IN_FLIGHT),
             last_sent: None,
             sample: None,
-            returned: 0,
             said: false,
         }
     }
@@ -146,7 +143,6 @@ impl RingProbe {
         if let Some(i) = self.in_flight.iter().position(|(n, _)| *n == number) {
             let (_, sent) = self.in_flight.remove(i);
             self.sample = Some((now.saturating_duration_since(sent), now));
-            self.returned += 1;
         }
         true
     }

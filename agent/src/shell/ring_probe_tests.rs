@@ -56,7 +56,6 @@ fn a_probe_read_back_measures_how_long_it_waited_in_the_queue() {
     // It stands for the queue until a newer probe comes back, for a second at most.
     assert_eq!(probe.wait(t0 + 1040 * MS), Some(40 * MS));
     assert_eq!(probe.wait(t0 + 1041 * MS), None);
-    assert_eq!(probe.returned, 1);
 }
 
 #[test]
