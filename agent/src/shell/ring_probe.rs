@@ -19,6 +19,17 @@
 //! `SAMPLE_LIFE`), or until the agent reads the queue empty, which shows it holds
 //! nothing. A probe the ring had no room for, or a firewall dropped, never comes
 //! back and says nothing; with no probes at all, nothing is dropped for this queue.
+//!
+//! Measured in the lab test (tests/tests/queue_control.rs: the aarch64 build under
+//! qemu-user on the device, two rounds alternating with the build before): pings beside
+//! a CUBIC upload without TCP timestamps 14.5 and 13.5 ms on average against 61.1 and
+//! 35.3, at the same throughput; in a first upload's first 2 s (its clock not yet
+//! proven) 13.1 and 12.1 against 32.8 and 33.9. Against a UDP flood that does not slow
+//! down for a loss the probes measure and CoDel drops (about 1,650 in 8 s), but pings
+//! stay at 70-120 ms: CoDel cannot shorten a queue its sender ignores. At this machine's
+//! own speed (`bench --only edgewire`, four rounds alternating) no figure moved beyond
+//! the noise: UDP under 1 % loss median 1,008 Mbit/s against 985, CPU 6.04 s per GB
+//! against 6.08.
 
 use std::io;
 use std::mem::{size_of, zeroed};
