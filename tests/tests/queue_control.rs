@@ -190,13 +190,9 @@ fn a_device_slower_than_its_flows_drops_from_its_queues_both_ways() {
     // namespace turns them off): its wait is timed by the agent's probes through the
     // TUN's queue instead (ring_probe.rs).
     let before = drops.sent_queue_delay;
-    let timestamps = |on: &str| {
-        let set = format!("net.ipv4.tcp_timestamps={on}");
-        assert!(dev_host.exec(&["sysctl", "-qw", &set]).success(), "{set}");
-    };
-    timestamps("0");
+    dev_host.sysctl("net.ipv4.tcp_timestamps", "0");
     let (mbps, pings) = cubic_with_pings(dev_host, hub_host, "10.42.0.1", false);
-    timestamps("1");
+    dev_host.sysctl("net.ipv4.tcp_timestamps", "1");
     let drops = dev.status().unwrap().drops;
     eprintln!(
         "upload without timestamps {mbps:.0} Mbit/s, {}; dropped from the TUN's queue: {}",
