@@ -190,12 +190,21 @@ impl RingProbe {
 /// packet of 1,000 bytes or more, not ICMP. Pings, DNS and keystrokes are small and are
 /// not dropped for a queue they did not build.
 pub fn bulk(packet: &[u8]) -> bool {
-    let protocol = match packet.first().map(|b| b >> 4) {
-        Some(4) => packet.get(9),
-        Some(6) => packet.get(6),
+    packet.len() >= 1000 && matches!(protocol(packet), Some(6 | 17))
+}
+
+/// Whether `packet` is bulk UDP (see `bulk`): what blue.rs may drop.
+pub fn bulk_udp(packet: &[u8]) -> bool {
+    bulk(packet) && protocol(packet) == Some(17)
+}
+
+/// The IP protocol of an IPv4 packet, or the first next header of an IPv6 one.
+fn protocol(packet: &[u8]) -> Option<u8> {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => packet.get(9).copied(),
+        Some(6) => packet.get(6).copied(),
         _ => None,
-    };
-    packet.len() >= 1000 && matches!(protocol, Some(6 | 17))
+    }
 }
 
 /// `sendmsg` of `payload` to the dummy address, out of interface `ifindex`
