@@ -26,7 +26,8 @@
 //! 35.3, at the same throughput; in a first upload's first 2 s (its clock not yet
 //! proven) 13.1 and 12.1 against 32.8 and 33.9. Against a UDP flood that does not slow
 //! down for a loss the probes measure and CoDel drops (about 1,650 in 8 s), but pings
-//! stay at 70-120 ms: CoDel cannot shorten a queue its sender ignores. At this machine's
+//! stayed at 70-120 ms: CoDel cannot shorten a queue its sender ignores (blue.rs can,
+//! from the same probes). At this machine's
 //! own speed (`bench --only edgewire`, four rounds alternating) no figure moved beyond
 //! the noise: UDP under 1 % loss median 1,008 Mbit/s against 985, CPU 6.04 s per GB
 //! against 6.08.
