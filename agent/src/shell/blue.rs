@@ -26,11 +26,11 @@
 //! 8 s); with this 18.3, 18.5 and 18.8 ms (three runs; at most 67, 79 and 69), the
 //! ring's drops 702 and 5,677 (the third not counted), at 295, 205 and 141 Mbit/s
 //! arrived against 292 and 235: the flood's own rate may be the cost, and the runs
-//! are too few and too noisy (qemu beside the hub) to say how much. Tried once each and not
-//! taken: rising four times as fast (1/16 a step, falling 1/64) held pings at 11-12 ms
-//! but carried 204 and 164 Mbit/s, dropping more than the loop needed; dropping every
-//! bulk UDP packet while the wait is over `OVERLOAD` held 20-21 ms (at most 38) at 317
-//! and 246 Mbit/s, in bursts of total loss.
+//! are too few and too noisy (qemu beside the hub) to say how much. Tried once each
+//! and not taken: rising four times as fast (1/16 a step, falling 1/64) held pings at
+//! 11-12 ms but carried 204 and 164 Mbit/s, dropping more than the loop needed;
+//! dropping every bulk UDP packet while the wait is over `OVERLOAD` held 20-21 ms (at
+//! most 38) at 317 and 246 Mbit/s, in bursts of total loss.
 
 use std::time::{Duration, Instant};
 
