@@ -26,8 +26,7 @@
 //! 35.3, at the same throughput; in a first upload's first 2 s (its clock not yet
 //! proven) 13.1 and 12.1 against 32.8 and 33.9. Against a UDP flood that does not slow
 //! down for a loss the probes measure and CoDel drops (about 1,650 in 8 s), but pings
-//! stayed at 70-120 ms: CoDel cannot shorten a queue its sender ignores (blue.rs can,
-//! from the same probes). At this machine's
+//! stay at 70-120 ms: CoDel cannot shorten a queue its sender ignores. At this machine's
 //! own speed (`bench --only edgewire`, four rounds alternating) no figure moved beyond
 //! the noise: UDP under 1 % loss median 1,008 Mbit/s against 985, CPU 6.04 s per GB
 //! against 6.08.
@@ -191,21 +190,12 @@ impl RingProbe {
 /// packet of 1,000 bytes or more, not ICMP. Pings, DNS and keystrokes are small and are
 /// not dropped for a queue they did not build.
 pub fn bulk(packet: &[u8]) -> bool {
-    packet.len() >= 1000 && matches!(protocol(packet), Some(6 | 17))
-}
-
-/// Whether `packet` is bulk UDP (see `bulk`): what blue.rs may drop.
-pub fn bulk_udp(packet: &[u8]) -> bool {
-    bulk(packet) && protocol(packet) == Some(17)
-}
-
-/// The IP protocol of an IPv4 packet, or the first next header of an IPv6 one.
-fn protocol(packet: &[u8]) -> Option<u8> {
-    match packet.first().map(|b| b >> 4) {
-        Some(4) => packet.get(9).copied(),
-        Some(6) => packet.get(6).copied(),
+    let protocol = match packet.first().map(|b| b >> 4) {
+        Some(4) => packet.get(9),
+        Some(6) => packet.get(6),
         _ => None,
-    }
+    };
+    packet.len() >= 1000 && matches!(protocol, Some(6 | 17))
 }
 
 /// `sendmsg` of `payload` to the dummy address, out of interface `ifindex`

@@ -187,7 +187,6 @@ fn first(waits: &mut SentWaits, probe: &mut RingProbe, packet: &[u8], now: std::
     if !probe.take(packet, now) {
         waits.wait(packet, now);
         ring_probe::bulk(packet);
-        ring_probe::bulk_udp(packet);
     }
 }
 
