@@ -195,7 +195,8 @@ pub struct DropReport {
     /// Packets applications sent that were dropped because a queue stood in the TUN in
     /// front of the agent: it encrypted slower than they came, and each had waited over
     /// 5 ms, by a TCP segment's own timestamp or the agent's probe through the queue
-    /// (CoDel; see sent_wait.rs and ring_probe.rs).
+    /// (CoDel; see sent_wait.rs and ring_probe.rs), or bulk UDP dropped as read once
+    /// the queue waited 20 ms or more (BLUE, blue.rs).
     #[serde(default)]
     pub sent_queue_delay: u64,
     /// Packets applications sent to the TUN while its queue was full: faster than the

@@ -207,8 +207,8 @@ fn a_device_slower_than_its_flows_drops_from_its_queues_both_ways() {
         dev.log()
     );
 
-    // A UDP upload, which carries no clock either. iperf3 does not slow down for a loss,
-    // so this shows the measuring, not a shorter queue.
+    // A UDP upload, which carries no clock either. iperf3 does not slow down for a loss:
+    // CoDel alone cannot shorten its queue, BLUE (blue.rs) drops a share of it as read.
     let before = drops.sent_queue_delay;
     let (mbps, pings) = udp_with_pings(dev_host, hub_host, "10.42.0.1", "400M");
     let drops = dev.status().unwrap().drops;

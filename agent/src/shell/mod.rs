@@ -2,6 +2,7 @@
 //! and the core, and does the I/O the core asks for (netlink, manifest reads, status).
 
 mod agent;
+mod blue;
 mod clock;
 mod clockfloor;
 pub(crate) mod clocktrust;

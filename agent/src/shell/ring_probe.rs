@@ -26,7 +26,8 @@
 //! 35.3, at the same throughput; in a first upload's first 2 s (its clock not yet
 //! proven) 13.1 and 12.1 against 32.8 and 33.9. Against a UDP flood that does not slow
 //! down for a loss the probes measure and CoDel drops (about 1,650 in 8 s), but pings
-//! stay at 70-120 ms: CoDel cannot shorten a queue its sender ignores. At this machine's
+//! stayed at 70-120 ms: CoDel cannot shorten a queue its sender ignores (blue.rs can,
+//! from the same probes). At this machine's
 //! own speed (`bench --only edgewire`, four rounds alternating) no figure moved beyond
 //! the noise: UDP under 1 % loss median 1,008 Mbit/s against 985, CPU 6.04 s per GB
 //! against 6.08.
@@ -168,8 +169,13 @@ impl RingProbe {
     /// back measured it (zero once the queue was read empty since); none without a
     /// recent one.
     pub fn wait(&self, now: Instant) -> Option<Duration> {
-        let (wait, at) = self.sample?;
-        (now.saturating_duration_since(at) <= SAMPLE_LIFE).then_some(wait)
+        self.sample(now).map(|(wait, _)| wait)
+    }
+
+    /// `wait`, with when that probe came back (or the queue was read empty).
+    pub fn sample(&self, now: Instant) -> Option<(Duration, Instant)> {
+        self.sample
+            .filter(|&(_, at)| now.saturating_duration_since(at) <= SAMPLE_LIFE)
     }
 
     /// The probe's number if `packet` is an IPv4 UDP datagram to the dummy address and
@@ -190,12 +196,21 @@ impl RingProbe {
 /// packet of 1,000 bytes or more, not ICMP. Pings, DNS and keystrokes are small and are
 /// not dropped for a queue they did not build.
 pub fn bulk(packet: &[u8]) -> bool {
-    let protocol = match packet.first().map(|b| b >> 4) {
-        Some(4) => packet.get(9),
-        Some(6) => packet.get(6),
+    packet.len() >= 1000 && matches!(protocol(packet), Some(6 | 17))
+}
+
+/// Whether `packet` is bulk UDP (see `bulk`): what blue.rs may drop.
+pub fn bulk_udp(packet: &[u8]) -> bool {
+    bulk(packet) && protocol(packet) == Some(17)
+}
+
+/// The IP protocol of an IPv4 packet, or the first next header of an IPv6 one.
+fn protocol(packet: &[u8]) -> Option<u8> {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => packet.get(9).copied(),
+        Some(6) => packet.get(6).copied(),
         _ => None,
-    };
-    packet.len() >= 1000 && matches!(protocol, Some(6 | 17))
+    }
 }
 
 /// `sendmsg` of `payload` to the dummy address, out of interface `ifindex`

@@ -119,14 +119,16 @@ fn only_a_probe_with_this_agents_secret_to_the_dummy_address_and_port_is_taken()
     assert_eq!(probe.wait(t0 + MS), None);
 }
 
+/// A zeroed IP packet of `len` bytes with `version` and `protocol` (IPv6: next header).
+fn packet(version: u8, protocol: u8, len: usize) -> Vec<u8> {
+    let mut p = vec![0u8; len];
+    p[0] = version << 4;
+    p[if version == 4 { 9 } else { 6 }] = protocol;
+    p
+}
+
 #[test]
 fn bulk_is_tcp_or_udp_of_1000_bytes_or_more() {
-    let packet = |version: u8, protocol: u8, len: usize| {
-        let mut p = vec![0u8; len];
-        p[0] = version << 4;
-        p[if version == 4 { 9 } else { 6 }] = protocol;
-        p
-    };
     assert!(bulk(&packet(4, 17, 1000)));
     assert!(bulk(&packet(4, 6, 1400)));
     assert!(bulk(&packet(6, 17, 1280)));
@@ -134,4 +136,14 @@ fn bulk_is_tcp_or_udp_of_1000_bytes_or_more() {
     assert!(!bulk(&packet(4, 1, 1400)), "a big ping");
     assert!(!bulk(&packet(6, 58, 1400)), "ICMPv6");
     assert!(!bulk(&[]));
+}
+
+#[test]
+fn bulk_udp_is_only_the_udp_of_bulk() {
+    assert!(bulk_udp(&packet(4, 17, 1400)));
+    assert!(bulk_udp(&packet(6, 17, 1280)));
+    assert!(!bulk_udp(&packet(4, 6, 1400)), "TCP answers CoDel");
+    assert!(!bulk_udp(&packet(6, 6, 1400)));
+    assert!(!bulk_udp(&packet(4, 17, 999)), "a small datagram");
+    assert!(!bulk_udp(&[0x45]));
 }

@@ -187,6 +187,7 @@ fn first(waits: &mut SentWaits, probe: &mut RingProbe, packet: &[u8], now: std::
     if !probe.take(packet, now) {
         waits.wait(packet, now);
         ring_probe::bulk(packet);
+        ring_probe::bulk_udp(packet);
     }
 }
 

@@ -28,6 +28,7 @@ use crate::fetch::{FetchConfig, Fetcher};
 use crate::keys::PrivateKey;
 use crate::status::ManifestInfo;
 
+use super::blue::Blue;
 use super::clock;
 use super::clockfloor::ClockFloor;
 use super::codel::{self, Codel};
@@ -122,6 +123,8 @@ pub struct Agent<'a> {
     /// Times the TUN's queue for what has no stamps of its own (ring_probe.rs).
     ring_probe: RingProbe,
     sent_codel: Codel,
+    /// Drops UDP that ignores `sent_codel` (blue.rs).
+    sent_blue: Blue,
     /// Datagrams the core produced, sent together at the end of the turn.
     udp_out: Vec<(std::net::SocketAddr, Vec<u8>)>,
     netlink: Netlink,
@@ -247,6 +250,7 @@ impl<'a> Agent<'a> {
             sent_waits: SentWaits::new(clock::now()),
             ring_probe,
             sent_codel: Codel::new(),
+            sent_blue: Blue::new(),
             udp_out: Vec::with_capacity(SEND_BATCH),
             netlink,
             status,
@@ -499,6 +503,11 @@ impl<'a> Agent<'a> {
                                 "dropped a packet that waited {waited:?} in the TUN's queue: \
                                  a queue stands in front of the agent"
                             );
+                            continue;
+                        }
+                        if ring_probe::bulk_udp(packet)
+                            && self.sent_blue.should_drop(now, self.ring_probe.sample(now))
+                        {
                             continue;
                         }
                         self.node.handle_tun(packet, now);

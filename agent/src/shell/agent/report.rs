@@ -139,7 +139,7 @@ impl super::Agent<'_> {
                 shed_handshakes: drops.shed,
                 bad_batch: self.tun_batch.bad_frames + self.udp.truncated(),
                 queue_delay: self.codel.dropped,
-                sent_queue_delay: self.sent_codel.dropped,
+                sent_queue_delay: self.sent_codel.dropped + self.sent_blue.dropped,
                 tun_queue_full: self
                     .netlink
                     .tun_queue_drops()

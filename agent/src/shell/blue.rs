@@ -1,0 +1,256 @@
+//! Keeps the TUN's queue short when a UDP flow sends faster than the agent encrypts and
+//! does not slow down for a loss: BLUE (Feng et al., 2002), as CAKE's COBALT pairs it
+//! with CoDel.
+//!
+//! CoDel (codel.rs) drops ever closer together, which is enough for a sender that backs
+//! off at a loss, but not for one that ignores losses (a video stream, an iperf3, a
+//! flood): its queue stands at the ring's full length whatever CoDel does. The agent
+//! can still shorten it, because reading a packet and dropping it costs far less than
+//! encrypting and sending it: dropping enough of the flow's packets as they are read
+//! lets the loop read the ring faster than the flow fills it.
+//!
+//! So the share of bulk UDP packets dropped as they are read moves with what the
+//! agent's probes time the TUN's queue at (ring_probe.rs), at most once a `STEP`:
+//! - up by `RISE` for each probe back that waited `OVERLOAD` or more; held for `LATE`
+//!   after it while the next probe is on its way;
+//! - else down by `RISE` a step: while the queue waits under `OVERLOAD`, was read
+//!   empty, or nothing measures it. Gone within 640 ms once the flood stops.
+//!
+//! The share thus settles where the loop keeps up, the queue near `OVERLOAD`. There is
+//! no band where it holds or falls slower, for a share the flow no longer needs must
+//! not stay: a sender under the agent's capacity that stalls for 20 ms now and then
+//! (four processes on two cores) raises it a little each time. A first version held
+//! the share between CoDel's target and `OVERLOAD`, and a second fell at half speed
+//! there: the held share cut `bench --only edgewire`'s row of UDP sent with GSO from
+//! 2,783 and 2,426 Mbit/s to 789 and 1,615, and the slow fall to 1,417 and 1,620
+//! against 2,667 and 2,688 (its searches lost 5-7 % at 1,680-1,730 Mbit/s, well
+//! under what the agent carries).
+//!
+//! Only UDP: TCP answers CoDel's drops, and its queue never stands this long under them.
+//! A UDP flow that does answer losses (QUIC) keeps its queue near CoDel's target too, so
+//! the share stays at zero for it but in a slow start's overshoot.
+//!
+//! Measured in the lab (the aarch64 build under qemu-user on the device, an iperf3 UDP
+//! upload at 400 Mbit/s against the 260-310 the device carries; tests/tests/
+//! queue_control.rs's UDP phase): pings beside it after its first 2 s took 80.2 and
+//! 94.1 ms on average before this (two runs), the ring full (77,396 and 117,561 of its
+//! tail drops in 8 s); with this 25.2, 25.6, 27.6 and 27.7 ms (at most 70-83), the
+//! ring's tail drops 2,604 and 4,039, at 277, 296, 308 and 283 Mbit/s arrived. Its
+//! cost is the reading of what it drops: a flood ten times what the agent carries
+//! (`bench`'s full-speed probes) arrived at 1,797 and 2,052 Mbit/s with UDP GSO against
+//! 2,320 and 2,332, and at 823 and 856 without against 915 and 940. Tried and not
+//! taken, besides the two above: rising four times as fast held 11-12 ms but carried
+//! 204 and 164 Mbit/s, dropping more than the loop needed; dropping every bulk UDP
+//! packet while the wait is over `OVERLOAD` held 20-21 ms (at most 38) at 317 and 246
+//! Mbit/s, in bursts of total loss.
+
+use std::time::{Duration, Instant};
+
+/// The queue's wait from which its sender is taken for one that ignores CoDel: four
+/// times CoDel's target, which a sender that answers losses does not keep.
+const OVERLOAD: Duration = Duration::from_millis(20);
+/// How often the share moves: the probes' pace, so each step can see a new sample.
+const STEP: Duration = Duration::from_millis(10);
+/// How long a probe that said "overloaded" holds the share, while the next probe is on
+/// its way back; after it, with no newer word, the share falls.
+const LATE: Duration = Duration::from_millis(50);
+/// How much the share moves a step, of `WHOLE`: from nothing to half in 320 ms.
+const RISE: u32 = WHOLE / 64;
+/// The share of packets dropped when all are: the unit of `share`.
+const WHOLE: u32 = 1 << 16;
+
+/// The share of bulk UDP packets dropped as they are read from the TUN.
+#[derive(Debug, Default)]
+pub struct Blue {
+    /// Of `WHOLE`.
+    share: u32,
+    /// When the share last moved or held: it moves at most once a `STEP`.
+    stepped: Option<Instant>,
+    /// When the probe came back that the share last rose for: each probe counts once.
+    rose_for: Option<Instant>,
+    /// Drops owed: each packet adds the share, and a drop pays `WHOLE`. Spreads the
+    /// drops evenly, with no randomness to seed.
+    owed: u32,
+    /// Packets dropped since the agent began.
+    pub dropped: u64,
+}
+
+impl Blue {
+    pub fn new() -> Blue {
+        Blue::default()
+    }
+
+    /// Whether to drop a bulk UDP packet read at `now`, `sample` being the last probe's
+    /// wait in the queue and when it came back (ring_probe.rs; none without one).
+    pub fn should_drop(&mut self, now: Instant, sample: Option<(Duration, Instant)>) -> bool {
+        self.step(now, sample);
+        if self.share == 0 {
+            self.owed = 0;
+            return false;
+        }
+        self.owed += self.share;
+        if self.owed < WHOLE {
+            return false;
+        }
+        self.owed -= WHOLE;
+        self.dropped += 1;
+        true
+    }
+
+    /// The share dropped now, of one.
+    #[cfg(test)]
+    fn share(&self) -> f64 {
+        f64::from(self.share) / f64::from(WHOLE)
+    }
+
+    /// Moves the share, at most once a `STEP` (see the module's doc).
+    fn step(&mut self, now: Instant, sample: Option<(Duration, Instant)>) {
+        let Some(stepped) = self.stepped else {
+            self.stepped = Some(now);
+            return;
+        };
+        let steps = now.saturating_duration_since(stepped).as_nanos() / STEP.as_nanos();
+        if steps == 0 {
+            return;
+        }
+        self.stepped = Some(now);
+        match sample {
+            Some((wait, at)) if wait >= OVERLOAD && self.rose_for.is_none_or(|r| at > r) => {
+                self.rose_for = Some(at);
+                self.share = (self.share + RISE).min(WHOLE);
+            }
+            Some((wait, at)) if wait >= OVERLOAD && now.saturating_duration_since(at) < LATE => {}
+            _ => {
+                let steps = u32::try_from(steps).unwrap_or(u32::MAX);
+                self.share = self.share.saturating_sub(steps.saturating_mul(RISE));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Feeds one packet every 0.1 ms for `span` from `from`, a probe coming back every
+    /// `every` having waited `wait` (none: no probe); how many were dropped.
+    fn feed(
+        blue: &mut Blue,
+        start: Instant,
+        (from, span): (Duration, Duration),
+        wait: Option<Duration>,
+        every: Duration,
+    ) -> usize {
+        let step = Duration::from_micros(100);
+        let mut t = from;
+        let mut dropped = 0;
+        while t < from + span {
+            let back = every * (t.as_micros() / every.as_micros()) as u32;
+            let sample = wait.map(|wait| (wait, start + back));
+            dropped += usize::from(blue.should_drop(start + t, sample));
+            t += step;
+        }
+        dropped
+    }
+
+    #[test]
+    fn a_queue_under_the_overload_drops_nothing() {
+        let mut blue = Blue::new();
+        let start = Instant::now();
+        for wait in [None, Some(Duration::ZERO), Some(4 * MS), Some(19 * MS)] {
+            let span = (Duration::ZERO, 2000 * MS);
+            assert_eq!(feed(&mut blue, start, span, wait, 10 * MS), 0);
+        }
+        assert_eq!(blue.dropped, 0);
+    }
+
+    #[test]
+    fn an_overloaded_queue_drops_a_share_that_rises_a_step_at_a_time() {
+        let mut blue = Blue::new();
+        let start = Instant::now();
+        // 320 ms: 32 steps of 1/64 each, half the packets by the end.
+        let span = (Duration::ZERO, 320 * MS);
+        let rising = feed(&mut blue, start, span, Some(30 * MS), 10 * MS);
+        assert!(
+            (blue.share() - 31.0 / 64.0).abs() < 1e-9,
+            "{}",
+            blue.share()
+        );
+        // About a quarter of the 3,200 packets, the share having risen evenly to half.
+        assert!((700..=800).contains(&rising), "{rising} dropped");
+        // At half, every other packet.
+        let span = (320 * MS, 9 * MS);
+        let half = feed(&mut blue, start, span, Some(30 * MS), 10 * MS);
+        assert!((44..=46).contains(&half), "{half} of 90 dropped");
+        assert_eq!(blue.dropped, (rising + half) as u64);
+    }
+
+    #[test]
+    fn each_probe_raises_the_share_once() {
+        let mut blue = Blue::new();
+        let start = Instant::now();
+        // A probe back every 40 ms, at 0, 40, .. 400 ms: one rise each, held between
+        // (under `LATE`), where a rise a step would have reached 40/64.
+        let span = (Duration::ZERO, 405 * MS);
+        feed(&mut blue, start, span, Some(30 * MS), 40 * MS);
+        assert!(
+            (blue.share() - 11.0 / 64.0).abs() < 1e-9,
+            "{}",
+            blue.share()
+        );
+    }
+
+    #[test]
+    fn the_share_falls_once_the_queue_waits_under_the_overload() {
+        let mut blue = Blue::new();
+        let start = Instant::now();
+        let span = (Duration::ZERO, 2000 * MS);
+        feed(&mut blue, start, span, Some(30 * MS), 10 * MS);
+        assert_eq!(blue.share(), 1.0, "all of a flood that never lets up");
+        // A wait of 10 ms, over CoDel's target but under the overload, holds nothing:
+        // a share the flood no longer needs decays as fast as it rose.
+        let span = (2000 * MS, 320 * MS);
+        feed(&mut blue, start, span, Some(10 * MS), 10 * MS);
+        assert!((blue.share() - 0.5).abs() < 0.02, "{}", blue.share());
+        // No probe: nothing says the queue is long.
+        let span = (2320 * MS, 400 * MS);
+        feed(&mut blue, start, span, None, 10 * MS);
+        assert_eq!(blue.share(), 0.0);
+        let span = (2720 * MS, 100 * MS);
+        assert_eq!(feed(&mut blue, start, span, None, 10 * MS), 0);
+    }
+
+    #[test]
+    fn a_long_wait_no_newer_probe_confirms_holds_briefly_then_falls() {
+        let mut blue = Blue::new();
+        let start = Instant::now();
+        let span = (Duration::ZERO, 320 * MS);
+        feed(&mut blue, start, span, Some(30 * MS), 10 * MS);
+        let share = blue.share();
+        // The probes stop coming back (the ring dropped them): the last one's word
+        // holds the share for `LATE`, then it falls a step each `STEP`.
+        let last = Some((30 * MS, start + 310 * MS));
+        blue.should_drop(start + 350 * MS, last);
+        assert_eq!(blue.share(), share);
+        blue.should_drop(start + 400 * MS, last);
+        assert!(
+            (share - blue.share() - 5.0 / 64.0).abs() < 1e-9,
+            "{}",
+            blue.share()
+        );
+    }
+
+    #[test]
+    fn the_share_falls_for_the_time_no_packet_came_too() {
+        let mut blue = Blue::new();
+        let start = Instant::now();
+        let span = (Duration::ZERO, 2000 * MS);
+        feed(&mut blue, start, span, Some(30 * MS), 10 * MS);
+        // The flood stopped and the ring emptied; the next UDP packet comes 1 s later.
+        let emptied = Some((Duration::ZERO, start + 2010 * MS));
+        assert!(!blue.should_drop(start + 3000 * MS, emptied));
+        assert_eq!(blue.share(), 0.0);
+    }
+}
