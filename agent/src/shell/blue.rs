@@ -31,12 +31,14 @@
 //! the share stays at zero for it but in a slow start's overshoot.
 //!
 //! Measured in the lab (the aarch64 build under qemu-user on the device, an iperf3 UDP
-//! upload at 400 Mbit/s against the 260-310 the device carries; tests/tests/
-//! queue_control.rs's UDP phase): pings beside it after its first 2 s took 80.2 and
-//! 94.1 ms on average before this (two runs), the ring full (77,396 and 117,561 of its
-//! tail drops in 8 s); with this 25.2, 25.6, 27.6 and 27.7 ms (at most 70-83), the
-//! ring's tail drops 2,604 and 4,039, at 277, 296, 308 and 283 Mbit/s arrived. Its
-//! cost is the reading of what it drops: a flood ten times what the agent carries
+//! upload at 400 Mbit/s, more than the device carries; tests/tests/queue_control.rs's
+//! UDP phase): pings beside it after its first 2 s took 80.2 and 94.1 ms on average
+//! before this (two runs), the ring full (77,396 and 117,561 of its tail drops in 8 s);
+//! with this 25.2, 25.6, 27.6, 27.7 and 27.3 ms (five runs, at most 70-86), the ring's
+//! tail drops 2,604 and 4,039 (two counted), at 277, 296, 308, 283 and 212 Mbit/s
+//! arrived against 292 and 235: as noisy as before (qemu beside the native hub).
+//!
+//! Its cost is the reading of what it drops: a flood ten times what the agent carries
 //! (`bench`'s full-speed probes) arrived at 1,797 and 2,052 Mbit/s with UDP GSO against
 //! 2,320 and 2,332, and at 823 and 856 without against 915 and 940. Tried and not
 //! taken, besides the two above: rising four times as fast held 11-12 ms but carried

@@ -27,10 +27,9 @@
 //! proven) 13.1 and 12.1 against 32.8 and 33.9. Against a UDP flood that does not slow
 //! down for a loss the probes measure and CoDel drops (about 1,650 in 8 s), but pings
 //! stayed at 70-120 ms: CoDel cannot shorten a queue its sender ignores (blue.rs can,
-//! from the same probes). At this machine's
-//! own speed (`bench --only edgewire`, four rounds alternating) no figure moved beyond
-//! the noise: UDP under 1 % loss median 1,008 Mbit/s against 985, CPU 6.04 s per GB
-//! against 6.08.
+//! from the same probes). At this machine's own speed (`bench --only edgewire`, four
+//! rounds alternating) no figure moved beyond the noise: UDP under 1 % loss median
+//! 1,008 Mbit/s against 985, CPU 6.04 s per GB against 6.08.
 
 use std::io;
 use std::mem::{size_of, zeroed};
