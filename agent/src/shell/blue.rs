@@ -135,124 +135,116 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    /// A queue the probes time at 30 ms: overloaded.
+    const LONG: Option<Duration> = Some(Duration::from_millis(30));
 
-    /// Feeds one packet every 0.1 ms for `span` from `from`, a probe coming back every
-    /// `every` having waited `wait` (none: no probe); how many were dropped.
-    fn feed(
-        blue: &mut Blue,
+    /// A `Blue` and the simulated time its packets are read at.
+    struct Sim {
+        blue: Blue,
         start: Instant,
-        (from, span): (Duration, Duration),
-        wait: Option<Duration>,
-        every: Duration,
-    ) -> usize {
-        let step = Duration::from_micros(100);
-        let mut t = from;
-        let mut dropped = 0;
-        while t < from + span {
-            let back = every * (t.as_micros() / every.as_micros()) as u32;
-            let sample = wait.map(|wait| (wait, start + back));
-            dropped += usize::from(blue.should_drop(start + t, sample));
-            t += step;
+    }
+
+    impl Sim {
+        fn new() -> Sim {
+            Sim {
+                blue: Blue::new(),
+                start: Instant::now(),
+            }
         }
-        dropped
+
+        /// A `Sim` whose queue was overloaded for its first `ms`.
+        fn flooded(ms: u32) -> Sim {
+            let mut sim = Sim::new();
+            sim.feed(0, ms, LONG, 10);
+            sim
+        }
+
+        /// Feeds one packet every 0.1 ms for `span` ms from `from` ms, a probe coming
+        /// back every `every` ms having waited `wait` (none: no probe); how many were
+        /// dropped.
+        fn feed(&mut self, from: u32, span: u32, wait: Option<Duration>, every: u32) -> usize {
+            let mut dropped = 0;
+            for tenth in from * 10..(from + span) * 10 {
+                let back = MS * (tenth / 10 / every * every);
+                let sample = wait.map(|wait| (wait, self.start + back));
+                let now = self.start + MS * tenth / 10;
+                dropped += usize::from(self.blue.should_drop(now, sample));
+            }
+            dropped
+        }
+
+        /// Asserts the share dropped now is `share`.
+        fn assert_share(&self, share: f64) {
+            let now = self.blue.share();
+            assert!((now - share).abs() < 1e-9, "share {now}, not {share}");
+        }
     }
 
     #[test]
     fn a_queue_under_the_overload_drops_nothing() {
-        let mut blue = Blue::new();
-        let start = Instant::now();
+        let mut sim = Sim::new();
         for wait in [None, Some(Duration::ZERO), Some(4 * MS), Some(19 * MS)] {
-            let span = (Duration::ZERO, 2000 * MS);
-            assert_eq!(feed(&mut blue, start, span, wait, 10 * MS), 0);
+            assert_eq!(sim.feed(0, 2000, wait, 10), 0);
         }
-        assert_eq!(blue.dropped, 0);
+        assert_eq!(sim.blue.dropped, 0);
     }
 
     #[test]
     fn an_overloaded_queue_drops_a_share_that_rises_a_step_at_a_time() {
-        let mut blue = Blue::new();
-        let start = Instant::now();
-        // 320 ms: 32 steps of 1/64 each, half the packets by the end.
-        let span = (Duration::ZERO, 320 * MS);
-        let rising = feed(&mut blue, start, span, Some(30 * MS), 10 * MS);
-        assert!(
-            (blue.share() - 31.0 / 64.0).abs() < 1e-9,
-            "{}",
-            blue.share()
-        );
+        let mut sim = Sim::new();
+        // 320 ms: 32 steps of 1/64 each (the first sets the clock), half by the end.
+        let rising = sim.feed(0, 320, LONG, 10);
+        sim.assert_share(31.0 / 64.0);
         // About a quarter of the 3,200 packets, the share having risen evenly to half.
         assert!((700..=800).contains(&rising), "{rising} dropped");
         // At half, every other packet.
-        let span = (320 * MS, 9 * MS);
-        let half = feed(&mut blue, start, span, Some(30 * MS), 10 * MS);
+        let half = sim.feed(320, 9, LONG, 10);
         assert!((44..=46).contains(&half), "{half} of 90 dropped");
-        assert_eq!(blue.dropped, (rising + half) as u64);
+        assert_eq!(sim.blue.dropped, (rising + half) as u64);
     }
 
     #[test]
     fn each_probe_raises_the_share_once() {
-        let mut blue = Blue::new();
-        let start = Instant::now();
+        let mut sim = Sim::new();
         // A probe back every 40 ms, at 0, 40, .. 400 ms: one rise each, held between
         // (under `LATE`), where a rise a step would have reached 40/64.
-        let span = (Duration::ZERO, 405 * MS);
-        feed(&mut blue, start, span, Some(30 * MS), 40 * MS);
-        assert!(
-            (blue.share() - 11.0 / 64.0).abs() < 1e-9,
-            "{}",
-            blue.share()
-        );
+        sim.feed(0, 405, LONG, 40);
+        sim.assert_share(11.0 / 64.0);
     }
 
     #[test]
     fn the_share_falls_once_the_queue_waits_under_the_overload() {
-        let mut blue = Blue::new();
-        let start = Instant::now();
-        let span = (Duration::ZERO, 2000 * MS);
-        feed(&mut blue, start, span, Some(30 * MS), 10 * MS);
-        assert_eq!(blue.share(), 1.0, "all of a flood that never lets up");
+        let mut sim = Sim::flooded(2000);
+        sim.assert_share(1.0);
         // A wait of 10 ms, over CoDel's target but under the overload, holds nothing:
         // a share the flood no longer needs decays as fast as it rose.
-        let span = (2000 * MS, 320 * MS);
-        feed(&mut blue, start, span, Some(10 * MS), 10 * MS);
-        assert!((blue.share() - 0.5).abs() < 0.02, "{}", blue.share());
+        sim.feed(2000, 320, Some(10 * MS), 10);
+        sim.assert_share(0.5);
         // No probe: nothing says the queue is long.
-        let span = (2320 * MS, 400 * MS);
-        feed(&mut blue, start, span, None, 10 * MS);
-        assert_eq!(blue.share(), 0.0);
-        let span = (2720 * MS, 100 * MS);
-        assert_eq!(feed(&mut blue, start, span, None, 10 * MS), 0);
+        sim.feed(2320, 400, None, 10);
+        sim.assert_share(0.0);
+        assert_eq!(sim.feed(2720, 100, None, 10), 0);
     }
 
     #[test]
     fn a_long_wait_no_newer_probe_confirms_holds_briefly_then_falls() {
-        let mut blue = Blue::new();
-        let start = Instant::now();
-        let span = (Duration::ZERO, 320 * MS);
-        feed(&mut blue, start, span, Some(30 * MS), 10 * MS);
-        let share = blue.share();
+        let mut sim = Sim::flooded(320);
+        let share = sim.blue.share();
         // The probes stop coming back (the ring dropped them): the last one's word
         // holds the share for `LATE`, then it falls a step each `STEP`.
-        let last = Some((30 * MS, start + 310 * MS));
-        blue.should_drop(start + 350 * MS, last);
-        assert_eq!(blue.share(), share);
-        blue.should_drop(start + 400 * MS, last);
-        assert!(
-            (share - blue.share() - 5.0 / 64.0).abs() < 1e-9,
-            "{}",
-            blue.share()
-        );
+        let last = LONG.map(|wait| (wait, sim.start + 310 * MS));
+        sim.blue.should_drop(sim.start + 350 * MS, last);
+        sim.assert_share(share);
+        sim.blue.should_drop(sim.start + 400 * MS, last);
+        sim.assert_share(share - 5.0 / 64.0);
     }
 
     #[test]
     fn the_share_falls_for_the_time_no_packet_came_too() {
-        let mut blue = Blue::new();
-        let start = Instant::now();
-        let span = (Duration::ZERO, 2000 * MS);
-        feed(&mut blue, start, span, Some(30 * MS), 10 * MS);
+        let mut sim = Sim::flooded(2000);
         // The flood stopped and the ring emptied; the next UDP packet comes 1 s later.
-        let emptied = Some((Duration::ZERO, start + 2010 * MS));
-        assert!(!blue.should_drop(start + 3000 * MS, emptied));
-        assert_eq!(blue.share(), 0.0);
+        let emptied = Some((Duration::ZERO, sim.start + 2010 * MS));
+        assert!(!sim.blue.should_drop(sim.start + 3000 * MS, emptied));
+        sim.assert_share(0.0);
     }
 }
