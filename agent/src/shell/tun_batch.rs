@@ -161,6 +161,12 @@ impl TunBatch {
         Ok(self.count)
     }
 
+    /// Whether the last `read`'s packet came whole, one to the read, not split from a
+    /// super-packet.
+    pub fn came_whole(&self) -> bool {
+        self.whole.is_some()
+    }
+
     /// The packets of the last `read`.
     pub fn packets(&self) -> impl Iterator<Item = &[u8]> {
         let header = if self.offload { VIRTIO_NET_HDR_LEN } else { 0 };

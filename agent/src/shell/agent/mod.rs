@@ -28,7 +28,7 @@ use crate::fetch::{FetchConfig, Fetcher};
 use crate::keys::PrivateKey;
 use crate::status::ManifestInfo;
 
-use super::blue::Blue;
+use super::blue::{self, Blue};
 use super::clock;
 use super::clockfloor::ClockFloor;
 use super::codel::{self, Codel};
@@ -505,7 +505,7 @@ impl<'a> Agent<'a> {
                             );
                             continue;
                         }
-                        if ring_probe::bulk_udp(packet)
+                        if blue::droppable(packet, self.tun_batch.came_whole())
                             && self.sent_blue.should_drop(now, self.ring_probe.sample(now))
                         {
                             continue;
